@@ -1,0 +1,42 @@
+# Everything a user runs. `make demo` and `make test` work from a fresh clone with only Python installed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# checkov lives in its own environment: its pins clash with the SAM CLI's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
+ARGS ?=
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: demo test lint clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(CHECKOV_STAMP): Makefile
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $(CHECKOV_STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m offline $(ARGS)
+
+test: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/python -m pytest
+
+# The template's own gates on their own (make test runs them too).
+lint: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache demo-output .aws-sam

@@ -1,0 +1,20 @@
+"""Check endpoint: one look at the endpoint; success means InService on this run's endpoint config."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kmeans_pipeline import aws
+from kmeans_pipeline.deploy import check_endpoint
+from kmeans_pipeline.models import parse_step_input
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: LambdaContext) -> dict:
+    step = parse_step_input(event, "endpoint_config_name")
+    status = check_endpoint(
+        step.config, step.endpoint_config_name, aws.client("sagemaker"), step.previous_endpoint_config_name
+    )
+    logger.info("Endpoint status", extra={"status": status.status, "endpoint_config": status.endpoint_config_name})
+    return status.to_json()

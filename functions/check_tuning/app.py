@@ -1,0 +1,18 @@
+"""Check tuning job: one look at the tuning job; the state machine decides whether to wait again."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kmeans_pipeline import aws
+from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.tuning import check_tuning
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: LambdaContext) -> dict:
+    step = parse_step_input(event, "tuning_job_name")
+    status = check_tuning(step.config, step.tuning_job_name, aws.client("sagemaker"))
+    logger.info("Tuning job status", extra={"status": status.status, "training_jobs": status.training_jobs})
+    return status.to_json()

@@ -1,0 +1,232 @@
+"""Pydantic models for the execution input and every step's input and output (JSON in camelCase).
+
+`RunRequest` is the one schema of what a user may put in an execution's input; the README documents it and
+`events/` exercises it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from kmeans_pipeline.errors import InvalidInputError
+
+# Step Functions history holds 25,000 events and a Wait -> Task -> Choice poll round adds about 9 of them.
+EVENTS_PER_POLL_ROUND = 9
+MAX_HISTORY_EVENTS = 25_000
+# What the rest of an execution needs (steps, retries, choices) is kept out of the polling budget.
+MAX_TOTAL_POLL_ROUNDS = (MAX_HISTORY_EVENTS - 1_600) // EVENTS_PER_POLL_ROUND
+# The state machine's TimeoutSeconds: the waits a run may ask for must end well before it.
+EXECUTION_TIMEOUT_SECONDS = 172_800
+MAX_TOTAL_WAIT_SECONDS = int(EXECUTION_TIMEOUT_SECONDS * 0.9)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class RunRequest(_Model):
+    """What a user may give a run from the console; every field is optional and defaults to the stack's."""
+
+    data_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Key of the raw CSV in the stack's bucket; default: the newest object under incoming/.",
+    )
+    k: int | None = Field(default=None, ge=2, le=1000, description="Number of clusters; default: the stack's DefaultK.")
+    feature_columns: list[str] | None = Field(
+        default=None, min_length=1, description="CSV columns to cluster on; default: the stack's FeatureColumns, else every column."
+    )
+    stratify_column: str | None = Field(
+        default=None, min_length=1, description="Column whose values keep their share in train and test (e.g. tranCode); default: a plain seeded random split."
+    )
+    test_fraction: float = Field(default=0.2, ge=0.05, le=0.5, description="Share of rows held out for test.")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed of the train/test split.")
+    max_training_jobs: int | None = Field(
+        default=None, ge=1, le=500, description="Training jobs the tuning job may run; default: the stack's MaxTrainingJobs."
+    )
+    max_parallel_training_jobs: int | None = Field(
+        default=None, ge=1, le=100, description="Training jobs run at once; default: the stack's MaxParallelTrainingJobs."
+    )
+    poll_seconds: int | None = Field(
+        default=None, ge=0, le=3600,
+        description="Seconds between status checks of the tuning job and the endpoint; default: the stack's DefaultPollSeconds (60).",
+    )
+    max_tuning_poll_rounds: int = Field(default=720, ge=1, description="Status checks before the run stops waiting for tuning (720 x 60 s = 12 h).")
+    max_endpoint_poll_rounds: int = Field(default=120, ge=1, description="Status checks before the run stops waiting for the endpoint (120 x 60 s = 2 h).")
+
+    @model_validator(mode="after")
+    def _check(self) -> RunRequest:
+        if self.feature_columns is not None and len(set(self.feature_columns)) != len(self.feature_columns):
+            raise ValueError("featureColumns lists a column more than once")
+        rounds = self.max_tuning_poll_rounds + 2 * self.max_endpoint_poll_rounds
+        if rounds > MAX_TOTAL_POLL_ROUNDS:
+            raise ValueError(
+                f"maxTuningPollRounds + 2 x maxEndpointPollRounds must be at most {MAX_TOTAL_POLL_ROUNDS}, "
+                f"so that the execution stays under Step Functions' 25,000 history events"
+            )
+        return self
+
+
+class S3Location(_Model):
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+class ResourceNames(_Model):
+    tuning_job: str
+    model: str
+    endpoint_config: str
+    endpoint: str
+
+
+class RunConfig(_Model):
+    """The validated run configuration every step after the first receives."""
+
+    execution_name: str
+    run_id: str
+    trigger: Literal["console", "upload", "schedule"]
+    source: S3Location
+    k: int
+    feature_columns: list[str] | None
+    stratify_column: str | None
+    test_fraction: float
+    seed: int
+    max_training_jobs: int
+    max_parallel_training_jobs: int
+    poll_seconds: int
+    max_tuning_poll_rounds: int
+    max_endpoint_poll_rounds: int
+    names: ResourceNames
+    dataset_prefix: str
+    model_prefix: str
+
+
+class SourceObject(_Model):
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str
+    size: int
+
+
+class Dataset(_Model):
+    """What the data step wrote: S3 URIs and counts, never data."""
+
+    train_uri: str
+    test_uri: str
+    train_rows: int
+    test_rows: int
+    skipped_blank_lines: int
+    feature_columns: list[str]
+    feature_dim: int
+    content_type: str
+    source: SourceObject
+
+
+class StepInput(_Model):
+    """Input of every step after the first: the run configuration plus what earlier steps produced."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    config: RunConfig
+    dataset: Dataset | None = None
+    tuning_job_name: str | None = None
+    best: BestTrainingJob | None = None
+    endpoint_config_name: str | None = None
+    previous_endpoint_config_name: str | None = None
+
+
+class TuningJobStarted(_Model):
+    tuning_job_name: str
+    tuning_job_arn: str
+    reused: bool
+
+
+class BestTrainingJob(_Model):
+    training_job_name: str
+    hyperparameters: dict[str, str]
+    test_msd: float
+    artifact_uri: str
+
+
+class TuningStatus(_Model):
+    """One look at the tuning job. `outcome` drives the state machine's Choice."""
+
+    outcome: Literal["running", "completed", "failed"]
+    status: str
+    error: str | None = None
+    cause: str | None = None
+    failure_reason: str = ""
+    training_jobs: dict[str, int]
+    budget: int
+    best_so_far: float | None = None
+    best: BestTrainingJob | None = None
+
+
+class ModelCreated(_Model):
+    model_name: str
+    endpoint_config_name: str
+    model_data_url: str
+
+
+class DeployResult(_Model):
+    action: Literal["created", "updated", "inProgress", "busy", "deletingFailed"]
+    endpoint_name: str
+    endpoint_status: str | None
+    previous_endpoint_config_name: str | None = None
+
+
+class CleanupResult(_Model):
+    kept: list[str]
+    deleted: list[str]
+
+
+class EndpointStatus(_Model):
+    outcome: Literal["running", "inService", "failed"]
+    status: str
+    endpoint_config_name: str | None
+    error: str | None = None
+    cause: str | None = None
+    failure_reason: str = ""
+
+
+StepInput.model_rebuild()
+
+
+def check_waits(poll_seconds: int, tuning_rounds: int, endpoint_rounds: int) -> None:
+    """The waits a run may ask for must end, with a clear cause, before the execution's own timeout."""
+    if poll_seconds * (tuning_rounds + 2 * endpoint_rounds) > MAX_TOTAL_WAIT_SECONDS:
+        raise InvalidInputError(
+            f"Invalid execution input: pollSeconds x (maxTuningPollRounds + 2 x maxEndpointPollRounds) must be at "
+            f"most {MAX_TOTAL_WAIT_SECONDS} s, so that the run gives up with a clear cause before the execution's "
+            f"{EXECUTION_TIMEOUT_SECONDS} s timeout"
+        )
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the field: what a user reads in the execution's cause."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "input"
+        problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def parse_step_input(event: object, *required: str) -> StepInput:
+    """The step's input, with the fields it needs (snake_case names) checked present."""
+    try:
+        step = StepInput.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInputError(f"Invalid step input: {describe_validation_error(exc)}") from exc
+    missing = [to_camel(name) for name in required if getattr(step, name) is None]
+    if missing:
+        raise InvalidInputError(f"Invalid step input: {', '.join(missing)} is required")
+    return step

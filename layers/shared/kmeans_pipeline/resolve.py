@@ -1,0 +1,114 @@
+"""Step 1: turn whatever started the execution (console, schedule, S3 upload) into one RunConfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
+from kmeans_pipeline.models import (
+    ResourceNames,
+    RunConfig,
+    RunRequest,
+    S3Location,
+    check_waits,
+    describe_validation_error,
+)
+from kmeans_pipeline.names import NAME_MAX, TUNING_JOB_NAME_MAX, run_id, run_resource_name
+from kmeans_pipeline.settings import StackSettings
+
+INCOMING_PREFIX = "incoming/"
+S3_OBJECT_CREATED = "Object Created"
+SCHEDULED_EVENT = "Scheduled Event"
+
+
+def resolve(
+    execution_input: Any,
+    execution_name: str,
+    execution_start_time: str,
+    settings: StackSettings,
+    s3: Any,
+) -> RunConfig:
+    """Validate the execution input, whichever of the three shapes it has, and fill in the stack's defaults."""
+    if execution_input is None:
+        execution_input = {}
+    if not isinstance(execution_input, dict):
+        raise InvalidInputError(f"The execution input must be a JSON object, not {type(execution_input).__name__}")
+
+    detail_type = execution_input.get("detail-type")
+    if detail_type == S3_OBJECT_CREATED:
+        trigger, request, source = "upload", RunRequest(), _source_from_s3_event(execution_input, settings)
+    elif detail_type == SCHEDULED_EVENT:
+        trigger, request, source = "schedule", RunRequest(), None
+    elif detail_type is not None:
+        raise InvalidInputError(f"Unsupported EventBridge event {detail_type!r}: expected S3 Object Created or a schedule")
+    else:
+        trigger = "console"
+        try:
+            request = RunRequest.model_validate(execution_input)
+        except ValidationError as exc:
+            raise InvalidInputError(f"Invalid execution input: {describe_validation_error(exc)}") from exc
+        source = S3Location(bucket=settings.data_bucket, key=request.data_key) if request.data_key else None
+
+    if source is None:
+        source = S3Location(bucket=settings.data_bucket, key=newest_incoming_key(s3, settings.data_bucket))
+
+    poll_seconds = settings.default_poll_seconds if request.poll_seconds is None else request.poll_seconds
+    check_waits(poll_seconds, request.max_tuning_poll_rounds, request.max_endpoint_poll_rounds)
+    max_jobs = request.max_training_jobs or settings.max_training_jobs
+    max_parallel = min(request.max_parallel_training_jobs or settings.max_parallel_training_jobs, max_jobs)
+    rid = run_id(execution_name, execution_start_time)
+    tuning_name = run_resource_name(settings.name_prefix, rid, TUNING_JOB_NAME_MAX)
+    run_name = run_resource_name(settings.name_prefix, rid, NAME_MAX)
+    return RunConfig(
+        execution_name=execution_name,
+        run_id=rid,
+        trigger=trigger,
+        source=source,
+        k=request.k or settings.default_k,
+        feature_columns=request.feature_columns or (list(settings.feature_columns) or None),
+        stratify_column=request.stratify_column,
+        test_fraction=request.test_fraction,
+        seed=request.seed,
+        max_training_jobs=max_jobs,
+        max_parallel_training_jobs=max_parallel,
+        poll_seconds=poll_seconds,
+        max_tuning_poll_rounds=request.max_tuning_poll_rounds,
+        max_endpoint_poll_rounds=request.max_endpoint_poll_rounds,
+        names=ResourceNames(
+            tuning_job=tuning_name, model=run_name, endpoint_config=run_name, endpoint=settings.endpoint_name
+        ),
+        dataset_prefix=f"datasets/{rid}/",
+        model_prefix=f"models/{rid}/",
+    )
+
+
+def _source_from_s3_event(event: dict, settings: StackSettings) -> S3Location:
+    detail = event.get("detail") or {}
+    bucket = (detail.get("bucket") or {}).get("name")
+    key = (detail.get("object") or {}).get("key")
+    if not bucket or not key:
+        raise InvalidInputError("The S3 Object Created event has no detail.bucket.name or detail.object.key")
+    if bucket != settings.data_bucket:
+        raise InvalidInputError(f"The upload is in bucket {bucket!r}, not this stack's bucket {settings.data_bucket!r}")
+    if key.endswith("/"):
+        raise InvalidInputError(f"s3://{bucket}/{key} is a folder marker, not a data file: nothing to train on")
+    # Train on exactly the version that was uploaded, even if another upload replaces it meanwhile.
+    return S3Location(bucket=bucket, key=key, version_id=detail["object"].get("version-id"))
+
+
+def newest_incoming_key(s3: Any, bucket: str) -> str:
+    """The most recently uploaded object under incoming/ (what a scheduled run retrains on)."""
+    newest = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INCOMING_PREFIX):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/"):  # folder markers made by the console
+                continue
+            if newest is None or obj["LastModified"] > newest["LastModified"]:
+                newest = obj
+    if newest is None:
+        raise SourceObjectError(
+            f"No data to train on: s3://{bucket}/{INCOMING_PREFIX} is empty. Upload a CSV there or give dataKey."
+        )
+    return newest["Key"]

@@ -1,0 +1,79 @@
+"""The stack's configuration, read once per invocation from the environment the template sets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kmeans_pipeline.errors import InvalidInputError
+
+
+class StackSettings(BaseModel):
+    """Environment variables every step function gets from `template.yaml` Globals."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name_prefix: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,18}$")
+    endpoint_name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    data_bucket: str = Field(min_length=3)
+    kms_key_arn: str = Field(min_length=1)
+    sagemaker_role_arn: str = Field(pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/")
+    kmeans_image_uri: str = Field(pattern=r"/kmeans:1$")
+    training_instance_type: str = "ml.m5.xlarge"
+    hosting_instance_type: str = "ml.m5.large"
+    default_k: int = Field(default=8, ge=2, le=1000)
+    max_training_jobs: int = Field(default=10, ge=1, le=500)
+    max_parallel_training_jobs: int = Field(default=2, ge=1, le=100)
+    feature_columns: tuple[str, ...] = ()
+    # The data step writes both channels to its ephemeral storage (10 GiB) before uploading them.
+    max_input_megabytes: int = Field(default=8192, ge=1, le=8192)
+    # Superseded models and endpoint configs kept after a deploy (besides the ones serving or deploying).
+    keep_models: int = Field(default=3, ge=1, le=100)
+    # Seconds between status checks when a run's input does not say (uploads and the schedule never do).
+    default_poll_seconds: int = Field(default=60, ge=0, le=3600)
+    resource_tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("feature_columns", mode="before")
+    @classmethod
+    def _split_columns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(c.strip() for c in value.split(",") if c.strip())
+        return value
+
+    @field_validator("resource_tags", mode="before")
+    @classmethod
+    def _parse_tags(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
+        env = os.environ if environ is None else environ
+        fields = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        try:
+            return cls(**fields)
+        except (ValidationError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"The function's environment is not a valid stack configuration: {exc}") from exc
+
+    @property
+    def max_input_bytes(self) -> int:
+        return self.max_input_megabytes << 20
+
+    def tag_list(self, **extra: str) -> list[dict[str, str]]:
+        """Tags in SageMaker's `[{"Key", "Value"}]` form: the stack's tags plus run-specific ones."""
+        tags = {**self.resource_tags, **{key: tag_value(value) for key, value in extra.items()}}
+        return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+# A tag value may hold letters, digits, spaces and _ . : / = + - @ (256 at most); an execution name may also
+# hold characters such as ( ) ! ' that SageMaker would refuse.
+_TAG_VALUE_REFUSED = re.compile(r"[^\w\s.:/=+\-@]")
+
+
+def tag_value(text: str) -> str:
+    return _TAG_VALUE_REFUSED.sub("_", text)[:256]

@@ -1,0 +1,197 @@
+"""Steps 3 and 4: start the K-Means hyperparameter tuning job, then look at it until it ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from kmeans_pipeline.aws import create_or_reuse, error_code, sagemaker_call
+from kmeans_pipeline.errors import ResourceConflictError
+from kmeans_pipeline.models import BestTrainingJob, Dataset, RunConfig, TuningJobStarted, TuningStatus
+from kmeans_pipeline.settings import StackSettings
+
+OBJECTIVE = "test:msd"
+# The article's ranges, which are SageMaker's recommended ranges for K-Means.
+EXTRA_CENTER_FACTOR = (4, 10)
+MINI_BATCH_SIZE = (3000, 15000)
+INIT_METHODS = ["kmeans++", "random"]
+MAX_RUNTIME_SECONDS = 3600
+VOLUME_SIZE_GB = 30
+
+
+def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings) -> dict:
+    """The CreateHyperParameterTuningJob request for this run (pure, so tests can read it whole)."""
+    static = {"k": str(config.k), "feature_dim": str(dataset.feature_dim)}
+    integer_ranges = [
+        {"Name": "extra_center_factor", "MinValue": str(EXTRA_CENTER_FACTOR[0]), "MaxValue": str(EXTRA_CENTER_FACTOR[1])}
+    ]
+    # A mini-batch larger than the training set is meaningless: cap the range at the row count.
+    batch_high = min(MINI_BATCH_SIZE[1], dataset.train_rows)
+    batch_low = min(MINI_BATCH_SIZE[0], batch_high)
+    if batch_low < batch_high:
+        integer_ranges.append({"Name": "mini_batch_size", "MinValue": str(batch_low), "MaxValue": str(batch_high)})
+    else:
+        static["mini_batch_size"] = str(batch_high)
+
+    channel = {
+        "ContentType": dataset.content_type,
+        "CompressionType": "None",
+        "RecordWrapperType": "None",
+        "InputMode": "File",
+    }
+    tags = settings.tag_list(RunId=config.run_id, ExecutionName=config.execution_name)
+    return {
+        "HyperParameterTuningJobName": config.names.tuning_job,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": OBJECTIVE},
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": config.max_training_jobs,
+                "MaxParallelTrainingJobs": config.max_parallel_training_jobs,
+            },
+            "ParameterRanges": {
+                "IntegerParameterRanges": integer_ranges,
+                "ContinuousParameterRanges": [],
+                "CategoricalParameterRanges": [{"Name": "init_method", "Values": INIT_METHODS}],
+            },
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        "TrainingJobDefinition": {
+            "StaticHyperParameters": static,
+            "AlgorithmSpecification": {"TrainingImage": settings.kmeans_image_uri, "TrainingInputMode": "File"},
+            "RoleArn": settings.sagemaker_role_arn,
+            "InputDataConfig": [
+                {
+                    "ChannelName": name,
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+                    },
+                    **channel,
+                }
+                for name, uri in (("train", dataset.train_uri), ("test", dataset.test_uri))
+            ],
+            "OutputDataConfig": {
+                "S3OutputPath": f"s3://{settings.data_bucket}/{config.model_prefix}",
+                "KmsKeyId": settings.kms_key_arn,
+            },
+            "ResourceConfig": {
+                "InstanceType": settings.training_instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": VOLUME_SIZE_GB,
+                "VolumeKmsKeyId": settings.kms_key_arn,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": MAX_RUNTIME_SECONDS},
+            "EnableNetworkIsolation": True,
+            "EnableInterContainerTrafficEncryption": True,
+        },
+        "Tags": tags,
+    }
+
+
+def _describe_tuning_job(sagemaker: Any, name: str) -> dict | None:
+    try:
+        return sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFound":
+            return None
+        raise
+
+
+def start_tuning(config: RunConfig, dataset: Dataset, settings: StackSettings, sagemaker: Any) -> TuningJobStarted:
+    request = tuning_request(config, dataset, settings)
+    name = request["HyperParameterTuningJobName"]
+    with sagemaker_call("DescribeHyperParameterTuningJob", name):
+        job, reused = create_or_reuse(
+            create=lambda: sagemaker.create_hyper_parameter_tuning_job(**request),
+            describe=lambda: _describe_tuning_job(sagemaker, name),
+            operation="CreateHyperParameterTuningJob",
+            resource=name,
+        )
+    if reused:
+        theirs = job.get("TrainingJobDefinition", {}).get("InputDataConfig", [])
+        if [c["DataSource"]["S3DataSource"]["S3Uri"] for c in theirs] != [dataset.train_uri, dataset.test_uri]:
+            raise ResourceConflictError(f"Tuning job {name} exists but was not started on this run's dataset")
+    return TuningJobStarted(tuning_job_name=name, tuning_job_arn=job["HyperParameterTuningJobArn"], reused=reused)
+
+
+def _counters(job: dict) -> dict[str, int]:
+    c = job.get("TrainingJobStatusCounters", {})
+    return {
+        "completed": c.get("Completed", 0),
+        "inProgress": c.get("InProgress", 0),
+        "failed": c.get("RetryableError", 0) + c.get("NonRetryableError", 0),
+        "stopped": c.get("Stopped", 0),
+    }
+
+
+def failed_training_reasons(sagemaker: Any, name: str, limit: int = 3) -> list[str]:
+    """Distinct FailureReasons of the tuning job's failed training jobs, verbatim."""
+    reasons: list[str] = []
+    summaries = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, StatusEquals="Failed", MaxResults=100
+    ).get("TrainingJobSummaries", [])
+    for summary in summaries:
+        reason = summary.get("FailureReason", "")
+        if reason and reason not in reasons:
+            reasons.append(reason)
+    return reasons[:limit]
+
+
+def _failure(sagemaker: Any, name: str, status: str, job: dict, counters: dict, budget: int, error: str, what: str) -> TuningStatus:
+    reason = job.get("FailureReason", "") or ""
+    training_reasons = failed_training_reasons(sagemaker, name) if counters["failed"] else []
+    cause = f"Tuning job {name} {what}"
+    if reason:
+        cause += f": {reason}"
+    if training_reasons:
+        cause = cause.rstrip(".") + ". Failed training jobs said: " + " | ".join(training_reasons)
+    elif not reason:
+        cause += " (SageMaker gave no FailureReason)"
+    return TuningStatus(
+        outcome="failed", status=status, error=error, cause=cause, failure_reason=reason,
+        training_jobs=counters, budget=budget,
+    )
+
+
+def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: Any) -> TuningStatus:
+    with sagemaker_call("DescribeHyperParameterTuningJob", tuning_job_name):
+        job = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)
+        status = job["HyperParameterTuningJobStatus"]
+        counters = _counters(job)
+        budget = job["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxNumberOfTrainingJobs"]
+        best = job.get("BestTrainingJob")
+        best_value = best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] if best else None
+
+        if status in {"InProgress", "Stopping"}:
+            return TuningStatus(
+                outcome="running", status=status, training_jobs=counters, budget=budget, best_so_far=best_value
+            )
+        if status == "Completed" and best:
+            return TuningStatus(
+                outcome="completed", status=status, training_jobs=counters, budget=budget, best_so_far=best_value,
+                best=_best_training_job(sagemaker, best),
+            )
+        if status == "Completed":
+            return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "NoBestTrainingJob",
+                            "completed without a best training job")
+        if status == "Stopped":
+            return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "TuningJobStopped",
+                            "was stopped before it chose a model")
+        return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "TuningJobFailed",
+                        f"ended {status}")
+
+
+def _best_training_job(sagemaker: Any, best: dict) -> BestTrainingJob:
+    name = best["TrainingJobName"]
+    with sagemaker_call("DescribeTrainingJob", name):
+        job = sagemaker.describe_training_job(TrainingJobName=name)
+    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+    value = metrics.get(OBJECTIVE, best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+    hyperparameters = {k: v for k, v in job.get("HyperParameters", {}).items() if not k.startswith("_")}
+    return BestTrainingJob(
+        training_job_name=name,
+        hyperparameters=hyperparameters,
+        test_msd=value,
+        artifact_uri=job["ModelArtifacts"]["S3ModelArtifacts"],
+    )

@@ -1,0 +1,381 @@
+"""Run the deployed workflow offline: the real ASL and handlers in an in-process moto, SageMaker stood in.
+
+    with OfflineAWS() as aws:
+        aws.upload(Path("transactions.csv"), "incoming/transactions.csv")
+        result = aws.run({"dataKey": "incoming/transactions.csv", "pollSeconds": 1}, name="demo-1")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from offline import moto_patches
+from offline.stack import ACCOUNT_ID, Deployed, StackBuilder
+from offline.standin import Faults, SageMakerStandIn, Timing
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+_ENV = {
+    "AWS_ACCESS_KEY_ID": "offline",
+    "AWS_SECRET_ACCESS_KEY": "offline",
+    "AWS_SESSION_TOKEN": "offline",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_DEV": "0",
+}
+
+
+@dataclass
+class StateEvent:
+    """A state entered or exited, for progress display."""
+
+    kind: str  # "entered" | "exited"
+    state: str
+    elapsed: float
+    output: Any = None
+
+
+@dataclass
+class ExecutionResult:
+    name: str
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    seconds: float
+    states: list[StateEvent] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+    def state_outputs(self, state: str) -> list[Any]:
+        return [e.output for e in self.states if e.kind == "exited" and e.state == state]
+
+    def state_seconds(self) -> dict[str, float]:
+        """Total seconds spent in each state, summed over its visits."""
+        totals: dict[str, float] = {}
+        entered: dict[str, float] = {}
+        for event in self.states:
+            if event.kind == "entered":
+                entered[event.state] = event.elapsed
+            elif event.state in entered:
+                totals[event.state] = totals.get(event.state, 0.0) + event.elapsed - entered.pop(event.state)
+        return totals
+
+
+class LogSink:
+    """Where the handlers' log lines go offline (CloudWatch Logs in AWS): kept in memory, newest last."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.function = ""
+        self.limit = limit
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self.lines.append((self.function, text.rstrip("\n")))
+            del self.lines[: -self.limit]
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+LOG_SINK = LogSink()
+
+
+class InjectedFault(Exception):
+    """A Lambda failure the runner injects; `error_type` is the error name Step Functions sees."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class FakeLambdaContext:
+    """What Powertools reads from a Lambda context."""
+
+    def __init__(self, function_name: str, memory: int, timeout: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
+        self.memory_limit_in_mb = memory
+        self.aws_request_id = os.urandom(16).hex()
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "offline"
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class OfflineAWS:
+    """The stack deployed into moto, with the SageMaker stand-in; use as a context manager."""
+
+    def __init__(
+        self,
+        root: Path = ROOT,
+        stack_name: str = "kmeans-offline",
+        faults: Faults | None = None,
+        timing: Timing | None = None,
+        parameters: dict[str, str] | None = None,
+        event_triggers: bool = False,
+    ) -> None:
+        self.root = root
+        self.stack_name = stack_name
+        self.standin = SageMakerStandIn(region=REGION, account_id=ACCOUNT_ID, faults=faults or Faults(), timing=timing or Timing())
+        self.parameters = parameters or {}
+        self.event_triggers = event_triggers  # uploads under incoming/ and the schedule start executions
+        self._saved_env: dict[str, str | None] = {}
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+        self._invoke_lock = threading.Lock()
+        self.stack: Deployed | None = None
+        self.invocations: dict[str, int] = {}
+        self.step_events: dict[str, list[Any]] = {}  # logical id -> every event its handler received
+        self.api_calls: list[tuple[str, str, str, dict]] = []  # (logical id, service, operation, params)
+        self.crashes: dict[str, list[str]] = {}  # logical id -> errors its next invocations die with
+        self._current_function = ""  # the function whose handler runs now (handlers run one at a time)
+        self.builder: StackBuilder | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def __enter__(self) -> OfflineAWS:
+        for key, value in _ENV.items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        boto3.DEFAULT_SESSION = None
+        self._mock.start()
+        try:
+            self.standin.install()
+            self.builder = StackBuilder(self.root, self.stack_name, REGION, self.parameters)
+            self.stack = self.builder.deploy()
+            # Every AWS call a handler makes (through boto3's default session, as handlers do), for IAM checks.
+            boto3.setup_default_session()
+            boto3.DEFAULT_SESSION.events.register("provide-client-params", self._record_call)
+            self._apply_function_environment()
+            moto_patches.install(self._invoke, event_triggers=self.event_triggers)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        moto_patches.uninstall()
+        self.standin.uninstall()
+        self._mock.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        boto3.DEFAULT_SESSION = None
+
+    def _apply_function_environment(self) -> None:
+        """Handlers read their settings from os.environ, as in Lambda. Every function of this stack gets the same
+        variables (template Globals), so they are set once here: changing os.environ per invocation would race
+        with other threads reading it."""
+        merged: dict[str, str] = {}
+        for name, spec in self.stack.functions.items():
+            for key, value in spec["env"].items():
+                if merged.setdefault(key, str(value)) != str(value):
+                    raise ValueError(f"{name} sets {key} differently from another function: not supported offline")
+        for key, value in merged.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    # -- the stack's resources ------------------------------------------------------------------------------
+    @property
+    def bucket(self) -> str:
+        return self.stack.outputs["DataBucketName"]
+
+    @property
+    def kms_key_arn(self) -> str:
+        return self.stack.outputs["KmsKeyArn"]
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.stack.outputs["EndpointName"]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    def upload(self, source: Path | bytes, key: str) -> None:
+        """Put an object in the stack's bucket as a user would (SSE-KMS, as the bucket policy demands)."""
+        body = source.read_bytes() if isinstance(source, Path) else source
+        self.client("s3").put_object(
+            Bucket=self.bucket, Key=key, Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_arn
+        )
+
+    # -- Lambda seam ----------------------------------------------------------------------------------------
+    def _record_call(self, model: Any, params: dict, **_: Any) -> None:
+        # Handlers run on the executor's threads (and s3transfer's); the runner itself polls on the main thread.
+        function = self._current_function
+        if function and threading.current_thread() is not threading.main_thread():
+            self.api_calls.append((function, model.service_model.service_name, model.name, dict(params)))
+
+    def _invoke(self, function_name: str, event: Any) -> Any:
+        spec = self.stack.functions[function_name]
+        with self._invoke_lock:  # one handler at a time, as the shared os.environ and call recording assume
+            self.invocations[spec["logical_id"]] = self.invocations.get(spec["logical_id"], 0) + 1
+            self.step_events.setdefault(spec["logical_id"], []).append(event)
+            try:
+                # Powertools binds its log stream at import: the sink collects what CloudWatch would.
+                with contextlib.redirect_stdout(LOG_SINK):
+                    handler: Callable = getattr(importlib.import_module(spec["module"]), spec["attribute"])
+                LOG_SINK.function = function_name
+                self._current_function = spec["logical_id"]
+                result = handler(event, FakeLambdaContext(function_name, spec["memory"], spec["timeout"]))
+                pending = self.crashes.get(spec["logical_id"])
+                if pending:  # the work is done, but the invocation dies before it can answer
+                    raise InjectedFault(pending.pop(0), f"injected: {function_name} died after doing its work")
+                return result
+            finally:
+                self._current_function = ""
+
+    def fire_schedule(self) -> None:
+        """Deliver a "Scheduled Event" to the stack's scheduled rules, as EventBridge does when one is due."""
+        from moto.events.models import events_backends
+
+        backend = events_backends[ACCOUNT_ID][REGION]
+        for rule in backend.event_buses["default"].rules.values():
+            if rule.scheduled_expression:  # a disabled rule receives nothing (moto_patches)
+                event = {
+                    "version": "0", "id": os.urandom(16).hex(), "detail-type": "Scheduled Event",
+                    "source": "aws.events", "account": ACCOUNT_ID, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "region": REGION, "resources": [rule.arn], "detail": {},
+                }
+                rule.send_to_targets(event)
+
+    def state_output(self, arn: str, state: str, timeout: float = 60.0) -> Any:
+        """The output of `state` the first time it is left in a running execution, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self._history(arn):
+                details = event.get("stateExitedEventDetails")
+                if details and details["name"] == state:
+                    return json.loads(details["output"])
+            time.sleep(0.05)
+        raise TimeoutError(f"{state} was not left within {timeout} s")
+
+    def executions(self) -> list[dict]:
+        """Every execution of the stack's state machine, oldest first."""
+        pages = self.client("stepfunctions").get_paginator("list_executions").paginate(
+            stateMachineArn=self.stack.state_machine_arn
+        )
+        return sorted((e for page in pages for e in page["executions"]), key=lambda e: e["startDate"])
+
+    def crash_after(self, logical_id: str, error_type: str = "Runtime.ExitError", times: int = 1) -> None:
+        """Make the function's next `times` invocations die after their work (e.g. "Sandbox.Timedout")."""
+        self.crashes.setdefault(logical_id, []).extend([error_type] * times)
+
+    # -- executions -----------------------------------------------------------------------------------------
+    def start(self, execution_input: Any, name: str) -> str:
+        return self.client("stepfunctions").start_execution(
+            stateMachineArn=self.stack.state_machine_arn, name=name, input=json.dumps(execution_input)
+        )["executionArn"]
+
+    def wait(
+        self, arn: str, on_state: Callable[[StateEvent], None] | None = None, timeout: float = 600.0
+    ) -> ExecutionResult:
+        sfn = self.client("stepfunctions")
+        started = time.monotonic()
+        seen = 0
+        states: list[StateEvent] = []
+        while True:
+            description = sfn.describe_execution(executionArn=arn)
+            events = self._history(arn)
+            for event in events[seen:]:
+                state_event = _state_event(event, events[0]["timestamp"])
+                if state_event is not None:
+                    states.append(state_event)
+                    if on_state:
+                        on_state(state_event)
+            seen = len(events)
+            if description["status"] in TERMINAL:
+                break
+            if time.monotonic() - started > timeout:
+                sfn.stop_execution(executionArn=arn, error="OfflineTimeout", cause=f"no end after {timeout} s")
+                raise TimeoutError(f"execution {arn} did not end within {timeout} s")
+            time.sleep(0.05)
+        output = json.loads(description["output"]) if description.get("output") else None
+        error, cause = description.get("error"), description.get("cause")
+        if description["status"] != "SUCCEEDED" and error is None:
+            failed = next((e for e in reversed(events) if e["type"] == "ExecutionFailed"), None)
+            if failed:
+                details = failed.get("executionFailedEventDetails", {})
+                error, cause = details.get("error"), details.get("cause")
+        return ExecutionResult(
+            name=description["name"], arn=arn, status=description["status"], output=output, error=error, cause=cause,
+            seconds=(description.get("stopDate", description["startDate"]) - description["startDate"]).total_seconds(),
+            states=states, history=events,
+        )
+
+    def run(self, execution_input: Any, name: str, on_state: Callable[[StateEvent], None] | None = None,
+            timeout: float = 600.0) -> ExecutionResult:
+        return self.wait(self.start(execution_input, name), on_state=on_state, timeout=timeout)
+
+    def _history(self, arn: str) -> list[dict]:
+        sfn = self.client("stepfunctions")
+        events, token = [], None
+        while True:
+            page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+            events.extend(page["events"])
+            token = page.get("nextToken")
+            if not token:
+                return events
+
+    def sagemaker_resources(self, names: dict) -> dict[str, list[str]]:
+        """The SageMaker resources that exist under a run's names (`names` from its run configuration)."""
+        sm = self.client("sagemaker")
+        found: dict[str, list[str]] = {}
+        tuning = names["tuningJob"]
+        try:
+            sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning)
+            summaries = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=tuning, MaxResults=100
+            )["TrainingJobSummaries"]
+            found["tuningJob"] = [tuning]
+            found["trainingJobs"] = sorted(s["TrainingJobName"] for s in summaries)
+        except ClientError:
+            found["tuningJob"], found["trainingJobs"] = [], []
+        checks = {
+            "model": (sm.describe_model, "ModelName", names["model"]),
+            "endpointConfig": (sm.describe_endpoint_config, "EndpointConfigName", names["endpointConfig"]),
+            "endpoint": (sm.describe_endpoint, "EndpointName", names["endpoint"]),
+        }
+        for kind, (describe, field_name, name) in checks.items():
+            try:
+                describe(**{field_name: name})
+                found[kind] = [name]
+            except ClientError:
+                found[kind] = []
+        return found
+
+
+def _state_event(event: dict, start: Any) -> StateEvent | None:
+    elapsed = (event["timestamp"] - start).total_seconds()
+    if "stateEnteredEventDetails" in event:
+        return StateEvent("entered", event["stateEnteredEventDetails"]["name"], elapsed)
+    if "stateExitedEventDetails" in event:
+        details = event["stateExitedEventDetails"]
+        output = details.get("output")
+        try:
+            output = json.loads(output) if output else None
+        except json.JSONDecodeError:
+            pass
+        return StateEvent("exited", details["name"], elapsed, output)
+    return None

@@ -1,0 +1,23 @@
+"""Two or more executions on one stack at once (an upload while the schedule fires) never break the endpoint."""
+
+from __future__ import annotations
+
+import json
+
+from offline.__main__ import main
+
+
+def test_concurrent_runs_leave_the_endpoint_serving_one_of_their_models(capsys, tmp_path):
+    code = main(["--rows", "4000", "--concurrent", "3", "--json", "--output", str(tmp_path),
+                 "--input", json.dumps({"maxTrainingJobs": 2, "k": 4})])
+    report = json.loads(capsys.readouterr().out)
+    executions = report["executions"]
+    assert len(executions) == 3
+    deployed = {e["endpointConfig"] for e in executions if e["status"] == "SUCCEEDED"}
+    assert deployed, "at least one execution deploys"
+    for execution in executions:
+        # The later ones wait for the earlier update; one that was overtaken says so.
+        assert execution["status"] == "SUCCEEDED" or execution["error"] == "EndpointSuperseded", execution
+    assert report["endpoint"]["status"] == "InService"
+    assert report["endpoint"]["endpointConfig"] in deployed
+    assert code == (0 if len(deployed) == 3 else 1)

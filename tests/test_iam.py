@@ -1,0 +1,131 @@
+"""Every AWS call each step really makes (recorded during offline runs) is allowed by that function's role in
+template.yaml, on the exact resource it touches: what moto cannot check, and a real deploy would."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+
+from offline.runner import OfflineAWS
+from offline.sample_data import generate
+from offline.standin import Faults
+
+KEY = "incoming/transactions.csv"
+RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3}
+SAGEMAKER_TYPES = {
+    "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
+    "TrainingJobName": "training-job",
+    "ModelName": "model",
+    "EndpointConfigName": "endpoint-config",
+    "EndpointName": "endpoint",
+}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    sample = generate(tmp_path_factory.mktemp("iam"), rows=3000, seed=5)
+    with OfflineAWS(faults=Faults(endpoint_creation_fails="injected")) as aws:
+        aws.upload(sample.csv_path, KEY)
+        assert aws.run(RUN, "iam-failed-endpoint").status == "FAILED"
+        aws.standin.faults.endpoint_creation_fails = None
+        assert aws.run(RUN, "iam-recreate").status == "SUCCEEDED"  # deletes the Failed endpoint, creates it
+        assert aws.run(RUN, "iam-update").status == "SUCCEEDED"  # updates in place
+        arn = aws.start({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "iam-schedule")
+        aws.state_output(arn, "Resolve run configuration")
+        aws.client("stepfunctions").stop_execution(executionArn=arn)
+        yield aws, list(aws.api_calls)
+
+
+def needed(call: tuple, aws: OfflineAWS) -> list[tuple[str, str]]:
+    """The IAM (action, resource) pairs a recorded API call is authorized against."""
+    _, service, operation, params = call
+    prefix = f"arn:aws:sagemaker:{aws.stack.region}:123456789012"
+    key_arn = aws.kms_key_arn
+    if service == "sagemaker" and operation in {"ListModels", "ListEndpointConfigs"}:
+        return [(f"sagemaker:{operation}", "*")]  # no resource-level permission
+    if service == "sagemaker":
+        field = next(f for f in SAGEMAKER_TYPES if f in params)  # the first named resource is the primary one
+        arn = f"{prefix}:{SAGEMAKER_TYPES[field]}/{params[field].lower()}"
+        pairs = [(f"sagemaker:{operation}", arn)]
+        if params.get("Tags"):
+            pairs.append(("sagemaker:AddTags", arn))
+        for role in (params.get("TrainingJobDefinition", {}).get("RoleArn"), params.get("ExecutionRoleArn")):
+            if role:
+                pairs.append(("iam:PassRole", role))
+        return pairs
+    if service == "s3":
+        bucket, key = params["Bucket"], params.get("Key")
+        if operation in {"HeadObject", "GetObject"}:
+            action = "s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject"
+            return [(action, f"arn:aws:s3:::{bucket}/{key}"), ("kms:Decrypt", key_arn)]
+        if operation in {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}:
+            return [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"), ("kms:GenerateDataKey", key_arn)]
+        if operation in {"ListObjectsV2", "ListObjects"}:
+            return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+    raise AssertionError(f"no IAM mapping for {service}:{operation}: add one")
+
+
+def role_statements(aws: OfflineAWS, function: str) -> list[dict]:
+    template, resolve = aws.builder.template, aws.builder.resolve
+    role_ref = template["Resources"][function]["Properties"]["Role"]
+    role = role_ref["Fn::GetAtt"][0] if isinstance(role_ref["Fn::GetAtt"], list) else role_ref["Fn::GetAtt"].split(".")[0]
+    documents = [p["PolicyDocument"] for p in template["Resources"][role]["Properties"].get("Policies", [])]
+    documents += [
+        spec["Properties"]["PolicyDocument"]
+        for spec in template["Resources"].values()
+        if spec["Type"] == "AWS::IAM::Policy" and {"Ref": role} in spec["Properties"]["Roles"]
+    ]
+    return [s for d in documents for s in resolve(d)["Statement"]]
+
+
+def allows(statements: list[dict], action: str, resource: str) -> dict | None:
+    for statement in statements:
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions) and any(
+            fnmatch.fnmatchcase(resource, r) for r in resources
+        ):
+            return statement
+    return None
+
+
+def test_the_offline_runs_exercised_every_step(recorded):
+    _, calls = recorded
+    operations = {(function, operation) for function, _, operation, _ in calls}
+    for expected in [("ResolveInputFunction", "ListObjectsV2"), ("PrepareDataFunction", "PutObject"),
+                     ("StartTuningFunction", "CreateHyperParameterTuningJob"), ("CheckTuningFunction", "DescribeTrainingJob"),
+                     ("CreateModelFunction", "CreateEndpointConfig"), ("DeployEndpointFunction", "DeleteEndpoint"),
+                     ("DeployEndpointFunction", "UpdateEndpoint"), ("CheckEndpointFunction", "DescribeEndpoint"),
+                     ("CleanUpFunction", "ListEndpointConfigs")]:
+        assert expected in operations
+
+
+def test_every_call_is_allowed_by_its_functions_role(recorded):
+    aws, calls = recorded
+    missing = set()
+    for call in calls:
+        statements = role_statements(aws, call[0])
+        for action, resource in needed(call, aws):
+            statement = allows(statements, action, resource)
+            if statement is None:
+                missing.add(f"{call[0]}: {action} on {resource}")
+            elif action == "iam:PassRole":
+                assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+    assert not missing, "\n".join(sorted(missing))
+
+
+def test_roles_do_not_reach_beyond_their_steps(recorded):
+    """The check steps only read; only the deploy step may touch the endpoint."""
+    aws, _ = recorded
+    endpoint = f"arn:aws:sagemaker:{aws.stack.region}:123456789012:endpoint/{aws.endpoint_name}"
+    for function in ("CheckTuningFunction", "CheckEndpointFunction", "ResolveInputFunction", "PrepareDataFunction"):
+        statements = role_statements(aws, function)
+        for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"):
+            assert allows(statements, action, endpoint) is None, f"{function} may {action}"
+        assert allows(statements, "iam:PassRole", aws.stack.outputs["SageMakerRoleArn"]) is None
+    statements = role_statements(aws, "PrepareDataFunction")
+    assert allows(statements, "s3:PutObject", f"arn:aws:s3:::{aws.bucket}/incoming/x.csv") is None
+    assert allows(statements, "s3:DeleteObject", f"arn:aws:s3:::{aws.bucket}/incoming/x.csv") is None

@@ -1,0 +1,166 @@
+"""The ASL file itself: structure, retries, catches and JSONata expressions, read from statemachine/."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonata
+import pytest
+
+ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.asl.json"
+ASL = json.loads(ASL_PATH.read_text())
+STATES = ASL["States"]
+LAMBDA_ERRORS = {
+    "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException",
+}
+TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task"}
+
+
+def targets(state: dict) -> list[str]:
+    found = [state[k] for k in ("Next", "Default") if k in state]
+    found += [c["Next"] for c in state.get("Choices", [])]
+    found += [c["Next"] for c in state.get("Catch", [])]
+    return found
+
+
+def expressions(value):
+    if isinstance(value, str):
+        if value.startswith("{%"):
+            yield value[2:-2].strip()
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from expressions(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from expressions(v)
+
+
+def test_one_query_language_throughout():
+    assert ASL["QueryLanguage"] == "JSONata"
+    assert not any("QueryLanguage" in s for s in STATES.values())
+    text = ASL_PATH.read_text()
+    for jsonpath_field in ("InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "ItemsPath"):
+        assert f'"{jsonpath_field}"' not in text
+
+
+def test_every_state_is_reachable_and_every_transition_exists():
+    reachable, todo = set(), [ASL["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in reachable:
+            continue
+        assert name in STATES, f"transition to missing state {name}"
+        reachable.add(name)
+        todo.extend(targets(STATES[name]))
+    assert reachable == set(STATES)
+
+
+def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
+    assert len(TASKS) == 8
+    for name, task in TASKS.items():
+        assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
+        lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
+        assert lambda_retry["JitterStrategy"] == "FULL" and "MaxDelaySeconds" in lambda_retry
+        [catch] = task["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        if name == "Clean up superseded models":
+            # After a verified deploy: a failed clean-up is reported, the deployment stands.
+            assert STATES[catch["Next"]]["Type"] == "Succeed" and "warning" in catch["Assign"]["cleanup"]
+            continue
+        assert STATES[catch["Next"]]["Type"] == "Fail"
+        assert catch["Assign"]["failure"]["step"] == name
+
+
+def test_throttling_is_retried_by_name_on_every_sagemaker_step():
+    from kmeans_pipeline import errors
+
+    for name in ("Start hyperparameter tuning", "Check tuning job", "Create model and endpoint config",
+                 "Deploy to endpoint", "Check endpoint", "Clean up superseded models"):
+        retried = {e for r in TASKS[name]["Retry"] for e in r["ErrorEquals"]}
+        assert "SageMakerThrottlingError" in retried, name
+    every_retried = {e for t in TASKS.values() for r in t["Retry"] for e in r["ErrorEquals"]} - LAMBDA_ERRORS
+    ours = {e for e in every_retried if "." not in e}  # Sandbox.* and States.* are Step Functions' own
+    assert ours <= {n for n in dir(errors) if n.endswith("Error")}  # names that exist as classes
+
+
+def test_every_step_is_retried_after_a_crashed_or_timed_out_invocation():
+    """Every step is idempotent (same names, create-or-reuse), so an invocation that died midway is retried."""
+    for name, task in TASKS.items():
+        retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
+        assert {"Sandbox.Timedout", "Runtime.ExitError", "States.Timeout"} <= retried, name
+
+
+def test_an_account_quota_is_not_retried():
+    """ResourceLimitExceeded does not clear in minutes: the run ends at once with SageMaker's message."""
+    for task in TASKS.values():
+        assert not any("SageMakerLimitExceededError" in r["ErrorEquals"] for r in task["Retry"])
+
+
+def test_waits_a_run_may_ask_for_end_before_the_execution_times_out():
+    from kmeans_pipeline.models import EXECUTION_TIMEOUT_SECONDS
+
+    assert ASL["TimeoutSeconds"] == EXECUTION_TIMEOUT_SECONDS
+
+
+def test_poll_intervals_come_from_the_input_and_loops_are_capped():
+    waits = {name: s for name, s in STATES.items() if s["Type"] == "Wait"}
+    assert waits and all(s["Seconds"] == "{% $config.pollSeconds %}" for s in waits.values())
+    for choice in ("Has tuning finished?", "Is the endpoint in service?", "Is the endpoint free?"):
+        conditions = " ".join(c["Condition"] for c in STATES[choice]["Choices"])
+        assert re.search(r"Polls >= \$config\.max\w+PollRounds", conditions), choice
+
+
+@pytest.mark.parametrize("expression", sorted({e for s in STATES.values() for e in expressions(s)}))
+def test_every_jsonata_expression_parses(expression):
+    jsonata.Jsonata(expression)
+
+
+def test_every_variable_read_is_assigned_somewhere():
+    assigned = {"states"}
+    for state in STATES.values():
+        assigned |= set(state.get("Assign", {}))
+        for catch in state.get("Catch", []):
+            assigned |= set(catch.get("Assign", {}))
+    builtins = {"string", "type", "substring", "parse", "c"}
+    for name, state in STATES.items():
+        for expression in expressions(state):
+            for variable in re.findall(r"\$([A-Za-z_]\w*)", re.sub(r"'[^']*'", "", expression)):
+                assert variable in assigned | builtins, f"{name} reads ${variable}, which nothing assigns"
+
+
+def test_fail_states_carry_a_dynamic_error_and_cause():
+    for name, state in STATES.items():
+        if state["Type"] == "Fail":
+            assert state["Cause"].startswith("{%"), name
+            assert state["Error"], name
+
+
+def test_step_failure_cause_names_the_step_and_quotes_the_error_message():
+    cause = jsonata.Jsonata(STATES["A step failed"]["Cause"][2:-2].strip())
+    failure = {
+        "step": "Prepare training data",
+        "error": "DataValidationError",
+        "cause": json.dumps({"errorType": "DataValidationError", "errorMessage": 'line 3, column Amount: "x" is not a number'}),
+    }
+    cause.assign("failure", failure)
+    cause.register_lambda("parse", lambda text: json.loads(text))  # Step Functions' $parse
+    assert cause.evaluate(None) == 'Prepare training data failed: line 3, column Amount: "x" is not a number'
+    failure["cause"] = "Task timed out after 900.00 seconds"
+    assert cause.evaluate(None) == "Prepare training data failed: Task timed out after 900.00 seconds"
+
+
+def test_step_functions_own_errors_become_a_legal_fail_error_with_the_name_in_the_cause():
+    state = STATES["A step failed"]
+    failure = {"step": "Check tuning job", "error": "States.Timeout", "cause": "Task timed out after 120 seconds"}
+    error = jsonata.Jsonata(state["Error"][2:-2].strip())
+    error.assign("failure", failure)
+    assert error.evaluate(None) == "StepFailed"
+    cause = jsonata.Jsonata(state["Cause"][2:-2].strip())
+    cause.assign("failure", failure)
+    cause.register_lambda("parse", lambda text: json.loads(text))
+    assert cause.evaluate(None) == "Check tuning job failed: States.Timeout: Task timed out after 120 seconds"
+    failure["error"] = "DataValidationError"
+    assert error.evaluate(None) == "DataValidationError"

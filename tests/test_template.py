@@ -1,0 +1,573 @@
+"""template.yaml: linters, security settings, tags and wiring, read from the template itself (and from what the
+SAM transform makes of it), never restated."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require
+from offline.cfn import load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+ASL = ROOT / "statemachine" / "pipeline.asl.json"
+TAGS = {"Project": "NamePrefix", "Environment": "EnvironmentName", "Owner": "Owner"}
+KEY_ARN = {"Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]}
+PSEUDO = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012",
+          "AWS::URLSuffix": "amazonaws.com"}
+FUNCTIONS = {
+    "ResolveInputFunction": "functions/resolve_input/",
+    "PrepareDataFunction": "functions/prepare_data/",
+    "StartTuningFunction": "functions/start_tuning/",
+    "CheckTuningFunction": "functions/check_tuning/",
+    "CreateModelFunction": "functions/create_model/",
+    "DeployEndpointFunction": "functions/deploy_endpoint/",
+    "CheckEndpointFunction": "functions/check_endpoint/",
+    "CleanUpFunction": "functions/clean_up/",
+}
+ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE", "NAME_PREFIX",
+    "ENDPOINT_NAME", "DATA_BUCKET", "KMS_KEY_ARN", "SAGEMAKER_ROLE_ARN", "KMEANS_IMAGE_URI",
+    "TRAINING_INSTANCE_TYPE", "HOSTING_INSTANCE_TYPE", "DEFAULT_K", "MAX_TRAINING_JOBS",
+    "MAX_PARALLEL_TRAINING_JOBS", "FEATURE_COLUMNS", "MAX_INPUT_MEGABYTES", "KEEP_MODELS", "DEFAULT_POLL_SECONDS", "RESOURCE_TAGS",
+}
+# Actions that have no resource-level permission, so that "*" is the only Resource they take.
+NO_RESOURCE_LEVEL = {
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData", "ecr:GetAuthorizationToken",
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    "sagemaker:ListModels", "sagemaker:ListEndpointConfigs",
+}
+# The only AWS managed policy SAM attaches (to the state machine role, for Tracing).
+ALLOWED_MANAGED_POLICIES = {"arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+EBS_ONLY_FAMILIES = {"t2", "t3", "m4", "m5", "c4", "c5", "r5", "m6i", "c6i", "r6i"}
+
+
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resources(template) -> dict[str, dict[str, Any]]:
+    return template["Resources"]
+
+
+@pytest.fixture(scope="module")
+def raw_lines() -> list[str]:
+    return TEMPLATE.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(scope="module")
+def transformed(template) -> dict[str, Any]:
+    """What CloudFormation's SAM transform makes of the template (local paths stand in for `sam package`)."""
+    require("samtranslator")
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    packaged = copy.deepcopy(template)
+    for resource in packaged["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = "s3://packaged-artifacts/" + properties[key].strip("/")
+    translator = Translator({}, Parser(), boto_session=boto3.Session(region_name="us-east-1"))
+    return translator.translate(packaged, parameter_values={}, get_managed_policy_map=lambda: {})
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+def statements(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every policy statement anywhere under `node`, with where it is."""
+    if isinstance(node, dict):
+        if isinstance(node.get("Statement"), list):
+            for index, statement in enumerate(node["Statement"]):
+                yield f"{path}/Statement/{index}", statement
+        for key, value in node.items():
+            if key != "Statement":
+                yield from statements(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from statements(value, f"{path}/{index}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def defaults(template: dict[str, Any]) -> dict[str, str]:
+    return {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+
+
+def evaluate(value: Any, template: dict[str, Any]) -> Any:
+    """Resolve Ref/Sub to strings with the parameters' defaults; a function's Ref is its FunctionName."""
+    params = {**defaults(template), **PSEUDO}
+
+    def ref(name: str) -> str:
+        if name in params:
+            return params[name]
+        resource = template["Resources"][name]
+        return evaluate(resource["Properties"]["FunctionName"], template)
+
+    if isinstance(value, dict) and list(value) == ["Ref"]:
+        name = value["Ref"]
+        if name in params or "FunctionName" in template["Resources"].get(name, {}).get("Properties", {}):
+            return ref(name)
+        return value
+    if isinstance(value, dict) and list(value) == ["Fn::Sub"] and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([A-Za-z0-9:]+)\}", lambda m: ref(m.group(1)), value["Fn::Sub"])
+    return value
+
+
+def role_statements(resources: dict[str, dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    """The statements of a role's inline policies and of the AWS::IAM::Policy resources attached to it."""
+    found = [s for _, s in statements(resources[role]["Properties"].get("Policies", []))]
+    for resource in resources.values():
+        if resource["Type"] == "AWS::IAM::Policy" and {"Ref": role} in resource["Properties"]["Roles"]:
+            found += [s for _, s in statements(resource["Properties"]["PolicyDocument"])]
+    return found
+
+
+def allows(stmts: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [s for s in stmts if s["Effect"] == "Allow" and action in as_list(s["Action"])]
+
+
+# -- linters ----------------------------------------------------------------------------------------------------
+def test_cfn_lint_with_serverless_rules_reports_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())",
+         str(TEMPLATE), "-a", "cfn_lint_serverless.rules"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def _sam_cli() -> str | None:
+    candidates = [os.environ.get("SAM_CLI"), str(Path(sys.executable).parent / "sam"), shutil.which("sam")]
+    return next((c for c in candidates if c and Path(c).is_file()), None)
+
+
+def test_sam_validate_lint_passes():
+    sam = _sam_cli()
+    if sam is None:
+        if os.environ.get("CI"):
+            pytest.fail("the SAM CLI is missing: pip install -e '.[dev]' installs aws-sam-cli")
+        pytest.skip("the SAM CLI is not installed (aws-sam-cli, a development dependency)")
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    result = subprocess.run(
+        [sam, "validate", "--lint", "--template", str(TEMPLATE)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+# -- tags -------------------------------------------------------------------------------------------------------
+def test_every_taggable_resource_after_the_sam_transform_has_the_stack_tags(transformed):
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    taggable = set()
+    for logical_id, resource in transformed["Resources"].items():
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"]).schema
+        if not (schema.get("tagging") or {}).get("taggable"):
+            continue
+        taggable.add(resource["Type"])
+        tags = resource.get("Properties", {}).get("Tags")
+        assert isinstance(tags, list), f"{logical_id} ({resource['Type']}) has no Tags"
+        given = {tag["Key"]: tag["Value"] for tag in tags}
+        for key, parameter in TAGS.items():
+            assert given.get(key) == {"Ref": parameter}, f"{logical_id} lacks tag {key}"
+    # The transform made roles, functions and the state machine; all of them count.
+    assert {"AWS::KMS::Key", "AWS::S3::Bucket", "AWS::IAM::Role", "AWS::Lambda::Function", "AWS::Logs::LogGroup",
+            "AWS::SNS::Topic", "AWS::StepFunctions::StateMachine", "AWS::Events::Rule", "AWS::SQS::Queue",
+            "AWS::CloudWatch::Alarm"} <= taggable
+
+
+def test_sagemaker_resources_get_the_stack_tags_from_the_environment(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    tags = json.loads(evaluate(variables["RESOURCE_TAGS"], template))
+    assert tags == {"Project": "kmeans", "Environment": "dev", "Owner": "ml-platform"}
+    assert template["Globals"]["Function"]["Tags"] == {key: {"Ref": p} for key, p in TAGS.items()}
+
+
+# -- IAM --------------------------------------------------------------------------------------------------------
+def test_every_wildcard_resource_has_a_comment_right_above_it(template, raw_lines):
+    wildcard_lines = []
+    for number, line in enumerate(raw_lines):
+        if re.match(r"^\s*(-\s*)?(Resource:\s*)?[\"']\*[\"']\s*$", line):
+            assert "Resource:" in line, f"line {number + 1}: write a wildcard resource as Resource: \"*\""
+            wildcard_lines.append(number)
+            above = raw_lines[number - 1].strip()
+            assert above.startswith("#"), f"line {number + 1}: Resource \"*\" without a comment right above it"
+    in_template = sum(
+        1 for _, s in statements(template["Resources"]) if "*" in as_list(s.get("Resource", []))
+    )
+    assert len(wildcard_lines) == in_template  # no "*" hidden in another YAML spelling
+
+
+def test_no_allow_statement_uses_a_wildcard_action(transformed):
+    for path, statement in statements(transformed["Resources"]):
+        assert "NotAction" not in statement and "NotResource" not in statement, path
+        if statement["Effect"] != "Allow":
+            continue  # a Deny may cover a whole service (deny s3:* without TLS)
+        actions = as_list(statement["Action"])
+        if statement.get("Sid") == "EnableIamPolicies" and path.startswith("/Key/Properties/KeyPolicy"):
+            # The key policy's account statement, as AWS writes it: it lets IAM policies grant the key.
+            assert actions == ["kms:*"] and statement["Principal"] == {
+                "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+            continue
+        for action in actions:
+            assert "*" not in action, f"{path}: wildcard action {action}"
+
+
+def test_wildcard_resources_only_for_actions_without_resource_level_permissions(transformed):
+    for path, statement in statements(transformed["Resources"]):
+        if statement["Effect"] != "Allow" or "*" not in as_list(statement.get("Resource", [])):
+            continue
+        if path.startswith("/Key/Properties/KeyPolicy"):
+            continue  # in a key policy "*" is the key itself
+        assert set(as_list(statement["Action"])) <= NO_RESOURCE_LEVEL, path
+    for logical_id, resource in transformed["Resources"].items():
+        for arn in resource.get("Properties", {}).get("ManagedPolicyArns", []):
+            assert arn in ALLOWED_MANAGED_POLICIES, f"{logical_id} attaches {arn}"
+
+
+def test_pass_role_only_passes_the_sagemaker_role_to_sagemaker(transformed):
+    passing = []
+    for path, statement in statements(transformed["Resources"]):
+        if "iam:PassRole" not in as_list(statement.get("Action", [])):
+            continue
+        passing.append(path.split("/")[1])
+        assert as_list(statement["Action"]) == ["iam:PassRole"], path
+        assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}, path
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}, path
+    assert sorted(passing) == ["CreateModelFunctionRole", "StartTuningFunctionRole"]
+
+
+def test_sagemaker_role_is_trusted_by_sagemaker_only_and_reaches_only_its_prefixes(resources):
+    role = resources["SageMakerExecutionRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    stmts = role_statements(resources, "SageMakerExecutionRole")
+    (listing,) = allows(stmts, "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
+    reads = {r["Fn::Sub"] for s in allows(stmts, "s3:GetObject") for r in as_list(s["Resource"])}
+    assert reads == {"${DataBucket.Arn}/datasets/*", "${DataBucket.Arn}/models/*"}
+    (writes,) = allows(stmts, "s3:PutObject")
+    assert writes["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/models/*"}
+    (metrics,) = allows(stmts, "cloudwatch:PutMetricData")
+    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+    (pull,) = allows(stmts, "ecr:BatchGetImage")
+    assert "repository/kmeans" in pull["Resource"]["Fn::Sub"][0]
+    assert allows(stmts, "kms:Decrypt")[0]["Resource"] == KEY_ARN
+
+
+def test_function_roles_reach_only_their_own_resources(resources, template):
+    prefix = "${NamePrefix}-${EnvironmentName}"
+    stmts = {name: role_statements(resources, f"{name}Role") for name in FUNCTIONS}
+    (listing,) = allows(stmts["ResolveInputFunction"], "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
+    (put,) = allows(stmts["PrepareDataFunction"], "s3:PutObject")
+    assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}
+    sagemaker_arns = [
+        r for s in (x for v in stmts.values() for x in v) for r in as_list(s["Resource"])
+        if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))
+        and r != "*"  # List actions, which have no resource-level permission (commented in the template)
+    ]
+    assert sagemaker_arns and all(prefix in arn["Fn::Sub"] for arn in sagemaker_arns)
+    endpoint = f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/{prefix}"
+    for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"):
+        targets = {r["Fn::Sub"] for s in allows(stmts["DeployEndpointFunction"], action) for r in as_list(s["Resource"])}
+        assert endpoint in targets
+    (describe,) = allows(stmts["CheckEndpointFunction"], "sagemaker:DescribeEndpoint")
+    assert describe["Resource"] == {"Fn::Sub": endpoint}
+    for name in FUNCTIONS:
+        assert allows(stmts[name], "kms:Decrypt"), f"{name} cannot decrypt its environment"
+        (logs,) = allows(stmts[name], "logs:PutLogEvents")
+        log_group = evaluate(resources[name]["Properties"]["LoggingConfig"]["LogGroup"], template)
+        assert evaluate(logs["Resource"], template).endswith(f":log-group:{log_group}:*")
+
+
+# -- encryption -------------------------------------------------------------------------------------------------
+def test_key_rotates_and_its_policy_follows_the_article(resources):
+    key = resources["Key"]
+    assert key["Condition"] == "CreateKey"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    by_sid = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    assert by_sid["EnableIamPolicies"]["Action"] == "kms:*"
+    grant = by_sid["AllowAttachmentOfPersistentResources"]
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]} in as_list(grant["Principal"]["AWS"])
+    assert by_sid["AllowUseBySageMaker"]["Principal"] == {"AWS": {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}}
+    decrypting = as_list(by_sid["AllowFunctionsToDecrypt"]["Principal"]["AWS"])
+    assert decrypting == [{"Fn::GetAtt": [f"{name}Role", "Arn"]} for name in FUNCTIONS]
+    logs = by_sid["AllowCloudWatchLogs"]
+    assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.${AWS::URLSuffix}"}}
+    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+    assert resources["KeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${NamePrefix}-${EnvironmentName}"}
+
+
+def test_everything_at_rest_uses_the_one_key(resources, template):
+    assert template["Globals"]["Function"]["KmsKeyArn"] == KEY_ARN
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["KMS_KEY_ARN"] == KEY_ARN
+    assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
+    assert resources["DeliveryDeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
+    (rule,) = resources["DataBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN},
+                    "BucketKeyEnabled": True}
+    assert template["Outputs"]["KmsKeyArn"]["Value"] == KEY_ARN
+
+
+def test_bucket_is_private_versioned_and_notifies_eventbridge(resources):
+    bucket = resources["DataBucket"]
+    properties = bucket["Properties"]
+    assert "BucketName" not in properties  # CloudFormation names it: bucket names are global
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True)
+    assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert properties["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert any("NoncurrentVersionExpiration" in r for r in rules)
+    assert any("AbortIncompleteMultipartUpload" in r for r in rules)
+
+
+def test_bucket_policy_denies_plain_http_and_puts_with_other_encryption_or_keys(resources):
+    policy = resources["DataBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "DataBucket"}
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    tls = by_sid["DenyInsecureTransport"]
+    assert (tls["Effect"], tls["Principal"], tls["Action"]) == ("Deny", "*", "s3:*")
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert len(tls["Resource"]) == 2  # the bucket and its objects
+    puts = by_sid["DenyPutsWithoutKms"]
+    assert (puts["Effect"], puts["Principal"], puts["Action"]) == ("Deny", "*", "s3:PutObject")
+    assert puts["Condition"]["StringNotEquals"] == {"s3:x-amz-server-side-encryption": "aws:kms"}
+    # Paired with Null=false, not a deny on a missing header: UploadPart, which every multipart upload uses, is
+    # authorized as s3:PutObject but never carries the header; the bucket's default SSE-KMS covers such puts.
+    assert puts["Condition"]["Null"] == {"s3:x-amz-server-side-encryption": "false"}
+    keys = by_sid["DenyPutsWithAnotherKey"]
+    assert (keys["Effect"], keys["Action"]) == ("Deny", "s3:PutObject")
+    assert keys["Condition"]["StringNotEquals"] == {
+        "s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]}
+    }
+
+
+def test_log_groups_are_encrypted_and_expire(resources, template):
+    log_groups = {k: r for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    for logical_id, resource in log_groups.items():
+        assert resource["Properties"]["KmsKeyId"] == KEY_ARN, logical_id
+        assert resource["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical_id
+    names = {evaluate(r["Properties"]["LogGroupName"], template) for r in log_groups.values()}
+    for name in FUNCTIONS:
+        assert evaluate(resources[name]["Properties"]["LoggingConfig"]["LogGroup"], template) in names, name
+    assert template["Globals"]["Function"]["LoggingConfig"] == {"LogFormat": "JSON"}
+
+
+# -- functions --------------------------------------------------------------------------------------------------
+def test_functions_share_one_configuration_and_trace(resources, template):
+    function_globals = template["Globals"]["Function"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Handler"] == "app.handler"
+    assert function_globals["Layers"] == [{"Ref": "SharedLayer"}]
+    assert set(function_globals["Environment"]["Variables"]) == ENVIRONMENT
+    functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert {k: r["Properties"]["CodeUri"] for k, r in functions.items()} == FUNCTIONS
+    for logical_id, resource in functions.items():
+        properties = resource["Properties"]
+        assert not {"Tracing", "Runtime", "Environment", "Layers"} & set(properties), logical_id
+        assert properties["Role"] == {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]}
+        assert (ROOT / properties["CodeUri"] / "app.py").is_file(), logical_id
+    prepare = resources["PrepareDataFunction"]["Properties"]
+    assert (prepare["MemorySize"], prepare["Timeout"], prepare["EphemeralStorage"]) == (3008, 900, {"Size": 10240})
+
+
+def test_environment_holds_the_stack_configuration(template):
+    variables = {k: evaluate(v, template) for k, v in template["Globals"]["Function"]["Environment"]["Variables"].items()}
+    assert variables["NAME_PREFIX"] == variables["ENDPOINT_NAME"] == "kmeans-dev"
+    assert variables["DATA_BUCKET"] == {"Ref": "DataBucket"}
+    assert variables["SAGEMAKER_ROLE_ARN"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert (variables["DEFAULT_K"], variables["MAX_TRAINING_JOBS"], variables["MAX_PARALLEL_TRAINING_JOBS"]) == (
+        "8", "10", "2")
+    assert variables["FEATURE_COLUMNS"] == ""
+    image = template["Globals"]["Function"]["Environment"]["Variables"]["KMEANS_IMAGE_URI"]["Fn::Sub"]
+    assert image[0] == "${Account}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/kmeans:1"
+    assert ":latest" not in TEMPLATE.read_text(encoding="utf-8")
+
+
+def test_layer_ships_pinned_pydantic_and_powertools_only():
+    layer = (ROOT / "layers" / "shared" / "requirements.txt").read_text(encoding="utf-8")
+    pins = dict(
+        re.match(r"^([A-Za-z0-9_.\[\]-]+)==(\S+)$", line).groups()
+        for line in layer.splitlines() if line.strip() and not line.startswith("#")
+    )
+    # No [tracer] extra: it would bring aws-xray-sdk and a second botocore into every function.
+    assert set(pins) == {"pydantic", "aws-lambda-powertools"}
+    assert pins["pydantic"].startswith("2.")
+    assert pins["aws-lambda-powertools"].startswith("3.")
+
+
+def test_layer_is_built_for_the_functions_runtime(resources):
+    layer = resources["SharedLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/shared/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+
+
+# -- state machine ----------------------------------------------------------------------------------------------
+def test_state_machine_logs_everything_encrypted_and_traces(resources):
+    machine = resources["PipelineStateMachine"]["Properties"]
+    assert machine["Type"] == "STANDARD"
+    assert machine["DefinitionUri"] == "statemachine/pipeline.asl.json"
+    assert machine["Logging"]["Level"] == "ALL"
+    assert machine["Logging"]["IncludeExecutionData"] is True
+    (destination,) = machine["Logging"]["Destinations"]
+    log_group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert resources[log_group]["Properties"]["KmsKeyId"] == KEY_ARN
+    assert machine["Tracing"] == {"Enabled": True}
+    assert machine["PropagateTags"] is True
+
+
+def test_state_machine_may_invoke_the_seven_functions_and_nothing_else(resources):
+    (policy,) = resources["PipelineStateMachine"]["Properties"]["Policies"]
+    invoke = [s for s in policy["Statement"] if "lambda:InvokeFunction" in as_list(s["Action"])]
+    assert len(invoke) == 1 and as_list(invoke[0]["Action"]) == ["lambda:InvokeFunction"]
+    assert invoke[0]["Resource"] == [{"Fn::GetAtt": [name, "Arn"]} for name in FUNCTIONS]
+
+
+def test_asl_uses_exactly_the_definition_substitutions(resources):
+    text = ASL.read_text(encoding="utf-8")
+    json.loads(text)
+    used = set(re.findall(r"\$\{([^}]+)\}", text))
+    substitutions = resources["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert used == set(substitutions)
+    assert substitutions == {
+        **{f"{name}Arn": {"Fn::GetAtt": [name, "Arn"]} for name in FUNCTIONS},
+        "Partition": {"Ref": "AWS::Partition"},
+    }
+
+
+def test_uploads_and_the_schedule_start_the_pipeline_with_their_native_events(resources):
+    upload = resources["UploadTriggerRule"]["Properties"]
+    assert upload["EventPattern"] == {
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [{"Ref": "DataBucket"}]}, "object": {"key": [{"prefix": "incoming/"}]}},
+    }
+    schedule = resources["ScheduleTriggerRule"]["Properties"]
+    assert schedule["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    assert schedule["State"] == {"Fn::If": ["IsScheduleEnabled", "ENABLED", "DISABLED"]}
+    for rule in (upload, schedule):
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Ref": "PipelineStateMachine"}
+        assert not {"Input", "InputPath", "InputTransformer"} & set(target)
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]}}
+    (start,) = resources["PipelineTriggerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert (start["Action"], start["Resource"]) == ("states:StartExecution", {"Ref": "PipelineStateMachine"})
+
+
+def test_run_results_reach_the_encrypted_topic(resources):
+    rule = resources["RunResultRule"]["Properties"]
+    assert rule["EventPattern"]["detail"] == {
+        "status": ["FAILED", "TIMED_OUT", "ABORTED", "SUCCEEDED"],
+        "stateMachineArn": [{"Ref": "PipelineStateMachine"}],
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": "NotificationTopic"}
+    template_text = target["InputTransformer"]["InputTemplate"]
+    assert {"<execution>", "<status>", "<stateMachine>"} <= set(re.findall(r"<\w+>", template_text))
+    publish = resources["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert publish["Principal"] == {"Service": "events.amazonaws.com"}
+    assert publish["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["RunResultRule", "Arn"]}}}
+    assert resources["NotificationSubscription"]["Condition"] == "HasNotificationEmail"
+
+
+# -- parameters and outputs -------------------------------------------------------------------------------------
+def test_parameter_defaults_satisfy_their_own_constraints(template):
+    for name, spec in template["Parameters"].items():
+        default = spec["Default"]
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], str(default)), name
+        if "AllowedValues" in spec:
+            assert default in spec["AllowedValues"], name
+        if "MinValue" in spec:
+            assert spec["MinValue"] <= default <= spec["MaxValue"], name
+    assert (defaults(template)["KmsKeyArn"], defaults(template)["NotificationEmail"]) == ("", "")
+    assert defaults(template)["ScheduleEnabled"] == "false"
+
+
+def test_names_fit_sagemaker_limits(template):
+    prefix, environment = (template["Parameters"][p]["AllowedPattern"] for p in ("NamePrefix", "EnvironmentName"))
+    assert re.fullmatch(prefix, "a" * 10) and not re.fullmatch(prefix, "a" * 11)
+    assert re.fullmatch(environment, "a" * 8) and not re.fullmatch(environment, "a" * 9)
+    assert not re.fullmatch(prefix, "Kmeans") and not re.fullmatch(environment, "d-v")  # lowercase, no dash
+    longest_prefix = 10 + 1 + 8
+    assert longest_prefix <= 19 and longest_prefix + 1 + 10 <= 32  # "<prefix>-<run id>" tuning job names
+
+
+def test_instance_type_parameters_refuse_local_nvme_types(template):
+    for name in ("TrainingInstanceType", "HostingInstanceType"):
+        spec = template["Parameters"][name]
+        assert "NVMe" in spec["Description"]
+        for value in spec["AllowedValues"]:
+            family = value.split(".")[1]
+            assert family in EBS_ONLY_FAMILIES, f"{name} allows {value}"
+            assert not re.search(r"\d[a-z]*d", family), f"{name} allows {value}"
+        assert spec["Default"] in spec["AllowedValues"]
+
+
+def test_outputs(template):
+    assert set(template["Outputs"]) == {
+        "DataBucketName", "StateMachineArn", "EndpointName", "NotificationTopicArn", "KmsKeyArn", "SageMakerRoleArn"}
+    assert evaluate(template["Outputs"]["EndpointName"]["Value"], template) == "kmeans-dev"
+
+
+def test_samconfig_deploys_and_validates_with_safe_defaults():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    default = config["default"]
+    assert default["global"]["parameters"]["stack_name"] == "kmeans-pipeline"
+    deploy = default["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
+    assert default["build"]["parameters"] == {"cached": True, "parallel": True}
+    assert default["validate"]["parameters"]["lint"] is True
+
+
+def test_loader_turns_short_forms_into_long_forms_and_keeps_dates_as_text():
+    from offline.cfn import TemplateError, loads_template
+
+    loaded = loads_template(
+        "Version: 2012-10-17\n"
+        "A: !Ref X\n"
+        "B: !GetAtt Role.Arn\n"
+        "C: !Sub ['${A}-x', {A: !Ref AWS::Region}]\n"
+        "D: !If [Cond, !Condition Other, !Ref AWS::NoValue]\n"
+        "E: !FindInMap [Map, !Ref AWS::Region, Account]\n"
+    )
+    assert loaded == {
+        "Version": "2012-10-17",
+        "A": {"Ref": "X"},
+        "B": {"Fn::GetAtt": ["Role", "Arn"]},
+        "C": {"Fn::Sub": ["${A}-x", {"A": {"Ref": "AWS::Region"}}]},
+        "D": {"Fn::If": ["Cond", {"Condition": "Other"}, {"Ref": "AWS::NoValue"}]},
+        "E": {"Fn::FindInMap": ["Map", {"Ref": "AWS::Region"}, "Account"]},
+    }
+    with pytest.raises(TemplateError, match="duplicate key 'A'"):
+        loads_template("A: 1\nA: 2\n")

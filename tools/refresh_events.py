@@ -1,0 +1,56 @@
+"""Regenerate `events/` from a real offline run: each step's event is exactly what the state machine sent it.
+
+    python tools/refresh_events.py
+
+Bucket names become `EXAMPLE-BUCKET` (replace with your stack's DataBucketName before `sam local invoke`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from offline.runner import ROOT, OfflineAWS
+from offline.sample_data import generate
+
+EVENTS = ROOT / "events"
+PLACEHOLDER = "EXAMPLE-BUCKET"
+STEP_DIRS = {
+    "ResolveInputFunction": "resolve_input",
+    "PrepareDataFunction": "prepare_data",
+    "StartTuningFunction": "start_tuning",
+    "CheckTuningFunction": "check_tuning",
+    "CreateModelFunction": "create_model",
+    "DeployEndpointFunction": "deploy_endpoint",
+    "CheckEndpointFunction": "check_endpoint",
+    "CleanUpFunction": "clean_up",
+}
+CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "k": 8, "stratifyColumn": "tranCode", "maxTrainingJobs": 4}
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp, OfflineAWS() as aws:
+        sample = generate(Path(tmp), rows=5000)
+        aws.upload(sample.csv_path, "incoming/transactions.csv")
+        result = aws.run({**CONSOLE_INPUT, "pollSeconds": 0}, name="example-run")
+        if result.status != "SUCCEEDED":
+            print(f"offline run failed: {result.error}: {result.cause}", file=sys.stderr)
+            return 1
+        bucket = aws.bucket
+        for logical, directory in STEP_DIRS.items():
+            event = aws.step_events[logical][0]
+            if logical == "ResolveInputFunction":
+                event = {**event, "input": CONSOLE_INPUT}
+            if logical == "CheckTuningFunction":
+                event = aws.step_events[logical][-1]
+            if "config" in event:  # the run polled without waiting; show the deployed default
+                event = {**event, "config": {**event["config"], "pollSeconds": 60}}
+            text = json.dumps(event, indent=2).replace(bucket, PLACEHOLDER)
+            (EVENTS / f"{directory}.json").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
