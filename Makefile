@@ -10,7 +10,7 @@ CHECKOV_VERSION := 3.3.30
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint clean venv
+.PHONY: demo test lint clean venv bench package-check
 
 venv: $(STAMP)
 
@@ -37,6 +37,20 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/sam validate --lint
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
+
+# Builds every function as `sam build` would and checks its unzipped size against Lambda's limits; prints
+# cold-import times. Needs the package registry, so `make test` does not run it.
+package-check: $(STAMP)
+	$(BIN)/python tools/package_check.py
+
+# The data step's core against the straightforward pandas approach on 10 M and 40 M rows (cached in .cache/).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) package-check
+	$(BIN)/python tools/bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache demo-output .aws-sam

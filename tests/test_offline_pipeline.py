@@ -169,3 +169,18 @@ def test_best_model_is_within_five_percent_of_scikit_learn(stack):
     reference = KMeans(n_clusters=5, n_init=10, random_state=0).fit(train)
     reference_msd = float(np.mean(np.min(((test[:, None, :] - reference.cluster_centers_[None]) ** 2).sum(-1), axis=1)))
     assert result.output["bestTrainingJob"]["testMsd"] <= 1.05 * reference_msd
+
+
+def test_several_training_instances_read_their_own_shards(sample):
+    with OfflineAWS(parameters={"TrainingInstanceCount": "2", "ShardMegabytes": "1"}) as aws:
+        aws.upload(sample.csv_path, KEY)
+        result = run(aws, "sharded")
+        assert result.status == "SUCCEEDED", result.cause
+        assert result.output["dataset"]["trainShards"] == 2
+        tuning = aws.client("sagemaker").describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=result.output["tuningJob"])
+        definition = tuning["TrainingJobDefinition"]
+        assert definition["ResourceConfig"]["InstanceCount"] == 2
+        distribution = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+                        for c in definition["InputDataConfig"]}
+        assert distribution == {"train": "ShardedByS3Key", "test": "FullyReplicated"}

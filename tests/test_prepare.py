@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import boto3
+import numpy as np
 import pytest
 
 from conftest import REGION, put_csv, read_text
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from kmeans_pipeline.prepare import StratifiedSplitter, prepare
+from kmeans_pipeline.prepare import prepare
+from kmeans_pipeline.split import StratifiedSplitter
 from kmeans_pipeline.resolve import resolve
 
 START = "2026-11-23T10:00:00.000Z"
@@ -48,15 +50,22 @@ def test_raw_object_is_left_exactly_as_it_was(settings):
     assert read_text(settings.data_bucket, "incoming/t.csv") == text
 
 
+def channel_text(uri: str) -> str:
+    bucket, prefix = uri[5:].split("/", 1)
+    s3 = boto3.client("s3", region_name=REGION)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    return "".join(read_text(bucket, key) for key in sorted(keys))
+
+
 def test_split_is_seeded(settings):
     put_csv(settings.data_bucket, "incoming/t.csv", rows(300))
     s3 = boto3.client("s3", region_name=REGION)
     a = prepare(config_for(settings, "incoming/t.csv", seed=1), settings, s3)
-    first = read_text(settings.data_bucket, a.test_uri[5:].split("/", 1)[1] + "test.csv")
+    first = channel_text(a.test_uri)
     b = prepare(config_for(settings, "incoming/t.csv", seed=1), settings, s3)
-    assert read_text(settings.data_bucket, b.test_uri[5:].split("/", 1)[1] + "test.csv") == first
+    assert channel_text(b.test_uri) == first
     c = prepare(config_for(settings, "incoming/t.csv", seed=2), settings, s3)
-    assert read_text(settings.data_bucket, c.test_uri[5:].split("/", 1)[1] + "test.csv") != first
+    assert channel_text(c.test_uri) != first
 
 
 def test_feature_columns_select_and_order_the_channel_columns(settings):
@@ -67,19 +76,23 @@ def test_feature_columns_select_and_order_the_channel_columns(settings):
         boto3.client("s3", region_name=REGION),
     )
     assert dataset.feature_columns == ["tranCode", "Amount"]
-    line = read_text(settings.data_bucket, dataset.train_uri[5:].split("/", 1)[1] + "train.csv").splitlines()[0]
+    line = channel_text(dataset.train_uri).splitlines()[0]
     code, amount = line.split(",")
     assert float(amount) % 1 == 0.5 and float(code) in (0.0, 1.0)
 
 
-def test_stratified_split_keeps_each_line_of_business_share():
+@pytest.mark.parametrize("batch", [1, 7, 1000])
+def test_stratified_split_keeps_each_line_of_business_share(batch):
     splitter = StratifiedSplitter(0.2, seed=3)
-    counts = {"a": [0, 0], "b": [0, 0]}
-    for i in range(10_000):
-        stratum = "a" if i % 10 else "b"  # b is a 10% minority
-        counts[stratum][splitter.is_test(stratum)] += 1
-    for train, test in counts.values():
-        assert abs(test - 0.2 * (train + test)) <= 1
+    strata = np.array([b"a" if i % 10 else b"b" for i in range(10_000)])  # b is a 10% minority
+    is_test = np.concatenate([splitter.assign(len(part), part) for part in np.array_split(strata, 10_000 // batch)])
+    for stratum in (b"a", b"b"):
+        members = strata == stratum
+        assert abs(is_test[members].sum() - 0.2 * members.sum()) <= 1
+    # In random places: the test rows of a large batch are not the first or the last ones.
+    if batch == 1000:
+        first = splitter.assign(1000)
+        assert 0 < np.flatnonzero(first).mean() / 1000 < 1 and first[:200].sum() < 200
 
 
 def test_crlf_bom_and_missing_final_newline_are_fine(settings):
@@ -165,3 +178,60 @@ def test_a_url_encoded_key_from_an_event_is_found(settings):
              "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/my+data+%281%29.csv"}}}
     config = resolve(event, "encoded", START, settings, None)
     assert prepare(config, settings, boto3.client("s3", region_name=REGION)).source.key == "incoming/my data (1).csv"
+
+
+def channel_objects(uri: str) -> list[dict]:
+    bucket, prefix = uri[5:].split("/", 1)
+    s3 = boto3.client("s3", region_name=REGION)
+    return [s3.head_object(Bucket=bucket, Key=o["Key"]) | {"Key": o["Key"]}
+            for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+
+
+def big_rows(n: int) -> bytes:
+    return b"tranCode,Amount\n" + b"".join(b"%d,%d.%03d\n" % (i % 5, i, i % 997) for i in range(n))
+
+
+def test_large_channels_are_multipart_shards_of_about_the_configured_size(settings):
+    # 1.3 M rows, about 20 MB: with 8 MB shards the training channel needs several objects, each written in
+    # 8 MiB parts, every one encrypted with the stack's key; no row is lost or doubled.
+    settings = settings.model_copy(update={"shard_megabytes": 8})
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=settings.data_bucket, Key="incoming/big.csv", Body=big_rows(1_300_000))
+    dataset = prepare(config_for(settings, "incoming/big.csv"), settings, s3)
+    train = channel_objects(dataset.train_uri)
+    assert dataset.train_shards == len(train) >= 2
+    assert all(o["ServerSideEncryption"] == "aws:kms" and o["SSEKMSKeyId"] == settings.kms_key_arn for o in train)
+    assert all(o["ContentLength"] < 10 << 20 for o in train)
+    assert any("-" in o["ETag"] for o in train)  # a multipart upload's ETag
+    lines = channel_text(dataset.train_uri).splitlines() + channel_text(dataset.test_uri).splitlines()
+    assert len(lines) == len(set(lines)) == 1_300_000
+    assert (dataset.train_rows, dataset.test_rows) == (1_040_000, 260_000)
+    assert not s3.list_multipart_uploads(Bucket=settings.data_bucket).get("Uploads")
+
+
+def test_several_training_instances_get_a_balanced_shard_each(settings):
+    settings = settings.model_copy(update={"training_instance_count": 3})
+    put_csv(settings.data_bucket, "incoming/t.csv", rows(1000))
+    dataset = prepare(config_for(settings, "incoming/t.csv"), settings, boto3.client("s3", region_name=REGION))
+    shards = channel_objects(dataset.train_uri)
+    assert dataset.train_shards == len(shards) == 3
+    texts = [read_text(settings.data_bucket, o["Key"]) for o in shards]
+    assert sum(len(text.splitlines()) for text in texts) == 800
+    # Balanced by volume, which is what an instance reads: within two lines of each other.
+    assert max(map(len, texts)) - min(map(len, texts)) <= 2 * max(len(line) + 1 for text in texts for line in text.splitlines())
+
+
+def test_more_training_instances_than_rows_is_refused_clearly(settings):
+    settings = settings.model_copy(update={"training_instance_count": 50})
+    put_csv(settings.data_bucket, "incoming/t.csv", rows(40))
+    with pytest.raises(DataValidationError, match="32 training rows for 50 training instances"):
+        prepare(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
+
+
+def test_a_failed_split_leaves_no_multipart_upload_behind(settings):
+    settings = settings.model_copy(update={"shard_megabytes": 64})
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=settings.data_bucket, Key="incoming/late-error.csv", Body=big_rows(1_000_000) + b"1,oops\n")
+    with pytest.raises(DataValidationError, match="line 1000002, column Amount: 'oops' is not a number"):
+        prepare(config_for(settings, "incoming/late-error.csv"), settings, s3)
+    assert not s3.list_multipart_uploads(Bucket=settings.data_bucket).get("Uploads")

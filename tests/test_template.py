@@ -41,7 +41,8 @@ ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE", "NAME_PREFIX",
     "ENDPOINT_NAME", "DATA_BUCKET", "KMS_KEY_ARN", "SAGEMAKER_ROLE_ARN", "KMEANS_IMAGE_URI",
     "TRAINING_INSTANCE_TYPE", "HOSTING_INSTANCE_TYPE", "DEFAULT_K", "MAX_TRAINING_JOBS",
-    "MAX_PARALLEL_TRAINING_JOBS", "FEATURE_COLUMNS", "MAX_INPUT_MEGABYTES", "KEEP_MODELS", "DEFAULT_POLL_SECONDS", "RESOURCE_TAGS",
+    "MAX_PARALLEL_TRAINING_JOBS", "FEATURE_COLUMNS", "MAX_INPUT_MEGABYTES", "SHARD_MEGABYTES", "TRAINING_INSTANCE_COUNT",
+    "KEEP_MODELS", "DEFAULT_POLL_SECONDS", "RESOURCE_TAGS",
 }
 # Actions that have no resource-level permission, so that "*" is the only Resource they take.
 NO_RESOURCE_LEVEL = {
@@ -395,7 +396,8 @@ def test_functions_share_one_configuration_and_trace(resources, template):
         assert properties["Role"] == {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]}
         assert (ROOT / properties["CodeUri"] / "app.py").is_file(), logical_id
     prepare = resources["PrepareDataFunction"]["Properties"]
-    assert (prepare["MemorySize"], prepare["Timeout"], prepare["EphemeralStorage"]) == (3008, 900, {"Size": 10240})
+    assert (prepare["MemorySize"], prepare["Timeout"]) == (3008, 900)
+    assert "EphemeralStorage" not in prepare  # the data step streams S3 to S3 and stages nothing in /tmp
 
 
 def test_environment_holds_the_stack_configuration(template):

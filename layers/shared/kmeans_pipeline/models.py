@@ -124,6 +124,7 @@ class Dataset(_Model):
     test_uri: str
     train_rows: int
     test_rows: int
+    train_shards: int = Field(default=1, ge=1, description="Objects the training channel was written as.")
     skipped_blank_lines: int
     feature_columns: list[str]
     feature_dim: int

@@ -29,8 +29,12 @@ class StackSettings(BaseModel):
     max_training_jobs: int = Field(default=10, ge=1, le=500)
     max_parallel_training_jobs: int = Field(default=2, ge=1, le=100)
     feature_columns: tuple[str, ...] = ()
-    # The data step writes both channels to its ephemeral storage (10 GiB) before uploading them.
-    max_input_megabytes: int = Field(default=8192, ge=1, le=8192)
+    # Bounds one data step's work (it streams, so memory is not the limit; its 15 minutes are).
+    max_input_megabytes: int = Field(default=8192, ge=1, le=51200)
+    # Training instances per training job; above 1 the training channel is read ShardedByS3Key.
+    training_instance_count: int = Field(default=1, ge=1, le=100)
+    # The channels are written as objects of about this size.
+    shard_megabytes: int = Field(default=128, ge=1, le=10240)
     # Superseded models and endpoint configs kept after a deploy (besides the ones serving or deploying).
     keep_models: int = Field(default=3, ge=1, le=100)
     # Seconds between status checks when a run's input does not say (uploads and the schedule never do).

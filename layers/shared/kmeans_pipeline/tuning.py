@@ -26,8 +26,9 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
     integer_ranges = [
         {"Name": "extra_center_factor", "MinValue": str(EXTRA_CENTER_FACTOR[0]), "MaxValue": str(EXTRA_CENTER_FACTOR[1])}
     ]
-    # A mini-batch larger than the training set is meaningless: cap the range at the row count.
-    batch_high = min(MINI_BATCH_SIZE[1], dataset.train_rows)
+    instances = settings.training_instance_count
+    # A mini-batch larger than one instance's share of the training set is meaningless: cap the range there.
+    batch_high = max(1, min(MINI_BATCH_SIZE[1], dataset.train_rows // instances))
     batch_low = min(MINI_BATCH_SIZE[0], batch_high)
     if batch_low < batch_high:
         integer_ranges.append({"Name": "mini_batch_size", "MinValue": str(batch_low), "MaxValue": str(batch_high)})
@@ -65,11 +66,15 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
                 {
                     "ChannelName": name,
                     "DataSource": {
-                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": distribution}
                     },
                     **channel,
                 }
-                for name, uri in (("train", dataset.train_uri), ("test", dataset.test_uri))
+                for name, uri, distribution in (
+                    # Several instances split the training shards between them; each scores the whole test set.
+                    ("train", dataset.train_uri, "ShardedByS3Key" if instances > 1 else "FullyReplicated"),
+                    ("test", dataset.test_uri, "FullyReplicated"),
+                )
             ],
             "OutputDataConfig": {
                 "S3OutputPath": f"s3://{settings.data_bucket}/{config.model_prefix}",
@@ -77,7 +82,7 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
             },
             "ResourceConfig": {
                 "InstanceType": settings.training_instance_type,
-                "InstanceCount": 1,
+                "InstanceCount": instances,
                 "VolumeSizeInGB": VOLUME_SIZE_GB,
                 "VolumeKmsKeyId": settings.kms_key_arn,
             },

@@ -1,0 +1,141 @@
+"""The data step's core: the fast (vectorised) path accepts exactly what the exact (row-by-row) path accepts,
+gives every row the same fate, and keeps memory bounded whatever the input's size."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kmeans_pipeline import split
+from kmeans_pipeline.errors import DataValidationError
+from kmeans_pipeline.split import split_stream
+
+NUMBERS = ["0", "7", "-3", "+4", "12.5", "-0.25", ".5", "5.", "-.5", "1e5", "2E-3", "1.5e+07", "007", "99999", "1e100"]
+NOT_NUMBERS = ["", " 3", "1.2.3", "1e", "e5", "--1", "1-2", "+", ".", "1e5.2", "1e5e2", "1e999",
+               "nan", "inf", "abc", '"4"', "1,5", "5+", ".e5", "+.e1", "1_000", "\uff11", "1 ", "1e+", "-.", "5.e3"]
+
+
+def run(data: bytes, *, exact_only: bool = False, block_bytes: int = 64, **options):
+    train, test = io.BytesIO(), io.BytesIO()
+    fast = split._fast
+    if exact_only:
+        split._fast = lambda *args: None
+    try:
+        result = split_stream([data[i : i + 13] for i in range(0, len(data), 13)], train, test,
+                              block_bytes=block_bytes, **options)
+        return result, train.getvalue(), test.getvalue()
+    except DataValidationError as exc:
+        return str(exc), None, None
+    finally:
+        split._fast = fast
+
+
+def values(channel: bytes) -> list[list[float]]:
+    return [[float(v) for v in line.split(b",")] for line in channel.splitlines()]
+
+
+@st.composite
+def csv_files(draw):
+    width = draw(st.integers(1, 3))
+    header = ",".join(["tranCode", "Amount", "Other"][:width])
+    field = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NOT_NUMBERS))
+    row = st.lists(field, min_size=width, max_size=width).map(",".join)
+    odd_row = st.sampled_from(["", "1,2,3,4", "5"])
+    lines = draw(st.lists(st.one_of(row, row, row, row, odd_row), min_size=0, max_size=40))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    final = draw(st.sampled_from([newline, ""]))
+    return (header + newline + newline.join(lines) + final).encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=csv_files(), block_bytes=st.sampled_from([16, 64, 4096]), stratify=st.booleans(),
+       select=st.booleans())
+def test_the_fast_path_agrees_with_the_exact_path_on_every_input(data, block_bytes, stratify, select):
+    options = {"k": 1, "stratify_column": "tranCode" if stratify else None,
+               "feature_columns": ["tranCode"] if select else None}
+    fast = run(data, block_bytes=block_bytes, **options)
+    exact = run(data, block_bytes=block_bytes, exact_only=True, **options)
+    assert fast[0] == exact[0]  # the same counts, or the same error naming the same line and column
+    if fast[1] is not None:
+        assert values(fast[1]) == values(exact[1]) and values(fast[2]) == values(exact[2])
+
+
+@pytest.mark.parametrize("token", NUMBERS + NOT_NUMBERS)
+@pytest.mark.parametrize("column", [0, 1])
+def test_each_odd_value_gets_the_same_answer_from_both_paths(token, column):
+    rows = [["1", "2.5"] for _ in range(30)]
+    rows[17][column] = token
+    data = ("tranCode,Amount\n" + "\n".join(",".join(row) for row in rows) + "\n").encode()
+    fast, exact = run(data, block_bytes=1 << 20, k=1), run(data, block_bytes=1 << 20, exact_only=True, k=1)
+    assert fast[0] == exact[0]
+    if fast[1] is not None:
+        assert values(fast[1]) == values(exact[1]) and values(fast[2]) == values(exact[2])
+
+
+def test_the_fast_path_takes_plain_numbers_and_keeps_their_text():
+    data = b"tranCode,Amount\n" + b"".join(b"%d,%d.%02d\n" % (i % 5, i, i % 100) for i in range(5000))
+    block = data[data.index(b"\n") + 1 :]
+    layout = split.parse_header(b"tranCode,Amount\n", None, None)
+    part = split._fast(block, layout, split.StratifiedSplitter(0.2, 1))
+    assert part is not None and part.rows == 5000 and part.test_rows == 1000
+    assert sorted(part.train.splitlines() + part.test.splitlines()) == sorted(block.splitlines())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"a,b\n1,2\n3,x\n", "line 3, column b: 'x' is not a number"),
+    (b"a,b\n1,2\n\n\n3,4,5\n", "line 5: 3 fields, but the header has 2"),
+    (b"a,b\n1,2\n3,1e999\n", "line 3, column b: '1e999' is too large"),
+    (b"a,b\r\n1,2\r\n3,\r\n", "line 3, column b: '' is not a number"),
+])
+def test_errors_name_the_line_and_column_from_any_block(text, message):
+    for block_bytes in (8, 64, 1 << 20):
+        assert message in run(text, block_bytes=block_bytes, k=1)[0]
+
+
+def test_quoted_fields_may_span_blocks():
+    data = b'a,b\n1,2\n"3\n",4\n5,6\n' * 1 + b"".join(b"%d,%d\n" % (i, i) for i in range(50))
+    result, train, test = run(data, block_bytes=8, k=1)
+    assert result.train_rows + result.test_rows == 53
+
+
+def test_gzip_is_read_and_a_corrupt_gzip_is_refused():
+    rows = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(100))
+    result, train, test = run(gzip.compress(rows), k=1)
+    assert result.train_rows + result.test_rows == 100
+    assert "cannot be unpacked" in run(gzip.compress(rows)[:20] + b"garbage" * 10, k=1)[0]
+    assert "truncated" in run(gzip.compress(rows)[:-12], k=1)[0]
+
+
+def test_memory_stays_bounded_whatever_the_input_size():
+    def rows(count):
+        yield b"tranCode,Amount\n"
+        line = b"".join(b"%d,%d.25\n" % (i % 7, i) for i in range(10_000))
+        for _ in range(count // 10_000):
+            yield line
+
+    class Sink:
+        def write(self, data):
+            pass
+
+    peaks = []
+    for count in (200_000, 2_000_000):
+        tracemalloc.start()
+        split_stream(rows(count), Sink(), Sink())
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.2 * peaks[0] and peaks[1] < 40 * split.BLOCK_BYTES
+
+
+def test_line_blocks_end_at_newlines_and_refuse_endless_lines():
+    data = b"".join(b"%d\n" % i for i in range(1000))
+    blocks = list(split.line_blocks(iter([data[i : i + 7] for i in range(0, len(data), 7)]), 100))
+    assert b"".join(blocks) == data and all(b.endswith(b"\n") and len(b) <= 100 for b in blocks)
+    with pytest.raises(split.LineTooLong):
+        list(split.line_blocks(itertools.repeat(b"x" * 4096, 600), 1024))
