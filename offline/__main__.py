@@ -1,6 +1,9 @@
 """`make demo`: run the deployed workflow offline, end to end, and show what it did.
 
-    python -m offline [--data PATH] [--rows N] [--name NAME] [--input JSON] [--fail MODE] [--json]
+    python -m offline [--data PATH] [--rows N] [--name NAME] [--input JSON] [--fail MODE] [--approve | --reject] [--json]
+
+It ends with the run's evaluation report: a table, the injected anomalies of the generated sample that the report's
+thresholds catch, and report.json and report.png in the output folder.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from kmeans_pipeline.artifact import read_centroids
+from kmeans_pipeline.errors import ModelArtifactError
+from offline import report_view
 from offline.runner import ROOT, ExecutionResult, OfflineAWS, StateEvent
 from offline.sample_data import generate
 from offline.standin import Faults
@@ -22,6 +30,10 @@ FAIL_MODES = {
     "endpoint": "endpoint creation fails",
     "update": "a first run deploys, then the second run's endpoint update fails and rolls back",
     "throttle": "the first 3 calls of every SageMaker Create are throttled (retried, the run succeeds)",
+}
+APPROVAL_ERRORS = {
+    "ModelRejected": "REJECTED at approval: nothing was deployed, the endpoint was not touched.",
+    "ApprovalTimedOut": "Nobody answered the approval request in time: nothing was deployed, the endpoint was not touched.",
 }
 POLL_STATES = {"Wait for tuning", "Has tuning finished?", "Wait for endpoint", "Is the endpoint in service?",
                "Wait for the other deployment", "Is the endpoint free?"}
@@ -82,12 +94,19 @@ def summary(result: ExecutionResult, stream: Any) -> None:
         print(f"  {state:<36} {seconds:7.2f} s", file=stream)
     if result.status != "SUCCEEDED":
         print(f"\nError: {result.error}\nCause: {result.cause}", file=stream)
+        if result.error in APPROVAL_ERRORS:
+            print(APPROVAL_ERRORS[result.error], file=stream)
         return
     out = result.output
     best = out["bestTrainingJob"]
     print(f"\nTuning job {out['tuningJob']}: {out['trainingJobs']['completed']} training jobs completed", file=stream)
     print(f"Best training job {best['trainingJobName']}: test:msd {best['testMsd']:,.4f}", file=stream)
     print("  hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["hyperparameters"].items())), file=stream)
+    if out.get("outcome") == "kept":
+        gate = out.get("evaluation", {}).get("gate", {})
+        print(f"KEPT: the new model was not deployed; {gate.get('servingModel') or 'the serving model'} keeps serving "
+              f"endpoint {out['endpoint']}.\n  The quality gate: {gate.get('reason')}", file=stream)
+        return
     print(f"Model {out['model']}, endpoint config {out['endpointConfig']}", file=stream)
     print(f"Endpoint {out['endpoint']}: {out['deployment']}"
           + (f" (was {out['previousEndpointConfig']})" if out.get("previousEndpointConfig") else ""), file=stream)
@@ -122,19 +141,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "; ".join(f"{k}: {v}" for k, v in FAIL_MODES.items()))
     parser.add_argument("--concurrent", type=int, default=1, metavar="N",
                         help="start N executions at once on the same stack (an upload while the schedule fires)")
+    approval = parser.add_mutually_exclusive_group()
+    approval.add_argument("--approve", dest="approve", action="store_const", const=True, default=None,
+                          help="the run asks for approval (\"approval\": true) and the offline runner approves; "
+                               "an input with \"approval\": true is approved without it")
+    approval.add_argument("--reject", dest="approve", action="store_const", const=False,
+                          help="the run asks for approval and the offline runner rejects it: the run fails with "
+                               "ModelRejected, nothing is deployed")
     parser.add_argument("--json", action="store_true", help="print the final result as one JSON object on stdout")
-    parser.add_argument("--output", type=Path, default=ROOT / "demo-output", help="folder for the sample data")
+    parser.add_argument("--output", type=Path, default=ROOT / "demo-output",
+                        help="folder for the sample data and the report (report.json, report.png)")
     return parser
 
 
 
-def run_concurrently(aws: OfflineAWS, execution_input: dict, name: str, count: int, stream: Any) -> list[ExecutionResult]:
+def ending(result: ExecutionResult) -> str:
+    if result.status != "SUCCEEDED":
+        return f"{result.error}: {result.cause}"
+    if result.output.get("outcome") == "kept":
+        return "kept the serving model (" + result.output["evaluation"]["gate"]["reason"] + ")"
+    return "deployed " + result.output["endpointConfig"]
+
+
+def run_concurrently(aws: OfflineAWS, execution_input: dict, name: str, count: int, stream: Any,
+                     approve: bool | None = None) -> list[ExecutionResult]:
     """Start `count` executions at once, wait for all, and say how each ended and what the endpoint serves."""
     arns = [aws.start(execution_input, f"{name}-{i}") for i in range(1, count + 1)]
     print(f"Started {count} executions at once: " + ", ".join(f"{name}-{i}" for i in range(1, count + 1)), file=stream)
-    results = [aws.wait(arn) for arn in arns]
+    results = [aws.wait(arn, approve=approve) for arn in arns]
     for result in results:
-        ended = "deployed " + result.output["endpointConfig"] if result.status == "SUCCEEDED" else f"{result.error}: {result.cause}"
+        ended = ending(result)
         print(f"  {result.name}: {result.status} in {result.seconds:.1f} s, {ended}", file=stream)
     endpoint = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
     print(f"Endpoint {aws.endpoint_name}: {endpoint['EndpointStatus']} on {endpoint['EndpointConfigName']}", file=stream)
@@ -165,6 +201,89 @@ def compare_with_scikit_learn(aws: OfflineAWS, result: ExecutionResult, stream: 
           f"the tuned model's is {best['testMsd'] / msd:.1%} of that", file=stream)
 
 
+def fetch_report(aws: OfflineAWS, result: ExecutionResult, stream: Any) -> tuple[dict, Any, str] | None:
+    """(the run's evaluation report, its model's centroids or None when the artifact cannot be read, the report's
+    URI), or None when the run did not get as far as the evaluation. A run rejected at approval has its evaluation in
+    the history only."""
+    evaluation = (result.output or {}).get("evaluation") or next(iter(result.state_outputs("Evaluate model")), None)
+    if not isinstance(evaluation, dict) or not evaluation.get("reportUri"):
+        return None
+    s3 = aws.client("s3")
+    bucket, _, key = evaluation["reportUri"].removeprefix("s3://").partition("/")
+    report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    try:
+        centroids = read_centroids(report["modelArtifact"], s3=s3)
+    except ModelArtifactError as exc:
+        print(f"The model artifact cannot be read ({exc}); scoring with the report's centroids", file=stream)
+        centroids = None
+    return report, centroids, evaluation["reportUri"]
+
+
+def outcome_line(result: ExecutionResult, approved: bool | None) -> str:
+    out = result.output or {}
+    if result.status == "SUCCEEDED" and out.get("outcome") == "kept":
+        return (f"Outcome: KEPT. The quality gate kept {out['evaluation']['gate'].get('servingModel') or 'the serving model'} "
+                f"on endpoint {out['endpoint']}; the new model was not deployed.")
+    if result.status == "SUCCEEDED":
+        return (f"Outcome: DEPLOYED {out.get('model')} to endpoint {out.get('endpoint')} ({out.get('deployment')})"
+                + (", approved by the offline runner" if approved else ""))
+    if result.error in APPROVAL_ERRORS:
+        return f"Outcome: {APPROVAL_ERRORS[result.error]}"
+    return f"Outcome: {result.status} ({result.error}); see the cause above."
+
+
+def _percent(value: float) -> str:
+    return "   n/a" if value != value else f"{value:6.1%}"
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else value  # NaN (undefined) is null in the JSON
+
+
+def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_lines: list[int] | None,
+                output: Path, stream: Any) -> dict:
+    """Print the report's table and how the thresholds do on the whole data; save report.json and report.png."""
+    output.mkdir(parents=True, exist_ok=True)
+    json_path = output / "report.json"
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    shown: dict[str, Any] = {"uri": uri, "json": str(json_path), "picture": None,
+                             "decision": (report.get("gate") or {}).get("decision")}
+    print(f"\n== Evaluation report ({uri}) ==\n", file=stream)
+    print(report_view.report_table(report), file=stream)
+    try:
+        X = report_view.read_features(csv_path, report["featureColumns"])
+        closest, distance, flagged = report_view.anomaly_scores(csv_path, report, centroids, X=X)
+    except (ValueError, OSError) as exc:
+        print(f"\nCould not score {csv_path} with the model: {exc}", file=stream)
+        return shown
+    overall = report_view.flagged_overall(report, closest, distance)
+    print(f"\nAll {len(X):,} records of {csv_path.name} scored with the model: {int(flagged.sum()):,} "
+          f"({flagged.mean():.2%}) beyond their cluster's threshold, {int(overall.sum()):,} ({overall.mean():.2%}) "
+          f"beyond the overall threshold {report_view.fmt(report['thresholds']['overall'])}", file=stream)
+    shown["records"] = {"scored": int(len(X)), "flaggedPerCluster": int(flagged.sum()), "flaggedOverall": int(overall.sum())}
+    anomalies = None
+    if anomaly_lines is not None:
+        anomalies = np.zeros(len(X), dtype=bool)
+        anomalies[[line - 2 for line in anomaly_lines if 0 <= line - 2 < len(X)]] = True
+        shown["injectedAnomalies"] = {"count": len(anomaly_lines)}
+        print(f"The {len(anomaly_lines)} injected anomalies:", file=stream)
+        for rule, mask in (("perCluster", flagged), ("overall", overall)):
+            recall, precision = report_view.recall_precision(mask, anomaly_lines)
+            caught = int((mask & anomalies).sum())
+            label = "at their cluster's thresholds:" if rule == "perCluster" else "at the overall threshold:"
+            print(f"  {label:<31}recall {_percent(recall)} ({caught} of {len(anomaly_lines)} caught), "
+                  f"precision {_percent(precision)} ({caught} of {int(mask.sum()):,} flagged)", file=stream)
+            shown["injectedAnomalies"][rule] = {"recall": _finite(recall), "precision": _finite(precision),
+                                                "caught": caught, "flagged": int(mask.sum())}
+    try:
+        picture = report_view.save_picture(output / "report.png", report, X, closest, distance, flagged,
+                                           anomalies=anomalies)
+        shown["picture"] = str(picture)
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[dev]'): no picture", file=stream)
+    return shown
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
@@ -192,24 +311,40 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or time.strftime("demo-%Y%m%d-%H%M%S")
     key = f"incoming/{csv_path.name}"
     execution_input = {"dataKey": key, "pollSeconds": 1, **overrides}
+    # Approval requests are always answered (unanswered, a run would wait for its approval timeout): as the user
+    # says, else approved.
+    approve = True if args.approve is None else args.approve
+    if args.approve is not None:
+        option = "--approve" if args.approve else "--reject"
+        if execution_input.setdefault("approval", True) is not True:
+            print(f"{option}: the input sets \"approval\": {json.dumps(execution_input['approval'])}, so the run does not "
+                  "ask for approval", file=stream)
+    elif execution_input.get("approval") is True:
+        print("The input asks for approval: the offline runner approves (--reject to reject)", file=stream)
     started = time.monotonic()
     with OfflineAWS(faults=faults_for(None if args.fail == "update" else args.fail)) as aws:
         print(f"Offline stack {aws.stack_name}: bucket {aws.bucket}, endpoint {aws.endpoint_name}", file=stream)
         aws.upload(csv_path, key)
         if args.fail == "update":
             print(f"\nFirst run {name}-initial deploys a model:", file=stream)
-            first = aws.run(execution_input, f"{name}-initial", on_state=Progress(stream))
+            first = aws.run(execution_input, f"{name}-initial", on_state=Progress(stream), approve=approve)
             summary(first, stream)
             aws.standin.faults.endpoint_update_fails = "The primary container for production variant AllTraffic did not pass the ping health check (injected)"
+            # The second model must pass the quality gate to reach the update whatever its score.
+            execution_input = {"gateTolerancePercent": 100, **execution_input}
             print(f"\nSecond run {name} updates the endpoint, and the update fails:", file=stream)
         print(f"Execution input: {json.dumps(execution_input)}", file=stream)
         if args.concurrent > 1:
-            others = run_concurrently(aws, execution_input, name, args.concurrent, stream)
+            others = run_concurrently(aws, execution_input, name, args.concurrent, stream, approve=approve)
             result = others[-1]
         else:
-            result = aws.run(execution_input, name, on_state=Progress(stream))
+            result = aws.run(execution_input, name, on_state=Progress(stream), approve=approve)
             others = [result]
         summary(result, stream)
+        asked = bool(aws.approval_requests(result.arn))
+        if asked:
+            print(f"Approval: the run asked for it and the offline runner {'approved' if approve else 'rejected'} "
+                  f"({'--reject' if not approve else '--approve' if args.approve else 'the default'})", file=stream)
         try:
             described = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
             endpoint = {"name": aws.endpoint_name, "status": described["EndpointStatus"],
@@ -223,11 +358,20 @@ def main(argv: list[str] | None = None) -> int:
         datasets = result.state_outputs("Prepare training data")
         if datasets and (result.status == "SUCCEEDED" or args.fail == "update"):
             score_examples(aws, csv_path, datasets[0]["featureColumns"], stream, anomaly_lines)
+        fetched = fetch_report(aws, result, stream)
     print(f"\nTotal {time.monotonic() - started:.1f} s", file=stream)
+    shown = None
+    if fetched:
+        shown = show_report(*fetched, csv_path, anomaly_lines, args.output, stream)
+    print("\n" + outcome_line(result, approve if asked else None), file=stream)
+    if shown:
+        print(f"Report: {shown['json']}", file=stream)
+        if shown["picture"]:
+            print(f"Picture: {shown['picture']}", file=stream)
     if args.json:
         print(json.dumps({"status": result.status, "error": result.error, "cause": result.cause,
                           "execution": result.name, "resources": resources, "output": result.output,
-                          "endpoint": endpoint,
+                          "endpoint": endpoint, "report": shown,
                           "executions": [{"name": r.name, "status": r.status, "error": r.error, "cause": r.cause,
                                           "endpointConfig": (r.output or {}).get("endpointConfig")} for r in others]},
                          indent=2))

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -122,6 +123,16 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def approval_token(event: dict) -> str | None:
+    """The task token of an approval request, read from its notification as a person would read it."""
+    details = event.get("taskScheduledEventDetails") or {}
+    if event.get("type") != "TaskScheduled" or "waitForTaskToken" not in details.get("resource", ""):
+        return None
+    message = json.loads(details.get("parameters") or "{}").get("Message", "")
+    match = re.search(r"--task-token (\S+)", message)
+    return match.group(1) if match else None
 
 
 class OfflineAWS:
@@ -289,8 +300,11 @@ class OfflineAWS:
         )["executionArn"]
 
     def wait(
-        self, arn: str, on_state: Callable[[StateEvent], None] | None = None, timeout: float = 600.0
+        self, arn: str, on_state: Callable[[StateEvent], None] | None = None, timeout: float = 600.0,
+        approve: bool | None = None,
     ) -> ExecutionResult:
+        """Follow an execution to its end. ``approve`` answers approval requests as a person would: with the
+        command from the notification (True approves, False rejects; None leaves them waiting)."""
         sfn = self.client("stepfunctions")
         started = time.monotonic()
         seen = 0
@@ -299,6 +313,11 @@ class OfflineAWS:
             description = sfn.describe_execution(executionArn=arn)
             events = self._history(arn)
             for event in events[seen:]:
+                if approve is not None and (token := approval_token(event)):
+                    answer = {"approved": approve, "by": "offline runner"}
+                    if not approve:
+                        answer["comment"] = "rejected by --reject"
+                    sfn.send_task_success(taskToken=token, output=json.dumps(answer))
                 state_event = _state_event(event, events[0]["timestamp"])
                 if state_event is not None:
                     states.append(state_event)
@@ -325,8 +344,18 @@ class OfflineAWS:
         )
 
     def run(self, execution_input: Any, name: str, on_state: Callable[[StateEvent], None] | None = None,
-            timeout: float = 600.0) -> ExecutionResult:
-        return self.wait(self.start(execution_input, name), on_state=on_state, timeout=timeout)
+            timeout: float = 600.0, approve: bool | None = None) -> ExecutionResult:
+        return self.wait(self.start(execution_input, name), on_state=on_state, timeout=timeout, approve=approve)
+
+    def approval_requests(self, arn: str) -> list[dict]:
+        """The approval notifications an execution sent: {"subject", "message", "token"}."""
+        found = []
+        for event in self._history(arn):
+            token = approval_token(event)
+            if token:
+                parameters = json.loads(event["taskScheduledEventDetails"]["parameters"])
+                found.append({"subject": parameters.get("Subject"), "message": parameters.get("Message"), "token": token})
+        return found
 
     def _history(self, arn: str) -> list[dict]:
         sfn = self.client("stepfunctions")

@@ -22,11 +22,15 @@ REQUIRED = {
     "deploy_endpoint": ["endpoint_config_name"],
     "check_endpoint": ["endpoint_config_name"],
     "clean_up": [],
+    "evaluate_model": ["dataset", "best"],
+    "verify_endpoint": ["dataset", "model"],
 }
+# The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
+NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 8
+    assert len(STEPS) == 10
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
@@ -49,15 +53,14 @@ def test_console_example_is_a_valid_run_request():
 
 @pytest.mark.parametrize("step", STEPS)
 def test_handlers_import_without_data_libraries(step):
-    """Only the data step brings a heavy library (numpy, shipped with it alone); the others only boto3, pydantic
-    and Powertools."""
+    """Only the steps that ship numpy import it; the others only boto3, pydantic and Powertools."""
     code = (
         f"import sys, functions.{step}.app\n"
         "heavy = sorted({'pandas', 'numpy', 'sklearn', 'scipy', 'sagemaker'} & set(sys.modules))\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == ("numpy" if step == "prepare_data" else "")
+    assert out.stdout.strip() == ("numpy" if step in NUMPY_STEPS else "")
 
 
 def test_local_env_file_sets_every_variable_the_template_sets():

@@ -12,7 +12,7 @@ from offline.sample_data import generate
 from offline.standin import Faults
 
 KEY = "incoming/transactions.csv"
-RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3}
+RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3, "gateTolerancePercent": 100}  # always deploy
 SAGEMAKER_TYPES = {
     "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
     "TrainingJobName": "training-job",
@@ -63,6 +63,8 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple[str, str]]:
             return [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"), ("kms:GenerateDataKey", key_arn)]
         if operation in {"ListObjectsV2", "ListObjects"}:
             return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+    if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
+        return [("sagemaker:InvokeEndpoint", f"{prefix}:endpoint/{params['EndpointName'].lower()}")]
     raise AssertionError(f"no IAM mapping for {service}:{operation}: add one")
 
 
@@ -99,7 +101,8 @@ def test_the_offline_runs_exercised_every_step(recorded):
                      ("StartTuningFunction", "CreateHyperParameterTuningJob"), ("CheckTuningFunction", "DescribeTrainingJob"),
                      ("CreateModelFunction", "CreateEndpointConfig"), ("DeployEndpointFunction", "DeleteEndpoint"),
                      ("DeployEndpointFunction", "UpdateEndpoint"), ("CheckEndpointFunction", "DescribeEndpoint"),
-                     ("CleanUpFunction", "ListEndpointConfigs")]:
+                     ("CleanUpFunction", "ListEndpointConfigs"), ("EvaluateModelFunction", "DescribeModel"),
+                     ("EvaluateModelFunction", "PutObject"), ("VerifyEndpointFunction", "InvokeEndpoint")]:
         assert expected in operations
 
 

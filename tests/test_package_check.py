@@ -14,7 +14,7 @@ MIB = 1024 * 1024
 def test_every_function_gets_the_shared_layer_from_globals():
     template = load_template(ROOT / "template.yaml")
     functions = pc.resources_of(template, "AWS::Serverless::Function")
-    assert "PrepareDataFunction" in functions and len(functions) == 8
+    assert "PrepareDataFunction" in functions and len(functions) == 10
     assert {name: pc.function_layers(template, name) for name in functions} == {n: ["SharedLayer"] for n in functions}
 
 
@@ -29,8 +29,9 @@ def test_a_functions_own_layers_follow_the_globals_and_literal_arns_are_kept():
     assert pc.function_layers(template, "G") == ["A"]
 
 
-def test_limits_and_goals_single_out_the_data_step():
+def test_limits_and_goals_single_out_the_steps_that_ship_numpy():
     assert pc.size_limit("PrepareDataFunction") == 200 * MIB
+    assert pc.size_limit("EvaluateModelFunction") == pc.size_limit("VerifyEndpointFunction") == 200 * MIB
     assert pc.size_limit("CleanUpFunction") == 30 * MIB
     assert pc.import_goal("PrepareDataFunction") == 1.5
     assert pc.import_goal("CleanUpFunction") == 0.5

@@ -235,3 +235,22 @@ def test_a_failed_split_leaves_no_multipart_upload_behind(settings):
     with pytest.raises(DataValidationError, match="line 1000002, column Amount: 'oops' is not a number"):
         prepare(config_for(settings, "incoming/late-error.csv"), settings, s3)
     assert not s3.list_multipart_uploads(Bucket=settings.data_bucket).get("Uploads")
+
+
+def test_standardize_writes_z_scored_channels_with_the_training_statistics(settings):
+    put_csv(settings.data_bucket, "incoming/t.csv", "id,Amount,tranCode\n" + "".join(
+        f"x{i},{(i * 37) % 1000}.5,{i % 4}\n" for i in range(2000)))
+    s3 = boto3.client("s3", region_name=REGION)
+    config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], standardize=True)
+    dataset = prepare(config, settings, s3)
+    assert dataset.standardization is not None and "standardized/train/" in dataset.train_uri
+    train = np.loadtxt(channel_text(dataset.train_uri).splitlines(), delimiter=",")
+    raw_train = np.loadtxt(channel_text(dataset.train_uri.replace("standardized/", "")).splitlines(), delimiter=",")
+    mean, std = np.array(dataset.standardization.mean), np.array(dataset.standardization.std)
+    np.testing.assert_allclose(mean, raw_train.mean(0)) and np.testing.assert_allclose(std, raw_train.std(0))
+    np.testing.assert_allclose(train, (raw_train - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(train.mean(0), 0, atol=1e-6) and np.testing.assert_allclose(train.std(0), 1, atol=1e-5)
+    test = np.loadtxt(channel_text(dataset.test_uri).splitlines(), delimiter=",")
+    raw_test = np.loadtxt(channel_text(dataset.raw_test_uri).splitlines(), delimiter=",")
+    np.testing.assert_allclose(test, (raw_test - mean) / std, rtol=1e-6, atol=1e-6)
+    assert len(train) == dataset.train_rows and len(test) == dataset.test_rows

@@ -16,7 +16,8 @@ LAMBDA_ERRORS = {
     "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException",
 }
-TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task"}
+TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task" and s["Resource"].endswith(":lambda:invoke")}
+SNS_TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task" and ":sns:" in s["Resource"]}
 
 
 def targets(state: dict) -> list[str]:
@@ -59,7 +60,7 @@ def test_every_state_is_reachable_and_every_transition_exists():
 
 
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
-    assert len(TASKS) == 8
+    assert len(TASKS) == 11
     for name, task in TASKS.items():
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
@@ -77,8 +78,9 @@ def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
 def test_throttling_is_retried_by_name_on_every_sagemaker_step():
     from kmeans_pipeline import errors
 
-    for name in ("Start hyperparameter tuning", "Check tuning job", "Create model and endpoint config",
-                 "Deploy to endpoint", "Check endpoint", "Clean up superseded models"):
+    for name in ("Start hyperparameter tuning", "Check tuning job", "Evaluate model", "Create model and endpoint config",
+                 "Deploy to endpoint", "Check endpoint", "Verify endpoint", "Check the previous model",
+                 "Clean up superseded models"):
         retried = {e for r in TASKS[name]["Retry"] for e in r["ErrorEquals"]}
         assert "SageMakerThrottlingError" in retried, name
     every_retried = {e for t in TASKS.values() for r in t["Retry"] for e in r["ErrorEquals"]} - LAMBDA_ERRORS
@@ -97,6 +99,22 @@ def test_an_account_quota_is_not_retried():
     """ResourceLimitExceeded does not clear in minutes: the run ends at once with SageMaker's message."""
     for task in TASKS.values():
         assert not any("SageMakerLimitExceededError" in r["ErrorEquals"] for r in task["Retry"])
+
+
+def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
+    assert set(SNS_TASKS) == {"Announce the decision", "Ask for approval"}
+    announce, ask = SNS_TASKS["Announce the decision"], SNS_TASKS["Ask for approval"]
+    # A lost notification does not stop the run: it goes on to the gate's choice either way.
+    assert announce["Resource"].endswith(":sns:publish") and announce["Next"] == "Promote the new model?"
+    assert [c["Next"] for c in announce["Catch"]] == ["Promote the new model?"]
+    # The approval waits for a task token, at most the run's approval timeout, and every way out is named.
+    assert ask["Resource"].endswith(":sns:publish.waitForTaskToken")
+    assert ask["TimeoutSeconds"] == "{% $config.approvalTimeoutSeconds %}"
+    assert "$states.context.Task.Token" in ask["Arguments"]["Message"]
+    assert [(c["ErrorEquals"], c["Next"]) for c in ask["Catch"]] == [
+        (["States.Timeout"], "Approval timed out"), (["States.ALL"], "A step failed")]
+    assert STATES["Approval timed out"]["Error"] == "ApprovalTimedOut"
+    assert STATES["Model rejected"]["Error"] == "ModelRejected"
 
 
 def test_waits_a_run_may_ask_for_end_before_the_execution_times_out():
@@ -124,7 +142,7 @@ def test_every_variable_read_is_assigned_somewhere():
         assigned |= set(state.get("Assign", {}))
         for catch in state.get("Catch", []):
             assigned |= set(catch.get("Assign", {}))
-    builtins = {"string", "type", "substring", "parse", "c"}
+    builtins = {"string", "type", "substring", "parse", "c", "t", "round", "exists"}
     for name, state in STATES.items():
         for expression in expressions(state):
             for variable in re.findall(r"\$([A-Za-z_]\w*)", re.sub(r"'[^']*'", "", expression)):

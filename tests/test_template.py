@@ -32,9 +32,11 @@ FUNCTIONS = {
     "PrepareDataFunction": "functions/prepare_data/",
     "StartTuningFunction": "functions/start_tuning/",
     "CheckTuningFunction": "functions/check_tuning/",
+    "EvaluateModelFunction": "functions/evaluate_model/",
     "CreateModelFunction": "functions/create_model/",
     "DeployEndpointFunction": "functions/deploy_endpoint/",
     "CheckEndpointFunction": "functions/check_endpoint/",
+    "VerifyEndpointFunction": "functions/verify_endpoint/",
     "CleanUpFunction": "functions/clean_up/",
 }
 ENVIRONMENT = {
@@ -42,17 +44,27 @@ ENVIRONMENT = {
     "ENDPOINT_NAME", "DATA_BUCKET", "KMS_KEY_ARN", "SAGEMAKER_ROLE_ARN", "KMEANS_IMAGE_URI",
     "TRAINING_INSTANCE_TYPE", "HOSTING_INSTANCE_TYPE", "DEFAULT_K", "MAX_TRAINING_JOBS",
     "MAX_PARALLEL_TRAINING_JOBS", "FEATURE_COLUMNS", "MAX_INPUT_MEGABYTES", "SHARD_MEGABYTES", "TRAINING_INSTANCE_COUNT",
-    "KEEP_MODELS", "DEFAULT_POLL_SECONDS", "RESOURCE_TAGS",
+    "KEEP_MODELS", "DEFAULT_POLL_SECONDS", "RESOURCE_TAGS", "ANOMALY_PERCENTILE", "GATE_TOLERANCE_PERCENT",
+    "APPROVAL_REQUIRED", "APPROVAL_TIMEOUT_HOURS", "ENDPOINT_CHECK_ROWS",
+}
+# The evaluation, gate, approval and endpoint-check parameters: (environment variable, Type, Default, range).
+EVALUATION_PARAMETERS = {
+    "AnomalyPercentile": ("ANOMALY_PERCENTILE", "Number", 99, (50, 99.99)),
+    "GateTolerancePercent": ("GATE_TOLERANCE_PERCENT", "Number", 5, (0, 100)),
+    "ApprovalRequired": ("APPROVAL_REQUIRED", "String", "false", ["true", "false"]),
+    "ApprovalTimeoutHours": ("APPROVAL_TIMEOUT_HOURS", "Number", 24, (1, 168)),
+    "EndpointCheckRows": ("ENDPOINT_CHECK_ROWS", "Number", 1000, (10, 100000)),
 }
 # Actions that have no resource-level permission, so that "*" is the only Resource they take.
 NO_RESOURCE_LEVEL = {
-    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData", "ecr:GetAuthorizationToken",
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    "cloudwatch:PutMetricData", "ecr:GetAuthorizationToken",
     "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
     "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
     "sagemaker:ListModels", "sagemaker:ListEndpointConfigs",
 }
-# The only AWS managed policy SAM attaches (to the state machine role, for Tracing).
-ALLOWED_MANAGED_POLICIES = {"arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+# No role attaches an AWS managed policy: every role, the state machine's too, is written out in the template.
+ALLOWED_MANAGED_POLICIES: set[str] = set()
 EBS_ONLY_FAMILIES = {"t2", "t3", "m4", "m5", "c4", "c5", "r5", "m6i", "c6i", "r6i"}
 
 
@@ -143,6 +155,31 @@ def role_statements(resources: dict[str, dict[str, Any]], role: str) -> list[dic
 
 def allows(stmts: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
     return [s for s in stmts if s["Effect"] == "Allow" and action in as_list(s["Action"])]
+
+
+def resource_name(resource: Any) -> str:
+    """A statement's resource as short text: a Sub's string, Logical.Attribute, Ref:Logical, "Key" or "*"."""
+    if resource == KEY_ARN:
+        return "Key"
+    if isinstance(resource, str):
+        return resource
+    if "Fn::Sub" in resource:
+        return resource["Fn::Sub"]
+    if "Fn::GetAtt" in resource:
+        return ".".join(resource["Fn::GetAtt"])
+    if "Ref" in resource:
+        return f"Ref:{resource['Ref']}"
+    raise AssertionError(f"unexpected resource {resource}")
+
+
+def grants(stmts: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Every action a role is allowed, with the resources it is allowed on."""
+    found: dict[str, set[str]] = {}
+    for statement in stmts:
+        assert statement["Effect"] == "Allow", statement
+        for action in as_list(statement["Action"]):
+            found.setdefault(action, set()).update(resource_name(r) for r in as_list(statement["Resource"]))
+    return found
 
 
 # -- linters ----------------------------------------------------------------------------------------------------
@@ -321,6 +358,37 @@ def test_key_rotates_and_its_policy_follows_the_article(resources):
     assert resources["KeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${NamePrefix}-${EnvironmentName}"}
 
 
+def test_key_policy_names_the_evaluation_verification_and_approval_roles(resources):
+    by_sid = {s["Sid"]: s for s in resources["Key"]["Properties"]["KeyPolicy"]["Statement"]}
+
+    def principals(sid: str) -> list[Any]:
+        return as_list(by_sid[sid]["Principal"]["AWS"])
+
+    def role(name: str) -> dict[str, Any]:
+        return {"Fn::GetAtt": [name, "Arn"]}
+
+    for name in ("EvaluateModelFunctionRole", "VerifyEndpointFunctionRole"):
+        assert role(name) in principals("AllowFunctionsToDecrypt"), name
+    # The evaluation writes its report under reports/ (SSE-KMS with the stack's key).
+    writer = by_sid["AllowEvaluateModelToWriteReports"]
+    assert (principals("AllowEvaluateModelToWriteReports"), writer["Action"]) == (
+        [role("EvaluateModelFunctionRole")], "kms:GenerateDataKey")
+    # The verify step's rollback is an UpdateEndpoint to an encrypted endpoint config, as the deploy step's is.
+    for sid in ("AllowAttachmentOfPersistentResources", "AllowHostingStepsToDescribe"):
+        assert role("VerifyEndpointFunctionRole") in principals(sid), sid
+        assert role("DeployEndpointFunctionRole") in principals(sid), sid
+    # The approval step publishes to the encrypted topic with the state machine's role, through SNS only.
+    publish = by_sid["AllowPipelineToPublishToTheTopic"]
+    assert principals("AllowPipelineToPublishToTheTopic") == [role("PipelineStateMachineRole")]
+    assert sorted(as_list(publish["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert publish["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}}
+    # Every role the stack makes that uses the key is named in the key policy.
+    named = {p["Fn::GetAtt"][0] for s in by_sid.values() for p in as_list(s["Principal"].get("AWS", []))
+             if isinstance(p, dict) and "Fn::GetAtt" in p}
+    roles = {k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert named == roles - {"PipelineTriggerRole"}  # EventBridge's role never touches the key
+
+
 def test_everything_at_rest_uses_the_one_key(resources, template):
     assert template["Globals"]["Function"]["KmsKeyArn"] == KEY_ARN
     assert template["Globals"]["Function"]["Environment"]["Variables"]["KMS_KEY_ARN"] == KEY_ARN
@@ -345,6 +413,10 @@ def test_bucket_is_private_versioned_and_notifies_eventbridge(resources):
     rules = properties["LifecycleConfiguration"]["Rules"]
     assert any("NoncurrentVersionExpiration" in r for r in rules)
     assert any("AbortIncompleteMultipartUpload" in r for r in rules)
+    expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in rules if "ExpirationInDays" in r}
+    # Reports live as long as the models they judge: the quality gate reads the serving model's report.
+    assert expiry == {"datasets/": {"Ref": "DatasetRetentionDays"}, "models/": {"Ref": "ModelRetentionDays"},
+                      "reports/": {"Ref": "ModelRetentionDays"}}
 
 
 def test_bucket_policy_denies_plain_http_and_puts_with_other_encryption_or_keys(resources):
@@ -400,6 +472,85 @@ def test_functions_share_one_configuration_and_trace(resources, template):
     assert "EphemeralStorage" not in prepare  # the data step streams S3 to S3 and stages nothing in /tmp
 
 
+def test_evaluation_and_verification_functions(resources, template):
+    evaluate_model = resources["EvaluateModelFunction"]["Properties"]
+    assert evaluate(evaluate_model["FunctionName"], template) == "kmeans-dev-evaluate-model"
+    assert (evaluate_model["MemorySize"], evaluate_model["Timeout"]) == (3008, 900)
+    assert evaluate_model["Description"] == (
+        "Scores the held-out test set with the best model, writes the evaluation report and decides whether to promote")
+    verify = resources["VerifyEndpointFunction"]["Properties"]
+    assert evaluate(verify["FunctionName"], template) == "kmeans-dev-verify-endpoint"
+    assert (verify["MemorySize"], verify["Timeout"]) == (1024, 300)
+    assert verify["Description"] == (
+        "Scores test rows through the endpoint and compares with offline scoring; puts the previous config back on"
+        " a mismatch")
+    for name in ("EvaluateModelFunction", "VerifyEndpointFunction"):
+        skips = {s["id"] for s in resources[name]["Metadata"]["checkov"]["skip"]}
+        assert skips == {s["id"] for s in resources["CheckEndpointFunction"]["Metadata"]["checkov"]["skip"]}, name
+        assert f"{name.removesuffix('Function')}DataAccessPolicy" in resources, name
+        assert f"{name.removesuffix('Function')}LogGroup" in resources, name
+        assert len(evaluate_model["Description"]) <= 256 and len(verify["Description"]) <= 256
+
+
+def test_evaluation_role_has_exactly_what_the_step_calls(resources):
+    stmts = role_statements(resources, "EvaluateModelFunctionRole")
+    sagemaker = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+    assert grants(stmts) == {
+        "logs:CreateLogStream": {
+            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
+            "${NamePrefix}-${EnvironmentName}-evaluate-model:*"},
+        "logs:PutLogEvents": {
+            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
+            "${NamePrefix}-${EnvironmentName}-evaluate-model:*"},
+        "xray:PutTraceSegments": {"*"},
+        "xray:PutTelemetryRecords": {"*"},
+        "sagemaker:DescribeEndpoint": {f"{sagemaker}:endpoint/${{NamePrefix}}-${{EnvironmentName}}"},
+        "sagemaker:DescribeEndpointConfig": {f"{sagemaker}:endpoint-config/${{NamePrefix}}-${{EnvironmentName}}-*"},
+        "sagemaker:DescribeModel": {f"{sagemaker}:model/${{NamePrefix}}-${{EnvironmentName}}-*"},
+        "s3:GetObject": {"${DataBucket.Arn}/datasets/*", "${DataBucket.Arn}/models/*", "${DataBucket.Arn}/reports/*"},
+        "s3:ListBucket": {"DataBucket.Arn"},
+        "s3:PutObject": {"${DataBucket.Arn}/reports/*"},
+        "kms:Decrypt": {"Key"},
+        "kms:GenerateDataKey": {"Key"},
+    }
+    (listing,) = allows(stmts, "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
+
+
+def test_verification_role_has_exactly_what_the_step_calls(resources):
+    stmts = role_statements(resources, "VerifyEndpointFunctionRole")
+    sagemaker = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
+    endpoint = f"{sagemaker}:endpoint/${{NamePrefix}}-${{EnvironmentName}}"
+    configs = f"{sagemaker}:endpoint-config/${{NamePrefix}}-${{EnvironmentName}}-*"
+    log_group = ("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
+                 "${NamePrefix}-${EnvironmentName}-verify-endpoint:*")
+    assert grants(stmts) == {
+        "logs:CreateLogStream": {log_group},
+        "logs:PutLogEvents": {log_group},
+        "xray:PutTraceSegments": {"*"},
+        "xray:PutTelemetryRecords": {"*"},
+        "sagemaker:InvokeEndpoint": {endpoint},
+        "sagemaker:DescribeEndpoint": {endpoint},
+        "sagemaker:DeleteEndpoint": {endpoint},
+        # UpdateEndpoint is authorized against the endpoint and the endpoint config it moves to.
+        "sagemaker:UpdateEndpoint": {endpoint, configs},
+        "sagemaker:DescribeEndpointConfig": {configs},
+        "s3:GetObject": {"${DataBucket.Arn}/datasets/*", "${DataBucket.Arn}/models/*"},
+        "s3:ListBucket": {"DataBucket.Arn"},
+        "kms:Decrypt": {"Key"},
+        # An UpdateEndpoint to an encrypted endpoint config, as the deploy step's.
+        "kms:CreateGrant": {"Key"},
+        "kms:DescribeKey": {"Key"},
+    }
+    (listing,) = allows(stmts, "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
+    (grant,) = allows(stmts, "kms:CreateGrant")
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    # Whatever the deploy step may do to the endpoint config on UpdateEndpoint, the verify step mirrors.
+    deploy = grants(role_statements(resources, "DeployEndpointFunctionRole"))
+    assert deploy["sagemaker:UpdateEndpoint"] == {endpoint, configs}
+
+
 def test_environment_holds_the_stack_configuration(template):
     variables = {k: evaluate(v, template) for k, v in template["Globals"]["Function"]["Environment"]["Variables"].items()}
     assert variables["NAME_PREFIX"] == variables["ENDPOINT_NAME"] == "kmeans-dev"
@@ -448,11 +599,64 @@ def test_state_machine_logs_everything_encrypted_and_traces(resources):
     assert machine["PropagateTags"] is True
 
 
-def test_state_machine_may_invoke_the_seven_functions_and_nothing_else(resources):
-    (policy,) = resources["PipelineStateMachine"]["Properties"]["Policies"]
-    invoke = [s for s in policy["Statement"] if "lambda:InvokeFunction" in as_list(s["Action"])]
+def test_state_machine_runs_with_its_own_written_out_role(resources):
+    machine = resources["PipelineStateMachine"]
+    assert machine["Properties"]["Role"] == {"Fn::GetAtt": ["PipelineStateMachineRole", "Arn"]}
+    assert "Policies" not in machine["Properties"]  # ignored next to Role: everything is on the role
+    # The role's permissions that refer to the functions, topic and key are attached separately; the state
+    # machine waits for them.
+    assert machine["DependsOn"] == "PipelineStateMachineAccessPolicy"
+    assert resources["PipelineStateMachineAccessPolicy"]["Properties"]["Roles"] == [{"Ref": "PipelineStateMachineRole"}]
+    role = resources["PipelineStateMachineRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+    }]
+    assert "ManagedPolicyArns" not in role
+    # Nothing in the role itself may refer to the key or to what refers to it: the key policy names the role.
+    inline = json.dumps(role["Policies"])
+    assert not re.search(r"Key|Function|NotificationTopic|DataBucket", inline)
+
+
+def test_state_machine_may_invoke_the_pipeline_functions_and_nothing_else(resources):
+    stmts = role_statements(resources, "PipelineStateMachineRole")
+    invoke = allows(stmts, "lambda:InvokeFunction")
     assert len(invoke) == 1 and as_list(invoke[0]["Action"]) == ["lambda:InvokeFunction"]
     assert invoke[0]["Resource"] == [{"Fn::GetAtt": [name, "Arn"]} for name in FUNCTIONS]
+
+
+def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
+    stmts = role_statements(resources, "PipelineStateMachineRole")
+    log_delivery = {
+        "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+    }
+    xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+    assert grants(stmts) == {
+        **dict.fromkeys(log_delivery | xray, {"*"}),
+        "lambda:InvokeFunction": {f"{name}.Arn" for name in FUNCTIONS},
+        "sns:Publish": {"Ref:NotificationTopic"},
+        "kms:Decrypt": {"Key"},
+        "kms:GenerateDataKey": {"Key"},
+    }
+
+
+def test_state_machine_may_publish_only_to_the_notification_topic(resources):
+    stmts = role_statements(resources, "PipelineStateMachineRole")
+    (publish,) = allows(stmts, "sns:Publish")
+    assert as_list(publish["Action"]) == ["sns:Publish"]
+    assert publish["Resource"] == {"Ref": "NotificationTopic"}
+    assert "Condition" not in publish
+    # The topic is encrypted with the stack's key: the publisher needs the key, through SNS only.
+    (use_key,) = allows(stmts, "kms:GenerateDataKey")
+    assert sorted(as_list(use_key["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert use_key["Resource"] == KEY_ARN
+    assert use_key["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}}
+    assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
+    # No other role of the stack may publish anywhere.
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Role" and logical_id != "PipelineStateMachineRole":
+            assert not allows(role_statements(resources, logical_id), "sns:Publish"), logical_id
 
 
 def test_asl_uses_exactly_the_definition_substitutions(resources):
@@ -463,8 +667,19 @@ def test_asl_uses_exactly_the_definition_substitutions(resources):
     assert used == set(substitutions)
     assert substitutions == {
         **{f"{name}Arn": {"Fn::GetAtt": [name, "Arn"]} for name in FUNCTIONS},
+        "NotificationTopicArn": {"Ref": "NotificationTopic"},
         "Partition": {"Ref": "AWS::Partition"},
     }
+
+
+def test_a_run_outlasts_the_longest_approval_wait(template):
+    """The approval step's own timeout (ApprovalTimeoutHours) must end the run with its clear cause, not the
+    execution's TimeoutSeconds cutting it short (States.Timeout) while it waits for a person."""
+    longest_wait = template["Parameters"]["ApprovalTimeoutHours"]["MaxValue"] * 3600
+    timeout = json.loads(ASL.read_text(encoding="utf-8"))["TimeoutSeconds"]
+    assert timeout > longest_wait, (
+        f"statemachine/pipeline.asl.json TimeoutSeconds={timeout} is shorter than the longest approval wait "
+        f"({longest_wait} s, ApprovalTimeoutHours' MaxValue) plus the rest of a run")
 
 
 def test_uploads_and_the_schedule_start_the_pipeline_with_their_native_events(resources):
@@ -502,6 +717,39 @@ def test_run_results_reach_the_encrypted_topic(resources):
 
 
 # -- parameters and outputs -------------------------------------------------------------------------------------
+def test_evaluation_gate_approval_and_check_parameters(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name, (variable, kind, default, allowed) in EVALUATION_PARAMETERS.items():
+        spec = template["Parameters"][name]
+        assert (spec["Type"], spec["Default"]) == (kind, default), name
+        if kind == "Number":
+            assert (spec["MinValue"], spec["MaxValue"]) == allowed, name
+        else:
+            assert spec["AllowedValues"] == allowed, name
+        assert len(spec["Description"]) >= 60, f"{name} needs a Description a reviewer understands"
+        assert variables[variable] == {"Ref": name}, variable
+    assert "first deploy" in template["Parameters"]["GateTolerancePercent"]["Description"]
+    assert "override" in template["Parameters"]["ApprovalRequired"]["Description"]
+
+
+def test_every_parameter_is_in_exactly_one_parameter_group(template):
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [name for group in groups for name in group["Parameters"]]
+    assert sorted(grouped) == sorted(template["Parameters"])
+    (evaluation,) = [g for g in groups if g["Parameters"] == list(EVALUATION_PARAMETERS)]
+    assert evaluation["Label"]["default"]
+
+
+def test_local_env_file_carries_the_parameters_defaults(template):
+    """`sam local invoke --env-vars events/local-env.json` runs the handlers as a stack with default parameters."""
+    local = json.loads((ROOT / "events" / "local-env.json").read_text(encoding="utf-8"))["Parameters"]
+    assert set(local) == ENVIRONMENT
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for variable, value in variables.items():
+        if isinstance(value, dict) and list(value) == ["Ref"] and value["Ref"] in template["Parameters"]:
+            assert local[variable] == defaults(template)[value["Ref"]], variable
+
+
 def test_parameter_defaults_satisfy_their_own_constraints(template):
     for name, spec in template["Parameters"].items():
         default = spec["Default"]

@@ -26,6 +26,8 @@ STEP_DIRS = {
     "DeployEndpointFunction": "deploy_endpoint",
     "CheckEndpointFunction": "check_endpoint",
     "CleanUpFunction": "clean_up",
+    "EvaluateModelFunction": "evaluate_model",
+    "VerifyEndpointFunction": "verify_endpoint",
 }
 CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "k": 8, "stratifyColumn": "tranCode", "maxTrainingJobs": 4}
 

@@ -119,6 +119,9 @@ class Faults:
     # `limit_only` narrows that to one operation, e.g. "CreateEndpoint".
     limit_creates: int = 0
     limit_only: str | None = None
+    # InvokeEndpoint answers with every distance_to_cluster doubled (read per request), as a container serving
+    # something other than its artifact would: what the pipeline's endpoint check must catch.
+    endpoint_answers_wrong: bool = False
 
 
 @dataclass
@@ -2200,6 +2203,8 @@ class SageMakerStandIn:
                 f"{X.shape[1]} is not consistent with feature size of trained model {dim}",
             )
         idx, dist = kmeans.predict(X, variant.centroids)
+        if self.faults.endpoint_answers_wrong:
+            dist = dist * np.float32(2)
         preds = [
             {"closest_cluster": float(i), "distance_to_cluster": float(d)} for i, d in zip(idx, dist)
         ]

@@ -39,3 +39,11 @@ class ResourceConflictError(PipelineError):
 
 class EndpointUnavailableError(PipelineError):
     """The endpoint is in a state no deployment can proceed from (for example UpdateRollbackFailed)."""
+
+
+class ModelArtifactError(PipelineError):
+    """A model artifact is not the MXNet NDArray list K-Means writes; the message says what is wrong and where."""
+
+
+class EndpointCheckError(PipelineError):
+    """The endpoint's answers disagree with the model's offline scoring; the previous config is put back."""

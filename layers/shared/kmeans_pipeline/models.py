@@ -18,9 +18,12 @@ EVENTS_PER_POLL_ROUND = 9
 MAX_HISTORY_EVENTS = 25_000
 # What the rest of an execution needs (steps, retries, choices) is kept out of the polling budget.
 MAX_TOTAL_POLL_ROUNDS = (MAX_HISTORY_EVENTS - 1_600) // EVENTS_PER_POLL_ROUND
-# The state machine's TimeoutSeconds: the waits a run may ask for must end well before it.
-EXECUTION_TIMEOUT_SECONDS = 172_800
-MAX_TOTAL_WAIT_SECONDS = int(EXECUTION_TIMEOUT_SECONDS * 0.9)
+# The state machine's TimeoutSeconds: two days for the tuning and endpoint waits (a run's own waits must end well
+# before that, with a clear cause) plus the longest approval wait.
+MAX_APPROVAL_SECONDS = 7 * 86_400
+POLLING_SECONDS = 172_800
+EXECUTION_TIMEOUT_SECONDS = POLLING_SECONDS + MAX_APPROVAL_SECONDS
+MAX_TOTAL_WAIT_SECONDS = int(POLLING_SECONDS * 0.9)
 
 
 class _Model(BaseModel):
@@ -57,6 +60,22 @@ class RunRequest(_Model):
     poll_seconds: int | None = Field(
         default=None, ge=0, le=3600,
         description="Seconds between status checks of the tuning job and the endpoint; default: the stack's DefaultPollSeconds (60).",
+    )
+    standardize: bool = Field(
+        default=False,
+        description="Z-score every feature with the training set's mean and standard deviation before training (so Amount does not drown tranCode); the endpoint then expects standardised features.",
+    )
+    anomaly_percentile: float | None = Field(
+        default=None, ge=50, le=99.99, description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99)."
+    )
+    gate_tolerance_percent: float | None = Field(
+        default=None, ge=0, le=100, description="How much worse (in %) the new model's test MSD may be than the serving model's and still be deployed; default: the stack's GateTolerancePercent (5)."
+    )
+    approval: bool | None = Field(
+        default=None, description="Wait for a person's approval (SNS notification with a task token) before deploying; default: the stack's ApprovalRequired."
+    )
+    approval_timeout_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_APPROVAL_SECONDS, description="How long to wait for the approval before the run ends; default: the stack's ApprovalTimeoutHours."
     )
     max_tuning_poll_rounds: int = Field(default=720, ge=1, description="Status checks before the run stops waiting for tuning (720 x 60 s = 12 h).")
     max_endpoint_poll_rounds: int = Field(default=120, ge=1, description="Status checks before the run stops waiting for the endpoint (120 x 60 s = 2 h).")
@@ -107,6 +126,13 @@ class RunConfig(_Model):
     names: ResourceNames
     dataset_prefix: str
     model_prefix: str
+    report_prefix: str = ""
+    standardize: bool = False
+    anomaly_percentile: float = 99.0
+    gate_tolerance_percent: float = 5.0
+    approval: bool = False
+    approval_timeout_seconds: int = 86400
+    endpoint_check_rows: int = 1000
 
 
 class SourceObject(_Model):
@@ -117,6 +143,13 @@ class SourceObject(_Model):
     size: int
 
 
+class Standardization(_Model):
+    """z = (x - mean) / std per feature column, with the training set's statistics (std 0 counts as 1)."""
+
+    mean: list[float]
+    std: list[float]
+
+
 class Dataset(_Model):
     """What the data step wrote: S3 URIs and counts, never data."""
 
@@ -125,6 +158,10 @@ class Dataset(_Model):
     train_rows: int
     test_rows: int
     train_shards: int = Field(default=1, ge=1, description="Objects the training channel was written as.")
+    # When the run standardised its features: the training statistics (one value per feature column), and where
+    # the raw (unstandardised) test rows are.
+    standardization: Standardization | None = None
+    raw_test_uri: str | None = None
     skipped_blank_lines: int
     feature_columns: list[str]
     feature_dim: int
@@ -143,6 +180,8 @@ class StepInput(_Model):
     best: BestTrainingJob | None = None
     endpoint_config_name: str | None = None
     previous_endpoint_config_name: str | None = None
+    model: ModelCreated | None = None
+    evaluation: Evaluation | None = None
 
 
 class TuningJobStarted(_Model):
@@ -170,6 +209,35 @@ class TuningStatus(_Model):
     budget: int
     best_so_far: float | None = None
     best: BestTrainingJob | None = None
+
+
+class GateDecision(_Model):
+    decision: Literal["promote", "keep"]
+    reason: str
+    new_msd: float
+    serving_msd: float | None = None
+    tolerance_percent: float
+    serving_model: str | None = None
+
+
+class Evaluation(_Model):
+    """What the evaluation step found: the report's place and headline, and the gate's decision."""
+
+    report_uri: str
+    headline: str
+    gate: GateDecision
+    evaluated_rows: int
+    flagged_share: float
+    overall_threshold: float | None
+
+
+class EndpointCheck(_Model):
+    passed: bool
+    checked_rows: int
+    error: str | None = None
+    cause: str | None = None
+    restore: Literal["none", "updating", "deleted"] = "none"
+    restored_endpoint_config_name: str | None = None
 
 
 class ModelCreated(_Model):

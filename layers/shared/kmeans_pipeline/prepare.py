@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
+import numpy as np
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws import error_code, error_message
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from kmeans_pipeline.models import Dataset, RunConfig, SourceObject
+from kmeans_pipeline.models import Dataset, RunConfig, SourceObject, Standardization
 from kmeans_pipeline.settings import StackSettings
-from kmeans_pipeline.split import split_stream
+from kmeans_pipeline.split import RunningStats, line_blocks, split_stream, standardized_text
 
 CHANNEL_CONTENT_TYPE = "text/csv;label_size=0"
 READ_BYTES = 1 << 20
@@ -159,6 +160,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
                                shard_bytes=shard_bytes, lanes=settings.training_instance_count, extra=extra)
     test_out = ShardedChannel(s3, settings.data_bucket, f"{config.dataset_prefix}test/",
                               shard_bytes=shard_bytes, lanes=1, extra=extra)
+    stats = _LazyStats() if config.standardize else None  # the training set's mean and std, in the same pass
     try:
         result = split_stream(
             body.iter_chunks(READ_BYTES),
@@ -169,6 +171,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
             test_fraction=config.test_fraction,
             seed=config.seed,
             k=config.k,
+            on_train=stats.add_text if stats is not None else None,
         )
         train_out.close()
         test_out.close()
@@ -185,15 +188,59 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
         )
 
     bucket = settings.data_bucket
+    train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
+    shards, standardization, raw_test_uri = len(train_out.keys), None, None
+    if stats is not None:
+        mean, std = stats.mean, stats.std
+        standardization = Standardization(mean=mean.tolist(), std=std.tolist())
+        raw_test_uri = f"s3://{bucket}/{test_prefix}"
+        train_prefix, test_prefix = (f"{config.dataset_prefix}standardized/{name}/" for name in ("train", "test"))
+        shards = _standardize(s3, bucket, train_out.keys, train_prefix, mean, std, shard_bytes,
+                              settings.training_instance_count, extra)
+        _standardize(s3, bucket, test_out.keys, test_prefix, mean, std, shard_bytes, 1, extra)
     return Dataset(
-        train_uri=f"s3://{bucket}/{config.dataset_prefix}train/",
-        test_uri=f"s3://{bucket}/{config.dataset_prefix}test/",
+        train_uri=f"s3://{bucket}/{train_prefix}",
+        test_uri=f"s3://{bucket}/{test_prefix}",
         train_rows=result.train_rows,
         test_rows=result.test_rows,
-        train_shards=len(train_out.keys),
+        train_shards=shards,
+        standardization=standardization,
+        raw_test_uri=raw_test_uri,
         skipped_blank_lines=result.blank_lines,
         feature_columns=result.feature_columns,
         feature_dim=len(result.feature_columns),
         content_type=CHANNEL_CONTENT_TYPE,
         source=source,
     )
+
+
+class _LazyStats(RunningStats):
+    """RunningStats whose width is the first row's (when the features are every column of the header)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def add_text(self, text: bytes) -> None:
+        if not self.dim:
+            self.dim = text[: text.index(b"\n")].count(b",") + 1
+            self.mean, self.m2 = np.zeros(self.dim), np.zeros(self.dim)
+        super().add_text(text)
+
+
+def _standardize(s3: Any, bucket: str, keys: list[str], prefix: str, mean: Any, std: Any, shard_bytes: int,
+                 lanes: int, extra: dict[str, str]) -> int:
+    """Write the channel objects ``keys`` again under ``prefix``, z-scored; returns how many objects it made."""
+    out = ShardedChannel(s3, bucket, prefix, shard_bytes=shard_bytes, lanes=lanes, extra=extra)
+    try:
+        for key in keys:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                for block in line_blocks(body.iter_chunks(READ_BYTES)):
+                    out.write(standardized_text(block, mean, std))
+            finally:
+                body.close()
+        out.close()
+    except BaseException:
+        out.abort()
+        raise
+    return len(out.keys)

@@ -81,6 +81,15 @@ def resolve(
         ),
         dataset_prefix=f"datasets/{rid}/",
         model_prefix=f"models/{rid}/",
+        report_prefix=f"reports/{rid}/",
+        standardize=request.standardize,
+        anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
+        gate_tolerance_percent=(
+            settings.gate_tolerance_percent if request.gate_tolerance_percent is None else request.gate_tolerance_percent
+        ),
+        approval=settings.approval_required if request.approval is None else request.approval,
+        approval_timeout_seconds=request.approval_timeout_seconds or settings.approval_timeout_hours * 3600,
+        endpoint_check_rows=settings.endpoint_check_rows,
     )
 
 

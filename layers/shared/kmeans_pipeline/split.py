@@ -21,11 +21,12 @@ Both paths give rows the same fate: the train/test assignment is decided per blo
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -461,8 +462,13 @@ def split_stream(
     seed: int = 42,
     k: int = 1,
     block_bytes: int = BLOCK_BYTES,
+    on_train: Callable[[bytes], None] | None = None,
 ) -> SplitResult:
-    """Validate every row of a CSV object and write its feature rows, header-less, to train or test."""
+    """Validate every row of a CSV object and write its feature rows, header-less, to train or test.
+
+    ``on_train`` sees every piece of the training channel as it is written (the data step uses it to compute the
+    training set's statistics in the same pass).
+    """
     blocks = line_blocks(decompressed(chunks), block_bytes)
     line = 1  # the number of the first line not yet split
     try:
@@ -486,6 +492,8 @@ def split_stream(
                 part = _exact(block, line, layout, splitter)
             if part.train:
                 train.write(part.train)
+                if on_train is not None:
+                    on_train(part.train)
             if part.test:
                 test.write(part.test)
             train_rows += part.rows - part.test_rows
@@ -499,6 +507,8 @@ def split_stream(
     if carried:
         part = _exact(carried, line, layout, splitter)
         train.write(part.train)
+        if on_train is not None and part.train:
+            on_train(part.train)
         test.write(part.test)
         train_rows += part.rows - part.test_rows
         test_rows += part.test_rows
@@ -512,3 +522,57 @@ def split_stream(
     if test_rows == 0:
         raise DataValidationError(f"only {train_rows + test_rows} data rows: none left for the test channel")
     return SplitResult(layout.names, train_rows, test_rows, blank)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Standardisation
+# ------------------------------------------------------------------------------------------------------------
+
+
+def parse_rows(text: bytes, dim: int) -> np.ndarray:
+    """Header-less channel rows (as written above: plain numbers, one row per line) as a float64 matrix."""
+    body = text[:-1] if text.endswith(b"\n") else text
+    if not body:
+        return np.empty((0, dim))
+    values = np.fromstring(body.replace(b"\n", b","), sep=",")
+    if values.size % dim or values.size // dim != body.count(b"\n") + 1:
+        raise DataValidationError(f"a channel block does not hold rows of {dim} numbers")
+    return values.reshape(-1, dim)
+
+
+class RunningStats:
+    """Mean and population standard deviation of rows seen in pieces (Chan et al.'s pairwise update)."""
+
+    def __init__(self, dim: int) -> None:
+        self.count = 0
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros(dim)
+        self.dim = dim
+
+    def add_text(self, text: bytes) -> None:
+        self.add(parse_rows(text, self.dim))
+
+    def add(self, rows: np.ndarray) -> None:
+        n = len(rows)
+        if not n:
+            return
+        mean = rows.mean(0)
+        m2 = ((rows - mean) ** 2).sum(0)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / max(self.count, 1))
+
+
+def standardized_text(text: bytes, mean: np.ndarray, std: np.ndarray) -> bytes:
+    """Channel rows z-scored ((x - mean) / std, a zero std counting as 1), written with float32's 9 digits."""
+    rows = parse_rows(text, len(mean))
+    z = ((rows - mean) / np.where(std == 0, 1.0, std)).astype(np.float32)
+    out = io.StringIO()
+    np.savetxt(out, z, fmt="%.9g", delimiter=",")
+    return out.getvalue().encode()

@@ -1,0 +1,19 @@
+"""Verify endpoint: score test rows through the endpoint and compare with offline scoring; restore on a mismatch."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kmeans_pipeline import aws
+from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.verify import verify_endpoint
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: LambdaContext) -> dict:
+    step = parse_step_input(event, "dataset", "model")
+    check = verify_endpoint(step.config, step.dataset, step.model, step.previous_endpoint_config_name,
+                            aws.client("s3"), aws.client("sagemaker"), aws.client("sagemaker-runtime"))
+    logger.info("Endpoint checked", extra={"passed": check.passed, "rows": check.checked_rows, "cause": check.cause})
+    return check.to_json()

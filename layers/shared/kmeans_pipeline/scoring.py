@@ -1,0 +1,165 @@
+"""Offline K-Means scoring that answers exactly as the endpoint does, plus the distance statistics of a report.
+
+``score`` computes what SageMaker's K-Means container returns for each record (``closest_cluster``,
+``distance_to_cluster``) the way the container computes it: float32 differences, float32 sums of squares, the first
+of equally close centroids, a float32 square root. numpy only, in chunks of bounded memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+# Bytes of the (rows, k, feature_dim) float32 differences held at once.
+_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def score(X, centroids, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(closest cluster int64, Euclidean distance float32) of each row of X, bit for bit the endpoint's answer."""
+    X = np.asarray(X, dtype=np.float32)
+    C = np.asarray(centroids, dtype=np.float32)
+    if C.ndim != 2 or C.shape[0] < 1:
+        raise ValueError(f"centroids must have shape (k, feature_dim) with k >= 1, got {C.shape}")
+    if X.size == 0:
+        X = X.reshape(0, C.shape[1])
+    if X.ndim != 2 or X.shape[1] != C.shape[1]:
+        raise ValueError(f"rows have shape {X.shape}, the model's feature_dim is {C.shape[1]}")
+    k, dim = C.shape
+    # The result of each row does not depend on how many rows share a chunk; only memory does.
+    rows = max(1, min(int(chunk), _CHUNK_BYTES // (4 * k * dim)))
+    closest = np.empty(len(X), dtype=np.int64)
+    distance = np.empty(len(X), dtype=np.float32)
+    for start in range(0, len(X), rows):
+        with np.errstate(over="ignore"):  # huge values overflow float32 to inf, in the container too
+            diff = X[start : start + rows, None, :] - C[None, :, :]
+            squared = np.einsum("nkd,nkd->nk", diff, diff, dtype=np.float32)
+        best = squared.argmin(axis=1)
+        closest[start : start + rows] = best
+        distance[start : start + rows] = np.sqrt(squared[np.arange(len(best)), best], dtype=np.float32)
+    return closest, distance
+
+
+@dataclass
+class Standardization:
+    """z = (x - mean) / std per feature, computed in float64 and served as float32; a std of 0 counts as 1."""
+
+    mean: list[float]
+    std: list[float]
+
+    def __post_init__(self) -> None:
+        self.mean = [float(v) for v in self.mean]
+        self.std = [float(v) for v in self.std]
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(
+                f"standardization needs one mean and one std per feature, got {len(self.mean)} and {len(self.std)}"
+            )
+        if not all(math.isfinite(v) for v in self.mean + self.std) or any(v < 0 for v in self.std):
+            raise ValueError("standardization means and stds must be finite, stds not negative")
+
+    @classmethod
+    def from_json(cls, data: dict) -> Standardization:
+        if not isinstance(data, dict) or set(data) != {"mean", "std"}:
+            raise ValueError(f'standardization must be {{"mean": [...], "std": [...]}}, got {str(data)[:80]}')
+        for key in ("mean", "std"):
+            values = data[key]
+            if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ):
+                raise ValueError(f"standardization {key} must be a list of numbers, got {str(values)[:80]}")
+        return cls(mean=data["mean"], std=data["std"])
+
+    def to_json(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    def _arrays(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if X.ndim != 2 or X.shape[1] != len(self.mean):
+            raise ValueError(f"rows have shape {X.shape}, the standardization has {len(self.mean)} features")
+        std = np.asarray(self.std, dtype=np.float64)
+        return np.asarray(self.mean, dtype=np.float64), np.where(std == 0, 1.0, std)
+
+    def apply(self, X) -> np.ndarray:
+        """Standardised float32 rows, as the data step writes them for training and the endpoint."""
+        X = np.asarray(X, dtype=np.float64)
+        mean, std = self._arrays(X)
+        return ((X - mean) / std).astype(np.float32)
+
+    def invert(self, Z) -> np.ndarray:
+        """Rows (or centroids) back in original units, float64."""
+        Z = np.asarray(Z, dtype=np.float64)
+        mean, std = self._arrays(Z)
+        return Z * std + mean
+
+
+def percentiles(distances) -> dict:
+    """{"p50", "p90", "p95", "p99", "p999", "max"} of the distances (linear interpolation); None when empty."""
+    d = np.asarray(distances, dtype=np.float64).ravel()
+    if d.size == 0:
+        return {**{name: None for name in PERCENTILES}, "max": None}
+    values = np.percentile(d, list(PERCENTILES.values()))
+    return {**{name: float(v) for name, v in zip(PERCENTILES, values)}, "max": float(d.max())}
+
+
+def flag(closest, distance, thresholds: list[float | None], overall: float | None) -> np.ndarray:
+    """True where a record lies beyond its cluster's threshold (the overall one where the cluster has none).
+
+    A record whose cluster has no threshold and no overall threshold is given is never flagged.
+    """
+    closest = np.asarray(closest, dtype=np.int64)
+    distance = np.asarray(distance, dtype=np.float64)
+    if closest.shape != distance.shape or closest.ndim != 1:
+        raise ValueError(f"closest {closest.shape} and distance {distance.shape} must be two equal 1-D arrays")
+    if len(closest) and (closest.min() < 0 or closest.max() >= len(thresholds)):
+        raise ValueError(f"closest clusters range over {closest.min()}..{closest.max()}, but there are "
+                         f"{len(thresholds)} cluster thresholds")
+    fallback = math.inf if overall is None else float(overall)
+    limits = np.array([fallback if t is None else float(t) for t in thresholds], dtype=np.float64)
+    if not len(closest):
+        return np.zeros(0, dtype=bool)
+    return distance > limits[closest]
+
+
+def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
+    """Per-cluster and overall distance statistics, anomaly thresholds and flagged shares (JSON-ready)."""
+    closest = np.asarray(closest, dtype=np.int64)
+    distance = np.asarray(distance, dtype=np.float64)
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {percentile}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if closest.shape != distance.shape or closest.ndim != 1:
+        raise ValueError(f"closest {closest.shape} and distance {distance.shape} must be two equal 1-D arrays")
+    if len(closest) and (closest.min() < 0 or closest.max() >= k):
+        raise ValueError(f"closest clusters range over {closest.min()}..{closest.max()}, outside 0..{k - 1}")
+    n = len(closest)
+    order = np.argsort(closest, kind="stable")
+    bounds = np.searchsorted(closest[order], np.arange(k + 1))
+    clusters = []
+    for index in range(k):
+        d = distance[order[bounds[index] : bounds[index + 1]]]
+        clusters.append({
+            "index": index,
+            "size": int(d.size),
+            "share": d.size / n if n else 0.0,
+            "distance": percentiles(d),
+            "threshold": float(np.percentile(d, percentile)) if d.size else None,
+        })
+    overall = float(np.percentile(distance, percentile)) if n else None
+    per_cluster = flag(closest, distance, [c["threshold"] for c in clusters], overall)
+    beyond_overall = flag(closest, distance, [None] * k, overall)
+    return {
+        "k": int(k),
+        "records": int(n),
+        "percentile": float(percentile),
+        "clusters": clusters,
+        "distance": percentiles(distance),
+        "threshold": overall,
+        "flagged": {
+            "perCluster": int(per_cluster.sum()),
+            "perClusterShare": float(per_cluster.mean()) if n else 0.0,
+            "overall": int(beyond_overall.sum()),
+            "overallShare": float(beyond_overall.mean()) if n else 0.0,
+        },
+    }

@@ -1,0 +1,163 @@
+"""Step 8: after the endpoint is InService on this run's config, check that it answers as the model should.
+
+A sample of the test rows (``EndpointCheckRows``) is scored through the endpoint, in requests well under the
+6 MB payload limit, and compared with offline scoring of the same rows with the same centroids. A malformed
+answer, a cluster outside ``0..k-1``, a model with other than ``k`` centroids, or a distance that differs beyond
+float32 precision fails the check. Then the previous endpoint config is put back (UpdateEndpoint), or on a first
+deploy the endpoint is deleted, so that nothing keeps serving a model that failed its check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import ClientError
+
+from kmeans_pipeline.artifact import read_centroids
+from kmeans_pipeline.aws import error_code, error_message, sagemaker_call
+from kmeans_pipeline.deploy import describe_or_none
+from kmeans_pipeline.errors import EndpointCheckError, ModelArtifactError
+from kmeans_pipeline.evaluate import read_rows
+from kmeans_pipeline.models import Dataset, EndpointCheck, ModelCreated, RunConfig
+from kmeans_pipeline.scoring import score
+
+# InvokeEndpoint takes at most 6 MB per request: stay well below it.
+MAX_REQUEST_BYTES = 4_000_000
+RETRYABLE = {"ThrottlingException", "ServiceUnavailable", "InternalFailure", "ModelNotReadyException"}
+ATTEMPTS = 4
+# float32 keeps about 7 significant digits; the container and numpy may sum in another order.
+RELATIVE_TOLERANCE = 1e-5
+
+
+def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, bytes]]:
+    """(first row index, text/csv body) pieces of the rows, each body at most ``limit`` bytes."""
+    lines = [",".join(repr(float(v)) for v in row).encode() for row in rows]
+    out, start, size, body = [], 0, 0, []
+    for index, line in enumerate(lines):
+        if body and size + len(line) + 1 > limit:
+            out.append((start, b"\n".join(body)))
+            start, size, body = index, 0, []
+        body.append(line)
+        size += len(line) + 1
+    if body:
+        out.append((start, b"\n".join(body)))
+    return out
+
+
+def invoke(runtime: Any, endpoint: str, body: bytes, sleep: Any = time.sleep) -> bytes:
+    for attempt in range(ATTEMPTS):
+        try:
+            answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv",
+                                             Accept="application/json", Body=body)
+            return answer["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) not in RETRYABLE or attempt == ATTEMPTS - 1:
+                raise EndpointCheckError(
+                    f"InvokeEndpoint on {endpoint} failed with {error_code(exc)}: {error_message(exc)}"
+                ) from exc
+            sleep(min(2**attempt, 8))
+    raise AssertionError("unreachable")
+
+
+def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(closest, distance) from K-Means' JSON answer, or EndpointCheckError saying what is malformed."""
+    try:
+        predictions = json.loads(payload)["predictions"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EndpointCheckError(f"{where}: the answer is not K-Means' JSON ({payload[:120]!r})") from exc
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        count = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+        raise EndpointCheckError(f"{where}: {count} predictions for {rows} rows")
+    closest = np.empty(rows, dtype=np.int64)
+    distance = np.empty(rows, dtype=np.float64)
+    for i, p in enumerate(predictions):
+        try:
+            c, d = float(p["closest_cluster"]), float(p["distance_to_cluster"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EndpointCheckError(f"{where}, prediction {i}: malformed {str(p)[:120]}") from exc
+        if not (math.isfinite(c) and c == int(c) and 0 <= c < k) or not (math.isfinite(d) and d >= 0):
+            raise EndpointCheckError(
+                f"{where}, prediction {i}: closest_cluster {c} / distance_to_cluster {d} is not a cluster of 0..{k - 1} "
+                "at a finite distance"
+            )
+        closest[i], distance[i] = int(c), d
+    return closest, distance
+
+
+def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance: np.ndarray) -> str | None:
+    """None when the endpoint's answers equal offline scoring (up to float32 precision), else the first difference."""
+    want_closest, want_distance = score(X, centroids)
+    close = np.isclose(distance, want_distance, rtol=RELATIVE_TOLERANCE, atol=1e-6)
+    # Another cluster is only a tie broken the other way if that cluster is as near as ours.
+    C = np.asarray(centroids, dtype=np.float32)
+    claimed = np.sqrt(((np.asarray(X, dtype=np.float32) - C[closest]) ** 2).sum(1, dtype=np.float32))
+    same = (closest == want_closest) | np.isclose(claimed, want_distance, rtol=RELATIVE_TOLERANCE, atol=1e-6)
+    bad = np.flatnonzero(~(same & close))
+    if not len(bad):
+        return None
+    i = int(bad[0])
+    return (
+        f"{len(bad)} of {len(X)} rows differ; row {i} {X[i].tolist()}: the endpoint says cluster {closest[i]} at "
+        f"{distance[i]:.7g}, the model's centroids say cluster {want_closest[i]} at {float(want_distance[i]):.7g}"
+    )
+
+
+def restore(config: RunConfig, previous: str | None, sagemaker: Any) -> tuple[str, str | None]:
+    """Put the previous config back on the endpoint (or delete a first deploy's endpoint)."""
+    name = config.names.endpoint
+    if previous:
+        with sagemaker_call("UpdateEndpoint", name):
+            sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=previous)
+        return "updating", previous
+    with sagemaker_call("DescribeEndpoint", name):
+        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
+    if endpoint is not None and endpoint["EndpointStatus"] != "Deleting":
+        with sagemaker_call("DeleteEndpoint", name):
+            sagemaker.delete_endpoint(EndpointName=name)
+    return "deleted", None
+
+
+def verify_endpoint(
+    config: RunConfig,
+    dataset: Dataset,
+    model: ModelCreated,
+    previous_config_name: str | None,
+    s3: Any,
+    sagemaker: Any,
+    runtime: Any,
+    sleep: Any = time.sleep,
+) -> EndpointCheck:
+    X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
+    checked = len(X)
+    try:
+        centroids = read_centroids(model.model_data_url, s3=s3)
+        if centroids.shape[0] != config.k:
+            raise ModelArtifactError(f"{model.model_data_url} holds {centroids.shape[0]} centroids, not k={config.k}")
+        closest = np.empty(checked, dtype=np.int64)
+        distance = np.empty(checked, dtype=np.float64)
+        pieces = batches(X)
+        for number, (start, body) in enumerate(pieces, 1):
+            end = pieces[number][0] if number < len(pieces) else checked
+            where = f"request {number} of {len(pieces)} (rows {start}-{end - 1})"
+            payload = invoke(runtime, config.names.endpoint, body, sleep)
+            closest[start:end], distance[start:end] = parse_answer(payload, end - start, config.k, where)
+        difference = compare(X, centroids, closest, distance)
+        if difference:
+            raise EndpointCheckError(f"the endpoint's answers disagree with the model's centroids: {difference}")
+    except (EndpointCheckError, ModelArtifactError) as exc:
+        action, restored = restore(config, previous_config_name, sagemaker)
+        then = (
+            f"the previous config {restored} is being put back on {config.names.endpoint}"
+            if action == "updating"
+            else f"the endpoint {config.names.endpoint} was a first deploy and is being deleted"
+        )
+        return EndpointCheck(
+            passed=False, checked_rows=checked, error=type(exc).__name__ if isinstance(exc, ModelArtifactError)
+            else "EndpointCheckFailed", cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
+            restore=action, restored_endpoint_config_name=restored,
+        )
+    return EndpointCheck(passed=True, checked_rows=checked)

@@ -1,0 +1,339 @@
+"""The demo's view of a run's evaluation report: a terminal table, the sample scored with the model, how many of the
+injected anomalies the thresholds catch, and a picture.
+
+The report is the JSON the "Evaluate model" step writes (``kmeans_pipeline.evaluate``). Its distances and thresholds
+are in the model's units: standardised features when the run standardised, else the original ones. Its centroids
+(and this module's scatter plot) are in original units.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kmeans_pipeline.scoring import Standardization, flag, score
+
+MAX_SCATTER_POINTS = 50_000
+WIDTH = 100  # of the wrapped text lines
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The table
+# ------------------------------------------------------------------------------------------------------------
+
+
+def fmt(value: Any) -> str:
+    """A number for a table cell: thousands separators, about four significant digits; "-" for None."""
+    if value is None:
+        return "-"
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    size = abs(value)
+    if size >= 1000:
+        return f"{value:,.0f}"
+    if size >= 100:
+        return f"{value:,.1f}"
+    if size >= 0.995 or size == 0:  # what rounds to 1.00 shows as 1.00
+        return f"{value:,.2f}"
+    return f"{value:.3g}"
+
+
+def _share(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2%}"
+
+
+def _grid(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    """Right-aligned columns (the first ``left`` left-aligned), two spaces apart, with a rule under the header."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+
+
+def report_table(report: dict) -> str:
+    """The report as aligned plain text: per cluster, overall, flagged shares, the gate decision and the headline."""
+    features = list(report.get("featureColumns") or [])
+    standardised = report.get("standardization") is not None
+    units = "standardised units" if standardised else "the features' units"
+    percentile = report.get("anomalyPercentile")
+    lines = [
+        f"Evaluation report of run {report.get('runId')} (training job {report.get('trainingJob', '-')})",
+        f"k={report.get('k')}, features {', '.join(features) or '-'}"
+        + (" (standardised before training)" if standardised else "")
+        + f"; {report.get('evaluatedRows', 0):,} test records scored, test MSD {fmt(report.get('evaluationMsd'))}",
+        f"Centroids in original units; distances and thresholds in {units}; "
+        f"threshold = the {percentile:g}th-percentile distance" if percentile is not None else "",
+        "",
+    ]
+    header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
+    rows = []
+    for cluster in report.get("clusters", []):
+        distance = cluster.get("distance") or {}
+        centroid = cluster.get("centroid") or [None] * len(features)
+        rows.append([
+            str(cluster["index"]), f"{cluster.get('size', 0):,}", _share(cluster.get("share")),
+            *(fmt(v) for v in centroid),
+            fmt(distance.get("p50")), fmt(distance.get("p99")), fmt(distance.get("max")),
+            fmt(cluster.get("threshold")),
+        ])
+    overall = report.get("distance") or {}
+    rows.append([
+        "all", f"{report.get('evaluatedRows', 0):,}", _share(1.0 if report.get("evaluatedRows") else None),
+        *("" for _ in features),
+        fmt(overall.get("p50")), fmt(overall.get("p99")), fmt(overall.get("max")),
+        fmt((report.get("thresholds") or {}).get("overall")),
+    ])
+    lines += _grid(header, rows)
+    if overall:
+        lines.append("")
+        lines.append("Distance percentiles, all test records: " + ", ".join(
+            f"{name} {fmt(overall.get(name))}" for name in ("p50", "p90", "p95", "p99", "p999", "max") if name in overall
+        ))
+    flagged = report.get("flagged") or {}
+    n = report.get("evaluatedRows", 0)
+    if flagged:
+        lines.append(
+            f"Flagged: {flagged.get('perCluster', 0):,} of {n:,} test records ({_share(flagged.get('perClusterShare'))}) "
+            f"beyond their cluster's threshold; {flagged.get('overall', 0):,} ({_share(flagged.get('overallShare'))}) "
+            f"beyond the overall threshold {fmt((report.get('thresholds') or {}).get('overall'))}"
+        )
+    gate = report.get("gate") or {}
+    if gate:
+        serving = gate.get("servingMsd")
+        lines.append("")
+        lines.append(
+            f"Gate: {str(gate.get('decision', '?')).upper()} (new test MSD {fmt(gate.get('newMsd'))}, serving model's "
+            + (fmt(serving) if serving is not None else "none")
+            + f", tolerance {float(gate.get('tolerancePercent') or 0):g}%)"
+        )
+        lines += textwrap.wrap(str(gate.get("reason", "")), WIDTH, initial_indent="  ", subsequent_indent="  ",
+                               break_on_hyphens=False)
+    if report.get("headline"):
+        lines.append("")
+        lines += textwrap.wrap(str(report["headline"]), WIDTH, initial_indent="Headline: ", subsequent_indent="  ",
+                               break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Scoring the sample
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    with Path(path).open("rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", newline="") if gzipped else Path(path).open(newline="")
+
+
+def read_features(csv_path: Path, feature_columns: list[str]) -> np.ndarray:
+    """The named columns of a CSV with a header row, in that order, as float64 (blank lines skipped)."""
+    with _open_text(csv_path) as fh:
+        header = [name.strip() for name in next(csv.reader([fh.readline()]))]
+        missing = [name for name in feature_columns if name not in header]
+        if missing:
+            raise ValueError(f"{csv_path}: column(s) {', '.join(missing)} not in the header {header}")
+        columns = [header.index(name) for name in feature_columns]
+        try:
+            X = np.loadtxt(fh, delimiter=",", usecols=columns, ndmin=2, dtype=np.float64)
+        except ValueError:  # quoted fields and the like: the slow, forgiving way
+            fh.seek(0)
+            rows = csv.reader(fh)
+            next(rows)
+            X = np.array([[float(row[i]) for i in columns] for row in rows if row], dtype=np.float64).reshape(
+                -1, len(columns)
+            )
+    return X
+
+
+def model_centroids(report: dict) -> np.ndarray:
+    """The report's centroids in the model's units (when the model artifact is not at hand)."""
+    centroids = np.asarray(report["centroids"], dtype=np.float64)
+    if report.get("standardization"):
+        return Standardization.from_json(report["standardization"]).apply(centroids)
+    return centroids.astype(np.float32)
+
+
+def anomaly_scores(
+    csv_path: Path | None, report: dict, centroids: np.ndarray | None = None, *, X: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(closest cluster, distance, flagged) of every data row of the CSV, as the endpoint and the report see them.
+
+    The feature columns are taken by name from the report; its standardisation, when it has one, is applied before
+    scoring. ``centroids`` are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted,
+    when None). A row is flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in
+    original units when already read (``read_features``), instead of reading ``csv_path``.
+    """
+    if X is None:
+        X = read_features(Path(csv_path), report["featureColumns"])
+    if report.get("standardization"):
+        X = Standardization.from_json(report["standardization"]).apply(X)
+    closest, distance = score(X, model_centroids(report) if centroids is None else centroids)
+    thresholds = report["thresholds"]
+    flagged = flag(closest, distance, thresholds["perCluster"], thresholds["overall"])
+    return closest, distance, flagged
+
+
+def flagged_overall(report: dict, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """True where a row lies beyond the report's overall threshold, whatever its cluster."""
+    return flag(closest, distance, [None] * int(report["k"]), report["thresholds"]["overall"])
+
+
+def recall_precision(flagged_rows: Any, anomaly_lines: list[int]) -> tuple[float, float]:
+    """(recall, precision) of the flagged rows against the injected anomalies.
+
+    ``flagged_rows``: 0-based data row indexes (a set, a list or an integer array) or a boolean mask over the rows.
+    ``anomaly_lines``: the sample's file line numbers (``Sample.anomaly_lines``: 1-based, the header is line 1, so
+    data row i is on line i + 2; the generated sample has no blank lines). NaN where undefined (no anomaly, nothing
+    flagged).
+    """
+    array = np.asarray(list(flagged_rows) if isinstance(flagged_rows, (set, frozenset)) else flagged_rows)
+    flagged = set(np.flatnonzero(array).tolist() if array.dtype == bool else array.astype(np.int64).ravel().tolist())
+    anomalies = {int(line) - 2 for line in anomaly_lines}
+    if any(row < 0 for row in anomalies):
+        raise ValueError("anomaly lines are 1-based file line numbers after the header (line 1): each must be >= 2")
+    caught = len(flagged & anomalies)
+    recall = caught / len(anomalies) if anomalies else math.nan
+    precision = caught / len(flagged) if flagged else math.nan
+    return recall, precision
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The picture
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _wide(values: np.ndarray) -> bool:
+    """Worth a log axis: all positive and spanning more than three decades."""
+    values = values[np.isfinite(values)]
+    return bool(values.size) and values.min() > 0 and values.max() / values.min() > 1000
+
+
+def save_picture(
+    path: Path, report: dict, X_original_units: np.ndarray, closest: np.ndarray, distance: np.ndarray,
+    flagged: np.ndarray, *, anomalies: np.ndarray | None = None, seed: int = 0,
+) -> Path:
+    """A PNG: the records in the first two feature columns (by cluster, flagged ones marked, centroids) and the
+    distance histogram with the thresholds. ``anomalies``: optional mask of the injected anomalies, circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    X = np.asarray(X_original_units, dtype=np.float64)
+    closest, distance = np.asarray(closest), np.asarray(distance, dtype=np.float64)
+    flagged = np.asarray(flagged, dtype=bool)
+    features = list(report.get("featureColumns") or [f"feature {i}" for i in range(X.shape[1])])
+    k = int(report.get("k") or (closest.max() + 1 if closest.size else 1))
+    centroids = np.asarray(report.get("centroids") or np.zeros((0, X.shape[1])), dtype=np.float64)
+    thresholds = report.get("thresholds") or {}
+    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    colour = [colours(i % colours.N) for i in range(k)]
+
+    fig, (scatter, histogram) = plt.subplots(1, 2, figsize=(15, 6.8), gridspec_kw={"width_ratios": [1.15, 1]})
+    decision = (report.get("gate") or {}).get("decision", "?")
+    share = (report.get("flagged") or {}).get("perClusterShare")
+    fig.suptitle(
+        f"K-Means k={k}, run {report.get('runId')}: {decision}; "
+        + (f"{share:.2%} of {report.get('evaluatedRows', 0):,} test records flagged" if share is not None else "")
+        + f"; {int(flagged.sum()):,} of {len(flagged):,} records shown here flagged",
+        fontsize=12,
+    )
+
+    # (a) the records in the first two feature columns, original units
+    rng = np.random.default_rng(seed)
+    shown = np.arange(len(X))
+    if len(X) > MAX_SCATTER_POINTS:
+        # Every flagged record, and a random sample of the others.
+        ordinary = np.flatnonzero(~flagged)
+        keep = rng.choice(ordinary, size=max(0, MAX_SCATTER_POINTS - int(flagged.sum())), replace=False)
+        shown = np.sort(np.concatenate([np.flatnonzero(flagged), keep]))
+    if X.shape[1] >= 2:
+        x, y = X[shown, 0], X[shown, 1]
+        x_name, y_name = features[0], features[1]
+        cx, cy = (centroids[:, 0], centroids[:, 1]) if len(centroids) else (np.array([]), np.array([]))
+    else:  # one feature: against the row number
+        x, y = shown.astype(np.float64), X[shown, 0]
+        x_name, y_name = "row", features[0]
+        cx, cy = np.array([]), np.array([])
+    jitter = len(np.unique(X[:, 0])) <= 20 and X.shape[1] >= 2  # a categorical code: spread the points
+    if jitter:
+        x = x + rng.uniform(-0.25, 0.25, len(x))
+        x_name += " (jittered)"
+    f = flagged[shown]
+    for c in range(k):
+        mine = (closest[shown] == c) & ~f
+        scatter.scatter(x[mine], y[mine], s=3, alpha=0.35, color=colour[c], linewidths=0, rasterized=True,
+                        label=f"cluster {c}")
+    scatter.scatter(x[f], y[f], s=28, marker="x", color="black", linewidths=1.0, label="flagged (beyond threshold)")
+    if anomalies is not None:
+        a = np.asarray(anomalies, dtype=bool)[shown]
+        scatter.scatter(x[a], y[a], s=70, facecolors="none", edgecolors="red", linewidths=0.9,
+                        label="injected anomaly")
+    if len(cx):
+        scatter.scatter(cx, cy, s=260, marker="*", c=[colour[c] for c in range(len(cx))], edgecolors="black",
+                        linewidths=1.2, zorder=5, label="centroids")
+    if _wide(y):
+        scatter.set_yscale("log")
+    scatter.set_xlabel(x_name)
+    scatter.set_ylabel(y_name + (" (log scale)" if _wide(y) else ""))
+    scatter.set_title(f"Records ({len(shown):,} of {len(X):,}), coloured by closest centroid")
+    # Legend markers of a readable size (the points themselves are tiny), below the plot so no point is hidden.
+    handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=colour[c], label=f"cluster {c}")
+               for c in range(k)]
+    handles.append(Line2D([], [], linestyle="", marker="x", markersize=7, color="black", label="flagged"))
+    if anomalies is not None:
+        handles.append(Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor="none",
+                              markeredgecolor="red", label="injected anomaly"))
+    if len(cx):
+        handles.append(Line2D([], [], linestyle="", marker="*", markersize=13, color="0.7", markeredgecolor="black",
+                              label="centroid"))
+    scatter.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=min(len(handles), 6),
+                   fontsize=8, frameon=False)
+
+    # (b) the distance histogram with the thresholds
+    d = distance[np.isfinite(distance)]
+    units = "standardised units" if report.get("standardization") else "feature units"
+    overall = thresholds.get("overall")
+    log_x = _wide(d[d > 0]) and (d > 0).all()
+    counts = np.zeros(1)
+    if d.size:
+        bins = np.geomspace(d.min(), d.max(), 80) if log_x else 80
+        counts, bins, _ = histogram.hist(d, bins=bins, color="0.6", edgecolor="0.4", linewidth=0.3, label="all records")
+        if anomalies is not None:
+            injected = distance[np.asarray(anomalies, dtype=bool) & np.isfinite(distance)]
+            histogram.hist(injected, bins=bins, color="red", alpha=0.55, label=f"injected anomalies ({len(injected):,})")
+    if log_x:
+        histogram.set_xscale("log")
+    histogram.set_yscale("log")
+    histogram.set_ylim(0.5, max(10.0, float(counts.max()) * 40))  # headroom for the legend
+    if overall is not None:
+        histogram.axvline(overall, color="black", linewidth=2.2,
+                          label=f"overall threshold {fmt(overall)} (p{report.get('anomalyPercentile', 99):g})")
+    per_cluster = thresholds.get("perCluster") or []
+    if len(per_cluster) <= 10:
+        for c, t in enumerate(per_cluster):
+            if t is not None:
+                histogram.axvline(t, color=colour[c], linestyle="--", linewidth=1.1, label=f"cluster {c} threshold {fmt(t)}")
+    histogram.set_xlabel(f"distance to the closest centroid ({units}{', log scale' if log_x else ''})")
+    histogram.set_ylabel("records (log scale)")
+    histogram.set_title("Distances, with the anomaly thresholds")
+    histogram.legend(loc="upper right", fontsize=8, framealpha=0.85)
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

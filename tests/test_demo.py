@@ -1,0 +1,210 @@
+"""`make demo`'s report: the table, the scores of the sample, recall and precision of the injected anomalies, the
+picture, and the runner's --approve / --reject, end to end through the offline stack."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kmeans_pipeline.scoring import Standardization, score
+from offline import report_view
+from offline.__main__ import build_parser, main, outcome_line, summary
+from offline.runner import ExecutionResult
+from offline.sample_data import generate
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def hand_made_report(standardization: dict | None = None) -> dict:
+    return {
+        "schemaVersion": 1,
+        "runId": "abc123",
+        "trainingJob": "kmeans-dev-abc123-001-x",
+        "modelArtifact": "s3://bucket/models/abc123/model.tar.gz",
+        "featureColumns": ["tranCode", "Amount"],
+        "standardization": standardization,
+        "k": 2,
+        "testMsd": 12.5,
+        "evaluationMsd": 12.4,
+        "evaluatedRows": 1000,
+        "anomalyPercentile": 99.0,
+        "thresholds": {"overall": 35.5, "perCluster": [10.25, 40.0]},
+        "centroids": [[1.0, 45.0], [4.0, 2500.0]],
+        "clusters": [
+            {"index": 0, "size": 900, "share": 0.9, "threshold": 10.25, "centroid": [1.0, 45.0],
+             "distance": {"p50": 2.0, "p90": 5.0, "p95": 7.0, "p99": 10.25, "p999": 11.0, "max": 12.0}},
+            {"index": 1, "size": 100, "share": 0.1, "threshold": 40.0, "centroid": [4.0, 2500.0],
+             "distance": {"p50": 20.0, "p90": 30.0, "p95": 35.0, "p99": 40.0, "p999": 41.0, "max": 1234.5}},
+        ],
+        "distance": {"p50": 2.5, "p90": 15.0, "p95": 25.0, "p99": 35.5, "p999": 40.5, "max": 1234.5},
+        "flagged": {"perCluster": 10, "perClusterShare": 0.01, "overall": 10, "overallShare": 0.01},
+        "gate": {"decision": "keep", "reason": "test MSD 12.4 against the serving model's 10 on the same 1,000 test rows",
+                 "newMsd": 12.4, "servingMsd": 10.0, "tolerancePercent": 5, "servingModel": "kmeans-dev-old"},
+        "headline": "keep: the serving model kmeans-dev-old keeps serving. 1.00% of 1,000 test records lie beyond",
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The table
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_report_table_shows_clusters_thresholds_flagged_shares_gate_and_headline():
+    table = report_view.report_table(hand_made_report())
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("cluster"))
+    for column in ("size", "share", "tranCode", "Amount", "p50 dist", "p99 dist", "threshold"):
+        assert column in header
+    start = lines.index(header)
+    grid = lines[start : start + 5]  # header, rule, two clusters, the overall row
+    assert set(grid[1]) <= {"-", " "}
+    # Right-aligned columns: every row of the grid ends where the header does.
+    assert {len(line) for line in grid} == {len(header)}
+    cluster0, cluster1, overall = grid[2:]
+    assert cluster0.split()[:3] == ["0", "900", "90.00%"] and cluster0.split()[-1] == "10.25"
+    assert cluster1.split()[:5] == ["1", "100", "10.00%", "4.00", "2,500"] and cluster1.split()[-1] == "40.00"
+    assert "1,234" in cluster1  # max distance, thousands separated
+    assert overall.split()[0] == "all" and overall.split()[-1] == "35.50"
+    assert "p999 40.50" in table
+    assert "10 of 1,000 test records (1.00%) beyond their cluster's threshold" in table
+    assert "Gate: KEEP" in table and "serving model's 10.00" in table and "tolerance 5%" in table
+    assert "Headline: keep: the serving model kmeans-dev-old keeps serving." in table
+    assert "the features' units" in table
+
+
+def test_report_table_says_when_distances_are_standardised():
+    table = report_view.report_table(hand_made_report({"mean": [2.0, 500.0], "std": [1.0, 900.0]}))
+    assert "standardised before training" in table and "distances and thresholds in standardised units" in table
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Scoring and the injected anomalies
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_anomaly_lines_are_file_lines_and_map_to_data_rows(tmp_path):
+    sample = generate(tmp_path, rows=2000)
+    file_lines = sample.csv_path.read_text().splitlines()
+    X = report_view.read_features(sample.csv_path, ["tranCode", "Amount"])
+    assert len(X) == sample.rows == len(file_lines) - 1
+    for line in sample.anomaly_lines:
+        code, amount = file_lines[line - 1].split(",")  # 1-based file line numbers, the header is line 1
+        assert X[line - 2].tolist() == [float(code), float(amount)]  # data row line - 2
+
+    rows = [line - 2 for line in sample.anomaly_lines]
+    assert report_view.recall_precision(set(rows), sample.anomaly_lines) == (1.0, 1.0)
+    mask = np.zeros(sample.rows, dtype=bool)
+    mask[rows] = True
+    assert report_view.recall_precision(mask, sample.anomaly_lines) == (1.0, 1.0)
+    assert report_view.recall_precision(np.array(rows), sample.anomaly_lines) == (1.0, 1.0)
+    # The off-by-one mappings catch nothing (anomalies are never on adjacent rows here).
+    assert report_view.recall_precision({r + 1 for r in rows}, sample.anomaly_lines)[0] < 0.2
+    # Half of them, plus as many ordinary rows: recall 1/2, precision 1/2.
+    half = rows[: len(rows) // 2]
+    ordinary = [r for r in range(sample.rows) if r not in rows][: len(half)]
+    recall, precision = report_view.recall_precision(set(half + ordinary), sample.anomaly_lines)
+    assert recall == pytest.approx(len(half) / len(rows)) and precision == pytest.approx(0.5)
+    recall, precision = report_view.recall_precision(set(), sample.anomaly_lines)
+    assert recall == 0.0 and math.isnan(precision)
+    with pytest.raises(ValueError):
+        report_view.recall_precision({0}, [1])  # line 1 is the header
+
+
+def test_anomaly_scores_take_columns_by_name_and_apply_the_standardisation(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("Amount,other,tranCode\n45,x,1\n2500,y,4\n\n9000,z,1\n")
+    X = report_view.read_features(path, ["tranCode", "Amount"])
+    assert X.tolist() == [[1, 45], [4, 2500], [1, 9000]]
+
+    plain = hand_made_report()
+    closest, distance, flagged = report_view.anomaly_scores(path, plain, np.array(plain["centroids"], dtype=np.float32))
+    assert closest.tolist() == [0, 1, 1] and flagged.tolist() == [False, False, True]
+    assert distance[0] == 0
+
+    standardization = {"mean": [2.0, 500.0], "std": [1.5, 900.0]}
+    report = hand_made_report(standardization)
+    centroids = Standardization.from_json(standardization).apply(report["centroids"])
+    closest, distance, flagged = report_view.anomaly_scores(path, report, centroids)
+    expected_closest, expected_distance = score(Standardization.from_json(standardization).apply(X), centroids)
+    assert closest.tolist() == expected_closest.tolist()
+    np.testing.assert_array_equal(distance, expected_distance)
+    # Without the artifact, the report's own centroids (original units) are converted the same way.
+    _, from_report, _ = report_view.anomaly_scores(path, report, None)
+    np.testing.assert_allclose(from_report, expected_distance, rtol=1e-5)
+
+
+def test_save_picture_writes_a_png(tmp_path):
+    rng = np.random.default_rng(1)
+    report = hand_made_report()
+    X = np.column_stack([rng.integers(1, 6, 3000), rng.lognormal(4, 1, 3000)])
+    closest, distance, flagged = report_view.anomaly_scores(None, report, None, X=X)
+    anomalies = np.zeros(len(X), dtype=bool)
+    anomalies[::300] = True
+    path = report_view.save_picture(tmp_path / "out" / "report.png", report, X, closest, distance, flagged,
+                                    anomalies=anomalies)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The command line
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_approve_and_reject_exclude_each_other(capsys):
+    assert build_parser().parse_args(["--approve"]).approve is True
+    assert build_parser().parse_args(["--reject"]).approve is False
+    assert build_parser().parse_args([]).approve is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--approve", "--reject"])
+
+
+def test_a_kept_run_says_so(capsys):
+    gate = {"decision": "keep", "reason": "test MSD 12 against the serving model's 10", "servingModel": "kmeans-dev-old"}
+    output = {"outcome": "kept", "tuningJob": "t", "trainingJobs": {"completed": 2},
+              "bestTrainingJob": {"trainingJobName": "t-1", "testMsd": 12.0, "hyperparameters": {"k": "5"}},
+              "evaluation": {"gate": gate}, "endpoint": "kmeans-dev"}
+    result = ExecutionResult(name="demo", arn="arn", status="SUCCEEDED", output=output, error=None, cause=None,
+                             seconds=1.0)
+    import sys
+
+    summary(result, sys.stdout)
+    printed = capsys.readouterr().out
+    assert "KEPT" in printed and "kmeans-dev-old keeps serving endpoint kmeans-dev" in printed
+    assert gate["reason"] in printed
+    assert outcome_line(result, None).startswith("Outcome: KEPT")
+
+
+SMALL = ["--rows", "4000", "--input", json.dumps({"maxTrainingJobs": 2, "k": 5})]
+
+
+def test_the_demo_ends_with_the_report(tmp_path, capsys):
+    assert main([*SMALL, "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    report_part = out.split("== Evaluation report (s3://", 1)[1]
+    assert "cluster" in report_part and "tranCode" in report_part and "threshold" in report_part
+    assert "Gate: PROMOTE" in report_part and "Headline: promote" in report_part
+    assert "The 20 injected anomalies:" in report_part
+    assert "at their cluster's thresholds: recall" in report_part and "at the overall threshold:" in report_part
+    assert "precision" in report_part
+    assert "Outcome: DEPLOYED" in report_part
+    assert out.rstrip().endswith(f"Picture: {tmp_path / 'report.png'}")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["schemaVersion"] == 1 and report["k"] == 5 and report["featureColumns"] == ["tranCode", "Amount"]
+    assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_reject_ends_the_run_without_deploying(tmp_path, capsys):
+    assert main([*SMALL, "--output", str(tmp_path), "--reject", "--json"]) == 1
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # --json: stdout holds the JSON object only
+    assert result["status"] == "FAILED" and result["error"] == "ModelRejected"
+    assert "rejected by offline runner: rejected by --reject" in result["cause"]
+    assert result["endpoint"]["status"] is None  # nothing was deployed
+    assert result["report"]["injectedAnomalies"]["count"] == 20
+    assert '"approval": true' in captured.err
+    assert "Outcome: REJECTED at approval" in captured.err
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.png").exists()

@@ -1,0 +1,121 @@
+"""The quality gate's and the endpoint check's logic, without AWS: promote, keep, first deploy, models trained in
+other units, request batching under the payload limit, retries, and what counts as a wrong answer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from kmeans_pipeline.errors import EndpointCheckError
+from kmeans_pipeline.evaluate import gate, msd, to_original_units, to_standardized
+from kmeans_pipeline.models import Dataset, SourceObject, Standardization
+from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.scoring import score
+from kmeans_pipeline.verify import batches, compare, invoke, parse_answer
+
+RNG = np.random.default_rng(7)
+CENTERS = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+X = np.concatenate([c + RNG.normal(size=(200, 2)) for c in CENTERS])
+SERVING = {"modelName": "kmeans-dev-0123456789", "modelDataUrl": "s3://b/m.tar.gz", "endpointConfigName": "c"}
+
+
+def dataset(standardization=None, features=("tranCode", "Amount")):
+    return Dataset(train_uri="s3://b/t/", test_uri="s3://b/s/", train_rows=10, test_rows=10, skipped_blank_lines=0,
+                   feature_columns=list(features), feature_dim=len(features), content_type="text/csv;label_size=0",
+                   source=SourceObject(bucket="b", key="k", etag="e", size=1), standardization=standardization)
+
+
+def config(settings, tolerance=5.0):
+    return resolve({"dataKey": "k", "gateTolerancePercent": tolerance}, "gate", "2026-11-23T10:00:00Z", settings, None)
+
+
+def test_the_first_deploy_always_promotes(settings):
+    decision = gate(X, msd(X, CENTERS), dataset(), config(settings), None, None, None)
+    assert decision.decision == "promote" and "first deploy" in decision.reason and decision.serving_msd is None
+
+
+@pytest.mark.parametrize(("new_worse_by", "tolerance", "decision"), [
+    (0.0, 0.0, "promote"), (0.04, 5.0, "promote"), (0.06, 5.0, "keep"), (0.5, 100.0, "promote")])
+def test_promote_only_within_the_tolerance_of_the_serving_models_score(settings, new_worse_by, tolerance, decision):
+    serving_msd = msd(X, CENTERS)
+    result = gate(X, serving_msd * (1 + new_worse_by), dataset(), config(settings, tolerance), SERVING,
+                  CENTERS.astype(np.float32), None)
+    assert result.decision == decision
+    assert result.serving_msd == pytest.approx(serving_msd) and result.serving_model == SERVING["modelName"]
+
+
+def test_a_serving_model_trained_in_other_units_is_scored_in_this_runs_units(settings):
+    # The serving model was trained standardised with its own statistics, the new one on raw features: the same
+    # centres must give the same score once mapped through both.
+    theirs = Standardization(mean=[3.0, 4.0], std=[5.0, 2.0])
+    serving_centroids = to_standardized(CENTERS, theirs).astype(np.float32)
+    report = {"featureColumns": ["tranCode", "Amount"], "standardization": theirs.to_json()}
+    result = gate(X, msd(X, CENTERS), dataset(), config(settings, 0.0), SERVING, serving_centroids, report)
+    assert result.serving_msd == pytest.approx(msd(X, CENTERS), rel=1e-5) and result.decision == "promote"
+    # ... and the other way round: a new standardised run against a raw serving model.
+    ours = Standardization(mean=[1.0, -2.0], std=[4.0, 3.0])
+    Z = to_standardized(X, ours)
+    result = gate(Z, msd(Z, to_standardized(CENTERS, ours)), dataset(ours), config(settings, 0.0), SERVING,
+                  CENTERS.astype(np.float32), {"featureColumns": ["tranCode", "Amount"], "standardization": None})
+    assert result.serving_msd == pytest.approx(msd(Z, to_standardized(CENTERS, ours)), rel=1e-5)
+    np.testing.assert_allclose(to_original_units(to_standardized(CENTERS, ours), ours), CENTERS)
+
+
+def test_other_feature_columns_are_not_comparable_and_the_new_features_are_deployed(settings):
+    report = {"featureColumns": ["Amount"], "standardization": None}
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS[:, :1].astype(np.float32), report)
+    assert result.decision == "promote" and "not comparable" in result.reason
+
+
+def test_requests_stay_under_the_payload_limit_and_cover_every_row_once():
+    rows = RNG.normal(size=(5000, 3))
+    pieces = batches(rows, limit=10_000)
+    assert all(len(body) <= 10_000 for _, body in pieces) and len(pieces) > 5
+    texts = b"\n".join(body for _, body in pieces).split(b"\n")
+    np.testing.assert_array_equal(np.array([[float(v) for v in t.split(b",")] for t in texts]), rows)
+    assert [start for start, _ in pieces] == sorted({start for start, _ in pieces})
+
+
+class FlakyRuntime:
+    def __init__(self, failures: int, code: str = "ThrottlingException"):
+        self.failures, self.code, self.calls = failures, code, 0
+
+    def invoke_endpoint(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ClientError({"Error": {"Code": self.code, "Message": "slow down"}}, "InvokeEndpoint")
+        return {"Body": type("B", (), {"read": lambda self: b'{"predictions": []}'})()}
+
+
+def test_throttled_requests_are_retried_and_other_errors_are_not():
+    runtime = FlakyRuntime(2)
+    assert invoke(runtime, "e", b"1,2", sleep=lambda s: None) == b'{"predictions": []}' and runtime.calls == 3
+    with pytest.raises(EndpointCheckError, match="ModelError"):
+        invoke(FlakyRuntime(1, "ModelError"), "e", b"1,2", sleep=lambda s: None)
+    with pytest.raises(EndpointCheckError, match="ThrottlingException"):
+        invoke(FlakyRuntime(10), "e", b"1,2", sleep=lambda s: None)
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    (b"not json", "not K-Means' JSON"),
+    (json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": 1.0}]}).encode(), "1 predictions for 2 rows"),
+    (json.dumps({"predictions": [{"closest_cluster": 3.0, "distance_to_cluster": 1.0}] * 2}).encode(), "not a cluster of 0..2"),
+    (json.dumps({"predictions": [{"closest_cluster": 0.5, "distance_to_cluster": 1.0}] * 2}).encode(), "not a cluster"),
+    (json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": -1}] * 2}).encode(), "finite distance"),
+    (json.dumps({"predictions": [{"cluster": 0}] * 2}).encode(), "malformed"),
+])
+def test_malformed_answers_are_named(payload, message):
+    with pytest.raises(EndpointCheckError, match=message):
+        parse_answer(payload, 2, 3, "request 1")
+
+
+def test_answers_equal_to_float32_precision_pass_and_anything_else_is_a_mismatch():
+    closest, distance = score(X, CENTERS)
+    assert compare(X, CENTERS, closest, distance.astype(np.float64)) is None
+    assert compare(X, CENTERS, closest, distance * (1 + 1e-7)) is None  # float32 rounding
+    assert "rows differ" in compare(X, CENTERS, closest, distance * 1.001)
+    shifted = (closest + 1) % 3
+    assert "says cluster" in compare(X, CENTERS, shifted, distance)
