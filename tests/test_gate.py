@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.errors import EndpointCheckError
+from kmeans_pipeline.errors import EndpointCheckError, SageMakerThrottlingError, SageMakerUnavailableError
 from kmeans_pipeline.evaluate import gate, msd, to_original_units, to_standardized
 from kmeans_pipeline.models import Dataset, SourceObject, Standardization
 from kmeans_pipeline.resolve import resolve
@@ -90,13 +90,24 @@ class FlakyRuntime:
         return {"Body": type("B", (), {"read": lambda self: b'{"predictions": []}'})()}
 
 
-def test_throttled_requests_are_retried_and_other_errors_are_not():
-    runtime = FlakyRuntime(2)
-    assert invoke(runtime, "e", b"1,2", sleep=lambda s: None) == b'{"predictions": []}' and runtime.calls == 3
+def test_throttling_goes_to_the_state_machines_retry_and_a_refusal_fails_the_check():
+    # Retried by the state machine (no Lambda sleeps): the step's Retry names these errors.
+    with pytest.raises(SageMakerThrottlingError, match="InvokeEndpoint"):
+        invoke(FlakyRuntime(1), "e", b"1,2")
+    with pytest.raises(SageMakerUnavailableError, match="ModelNotReadyException"):
+        invoke(FlakyRuntime(1, "ModelNotReadyException"), "e", b"1,2")
+    # A model that refuses the rows fails its check (and the previous config goes back).
     with pytest.raises(EndpointCheckError, match="ModelError"):
-        invoke(FlakyRuntime(1, "ModelError"), "e", b"1,2", sleep=lambda s: None)
-    with pytest.raises(EndpointCheckError, match="ThrottlingException"):
-        invoke(FlakyRuntime(10), "e", b"1,2", sleep=lambda s: None)
+        invoke(FlakyRuntime(1, "ModelError"), "e", b"1,2")
+    assert invoke(FlakyRuntime(0), "e", b"1,2") == b'{"predictions": []}'
+
+
+def test_no_lambda_sleeps_waiting_is_the_state_machines_job():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = [p for folder in ("layers/shared/kmeans_pipeline", "functions") for p in (root / folder).rglob("*.py")]
+    assert code and not [str(p) for p in code if "sleep(" in p.read_text()]
 
 
 @pytest.mark.parametrize(("payload", "message"), [

@@ -1,7 +1,7 @@
 """Step 8: after the endpoint is InService on this run's config, check that it answers as the model should.
 
 A sample of the test rows (``EndpointCheckRows``) is scored through the endpoint, in requests well under the
-6 MB payload limit, and compared with offline scoring of the same rows with the same centroids. A malformed
+6 MB payload limit (throttling and server errors are retried by the client, then by the state machine), and compared with offline scoring of the same rows with the same centroids. A malformed
 answer, a cluster outside ``0..k-1``, a model with other than ``k`` centroids, or a distance that differs beyond
 float32 precision fails the check. Then the previous endpoint config is put back (UpdateEndpoint), or on a first
 deploy the endpoint is deleted, so that nothing keeps serving a model that failed its check.
@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.aws import error_code, error_message, sagemaker_call
+from kmeans_pipeline.aws import error_code, error_message, sagemaker_call, translate
 from kmeans_pipeline.deploy import describe_or_none
-from kmeans_pipeline.errors import EndpointCheckError, ModelArtifactError
+from kmeans_pipeline.errors import (
+    EndpointCheckError,
+    ModelArtifactError,
+    SageMakerThrottlingError,
+    SageMakerUnavailableError,
+)
 from kmeans_pipeline.evaluate import read_rows
 from kmeans_pipeline.models import Dataset, EndpointCheck, ModelCreated, RunConfig
 from kmeans_pipeline.scoring import score
 
 # InvokeEndpoint takes at most 6 MB per request: stay well below it.
 MAX_REQUEST_BYTES = 4_000_000
-RETRYABLE = {"ThrottlingException", "ServiceUnavailable", "InternalFailure", "ModelNotReadyException"}
-ATTEMPTS = 4
+# Transient: the state machine retries the step (ModelNotReadyException: the endpoint's container is still loading).
+RETRYABLE = {"ModelNotReadyException"}
 # float32 keeps about 7 significant digits; the container and numpy may sum in another order.
 RELATIVE_TOLERANCE = 1e-5
 
@@ -48,19 +52,23 @@ def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int,
     return out
 
 
-def invoke(runtime: Any, endpoint: str, body: bytes, sleep: Any = time.sleep) -> bytes:
-    for attempt in range(ATTEMPTS):
-        try:
-            answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv",
-                                             Accept="application/json", Body=body)
-            return answer["Body"].read()
-        except ClientError as exc:
-            if error_code(exc) not in RETRYABLE or attempt == ATTEMPTS - 1:
-                raise EndpointCheckError(
-                    f"InvokeEndpoint on {endpoint} failed with {error_code(exc)}: {error_message(exc)}"
-                ) from exc
-            sleep(min(2**attempt, 8))
-    raise AssertionError("unreachable")
+def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
+    """One scoring request. The client retries throttling and 5xx itself; what still fails that way is raised as
+    SageMakerThrottlingError / SageMakerUnavailableError, which the state machine retries (the check is
+    idempotent), so that no Lambda sleeps. Any other refusal is the endpoint failing its check."""
+    try:
+        answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv",
+                                         Accept="application/json", Body=body)
+        return answer["Body"].read()
+    except ClientError as exc:
+        error = translate(exc, "InvokeEndpoint", endpoint)
+        if isinstance(error, (SageMakerThrottlingError, SageMakerUnavailableError)):
+            raise error from exc
+        if error_code(exc) in RETRYABLE:
+            raise SageMakerUnavailableError(str(error)) from exc
+        raise EndpointCheckError(
+            f"InvokeEndpoint on {endpoint} failed with {error_code(exc)}: {error_message(exc)}"
+        ) from exc
 
 
 def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +137,6 @@ def verify_endpoint(
     s3: Any,
     sagemaker: Any,
     runtime: Any,
-    sleep: Any = time.sleep,
 ) -> EndpointCheck:
     X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
     checked = len(X)
@@ -143,7 +150,7 @@ def verify_endpoint(
         for number, (start, body) in enumerate(pieces, 1):
             end = pieces[number][0] if number < len(pieces) else checked
             where = f"request {number} of {len(pieces)} (rows {start}-{end - 1})"
-            payload = invoke(runtime, config.names.endpoint, body, sleep)
+            payload = invoke(runtime, config.names.endpoint, body)
             closest[start:end], distance[start:end] = parse_answer(payload, end - start, config.k, where)
         difference = compare(X, centroids, closest, distance)
         if difference:
