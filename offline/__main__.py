@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             summary(first, stream)
             aws.standin.faults.endpoint_update_fails = "The primary container for production variant AllTraffic did not pass the ping health check (injected)"
             # The second model must pass the quality gate to reach the update whatever its score.
-            execution_input = {"gateTolerancePercent": 100, **execution_input}
+            execution_input = {"gateTolerancePercent": 1000, **execution_input}
             print(f"\nSecond run {name} updates the endpoint, and the update fails:", file=stream)
         print(f"Execution input: {json.dumps(execution_input)}", file=stream)
         if args.concurrent > 1:

@@ -98,7 +98,7 @@ def test_a_worse_model_is_not_deployed_and_the_serving_one_keeps_serving(stack):
 
 def test_a_model_as_good_as_the_serving_one_is_promoted(stack):
     assert run(stack, "one").status == "SUCCEEDED"
-    result = run(stack, "two", gateTolerancePercent=100)
+    result = run(stack, "two", gateTolerancePercent=1000)
     assert result.status == "SUCCEEDED", result.cause
     gate = result.output["evaluation"]["gate"]
     assert gate["decision"] == "promote" and gate["servingMsd"] is not None
@@ -118,7 +118,7 @@ def test_approval_pauses_notifies_and_deploys_when_approved(stack):
 def test_a_rejection_ends_the_run_and_leaves_the_endpoint_untouched(stack):
     assert run(stack, "serving").status == "SUCCEEDED"
     serving = endpoint_config(stack)
-    result = run(stack, "rejected", approve=False, approval=True, gateTolerancePercent=100)
+    result = run(stack, "rejected", approve=False, approval=True, gateTolerancePercent=1000)
     assert result.status == "FAILED"
     assert result.error == "ModelRejected"
     assert "rejected by offline runner: rejected by --reject" in result.cause and "was not touched" in result.cause
@@ -138,7 +138,7 @@ def test_a_failed_endpoint_check_puts_the_previous_config_back(stack):
     assert run(stack, "before").status == "SUCCEEDED"
     serving = endpoint_config(stack)
     stack.standin.faults.endpoint_answers_wrong = True
-    result = run(stack, "wrong-answers", gateTolerancePercent=100)
+    result = run(stack, "wrong-answers", gateTolerancePercent=1000)
     assert result.status == "FAILED"
     assert result.error == "EndpointCheckFailed"
     assert "disagree with the model's centroids" in result.cause and "serves again" in result.cause

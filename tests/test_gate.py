@@ -130,3 +130,106 @@ def test_answers_equal_to_float32_precision_pass_and_anything_else_is_a_mismatch
     assert "rows differ" in compare(X, CENTERS, closest, distance * 1.001)
     shifted = (closest + 1) % 3
     assert "says cluster" in compare(X, CENTERS, shifted, distance)
+
+
+def test_a_serving_model_that_cannot_be_read_is_named_and_the_new_one_deployed(settings):
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, None, None)
+    assert result.decision == "promote" and "cannot be compared" in result.reason and SERVING["modelDataUrl"] in result.reason
+
+
+def test_an_expired_serving_artifact_is_replaced_by_its_reports_centroids(settings):
+    from kmeans_pipeline.evaluate import _serving_centroids
+
+    class NoArtifact:
+        def get_object(self, **kwargs):
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+
+        def head_object(self, **kwargs):
+            raise ClientError({"Error": {"Code": "404", "Message": "gone"}}, "HeadObject")
+
+    report = {"featureColumns": ["tranCode", "Amount"], "standardization": {"mean": [1, 2], "std": [3, 4]},
+              "centroids": CENTERS.tolist()}
+    centroids = _serving_centroids({**SERVING, "modelDataUrl": "s3://b/models/x/model.tar.gz"}, report, NoArtifact())
+    np.testing.assert_array_equal(centroids, CENTERS.astype(np.float32))
+    assert report["standardization"] is None  # original units: no mapping back through the old statistics
+    result = gate(X, msd(X, CENTERS), dataset(), config(settings, 0.0), SERVING, centroids, report)
+    assert result.serving_msd == pytest.approx(msd(X, CENTERS), rel=1e-5)
+    assert _serving_centroids({**SERVING, "modelDataUrl": "s3://b/m"}, None, NoArtifact()) is None
+
+
+def test_the_restore_never_deletes_an_endpoint_this_run_did_not_create(settings):
+    from kmeans_pipeline.verify import restore
+
+    class Recorder:
+        calls: list = []
+
+        def __getattr__(self, name):
+            return lambda **kw: self.calls.append((name, kw)) or {"EndpointStatus": "InService"}
+
+    sm = Recorder()
+    cfg = config(settings)
+    assert restore(cfg, None, False, sm) == ("unknown", None) and sm.calls == []
+    assert restore(cfg, "old", False, sm) == ("updating", "old")
+    assert sm.calls[-1] == ("update_endpoint", {"EndpointName": cfg.names.endpoint, "EndpointConfigName": "old"})
+    assert restore(cfg, None, True, sm) == ("deleted", None) and sm.calls[-1][0] == "delete_endpoint"
+
+
+def test_a_failed_restore_keeps_the_checks_failure_and_says_who_must_act(settings, monkeypatch):
+    from kmeans_pipeline import verify
+    from kmeans_pipeline.models import ModelCreated
+
+    monkeypatch.setattr(verify, "read_rows", lambda *a: X)
+    monkeypatch.setattr(verify, "read_centroids", lambda *a, **k: CENTERS.astype(np.float32))
+
+    class WrongRuntime:
+        def invoke_endpoint(self, Body, **kwargs):
+            rows = Body.count(b"\n") + 1
+            body = json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": 99.0}] * rows}).encode()
+            return {"Body": type("B", (), {"read": lambda self: body})()}
+
+    class BusyEndpoint:
+        def describe_endpoint(self, **kwargs):
+            return {"EndpointStatus": "InService", "EndpointConfigName": "kmeans-dev-new"}
+
+        def update_endpoint(self, **kwargs):
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "Cannot update in-progress endpoint"}},
+                              "UpdateEndpoint")
+
+    model = ModelCreated(model_name="m", endpoint_config_name="kmeans-dev-new", model_data_url="s3://b/m.tar.gz")
+    cfg = config(settings).model_copy(update={"k": 3})
+    check = verify.verify_endpoint(cfg, dataset(), model, "kmeans-dev-old", False, None, BusyEndpoint(), WrongRuntime())
+    assert not check.passed and check.restore == "failed" and check.error == "EndpointCheckFailed"
+    assert "disagree with the model's centroids" in check.cause and "Cannot update in-progress endpoint" in check.cause
+    assert "kmeans-dev-new still serves" in check.cause and "needs an operator" in check.cause
+
+
+@pytest.mark.parametrize("endpoint", [
+    {"EndpointStatus": "InService", "EndpointConfigName": "kmeans-dev-later"},
+    {"EndpointStatus": "Updating", "EndpointConfigName": "kmeans-dev-new",
+     "PendingDeploymentSummary": {"EndpointConfigName": "kmeans-dev-later"}},
+])
+def test_an_endpoint_another_run_took_over_is_neither_checked_nor_put_back(settings, monkeypatch, endpoint):
+    # Two runs at once: putting "the previous config" back would undo the later run's deployment.
+    from kmeans_pipeline import verify
+    from kmeans_pipeline.models import ModelCreated
+
+    monkeypatch.setattr(verify, "read_rows", lambda *a: X)
+
+    class Endpoint:
+        calls: list = []
+
+        def describe_endpoint(self, **kwargs):
+            return endpoint
+
+        def __getattr__(self, name):
+            return lambda **kw: self.calls.append(name)
+
+    class NoRuntime:
+        def invoke_endpoint(self, **kwargs):
+            raise AssertionError("a superseded endpoint must not be scored")
+
+    model = ModelCreated(model_name="m", endpoint_config_name="kmeans-dev-new", model_data_url="s3://b/m.tar.gz")
+    sm = Endpoint()
+    check = verify.verify_endpoint(config(settings), dataset(), model, "kmeans-dev-old", False, None, sm, NoRuntime())
+    assert (check.passed, check.error, check.restore) == (False, "EndpointSuperseded", "none")
+    assert "kmeans-dev-later" in check.cause and sm.calls == []

@@ -10,9 +10,9 @@ import pytest
 
 from offline.runner import OfflineAWS
 
-# gateTolerancePercent 100: these runs are about deployment mechanics, so a later run always replaces the model
+# gateTolerancePercent 1000: these runs are about deployment mechanics, so a later run always replaces the model
 # (tests/test_evaluation.py covers the quality gate itself).
-FAST = {"pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 3, "gateTolerancePercent": 100}
+FAST = {"pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}
 GOOD = "tranCode,Amount\n" + "".join(f"{i % 3 + 1},{(i % 7) * 10 + 5}.5\n" for i in range(300))
 
 

@@ -12,7 +12,7 @@ from offline.sample_data import generate
 from offline.standin import Faults
 
 KEY = "incoming/transactions.csv"
-RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3, "gateTolerancePercent": 100}  # always deploy
+RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}  # always deploy
 SAGEMAKER_TYPES = {
     "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
     "TrainingJobName": "training-job",

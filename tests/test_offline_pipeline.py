@@ -11,8 +11,8 @@ from offline.runner import OfflineAWS
 from offline.sample_data import generate
 from offline.standin import Faults
 
-# gateTolerancePercent 100: a second run always replaces the model here (tests/test_evaluation.py tests the gate).
-FAST = {"pollSeconds": 0, "maxTrainingJobs": 4, "maxParallelTrainingJobs": 2, "k": 5, "gateTolerancePercent": 100}
+# gateTolerancePercent 1000: a second run always replaces the model here (tests/test_evaluation.py tests the gate).
+FAST = {"pollSeconds": 0, "maxTrainingJobs": 4, "maxParallelTrainingJobs": 2, "k": 5, "gateTolerancePercent": 1000}
 KEY = "incoming/transactions.csv"
 
 

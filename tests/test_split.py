@@ -139,3 +139,30 @@ def test_line_blocks_end_at_newlines_and_refuse_endless_lines():
     assert b"".join(blocks) == data and all(b.endswith(b"\n") and len(b) <= 100 for b in blocks)
     with pytest.raises(split.LineTooLong):
         list(split.line_blocks(itertools.repeat(b"x" * 4096, 600), 1024))
+
+
+def test_a_gzip_of_several_members_is_read_whole():
+    rows = [b"%d,%d\n" % (i, i) for i in range(1000)]
+    data = gzip.compress(b"a,b\n" + b"".join(rows[:10])) + gzip.compress(b"".join(rows[10:])) + b"\0" * 64
+    result, train, test = run(data, k=1)
+    assert result.train_rows + result.test_rows == 1000
+
+
+def test_a_line_of_exactly_the_limit_is_fine_anywhere_and_one_byte_more_is_not():
+    limit = split.MAX_LINE_BYTES
+    # Column b is not a feature: any text may fill it.
+    ok = b"a,b\n" + b"1," + b"x" * (limit - 2) + b"\n" + b"3,4\n5,6\n"
+    for data in (ok, ok.rstrip(b"\n")):
+        result = run(data, block_bytes=1 << 16, k=1, feature_columns=["a"])[0]
+        assert not isinstance(result, str) and result.train_rows + result.test_rows == 3, result
+    too_long = b"a,b\n1,2\n" + b"1," + b"x" * (limit - 1) + b"\n3,4\n"
+    assert "line 3 is longer than" in run(too_long, block_bytes=1 << 16, k=1, feature_columns=["a"])[0]
+
+
+def test_a_constant_column_has_zero_spread_not_rounding_noise():
+    stats = split.RunningStats(2)
+    for _ in range(50):
+        stats.add(np.column_stack([np.full(1000, 0.1), np.arange(1000.0)]))
+    assert stats.std[0] == 0.0 and stats.std[1] > 0
+    z = split.standardized_text(b"0.1,5\n0.1,7\n", stats.mean, stats.std)
+    assert all(abs(float(v.split(b",")[0])) < 1e-9 for v in z.splitlines())  # not (x - mean) / 1e-14

@@ -50,7 +50,7 @@ ENVIRONMENT = {
 # The evaluation, gate, approval and endpoint-check parameters: (environment variable, Type, Default, range).
 EVALUATION_PARAMETERS = {
     "AnomalyPercentile": ("ANOMALY_PERCENTILE", "Number", 99, (50, 99.99)),
-    "GateTolerancePercent": ("GATE_TOLERANCE_PERCENT", "Number", 5, (0, 100)),
+    "GateTolerancePercent": ("GATE_TOLERANCE_PERCENT", "Number", 5, (0, 1000)),
     "ApprovalRequired": ("APPROVAL_REQUIRED", "String", "false", ["true", "false"]),
     "ApprovalTimeoutHours": ("APPROVAL_TIMEOUT_HOURS", "Number", 24, (1, 168)),
     "EndpointCheckRows": ("ENDPOINT_CHECK_ROWS", "Number", 1000, (10, 100000)),
@@ -514,7 +514,8 @@ def test_evaluation_role_has_exactly_what_the_step_calls(resources):
         "kms:GenerateDataKey": {"Key"},
     }
     (listing,) = allows(stmts, "s3:ListBucket")
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
+    # reports/ too: without it S3 answers a missing report with 403, and the gate could not tell "no report".
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["datasets/*", "reports/*"]}}
 
 
 def test_verification_role_has_exactly_what_the_step_calls(resources):

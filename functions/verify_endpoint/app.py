@@ -14,6 +14,7 @@ logger = Logger()
 def handler(event: dict, context: LambdaContext) -> dict:
     step = parse_step_input(event, "dataset", "model")
     check = verify_endpoint(step.config, step.dataset, step.model, step.previous_endpoint_config_name,
-                            aws.client("s3"), aws.client("sagemaker"), aws.client("sagemaker-runtime"))
+                            step.deployment_action == "created", aws.client("s3"), aws.client("sagemaker"),
+                            aws.client("sagemaker-runtime"))
     logger.info("Endpoint checked", extra={"passed": check.passed, "rows": check.checked_rows, "cause": check.cause})
     return check.to_json()

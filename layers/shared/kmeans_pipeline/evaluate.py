@@ -24,8 +24,10 @@ from kmeans_pipeline.models import BestTrainingJob, Dataset, Evaluation, GateDec
 from kmeans_pipeline.scoring import score, summarise
 from kmeans_pipeline.settings import StackSettings
 
-# The test channel is already a random sample of the data: its first rows are a random sample too.
+# The test channel is already a random sample of the data: its first rows are a random sample too. At most a
+# million rows, and at most 50 million values, so that wide data sets stay well inside the function's memory.
 MAX_EVALUATION_ROWS = 1_000_000
+MAX_EVALUATION_VALUES = 50_000_000
 REPORT_NAME = "report.json"
 TIE = 1e-6
 
@@ -120,6 +122,18 @@ def serving_report(s3: Any, bucket: str, model_name: str) -> dict | None:
     return json.loads(body.read())
 
 
+def _serving_centroids(serving: dict, report: dict | None, s3: Any) -> np.ndarray | None:
+    """The serving model's centroids: from its artifact, else (expired by the bucket's lifecycle) from its report,
+    whose centroids are in original units (the report then says "standardization": null for them)."""
+    try:
+        return read_centroids(serving["modelDataUrl"], s3=s3)
+    except ModelArtifactError:
+        if report and report.get("centroids"):
+            report["standardization"] = None  # the report's centroids are already in original units
+            return np.asarray(report["centroids"], dtype=np.float32)
+        return None
+
+
 def gate(
     X: np.ndarray,
     new_msd: float,
@@ -131,9 +145,15 @@ def gate(
 ) -> GateDecision:
     """Promote the new model, or keep the serving one; X holds the evaluation rows in the new model's units."""
     tolerance = config.gate_tolerance_percent
-    if serving is None or serving_centroids is None:
+    if serving is None:
         return GateDecision(decision="promote", reason="first deploy: no model serves yet", new_msd=new_msd,
                             tolerance_percent=tolerance)
+    if serving_centroids is None:
+        return GateDecision(
+            decision="promote", new_msd=new_msd, tolerance_percent=tolerance, serving_model=serving["modelName"],
+            reason=f"the serving model {serving['modelName']} cannot be compared: neither its artifact "
+            f"{serving['modelDataUrl']} nor its report can be read (expired?), so the new model is deployed",
+        )
     features = (report or {}).get("featureColumns") or dataset.feature_columns
     if features != dataset.feature_columns or serving_centroids.shape[1] != dataset.feature_dim:
         return GateDecision(
@@ -175,7 +195,8 @@ def evaluate(
             f"{best.artifact_uri} holds {centroids.shape[0]} centroids of {centroids.shape[1]} features; "
             f"this run trained k={config.k} on {dataset.feature_dim} features"
         )
-    X = read_rows(s3, dataset.test_uri, MAX_EVALUATION_ROWS, dataset.feature_dim)
+    limit = min(MAX_EVALUATION_ROWS, MAX_EVALUATION_VALUES // dataset.feature_dim)
+    X = read_rows(s3, dataset.test_uri, limit, dataset.feature_dim)
     closest, distance = score(X, centroids)
     new_msd = float(np.mean(distance.astype(np.float64) ** 2))
     summary = summarise(closest, distance, config.k, config.anomaly_percentile)
@@ -183,8 +204,8 @@ def evaluate(
     serving = serving_model(sagemaker, config.names.endpoint)
     serving_centroids = report = None
     if serving is not None:
-        serving_centroids = read_centroids(serving["modelDataUrl"], s3=s3)
         report = serving_report(s3, settings.data_bucket, serving["modelName"])
+        serving_centroids = _serving_centroids(serving, report, s3)
     decision = gate(X, new_msd, dataset, config, serving, serving_centroids, report)
 
     original = to_original_units(centroids, dataset.standardization)

@@ -18,6 +18,8 @@ EVENTS_PER_POLL_ROUND = 9
 MAX_HISTORY_EVENTS = 25_000
 # What the rest of an execution needs (steps, retries, choices) is kept out of the polling budget.
 MAX_TOTAL_POLL_ROUNDS = (MAX_HISTORY_EVENTS - 1_600) // EVENTS_PER_POLL_ROUND
+# Wait loops on the endpoint, each capped by maxEndpointPollRounds (tuning has one, capped by its own).
+ENDPOINT_LOOPS = 3
 # The state machine's TimeoutSeconds: two days for the tuning and endpoint waits (a run's own waits must end well
 # before that, with a clear cause) plus the longest approval wait.
 MAX_APPROVAL_SECONDS = 7 * 86_400
@@ -69,7 +71,7 @@ class RunRequest(_Model):
         default=None, ge=50, le=99.99, description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99)."
     )
     gate_tolerance_percent: float | None = Field(
-        default=None, ge=0, le=100, description="How much worse (in %) the new model's test MSD may be than the serving model's and still be deployed; default: the stack's GateTolerancePercent (5)."
+        default=None, ge=0, le=1000, description="How much worse (in %) the new model's test MSD may be than the serving model's and still be deployed; default: the stack's GateTolerancePercent (5)."
     )
     approval: bool | None = Field(
         default=None, description="Wait for a person's approval (SNS notification with a task token) before deploying; default: the stack's ApprovalRequired."
@@ -84,10 +86,12 @@ class RunRequest(_Model):
     def _check(self) -> RunRequest:
         if self.feature_columns is not None and len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("featureColumns lists a column more than once")
-        rounds = self.max_tuning_poll_rounds + 2 * self.max_endpoint_poll_rounds
+        # Three loops wait on the endpoint: for another deployment, for this one, and for the previous model
+        # after a failed endpoint check.
+        rounds = self.max_tuning_poll_rounds + ENDPOINT_LOOPS * self.max_endpoint_poll_rounds
         if rounds > MAX_TOTAL_POLL_ROUNDS:
             raise ValueError(
-                f"maxTuningPollRounds + 2 x maxEndpointPollRounds must be at most {MAX_TOTAL_POLL_ROUNDS}, "
+                f"maxTuningPollRounds + {ENDPOINT_LOOPS} x maxEndpointPollRounds must be at most {MAX_TOTAL_POLL_ROUNDS}, "
                 f"so that the execution stays under Step Functions' 25,000 history events"
             )
         return self
@@ -182,6 +186,7 @@ class StepInput(_Model):
     previous_endpoint_config_name: str | None = None
     model: ModelCreated | None = None
     evaluation: Evaluation | None = None
+    deployment_action: str | None = None
 
 
 class TuningJobStarted(_Model):
@@ -236,7 +241,7 @@ class EndpointCheck(_Model):
     checked_rows: int
     error: str | None = None
     cause: str | None = None
-    restore: Literal["none", "updating", "deleted"] = "none"
+    restore: Literal["none", "updating", "deleted", "unknown", "failed"] = "none"
     restored_endpoint_config_name: str | None = None
 
 
@@ -272,9 +277,9 @@ StepInput.model_rebuild()
 
 def check_waits(poll_seconds: int, tuning_rounds: int, endpoint_rounds: int) -> None:
     """The waits a run may ask for must end, with a clear cause, before the execution's own timeout."""
-    if poll_seconds * (tuning_rounds + 2 * endpoint_rounds) > MAX_TOTAL_WAIT_SECONDS:
+    if poll_seconds * (tuning_rounds + ENDPOINT_LOOPS * endpoint_rounds) > MAX_TOTAL_WAIT_SECONDS:
         raise InvalidInputError(
-            f"Invalid execution input: pollSeconds x (maxTuningPollRounds + 2 x maxEndpointPollRounds) must be at "
+            f"Invalid execution input: pollSeconds x (maxTuningPollRounds + {ENDPOINT_LOOPS} x maxEndpointPollRounds) must be at "
             f"most {MAX_TOTAL_WAIT_SECONDS} s, so that the run gives up with a clear cause before the execution's "
             f"{EXECUTION_TIMEOUT_SECONDS} s timeout"
         )

@@ -41,7 +41,7 @@ class StackSettings(BaseModel):
     default_poll_seconds: int = Field(default=60, ge=0, le=3600)
     # Evaluation, quality gate, approval and the endpoint check.
     anomaly_percentile: float = Field(default=99.0, ge=50, le=99.99)
-    gate_tolerance_percent: float = Field(default=5.0, ge=0, le=100)
+    gate_tolerance_percent: float = Field(default=5.0, ge=0, le=1000)
     approval_required: bool = False
     approval_timeout_hours: int = Field(default=24, ge=1, le=168)
     endpoint_check_rows: int = Field(default=1000, ge=10, le=100_000)

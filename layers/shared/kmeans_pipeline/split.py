@@ -37,6 +37,7 @@ from kmeans_pipeline.errors import DataValidationError
 BLOCK_BYTES = 1 << 20  # about the size of a core's L2 cache: the fastest block size measured (see make bench)
 MAX_LINE_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+NEWLINE = b"\n"
 # A fast-path field longer than this goes to the exact path, which checks that its value is finite: a number of
 # at most 100 characters with an exponent of at most two digits stays below 1e200, far from float64's 1.8e308.
 _MAX_FAST_FIELD = 100
@@ -111,9 +112,15 @@ def decompressed(chunks: Iterable[bytes]) -> Iterator[bytes]:
     try:
         for chunk in itertools.chain([first], chunks):
             while chunk:
+                if inflater.eof:
+                    # One member ended and more bytes follow: another member (cat a.gz b.gz, gzip >>), unless
+                    # it is the zero padding some tools append.
+                    if not chunk.strip(b"\0"):
+                        break
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 # Bounded output per call: a small gzip of repeated rows must not inflate into one huge bytes.
                 yield inflater.decompress(chunk, BLOCK_BYTES)
-                chunk = inflater.unconsumed_tail
+                chunk = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
         yield inflater.flush()
     except zlib.error as exc:
         raise DataValidationError(f"the object starts like gzip but cannot be unpacked: {exc}") from exc
@@ -145,7 +152,7 @@ def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iter
                     if len(pending) > MAX_LINE_BYTES:
                         raise LineTooLong(0)
                     break
-            if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES:
+            if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
                 raise LineTooLong(pending.count(b"\n", 0, cut - MAX_LINE_BYTES))
             yield bytes(pending[: cut + 1])
             del pending[: cut + 1]
@@ -396,6 +403,8 @@ def _gather(a: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
 # ------------------------------------------------------------------------------------------------------------
 
 # What SageMaker's CSV reader and every spreadsheet agree is a number (float() also takes "1_000" and "１").
+# A line may hold up to MAX_LINE_BYTES, so may a field (the csv module's default stops at 128 KiB).
+csv.field_size_limit(MAX_LINE_BYTES + 1)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NOT_FINITE = {"nan", "inf", "infinity"}
 
@@ -419,9 +428,10 @@ def _exact(block: bytes, first_line: int, layout: Layout, splitter: StratifiedSp
         line_start = block.rfind(b"\n", 0, exc.start) + 1
         line = first_line + block.count(b"\n", 0, exc.start)
         raise DataValidationError(f"line {line}: not UTF-8 text ({exc.reason} at byte {exc.start - line_start})") from exc
-    lines = text.split("\n")
-    lines.pop()  # the block ends with a newline
-    reader = csv.reader(line.removesuffix("\r") for line in lines)
+    lines = text.count("\n")
+    # The csv module sees the line endings, so a quoted field keeps its newline (and is then no number), and
+    # strict mode refuses text after a closing quote ("1"2) instead of gluing it on.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     out: list[str] = []
     strata: list[bytes] = []
     blank = 0
@@ -443,7 +453,7 @@ def _exact(block: bytes, first_line: int, layout: Layout, splitter: StratifiedSp
     is_test = splitter.assign(len(out), keys).tolist()
     train = "".join(row for row, test in zip(out, is_test) if not test)
     test = "".join(row for row, test in zip(out, is_test) if test)
-    return _Block(len(out), sum(is_test), blank, len(lines), train.encode(), test.encode())
+    return _Block(len(out), sum(is_test), blank, lines, train.encode(), test.encode())
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -470,7 +480,7 @@ def split_stream(
     training set's statistics in the same pass).
     """
     blocks = line_blocks(decompressed(chunks), block_bytes)
-    line = 1  # the number of the first line not yet split
+    line, carried = 1, b""  # the number of the first line not yet split, and a block read on from
     try:
         block = next(blocks, None)
         if block is None:
@@ -501,8 +511,9 @@ def split_stream(
             blank += part.blank
             line += part.lines
     except LineTooLong as exc:
+        where = line + carried.count(NEWLINE) + exc.lines_before
         raise DataValidationError(
-            f"line {line + exc.lines_before} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line"
+            f"line {where} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line"
         ) from None
     if carried:
         part = _exact(carried, line, layout, splitter)
@@ -566,7 +577,9 @@ class RunningStats:
 
     @property
     def std(self) -> np.ndarray:
-        return np.sqrt(self.m2 / max(self.count, 1))
+        """Population standard deviation; a column constant up to rounding (std tiny against its mean) gets 0."""
+        std = np.sqrt(self.m2 / max(self.count, 1))
+        return np.where(std <= 1e-9 * np.maximum(np.abs(self.mean), 1.0), 0.0, std)
 
 
 def standardized_text(text: bytes, mean: np.ndarray, std: np.ndarray) -> bytes:

@@ -114,13 +114,15 @@ def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance:
     )
 
 
-def restore(config: RunConfig, previous: str | None, sagemaker: Any) -> tuple[str, str | None]:
-    """Put the previous config back on the endpoint (or delete a first deploy's endpoint)."""
+def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: Any) -> tuple[str, str | None]:
+    """Put the previous config back on the endpoint, or delete the endpoint if this run created it."""
     name = config.names.endpoint
     if previous:
         with sagemaker_call("UpdateEndpoint", name):
             sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=previous)
         return "updating", previous
+    if not first_deploy:
+        return "unknown", None  # never delete an endpoint this run did not create
     with sagemaker_call("DescribeEndpoint", name):
         endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
     if endpoint is not None and endpoint["EndpointStatus"] != "Deleting":
@@ -129,17 +131,41 @@ def restore(config: RunConfig, previous: str | None, sagemaker: Any) -> tuple[st
     return "deleted", None
 
 
+def _overtaken(config: RunConfig, model: ModelCreated, sagemaker: Any) -> str | None:
+    """Why the endpoint no longer answers with this run's model (another execution's deployment), or None."""
+    name = config.names.endpoint
+    with sagemaker_call("DescribeEndpoint", name):
+        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
+    if endpoint is None:
+        return f"Endpoint {name} no longer exists"
+    current = endpoint.get("EndpointConfigName")
+    pending = (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+    if current != model.endpoint_config_name:
+        return f"Endpoint {name} serves {current}, deployed by another execution after this run's {model.endpoint_config_name}"
+    if endpoint["EndpointStatus"] != "InService" or pending not in {None, current}:
+        return (f"Endpoint {name} is {endpoint['EndpointStatus']}"
+                + (f", moving to {pending} for another execution" if pending not in {None, current} else ""))
+    return None
+
+
 def verify_endpoint(
     config: RunConfig,
     dataset: Dataset,
     model: ModelCreated,
     previous_config_name: str | None,
+    first_deploy: bool,
     s3: Any,
     sagemaker: Any,
     runtime: Any,
 ) -> EndpointCheck:
     X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
     checked = len(X)
+    # Two runs at once: once another execution's deployment takes the endpoint, its answers are not this model's
+    # to check, and putting "the previous config" back would undo that newer deployment. That run checks its own.
+    overtaken = _overtaken(config, model, sagemaker)
+    if overtaken:
+        return EndpointCheck(passed=False, checked_rows=0, error="EndpointSuperseded",
+                             cause=f"{overtaken}: this run's model is not the one serving, so it was not checked")
     try:
         centroids = read_centroids(model.model_data_url, s3=s3)
         if centroids.shape[0] != config.k:
@@ -156,12 +182,23 @@ def verify_endpoint(
         if difference:
             raise EndpointCheckError(f"the endpoint's answers disagree with the model's centroids: {difference}")
     except (EndpointCheckError, ModelArtifactError) as exc:
-        action, restored = restore(config, previous_config_name, sagemaker)
-        then = (
-            f"the previous config {restored} is being put back on {config.names.endpoint}"
-            if action == "updating"
-            else f"the endpoint {config.names.endpoint} was a first deploy and is being deleted"
-        )
+        overtaken = _overtaken(config, model, sagemaker)
+        if overtaken:  # the answers may have come from the other execution's model
+            return EndpointCheck(passed=False, checked_rows=checked, error="EndpointSuperseded",
+                                 cause=f"{overtaken} while this run checked it: this run's model is not the one serving")
+        try:
+            action, restored = restore(config, previous_config_name, first_deploy, sagemaker)
+        except Exception as failure:  # noqa: BLE001 - the check's failure must not be lost with the restore's
+            action, restored = "failed", previous_config_name
+            then = (f"putting back {previous_config_name or 'nothing'} failed too ({failure}): "
+                    f"{model.endpoint_config_name} still serves on {config.names.endpoint} and needs an operator")
+        else:
+            then = {
+                "updating": f"the previous config {restored} is being put back on {config.names.endpoint}",
+                "deleted": f"the endpoint {config.names.endpoint} was a first deploy and is being deleted",
+                "unknown": f"the config that served before is unknown, so {model.endpoint_config_name} still serves "
+                f"on {config.names.endpoint} and needs an operator",
+            }[action]
         return EndpointCheck(
             passed=False, checked_rows=checked, error=type(exc).__name__ if isinstance(exc, ModelArtifactError)
             else "EndpointCheckFailed", cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
