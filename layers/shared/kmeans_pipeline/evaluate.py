@@ -21,8 +21,10 @@ from kmeans_pipeline.aws import error_code, sagemaker_call
 from kmeans_pipeline.deploy import describe_or_none
 from kmeans_pipeline.errors import DataValidationError, ModelArtifactError
 from kmeans_pipeline.models import BestTrainingJob, Dataset, Evaluation, GateDecision, RunConfig, Standardization
+from kmeans_pipeline import scoring
 from kmeans_pipeline.scoring import score, summarise
 from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.split import parse_rows
 
 # The test channel is already a random sample of the data: its first rows are a random sample too. At most a
 # million rows, and at most 50 million values, so that wide data sets stay well inside the function's memory.
@@ -54,11 +56,9 @@ def read_rows(s3: Any, uri: str, limit: int, dim: int) -> np.ndarray:
             body.close()
         if lines:
             try:
-                rows = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
-            except ValueError as exc:
-                raise DataValidationError(f"s3://{bucket}/{key} is not a header-less numeric CSV: {exc}") from exc
-            if rows.shape[1] != dim:
-                raise DataValidationError(f"s3://{bucket}/{key} has {rows.shape[1]} columns, the dataset {dim}")
+                rows = parse_rows(b"\n".join(lines), dim)  # the data step's own channel format
+            except DataValidationError as exc:
+                raise DataValidationError(f"s3://{bucket}/{key}: {exc}") from exc
             parts.append(rows)
             left -= len(rows)
     if not parts:
@@ -66,19 +66,18 @@ def read_rows(s3: Any, uri: str, limit: int, dim: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _transform(standardization: Standardization) -> scoring.Standardization:
+    return scoring.Standardization(mean=standardization.mean, std=standardization.std)
+
+
 def to_original_units(centroids: np.ndarray, standardization: Standardization | None) -> np.ndarray:
-    c = np.asarray(centroids, dtype=np.float64)
     if standardization is None:
-        return c
-    std = np.where(np.asarray(standardization.std) == 0, 1.0, standardization.std)
-    return c * std + np.asarray(standardization.mean)
+        return np.asarray(centroids, dtype=np.float64)
+    return _transform(standardization).invert(centroids)
 
 
 def to_standardized(raw: np.ndarray, standardization: Standardization | None) -> np.ndarray:
-    if standardization is None:
-        return raw
-    std = np.where(np.asarray(standardization.std) == 0, 1.0, standardization.std)
-    return (raw - np.asarray(standardization.mean)) / std
+    return raw if standardization is None else _transform(standardization).standardize(raw)
 
 
 def msd(X: np.ndarray, centroids: np.ndarray) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_plus
 
-import numpy as np
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws import error_code, error_message
@@ -160,7 +159,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
                                shard_bytes=shard_bytes, lanes=settings.training_instance_count, extra=extra)
     test_out = ShardedChannel(s3, settings.data_bucket, f"{config.dataset_prefix}test/",
                               shard_bytes=shard_bytes, lanes=1, extra=extra)
-    stats = _LazyStats() if config.standardize else None  # the training set's mean and std, in the same pass
+    stats = RunningStats() if config.standardize else None  # the training set's mean and std, in the same pass
     try:
         result = split_stream(
             body.iter_chunks(READ_BYTES),
@@ -212,19 +211,6 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
         content_type=CHANNEL_CONTENT_TYPE,
         source=source,
     )
-
-
-class _LazyStats(RunningStats):
-    """RunningStats whose width is the first row's (when the features are every column of the header)."""
-
-    def __init__(self) -> None:
-        super().__init__(0)
-
-    def add_text(self, text: bytes) -> None:
-        if not self.dim:
-            self.dim = text[: text.index(b"\n")].count(b",") + 1
-            self.mean, self.m2 = np.zeros(self.dim), np.zeros(self.dim)
-        super().add_text(text)
 
 
 def _standardize(s3: Any, bucket: str, keys: list[str], prefix: str, mean: Any, std: Any, shard_bytes: int,

@@ -80,11 +80,15 @@ class Standardization:
         std = np.asarray(self.std, dtype=np.float64)
         return np.asarray(self.mean, dtype=np.float64), np.where(std == 0, 1.0, std)
 
-    def apply(self, X) -> np.ndarray:
-        """Standardised float32 rows, as the data step writes them for training and the endpoint."""
+    def standardize(self, X) -> np.ndarray:
+        """Standardised rows (or centroids), float64."""
         X = np.asarray(X, dtype=np.float64)
         mean, std = self._arrays(X)
-        return ((X - mean) / std).astype(np.float32)
+        return (X - mean) / std
+
+    def apply(self, X) -> np.ndarray:
+        """Standardised float32 rows, as the data step writes them for training and the endpoint."""
+        return self.standardize(X).astype(np.float32)
 
     def invert(self, Z) -> np.ndarray:
         """Rows (or centroids) back in original units, float64."""

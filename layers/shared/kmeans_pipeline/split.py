@@ -490,16 +490,9 @@ def split_stream(
         splitter = StratifiedSplitter(test_fraction, seed)
         train_rows = test_rows = blank = 0
         line, carried = 2, b""
-        for block in itertools.chain([block[header_end:]], blocks):
-            block, carried = carried + block, b""
-            if not block:
-                continue
-            part = _fast(block, layout, splitter)
-            if part is None:
-                if block.count(b'"') % 2 and len(block) < 4 * max(block_bytes, MAX_LINE_BYTES):
-                    carried = block  # a quoted field may go on in the next block: read on before deciding
-                    continue
-                part = _exact(block, line, layout, splitter)
+
+        def emit(part: _Block) -> None:
+            nonlocal train_rows, test_rows, blank, line
             if part.train:
                 train.write(part.train)
                 if on_train is not None:
@@ -510,20 +503,25 @@ def split_stream(
             test_rows += part.test_rows
             blank += part.blank
             line += part.lines
+
+        for block in itertools.chain([block[header_end:]], blocks):
+            block, carried = carried + block, b""
+            if not block:
+                continue
+            part = _fast(block, layout, splitter)
+            if part is None:
+                if block.count(b'"') % 2 and len(block) < 4 * max(block_bytes, MAX_LINE_BYTES):
+                    carried = block  # a quoted field may go on in the next block: read on before deciding
+                    continue
+                part = _exact(block, line, layout, splitter)
+            emit(part)
     except LineTooLong as exc:
         where = line + carried.count(NEWLINE) + exc.lines_before
         raise DataValidationError(
             f"line {where} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line"
         ) from None
     if carried:
-        part = _exact(carried, line, layout, splitter)
-        train.write(part.train)
-        if on_train is not None and part.train:
-            on_train(part.train)
-        test.write(part.test)
-        train_rows += part.rows - part.test_rows
-        test_rows += part.test_rows
-        blank += part.blank
+        emit(_exact(carried, line, layout, splitter))
     if train_rows + test_rows == 0:
         raise DataValidationError("the object has a header but no data rows")
     if train_rows < k:
@@ -552,21 +550,28 @@ def parse_rows(text: bytes, dim: int) -> np.ndarray:
 
 
 class RunningStats:
-    """Mean and population standard deviation of rows seen in pieces (Chan et al.'s pairwise update)."""
+    """Mean and population standard deviation of rows seen in pieces (Chan et al.'s pairwise update).
 
-    def __init__(self, dim: int) -> None:
+    Without ``dim``, the width is that of the first rows added.
+    """
+
+    def __init__(self, dim: int | None = None) -> None:
         self.count = 0
-        self.mean = np.zeros(dim)
-        self.m2 = np.zeros(dim)
         self.dim = dim
+        self.mean = self.m2 = np.zeros(dim or 0)
 
     def add_text(self, text: bytes) -> None:
+        if self.dim is None:
+            self.dim = text[: text.index(b"\n")].count(b",") + 1
         self.add(parse_rows(text, self.dim))
 
     def add(self, rows: np.ndarray) -> None:
         n = len(rows)
         if not n:
             return
+        if not self.count:
+            self.dim = rows.shape[1]
+            self.mean = self.m2 = np.zeros(self.dim)
         mean = rows.mean(0)
         m2 = ((rows - mean) ** 2).sum(0)
         total = self.count + n
