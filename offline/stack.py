@@ -337,6 +337,11 @@ class StackBuilder:
             MemorySize=int(merged.get("MemorySize", 128)),
             Environment={"Variables": {k: str(v) for k, v in env.items()}},
         )
+        if merged.get("FunctionUrlConfig"):  # SAM's <Function>Url resource, as a real deploy makes it
+            url = self.client("lambda").create_function_url_config(
+                FunctionName=name, AuthType=merged["FunctionUrlConfig"]["AuthType"]
+            )["FunctionUrl"]
+            self.deployed.arns[f"{logical}Url"] = url
         self.deployed.functions[name] = {
             "logical_id": logical, "module": module, "attribute": attribute, "env": env,
             "timeout": int(merged.get("Timeout", 30)), "memory": int(merged.get("MemorySize", 128)),

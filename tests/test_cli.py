@@ -135,19 +135,23 @@ def test_score_with_a_report_picks_features_by_name_and_flags_anomalies(model, t
     code, out, err = run(capsys, "score", model, path, "--report", write_report(tmp_path), "--out", tmp_path / "o.csv")
     assert code == 0 and out == "" and err == ""
     got = read_csv((tmp_path / "o.csv").read_text())
-    assert got[0] == HEADER_ROWS[0] + ["closest_cluster", "distance_to_cluster", "anomaly"]
+    assert got[0] == HEADER_ROWS[0] + ["closest_cluster", "distance_to_cluster", "score", "anomaly"]
     assert [r[:4] for r in got[1:]] == HEADER_ROWS[1:]  # every input column kept, quoting and all
     X = np.array([[float(r[1]), float(r[3])] for r in HEADER_ROWS[1:]])
     closest, distance = score(X, CENTROIDS)
     assert [int(r[4]) for r in got[1:]] == closest.tolist() == [0, 1, 2, 0]
     # Per-cluster thresholds [1, 2, and the overall 3 for cluster 2]: (1, 1) at 1.414 > 1, (9, 11.5) at 1.80 <= 2,
     # (-14, 9) at 5.66 > 3, (0.1, 0.2) at 0.22 <= 1.
-    assert [r[6] for r in got[1:]] == ["true", "false", "true", "false"]
+    assert [r[7] for r in got[1:]] == ["true", "false", "true", "false"]
     want = flag(closest, distance, [1.0, 2.0, None], 3.0)
-    assert [r[6] == "true" for r in got[1:]] == want.tolist()
+    assert [r[7] == "true" for r in got[1:]] == want.tolist()
+    # The score is the distance over that threshold: above 1 exactly where the record is flagged.
+    limits = np.array([1.0, 2.0, 3.0])[closest]
+    np.testing.assert_allclose([float(r[6]) for r in got[1:]], distance / limits, rtol=1e-12)
+    assert [float(r[6]) > 1 for r in got[1:]] == want.tolist()
     # --overall: the overall threshold (3) for every cluster.
     code, out, _ = run(capsys, "score", model, path, "--report", tmp_path / "report.json", "--overall")
-    assert [r[6] for r in read_csv(out)[1:]] == ["false", "false", "true", "false"]
+    assert [r[7] for r in read_csv(out)[1:]] == ["false", "false", "true", "false"]
 
 
 def test_a_report_without_thresholds_gives_no_anomaly_column(model, tmp_path, capsys):
@@ -226,8 +230,8 @@ def test_a_bad_value_after_the_first_chunk_keeps_its_line_number(model, tmp_path
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"schemaVersion": 2}, "schemaVersion 2"),
-    ({"featureColumns": ["a"]}, "names 1 featureColumns, the model has feature_dim 2"),
+    ({"schemaVersion": 3}, "schemaVersion 3"),
+    ({"featureColumns": ["a"]}, "names 1 featureColumns that make 1 features, the model has feature_dim 2"),
     ({"featureColumns": "tranCode"}, "featureColumns must be a non-empty list"),
     ({"k": 4}, "is for k=4, the model has 3 centroids"),
     ({"thresholds": {"overall": 1.0, "perCluster": [1.0]}}, "1 thresholds.perCluster for k=3"),

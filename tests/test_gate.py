@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.errors import EndpointCheckError, SageMakerThrottlingError, SageMakerUnavailableError
-from kmeans_pipeline.evaluate import gate, msd, to_original_units, to_standardized
-from kmeans_pipeline.models import Dataset, SourceObject, Standardization
+from kmeans_pipeline.evaluate import gate, msd
+from kmeans_pipeline.models import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
 from kmeans_pipeline.resolve import resolve
 from kmeans_pipeline.scoring import score
 from kmeans_pipeline.verify import batches, compare, invoke, parse_answer
@@ -22,10 +22,21 @@ X = np.concatenate([c + RNG.normal(size=(200, 2)) for c in CENTERS])
 SERVING = {"modelName": "kmeans-dev-0123456789", "modelDataUrl": "s3://b/m.tar.gz", "endpointConfigName": "c"}
 
 
-def dataset(standardization=None, features=("tranCode", "Amount")):
+def standardized(mean, std, features=("tranCode", "Amount")) -> FeatureTreatment:
+    return FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
+                                     for c, m, s in zip(features, mean, std)])
+
+
+def to_standardized(X, treatment: FeatureTreatment) -> np.ndarray:
+    mean = np.array([c.mean for c in treatment.columns])
+    std = np.array([c.std for c in treatment.columns])
+    return (np.asarray(X) - mean) / std
+
+
+def dataset(treatment=None, features=("tranCode", "Amount")):
     return Dataset(train_uri="s3://b/t/", test_uri="s3://b/s/", train_rows=10, test_rows=10, skipped_blank_lines=0,
                    feature_columns=list(features), feature_dim=len(features), content_type="text/csv;label_size=0",
-                   source=SourceObject(bucket="b", key="k", etag="e", size=1), standardization=standardization)
+                   source=SourceObject(bucket="b", key="k", etag="e", size=1), treatment=treatment)
 
 
 def config(settings, tolerance=5.0):
@@ -47,21 +58,40 @@ def test_promote_only_within_the_tolerance_of_the_serving_models_score(settings,
     assert result.serving_msd == pytest.approx(serving_msd) and result.serving_model == SERVING["modelName"]
 
 
-def test_a_serving_model_trained_in_other_units_is_scored_in_this_runs_units(settings):
-    # The serving model was trained standardised with its own statistics, the new one on raw features: the same
-    # centres must give the same score once mapped through both.
-    theirs = Standardization(mean=[3.0, 4.0], std=[5.0, 2.0])
+def test_a_serving_model_with_other_statistics_is_scored_in_this_runs_units(settings):
+    # Both runs z-scored their features, each with its own training statistics: the same centres must give the same
+    # score once mapped through both.
+    theirs = standardized([3.0, 4.0], [5.0, 2.0])
+    ours = standardized([1.0, -2.0], [4.0, 3.0])
     serving_centroids = to_standardized(CENTERS, theirs).astype(np.float32)
-    report = {"featureColumns": ["tranCode", "Amount"], "standardization": theirs.to_json()}
-    result = gate(X, msd(X, CENTERS), dataset(), config(settings, 0.0), SERVING, serving_centroids, report)
-    assert result.serving_msd == pytest.approx(msd(X, CENTERS), rel=1e-5) and result.decision == "promote"
-    # ... and the other way round: a new standardised run against a raw serving model.
-    ours = Standardization(mean=[1.0, -2.0], std=[4.0, 3.0])
+    report = {"featureColumns": ["tranCode", "Amount"], "treatment": theirs.to_json()}
     Z = to_standardized(X, ours)
     result = gate(Z, msd(Z, to_standardized(CENTERS, ours)), dataset(ours), config(settings, 0.0), SERVING,
-                  CENTERS.astype(np.float32), {"featureColumns": ["tranCode", "Amount"], "standardization": None})
+                  serving_centroids, report)
     assert result.serving_msd == pytest.approx(msd(Z, to_standardized(CENTERS, ours)), rel=1e-5)
-    np.testing.assert_allclose(to_original_units(to_standardized(CENTERS, ours), ours), CENTERS)
+    assert result.decision == "promote" and "not comparable" not in result.reason
+    # A report of schema version 1 says the same with its "standardization".
+    legacy = {"featureColumns": ["tranCode", "Amount"], "standardization": {"mean": [3.0, 4.0], "std": [5.0, 2.0]}}
+    again = gate(Z, msd(Z, to_standardized(CENTERS, ours)), dataset(ours), config(settings, 0.0), SERVING,
+                 serving_centroids, legacy)
+    assert again.serving_msd == pytest.approx(result.serving_msd, rel=1e-6)
+
+
+def test_a_change_of_treatment_is_not_comparable_and_the_new_model_is_deployed(settings):
+    # The serving model was trained on z-scored features, the new one on raw numbers (or with Amount as log).
+    report = {"featureColumns": ["tranCode", "Amount"], "treatment": standardized([3.0, 4.0], [5.0, 2.0]).to_json()}
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), report)
+    assert result.decision == "promote" and "not comparable" in result.reason
+    assert "column tranCode was treated as numeric, z-scored, now as numeric" in result.reason
+    logged = FeatureTreatment(columns=[ColumnTreatment(column="tranCode", kind="numeric"),
+                                       ColumnTreatment(column="Amount", kind="log", standardize=True, mean=1, std=1)])
+    result = gate(X, 1e9, dataset(logged), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), None)
+    assert result.decision == "promote" and "column Amount was treated as numeric, now as log, z-scored" in result.reason
+    levels = [FeatureTreatment(columns=[ColumnTreatment(column="tranCode", kind="category", levels=lv)])
+              for lv in ([1, 2], [1, 2, 3])]
+    result = gate(X[:, :2], 1e9, dataset(levels[1], features=("tranCode",)), config(settings, 0.0), SERVING,
+                  CENTERS[:, :2].astype(np.float32), {"featureColumns": ["tranCode"], "treatment": levels[0].to_json()})
+    assert result.decision == "promote" and "had the levels [1.0, 2.0], now [1.0, 2.0, 3.0]" in result.reason
 
 
 def test_other_feature_columns_are_not_comparable_and_the_new_features_are_deployed(settings):

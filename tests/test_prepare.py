@@ -16,7 +16,8 @@ START = "2026-11-23T10:00:00.000Z"
 
 
 def config_for(settings, key: str, **overrides):
-    return resolve({"dataKey": key, **overrides}, "prep", START, settings, None)
+    # Raw numbers unless a test says otherwise: these tests are about the split (tests/test_treatment.py has the rest).
+    return resolve({"dataKey": key, "standardize": False, **overrides}, "prep", START, settings, None)
 
 
 def rows(n: int, codes: int = 3) -> str:
@@ -245,10 +246,11 @@ def test_standardize_writes_z_scored_channels_with_the_training_statistics(setti
     s3 = boto3.client("s3", region_name=REGION)
     config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], standardize=True)
     dataset = prepare(config, settings, s3)
-    assert dataset.standardization is not None and "standardized/train/" in dataset.train_uri
+    assert [c.kind for c in dataset.treatment.columns] == ["numeric", "numeric"] and "features/train/" in dataset.train_uri
     train = np.loadtxt(channel_text(dataset.train_uri).splitlines(), delimiter=",")
-    raw_train = np.loadtxt(channel_text(dataset.train_uri.replace("standardized/", "")).splitlines(), delimiter=",")
-    mean, std = np.array(dataset.standardization.mean), np.array(dataset.standardization.std)
+    raw_train = np.loadtxt(channel_text(dataset.train_uri.replace("features/", "")).splitlines(), delimiter=",")
+    mean = np.array([c.mean for c in dataset.treatment.columns])
+    std = np.array([c.std for c in dataset.treatment.columns])
     np.testing.assert_allclose(mean, raw_train.mean(0)) and np.testing.assert_allclose(std, raw_train.std(0))
     np.testing.assert_allclose(train, (raw_train - mean) / std, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(train.mean(0), 0, atol=1e-6) and np.testing.assert_allclose(train.std(0), 1, atol=1e-5)

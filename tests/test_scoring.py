@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from kmeans_pipeline import cli, scoring
-from kmeans_pipeline.scoring import Standardization, flag, percentiles, score, summarise
+from kmeans_pipeline.scoring import anomaly_score, Standardization, flag, percentiles, score, summarise
 from kmeans_pipeline.split import standardized_text
 from offline.standin import Faults, SageMakerStandIn, Timing
 from offline.standin.kmeans import predict
@@ -230,15 +230,18 @@ def test_summarise_by_hand():
     c0, c1, c2 = s["clusters"]
     # Linear interpolation: cluster 0 at rank 0.9 x 3 = 2.7 -> 3.7; cluster 1 at 1.8 -> 28; all at 5.4 -> 24.
     assert c0["index"] == 0 and c0["size"] == 4 and c0["share"] == pytest.approx(4 / 7)
-    assert c0["threshold"] == pytest.approx(3.7)
-    assert c1 == {"index": 1, "size": 3, "share": pytest.approx(3 / 7), "threshold": pytest.approx(28.0),
+    assert c0["threshold"] == c0["ownThreshold"] == pytest.approx(3.7)
+    # Cluster 1's own 90th percentile (28) is above the overall one (24): its threshold is the overall one, so that
+    # a cluster made of outliers does not make them normal.
+    assert c1 == {"index": 1, "size": 3, "share": pytest.approx(3 / 7), "threshold": pytest.approx(24.0),
+                  "ownThreshold": pytest.approx(28.0),
                   "distance": {"p50": 20.0, "p90": pytest.approx(28.0), "p95": pytest.approx(29.0),
                                "p99": pytest.approx(29.8), "p999": pytest.approx(29.98), "max": 30.0}}
-    assert c2 == {"index": 2, "size": 0, "share": 0.0, "threshold": None,
+    assert c2 == {"index": 2, "size": 0, "share": 0.0, "threshold": None, "ownThreshold": None,
                   "distance": {"p50": None, "p90": None, "p95": None, "p99": None, "p999": None, "max": None}}
     assert s["threshold"] == pytest.approx(24.0)
     assert s["distance"]["max"] == 30.0 and s["distance"]["p50"] == 4.0
-    # Per cluster: 4 > 3.7 and 30 > 28; overall: only 30 > 24.
+    # Per cluster: 4 > 3.7 and 30 > 24; overall: only 30 > 24.
     assert s["flagged"] == {"perCluster": 2, "perClusterShare": pytest.approx(2 / 7),
                             "overall": 1, "overallShare": pytest.approx(1 / 7)}
     assert s["k"] == 3 and s["records"] == 7 and s["percentile"] == 90.0
@@ -278,3 +281,15 @@ def test_summary_thresholds_flag_the_same_records_after_a_json_round_trip():
     per_cluster = flag(closest, distance, [c["threshold"] for c in s["clusters"]], s["threshold"])
     assert int(per_cluster.sum()) == s["flagged"]["perCluster"]
     assert s["flagged"]["perClusterShare"] == pytest.approx(0.01, abs=0.005)
+
+
+def test_the_anomaly_score_is_above_one_exactly_where_a_record_is_flagged():
+    closest = np.array([0, 0, 1, 1, 2, 2, 0])
+    distance = np.array([3.7, 3.8, 28.0, 28.5, 0.0, 25.0, np.float32(3.7)], dtype=np.float32)
+    thresholds = [3.7, 28.0, None]
+    scores = anomaly_score(closest, distance, thresholds, overall=24.0)
+    np.testing.assert_allclose(scores[[1, 3, 5]], [3.8 / 3.7, 28.5 / 28.0, 25.0 / 24.0], rtol=1e-6)
+    assert scores[4] == 0.0  # no distance, no anomaly
+    assert (scores > 1).tolist() == flag(closest, distance, thresholds, overall=24.0).tolist()
+    # A threshold of 0 (a cluster of identical records): any distance at all is infinitely far beyond it.
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, np.inf]

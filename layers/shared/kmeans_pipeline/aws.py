@@ -87,3 +87,16 @@ def create_or_reuse(
     if created is None:
         raise SageMakerRequestError(f"SageMaker {operation} for {resource} succeeded but it cannot be described")
     return created, False
+
+
+def describe_or_none(call: Any, **kwargs: Any) -> dict | None:
+    """Describe a model, endpoint config or endpoint; None when it does not exist.
+
+    SageMaker answers a missing model, config or endpoint with ValidationException ("Could not find ...").
+    """
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        if error_code(exc) in {"ValidationException", "ResourceNotFound"}:
+            return None
+        raise

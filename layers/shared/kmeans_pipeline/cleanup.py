@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kmeans_pipeline.aws import sagemaker_call
-from kmeans_pipeline.deploy import describe_or_none
+from kmeans_pipeline.aws import describe_or_none, sagemaker_call
 from kmeans_pipeline.models import CleanupResult, RunConfig
 
 

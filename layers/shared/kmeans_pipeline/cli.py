@@ -10,11 +10,11 @@ URI, read without MXNet. No endpoint is needed; S3 is read with the usual AWS cr
 export-centroids
     Writes ``{"k": K, "featureDim": D, "centroids": [[...], ...]}`` (JSON, to stdout unless ``--out``), every
     value exactly the float32 stored in the artifact. The centroids are in the units the model was trained on:
-    standardised units when the run standardised its features (the run's report has the mean and std).
+    model's feature units (the run's report has the treatment that makes them from the CSV's columns).
 
 score
     Reads CSV (a path, or ``-`` for stdin) and writes it back (to stdout unless ``--out``) with the columns
-    ``closest_cluster,distance_to_cluster`` appended, and ``anomaly`` when a report gives thresholds. The answer
+    ``closest_cluster,distance_to_cluster`` appended, and ``score,anomaly`` when a report gives thresholds. The answer
     is exactly the endpoint's: the nearest centroid (the first one on a tie) and the Euclidean distance to it,
     computed in float32 as SageMaker's K-Means container does. Clusters are written as integers, distances as
     the shortest decimal text of the float32 value widened to a double (what the endpoint's JSON holds).
@@ -28,13 +28,16 @@ score
     or when it holds one of the report's feature column names. A header is written back with the new column
     names appended; a CSV without a header gets none.
 
-    Standardisation: when the report has ``standardization`` ({"mean", "std"}), the CSV holds original units
-    and each feature is turned into (x - mean) / std (a std of 0 counts as 1) before scoring, as the data step
-    did for training. ``--standardized`` says the CSV is already standardised (a run's test channel).
+    Treatment: the report's ``treatment`` (or, in reports of schema version 1, ``standardization``) turns the
+    CSV's columns into the model's features as the data step did for training: numeric columns as they are or
+    z-scored, log columns as z-scored log1p (a negative value stops the run with its line and column), category
+    columns one-hot (a level not seen in training is scored with none set, with a warning on stderr).
+    ``--standardized`` says the CSV holds the model's features already (a run's test channel).
 
-    Anomalies: ``anomaly`` is ``true`` when the distance is above the record's cluster's threshold
-    (``thresholds.perCluster``, the report's ``anomalyPercentile`` of that cluster's test distances; the overall
-    threshold for a cluster that had no test records), or above ``thresholds.overall`` with ``--overall``.
+    Anomalies: ``score`` is the distance over the record's cluster's threshold (``thresholds.perCluster``: the
+    report's ``anomalyPercentile`` of that cluster's test distances, never above the overall one; the overall
+    threshold for a cluster that had no test records), and ``anomaly`` is ``true`` when the score is above 1;
+    with ``--overall``, the overall threshold (``thresholds.overall``) for every cluster.
 
     The CSV is read and scored ``--chunk-rows`` rows at a time (default 10000), so its size does not matter.
     Blank lines are skipped. Every value of a feature column must be a finite number; the first one that is
@@ -70,11 +73,13 @@ import numpy as np
 
 from kmeans_pipeline.artifact import centroids_to_json, read_centroids, split_s3_uri
 from kmeans_pipeline.errors import PipelineError
-from kmeans_pipeline.scoring import Standardization, flag, score
+from kmeans_pipeline.models import FeatureTreatment
+from kmeans_pipeline.scoring import Standardization, anomaly_score, flag, score
+from kmeans_pipeline.treatment import encode, from_report, legacy, negative_log_values
 
 PROG = "python -m kmeans_pipeline.cli"
 OUTPUT_COLUMNS = ("closest_cluster", "distance_to_cluster")
-ANOMALY_COLUMN = "anomaly"
+ANOMALY_COLUMNS = ("score", "anomaly")
 DEFAULT_CHUNK_ROWS = 10_000
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 
@@ -105,7 +110,7 @@ class ReportView:
 
     source: str
     feature_columns: list[str]
-    standardization: Standardization | None
+    treatment: FeatureTreatment
     k: int | None
     per_cluster: list[float | None] | None
     overall: float | None
@@ -128,15 +133,21 @@ def parse_report(data: Any, source: str) -> ReportView:
     if not isinstance(data, dict):
         raise ValueError(f"report {source} is not a JSON object")
     version = data.get("schemaVersion")
-    if version != 1:
-        raise ValueError(f"report {source} has schemaVersion {version!r}; this command reads version 1")
+    if version not in (1, 2):
+        raise ValueError(f"report {source} has schemaVersion {version!r}; this command reads versions 1 and 2")
     columns = data.get("featureColumns")
     if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
         raise ValueError(f"report {source}: featureColumns must be a non-empty list of column names")
     if len(set(columns)) != len(columns):
         raise ValueError(f"report {source}: featureColumns {columns} repeats a name")
-    standardization = None
-    if data.get("standardization") is not None:
+    if data.get("treatment") is not None:
+        try:
+            treatment = from_report(data)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ValueError(f"report {source}: treatment is not valid: {' '.join(str(exc).split())[:300]}") from None
+        if treatment.input_columns != columns:
+            raise ValueError(f"report {source}: treatment columns {treatment.input_columns}, featureColumns {columns}")
+    elif data.get("standardization") is not None:  # schema version 1
         try:
             standardization = Standardization.from_json(data["standardization"])
         except ValueError as exc:
@@ -146,6 +157,9 @@ def parse_report(data: Any, source: str) -> ReportView:
                 f"report {source}: standardization has {len(standardization.mean)} features, featureColumns "
                 f"{len(columns)}"
             )
+        treatment = legacy(columns, standardization.to_json())
+    else:
+        treatment = legacy(columns, None)
     k = data.get("k")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise ValueError(f"report {source}: k must be a positive integer, got {k!r}")
@@ -162,7 +176,7 @@ def parse_report(data: Any, source: str) -> ReportView:
             per_cluster = [
                 _number_or_none(v, f"report {source}: thresholds.perCluster[{i}]") for i, v in enumerate(raw)
             ]
-    return ReportView(source, columns, standardization, k, per_cluster, overall)
+    return ReportView(source, columns, treatment, k, per_cluster, overall)
 
 
 def load_report(source: str, clients: _Clients) -> ReportView:
@@ -212,15 +226,15 @@ class _Layout:
     names: list[str]  # for messages
 
 
-def _layout(first: list[str], mode: str, report: ReportView | None, dim: int, csv_name: str) -> _Layout:
+def _layout(first: list[str], mode: str, wanted: list[str] | None, dim: int, csv_name: str) -> _Layout:
     cells = [c.strip() for c in first]
     if mode == "auto":
-        named = report is not None and bool(set(report.feature_columns) & set(cells))
+        named = wanted is not None and bool(set(wanted) & set(cells))
         has_header = named or not any(_is_number(c) for c in cells)
     else:
         has_header = mode == "yes"
     width = len(first)
-    if report is None:
+    if wanted is None:
         if width != dim:
             raise ValueError(
                 f"{csv_name} has {width} columns, but the model has feature_dim {dim}: without --report every "
@@ -228,7 +242,6 @@ def _layout(first: list[str], mode: str, report: ReportView | None, dim: int, cs
             )
         names = cells if has_header else [f"column {i + 1}" for i in range(width)]
         return _Layout(first if has_header else None, width, list(range(width)), names)
-    wanted = report.feature_columns
     if has_header:
         missing = [name for name in wanted if name not in cells]
         if missing:
@@ -304,10 +317,10 @@ def score_csv(
     if report is not None:
         if report.k is not None and report.k != k:
             raise ValueError(f"report {report.source} is for k={report.k}, the model has {k} centroids")
-        if len(report.feature_columns) != dim:
+        if report.treatment.feature_dim != dim:
             raise ValueError(
-                f"report {report.source} names {len(report.feature_columns)} featureColumns, the model has "
-                f"feature_dim {dim}"
+                f"report {report.source} names {len(report.feature_columns)} featureColumns that make "
+                f"{report.treatment.feature_dim} features, the model has feature_dim {dim}"
             )
         if overall and report.overall is None:
             raise ValueError(f"--overall: report {report.source} has no thresholds.overall")
@@ -322,16 +335,18 @@ def score_csv(
                     )
     elif overall:
         raise ValueError("--overall needs --report (the thresholds are in the report)")
-    standardization = report.standardization if report is not None and not standardized else None
+    # The report's treatment turns the CSV's columns into the model's features, unless the CSV holds those already.
+    treatment = report.treatment if report is not None and not standardized else None
+    wanted = None if report is None else report.feature_columns if treatment is not None else report.treatment.feature_names
 
     reader = csv.reader(source)
     rows = _rows(reader, csv_name)
     first = next(rows, None)
     if first is None:
         return 0
-    layout = _layout(first[1], header, report, dim, csv_name)
+    layout = _layout(first[1], header, wanted, dim, csv_name)
     writer = csv.writer(out, lineterminator="\n")
-    extra = list(OUTPUT_COLUMNS) + ([ANOMALY_COLUMN] if thresholds is not None else [])
+    extra = list(OUTPUT_COLUMNS) + (list(ANOMALY_COLUMNS) if thresholds is not None else [])
     pending: list[tuple[int, list[str]]] = []
     if layout.header is not None:
         writer.writerow(layout.header + extra)
@@ -344,12 +359,23 @@ def score_csv(
         lines = [line for line, _ in pending]
         cells = [[row[i] for i in layout.features] for _, row in pending]
         X = _parse_batch(cells, lines, layout, csv_name)
-        if standardization is not None:
-            X = standardization.apply(X)
+        if treatment is not None:
+            negative = negative_log_values(treatment, X)
+            if negative.any():
+                r, j = (int(v[0]) for v in np.nonzero(negative))
+                raise ValueError(f"{csv_name} line {lines[r]}, column {layout.features[j] + 1} ({layout.names[j]}): "
+                                 f"{X[r, j]:g} is negative, and the model takes log1p({layout.names[j]})")
+            X, unseen = encode(treatment, X)
+            for r, j in zip(*np.nonzero(unseen)):
+                print(f"{PROG}: warning: {csv_name} line {lines[r]}: {layout.names[j]} level {cells[r][j].strip()} was "
+                      "not seen in training; scored with none of its levels set", file=sys.stderr)
+        X = X.astype(np.float32)
         closest, distance = score(X, centroids)
         columns = [[str(c) for c in closest.tolist()], [repr(d) for d in distance.astype(np.float64).tolist()]]
         if thresholds is not None:
             flags = flag(closest, distance, thresholds, report.overall)
+            scores = anomaly_score(closest, distance, thresholds, report.overall)
+            columns.append([repr(float(v)) for v in scores.tolist()])
             columns.append(["true" if f else "false" for f in flags.tolist()])
         writer.writerows(row + list(values) for (_, row), values in zip(pending, zip(*columns)))
         scored += len(pending)
@@ -444,22 +470,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     scorer = commands.add_parser(
         "score", help="score a CSV offline, exactly as the endpoint would",
-        description="Append closest_cluster, distance_to_cluster (and anomaly, with a report's thresholds) to "
+        description="Append closest_cluster, distance_to_cluster (and score, anomaly, with a report's thresholds) to "
         f"every row of a CSV, computed as SageMaker's K-Means endpoint does. See `{PROG} --help` "
-        "for the rules on feature columns, headers and standardisation.",
+        "for the rules on feature columns, headers and treatments.",
     )
     scorer.add_argument("model", metavar="MODEL", help="model.tar.gz or model_algo-1: a path or an s3:// URI")
     scorer.add_argument("csv", metavar="CSV", help="the CSV to score: a path, or - for stdin")
     scorer.add_argument("--report", metavar="REPORT",
                         help="the evaluation report.json (path or s3:// URI): feature columns by header name, "
-                        "standardisation, and the thresholds of the anomaly column")
+                        "treatment, and the thresholds of the score and anomaly columns")
     scorer.add_argument("--overall", action="store_true",
                         help="flag anomalies by the report's overall threshold instead of each cluster's")
     scorer.add_argument("--out", metavar="FILE", help="write the scored CSV here instead of stdout")
     scorer.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
                         help="whether the first row is a header (default: auto)")
     scorer.add_argument("--standardized", action="store_true",
-                        help="the CSV is already standardised: do not apply the report's standardization")
+                        help="the CSV holds the model's features already: do not apply the report's treatment")
     scorer.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
                         help=f"rows read and scored at a time (default {DEFAULT_CHUNK_ROWS})")
     scorer.set_defaults(run=_score)

@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import create_or_reuse, error_code, sagemaker_call, translate
+from kmeans_pipeline.aws import describe_or_none, create_or_reuse, error_code, sagemaker_call, translate
 from kmeans_pipeline.errors import EndpointUnavailableError, ResourceConflictError
 from kmeans_pipeline.models import BestTrainingJob, DeployResult, EndpointStatus, ModelCreated, RunConfig
 from kmeans_pipeline.settings import StackSettings
@@ -14,19 +14,6 @@ from kmeans_pipeline.settings import StackSettings
 VARIANT_NAME = "AllTraffic"
 # Statuses in which SageMaker is still working on the endpoint: wait, don't touch.
 TRANSITIONAL = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
-
-
-def describe_or_none(call: Any, **kwargs: Any) -> dict | None:
-    """Describe a model, endpoint config or endpoint; None when it does not exist.
-
-    SageMaker answers a missing model, config or endpoint with ValidationException ("Could not find ...").
-    """
-    try:
-        return call(**kwargs)
-    except ClientError as exc:
-        if error_code(exc) in {"ValidationException", "ResourceNotFound"}:
-            return None
-        raise
 
 
 def create_model(config: RunConfig, best: BestTrainingJob, settings: StackSettings, sagemaker: Any) -> ModelCreated:

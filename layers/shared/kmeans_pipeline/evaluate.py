@@ -1,83 +1,37 @@
-"""Step 5: judge the tuning job's best model before anything is deployed.
+"""Evaluate model: judge the tuning job's best model before anything is deployed.
 
 Scores the held-out test rows with the model's own centroids (numpy, no endpoint), writes the evaluation report
 (JSON) under ``reports/<run id>/``, and decides whether the model may replace the one serving: it is compared with
 the serving model on the same new test rows and promoted only if its mean squared distance is at most
-``gateTolerancePercent`` worse. The first deploy always promotes; a model that is not promoted ends the run
-successfully with the serving model kept.
+``gateTolerancePercent`` worse. The first deploy always promotes, and so does a change of feature treatment (the
+scores are not comparable); a model that is not promoted ends the run successfully with the serving model kept.
+
+The report carries what scoring needs (the treatment, the model's centroids, each cluster's threshold) and what a
+person reads: each cluster's centroid and normal range in the CSV's units, the share it flags, and the test records
+nearest inside and farthest beyond its threshold.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
 import numpy as np
-from botocore.exceptions import ClientError
 
 from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.aws import error_code, sagemaker_call
-from kmeans_pipeline.deploy import describe_or_none
-from kmeans_pipeline.errors import DataValidationError, ModelArtifactError
-from kmeans_pipeline.models import BestTrainingJob, Dataset, Evaluation, GateDecision, RunConfig, Standardization
-from kmeans_pipeline import scoring
-from kmeans_pipeline.scoring import score, summarise
+from kmeans_pipeline.channels import read_rows
+from kmeans_pipeline.errors import ModelArtifactError
+from kmeans_pipeline.models import BestTrainingJob, Dataset, Evaluation, FeatureTreatment, GateDecision, RunConfig
+from kmeans_pipeline.scoring import anomaly_score, score, summarise
+from kmeans_pipeline.serving import REPORT_NAME, serving_model, serving_report
 from kmeans_pipeline.settings import StackSettings
-from kmeans_pipeline.split import parse_rows
+from kmeans_pipeline.treatment import axis_range, comparable, from_base, from_report, legacy, to_base, to_original
 
 # The test channel is already a random sample of the data: its first rows are a random sample too. At most a
 # million rows, and at most 50 million values, so that wide data sets stay well inside the function's memory.
 MAX_EVALUATION_ROWS = 1_000_000
 MAX_EVALUATION_VALUES = 50_000_000
-REPORT_NAME = "report.json"
 TIE = 1e-6
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def read_rows(s3: Any, uri: str, limit: int, dim: int) -> np.ndarray:
-    """Up to ``limit`` header-less CSV rows from the objects under a channel URI, in key order, as float64."""
-    bucket, prefix = split_uri(uri)
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-    parts, left = [], limit
-    for key in sorted(keys):
-        if left <= 0:
-            break
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        try:
-            lines = [line for line in itertools.islice(body.iter_lines(), left) if line.strip()]
-        finally:
-            body.close()
-        if lines:
-            try:
-                rows = parse_rows(b"\n".join(lines), dim)  # the data step's own channel format
-            except DataValidationError as exc:
-                raise DataValidationError(f"s3://{bucket}/{key}: {exc}") from exc
-            parts.append(rows)
-            left -= len(rows)
-    if not parts:
-        raise DataValidationError(f"{uri} holds no rows to evaluate the model on")
-    return np.concatenate(parts)
-
-
-def _transform(standardization: Standardization) -> scoring.Standardization:
-    return scoring.Standardization(mean=standardization.mean, std=standardization.std)
-
-
-def to_original_units(centroids: np.ndarray, standardization: Standardization | None) -> np.ndarray:
-    if standardization is None:
-        return np.asarray(centroids, dtype=np.float64)
-    return _transform(standardization).invert(centroids)
-
-
-def to_standardized(raw: np.ndarray, standardization: Standardization | None) -> np.ndarray:
-    return raw if standardization is None else _transform(standardization).standardize(raw)
 
 
 def msd(X: np.ndarray, centroids: np.ndarray) -> float:
@@ -90,44 +44,23 @@ def msd(X: np.ndarray, centroids: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def serving_model(sagemaker: Any, endpoint_name: str) -> dict | None:
-    """The model the endpoint serves now ({"modelName", "modelDataUrl", "endpointConfigName"}), or None."""
-    with sagemaker_call("DescribeEndpoint", endpoint_name):
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=endpoint_name)
-    if endpoint is None or not endpoint.get("EndpointConfigName") or endpoint["EndpointStatus"] == "Failed":
-        return None  # nothing serves (a Failed endpoint answers no request)
-    config_name = endpoint["EndpointConfigName"]
-    with sagemaker_call("DescribeEndpointConfig", config_name):
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-    model_name = config["ProductionVariants"][0]["ModelName"]
-    with sagemaker_call("DescribeModel", model_name):
-        model = sagemaker.describe_model(ModelName=model_name)
-    return {
-        "modelName": model_name,
-        "modelDataUrl": model["PrimaryContainer"]["ModelDataUrl"],
-        "endpointConfigName": config_name,
-    }
+SCHEMA_VERSION = 2
 
 
-def serving_report(s3: Any, bucket: str, model_name: str) -> dict | None:
-    """The evaluation report of the run that made the serving model (its name ends with that run's id)."""
-    run = model_name.rsplit("-", 1)[-1]
-    try:
-        body = s3.get_object(Bucket=bucket, Key=f"reports/{run}/{REPORT_NAME}")["Body"]
-    except ClientError as exc:
-        if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
-            return None  # deployed before reports existed: assume the same features, not standardised
-        raise
-    return json.loads(body.read())
+def dataset_treatment(dataset: Dataset) -> FeatureTreatment:
+    return dataset.treatment or legacy(dataset.feature_columns, None)
 
 
 def _serving_centroids(serving: dict, report: dict | None, s3: Any) -> np.ndarray | None:
-    """The serving model's centroids: from its artifact, else (expired by the bucket's lifecycle) from its report,
-    whose centroids are in original units (the report then says "standardization": null for them)."""
+    """The serving model's centroids: from its artifact, else (expired by the bucket's lifecycle) from its report:
+    ``modelCentroids`` in the model's units, or (a report of schema version 1) ``centroids`` in original units,
+    for which the report then says "standardization": null."""
     try:
         return read_centroids(serving["modelDataUrl"], s3=s3)
     except ModelArtifactError:
-        if report and report.get("centroids"):
+        if report and report.get("modelCentroids"):
+            return np.asarray(report["modelCentroids"], dtype=np.float32)
+        if report and report.get("centroids") and report.get("treatment") is None:
             report["standardization"] = None  # the report's centroids are already in original units
             return np.asarray(report["centroids"], dtype=np.float32)
         return None
@@ -153,18 +86,21 @@ def gate(
             reason=f"the serving model {serving['modelName']} cannot be compared: neither its artifact "
             f"{serving['modelDataUrl']} nor its report can be read (expired?), so the new model is deployed",
         )
-    features = (report or {}).get("featureColumns") or dataset.feature_columns
-    if features != dataset.feature_columns or serving_centroids.shape[1] != dataset.feature_dim:
+    # A serving model without a report was deployed before reports existed: the same columns, raw numbers.
+    theirs = from_report(report) if report else legacy(dataset.feature_columns, None)
+    ours = dataset_treatment(dataset)
+    different = comparable(theirs, ours)
+    if different is None and serving_centroids.shape[1] != ours.feature_dim:
+        different = f"the serving model has {serving_centroids.shape[1]} features, this one {ours.feature_dim}"
+    if different:
         return GateDecision(
             decision="promote", new_msd=new_msd, tolerance_percent=tolerance, serving_model=serving["modelName"],
-            reason=f"the serving model {serving['modelName']} clusters {features}, this one {dataset.feature_columns}: "
+            reason=f"{serving['modelName']} is not comparable with this model ({different}): "
             "their scores are not comparable, so the new features are deployed",
         )
     # Both models score the same rows in the new model's units: the serving centroids go through their own
-    # standardisation back to original units, then through this run's.
-    theirs = (report or {}).get("standardization")
-    served = to_original_units(serving_centroids, Standardization(**theirs) if theirs else None)
-    served = to_standardized(served, dataset.standardization).astype(np.float32)
+    # standardisation back to the treatment's base units (x, log1p(x), one-hot), then through this run's.
+    served = from_base(ours, to_base(theirs, serving_centroids)).astype(np.float32)
     serving_msd = msd(X, served)
     # Scores equal to float32 precision count as equal (the same model, re-scored, must pass a 0% tolerance).
     limit = serving_msd * (1 + tolerance / 100) * (1 + TIE)
@@ -183,6 +119,31 @@ def gate(
 # ------------------------------------------------------------------------------------------------------------
 # The step
 # ------------------------------------------------------------------------------------------------------------
+
+
+def _record(treatment: FeatureTreatment, raw: np.ndarray, distance: np.ndarray, scores: np.ndarray, i: int) -> dict:
+    return {"values": dict(zip(treatment.input_columns, raw[i].tolist())), "distance": float(distance[i]),
+            "score": float(scores[i])}
+
+
+def _cluster_view(treatment: FeatureTreatment, centroids: np.ndarray, raw: np.ndarray, closest: np.ndarray,
+                  distance: np.ndarray, scores: np.ndarray, cluster: dict) -> dict:
+    """What a person reads of one cluster: its normal range per column, the share it flags, and the test records
+    nearest inside and farthest beyond its threshold, in the CSV's units."""
+    index, threshold = cluster["index"], cluster["threshold"]
+    members = np.flatnonzero(closest == index)
+    view: dict[str, Any] = {
+        "normalRange": None if threshold is None else axis_range(treatment, centroids[index], threshold),
+        "flaggedShare": float((scores[members] > 1).mean()) if len(members) else 0.0,
+        "nearestInside": None,
+        "farthestBeyond": None,
+    }
+    inside, beyond = members[scores[members] <= 1], members[scores[members] > 1]
+    if len(inside):
+        view["nearestInside"] = _record(treatment, raw, distance, scores, int(inside[np.argmax(scores[inside])]))
+    if len(beyond):
+        view["farthestBeyond"] = _record(treatment, raw, distance, scores, int(beyond[np.argmax(scores[beyond])]))
+    return view
 
 
 def evaluate(
@@ -207,34 +168,44 @@ def evaluate(
         serving_centroids = _serving_centroids(serving, report, s3)
     decision = gate(X, new_msd, dataset, config, serving, serving_centroids, report)
 
-    original = to_original_units(centroids, dataset.standardization)
+    treatment = dataset_treatment(dataset)
+    raw = X
+    if dataset.raw_test_uri:  # the raw test rows, in the same order as the treated ones
+        raw = read_rows(s3, dataset.raw_test_uri, len(X), len(treatment.columns))
+    original = to_original(treatment, centroids)
+    thresholds = [cluster["threshold"] for cluster in summary["clusters"]]
+    scores = anomaly_score(closest, distance, thresholds, summary["threshold"])
     flagged = summary["flagged"]["perClusterShare"]
     headline = (
-        f"{decision.decision}: {decision.reason}. {flagged:.2%} of {len(X):,} test records lie beyond the "
-        f"{config.anomaly_percentile:g}th-percentile distance of their cluster"
+        f"{decision.decision}: {decision.reason}. {flagged:.2%} of {len(X):,} test records score above 1 (beyond "
+        f"the {config.anomaly_percentile:g}th-percentile distance of their cluster)"
     )
+    clusters = [
+        {**cluster, **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster),
+         "centroid": original[cluster["index"]].tolist()}
+        for cluster in summary["clusters"]
+    ]
     body = {
-        "schemaVersion": 1,
+        "schemaVersion": SCHEMA_VERSION,
         "runId": config.run_id,
         "executionName": config.execution_name,
         "trainingJob": best.training_job_name,
         "hyperparameters": best.hyperparameters,
         "modelArtifact": best.artifact_uri,
-        "dataset": {"trainUri": dataset.train_uri, "testUri": dataset.test_uri, "trainRows": dataset.train_rows,
-                    "testRows": dataset.test_rows, "source": dataset.source.to_json()},
+        "dataset": {"trainUri": dataset.train_uri, "testUri": dataset.test_uri, "rawTestUri": dataset.raw_test_uri,
+                    "trainRows": dataset.train_rows, "testRows": dataset.test_rows, "source": dataset.source.to_json()},
         "featureColumns": dataset.feature_columns,
-        "standardization": dataset.standardization.to_json() if dataset.standardization else None,
+        "treatment": treatment.to_json(),
+        "featureNames": treatment.feature_names,
         "k": config.k,
         "testMsd": best.test_msd,
         "evaluationMsd": new_msd,
         "evaluatedRows": int(len(X)),
         "anomalyPercentile": config.anomaly_percentile,
-        "thresholds": {"overall": summary["threshold"],
-                       "perCluster": [cluster["threshold"] for cluster in summary["clusters"]]},
+        "thresholds": {"overall": summary["threshold"], "perCluster": thresholds},
         "centroids": original.tolist(),
-        "clusters": [
-            {**cluster, "centroid": original[cluster["index"]].tolist()} for cluster in summary["clusters"]
-        ],
+        "modelCentroids": np.asarray(centroids, dtype=np.float64).tolist(),
+        "clusters": clusters,
         "distance": summary["distance"],
         "flagged": summary["flagged"],
         "gate": decision.to_json(),

@@ -28,6 +28,10 @@ EXECUTION_TIMEOUT_SECONDS = POLLING_SECONDS + MAX_APPROVAL_SECONDS
 MAX_TOTAL_WAIT_SECONDS = int(POLLING_SECONDS * 0.9)
 
 
+# How a feature column becomes model features (see ColumnTreatment); auto lets the data step decide.
+TreatmentKind = Literal["auto", "numeric", "log", "category"]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
@@ -63,9 +67,13 @@ class RunRequest(_Model):
         default=None, ge=0, le=3600,
         description="Seconds between status checks of the tuning job and the endpoint; default: the stack's DefaultPollSeconds (60).",
     )
-    standardize: bool = Field(
-        default=False,
-        description="Z-score every feature with the training set's mean and standard deviation before training (so Amount does not drown tranCode); the endpoint then expects standardised features.",
+    treatments: dict[str, TreatmentKind] = Field(
+        default_factory=dict,
+        description="How each feature column is turned into model features, by column name: auto (the data step decides from what it sees and records why), numeric, log (log1p, then z-scored; for non-negative heavy-tailed amounts), category (one-hot over the levels in the data); columns not named get auto, or numeric when the run says standardize.",
+    )
+    standardize: bool | None = Field(
+        default=None,
+        description="true: z-score every numeric column with the training set's mean and standard deviation; false: raw numbers. Either way, columns not named in treatments are numeric instead of auto.",
     )
     anomaly_percentile: float | None = Field(
         default=None, ge=50, le=99.99, description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99)."
@@ -86,6 +94,10 @@ class RunRequest(_Model):
     def _check(self) -> RunRequest:
         if self.feature_columns is not None and len(set(self.feature_columns)) != len(self.feature_columns):
             raise ValueError("featureColumns lists a column more than once")
+        if self.feature_columns is not None:
+            unknown = [name for name in self.treatments if name not in self.feature_columns]
+            if unknown:
+                raise ValueError(f"treatments names {', '.join(unknown)}, which featureColumns does not list")
         # Three loops wait on the endpoint: for another deployment, for this one, and for the previous model
         # after a failed endpoint check.
         rounds = self.max_tuning_poll_rounds + ENDPOINT_LOOPS * self.max_endpoint_poll_rounds
@@ -131,7 +143,8 @@ class RunConfig(_Model):
     dataset_prefix: str
     model_prefix: str
     report_prefix: str = ""
-    standardize: bool = False
+    treatments: dict[str, TreatmentKind] = Field(default_factory=dict)
+    standardize: bool | None = None
     anomaly_percentile: float = 99.0
     gate_tolerance_percent: float = 5.0
     approval: bool = False
@@ -147,11 +160,54 @@ class SourceObject(_Model):
     size: int
 
 
-class Standardization(_Model):
-    """z = (x - mean) / std per feature column, with the training set's statistics (std 0 counts as 1)."""
+class ColumnTreatment(_Model):
+    """How one CSV column becomes model features: numeric (x), log (log1p(x)) or category (one-hot over levels).
 
-    mean: list[float]
-    std: list[float]
+    A standardised numeric or log column is (base - mean) / std with the training set's mean and std of its base
+    value (x, or log1p(x)); a std of 0 counts as 1. A category gives one 0/1 feature per level.
+    """
+
+    column: str
+    kind: Literal["numeric", "log", "category"]
+    standardize: bool = False
+    mean: float | None = None
+    std: float | None = None
+    levels: list[float] | None = None
+    decided: Literal["auto", "requested"] = "requested"
+    reason: str = ""
+
+    @property
+    def width(self) -> int:
+        return len(self.levels or []) if self.kind == "category" else 1
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self.kind == "category":
+            return [f"{self.column}={level:g}" for level in self.levels or []]
+        return [f"log1p({self.column})" if self.kind == "log" else self.column]
+
+
+class FeatureTreatment(_Model):
+    """The per-column treatments of a dataset, in channel order: what the model's features are."""
+
+    columns: list[ColumnTreatment]
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [c.column for c in self.columns]
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(c.width for c in self.columns)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [name for c in self.columns for name in c.feature_names]
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the model's features are the CSV's numbers as they are (nothing to transform)."""
+        return all(c.kind == "numeric" and not c.standardize for c in self.columns)
 
 
 class Dataset(_Model):
@@ -162,9 +218,9 @@ class Dataset(_Model):
     train_rows: int
     test_rows: int
     train_shards: int = Field(default=1, ge=1, description="Objects the training channel was written as.")
-    # When the run standardised its features: the training statistics (one value per feature column), and where
-    # the raw (unstandardised) test rows are.
-    standardization: Standardization | None = None
+    # How the feature columns became the model's features, and (when they were transformed) where the raw test
+    # rows are, in the same order as the transformed ones.
+    treatment: FeatureTreatment | None = None
     raw_test_uri: str | None = None
     skipped_blank_lines: int
     feature_columns: list[str]

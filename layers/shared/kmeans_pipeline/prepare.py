@@ -1,10 +1,13 @@
-"""Step 2: read the raw CSV from S3, validate every row, split train/test and write the training channels.
+"""Prepare training data: read the raw CSV from S3, validate every row, split train/test, write the channels.
 
 The raw object is only read, as a stream. The rows go through :mod:`kmeans_pipeline.split` block by block and
 the channels are written as they come, with multipart uploads (SSE-KMS) cut into shards of about
 ``ShardMegabytes``: memory stays bounded by a constant, whatever the input's size. The training channel is
 written in as many lanes as there are training instances, so that with ``ShardedByS3Key`` every instance gets
 about the same share of the rows.
+
+The feature treatments (:mod:`kmeans_pipeline.treatment`) are learned in that same pass; unless the features are
+the raw numbers, a second pass reads the channels back and writes them treated under ``features/``.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws import error_code, error_message
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from kmeans_pipeline.models import Dataset, RunConfig, SourceObject, Standardization
+from kmeans_pipeline.models import ColumnTreatment, Dataset, FeatureTreatment, RunConfig, SourceObject
 from kmeans_pipeline.settings import StackSettings
-from kmeans_pipeline.split import RunningStats, line_blocks, split_stream, standardized_text
+from kmeans_pipeline.split import line_blocks, parse_rows, split_stream
+from kmeans_pipeline.treatment import TreatmentLearner, channel_text
 
 CHANNEL_CONTENT_TYPE = "text/csv;label_size=0"
 READ_BYTES = 1 << 20
@@ -75,6 +79,17 @@ class ShardedChannel:
         for shard in self._open:
             if shard is not None:
                 shard.abort()
+
+
+class _Observed:
+    """A writer that shows every piece written to it to ``seen`` too."""
+
+    def __init__(self, out: Any, seen: Any) -> None:
+        self._out, self._seen = out, seen
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._seen(data)
 
 
 class _Shard:
@@ -159,18 +174,23 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
                                shard_bytes=shard_bytes, lanes=settings.training_instance_count, extra=extra)
     test_out = ShardedChannel(s3, settings.data_bucket, f"{config.dataset_prefix}test/",
                               shard_bytes=shard_bytes, lanes=1, extra=extra)
-    stats = RunningStats() if config.standardize else None  # the training set's mean and std, in the same pass
+    # Raw numbers as they are, asked for in so many words: nothing to learn. Otherwise the treatments' statistics
+    # are learned in the same pass (levels over every row, the rest over the training rows).
+    learner = None
+    if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
+        learner = TreatmentLearner(seed=config.seed)
     try:
         result = split_stream(
             body.iter_chunks(READ_BYTES),
             train_out,
-            test_out,
+            test_out if learner is None else _Observed(test_out, lambda text: learner.add_text(text, train=False)),
             feature_columns=config.feature_columns,
             stratify_column=config.stratify_column,
             test_fraction=config.test_fraction,
             seed=config.seed,
             k=config.k,
-            on_train=stats.add_text if stats is not None else None,
+            on_train=(lambda text: learner.add_text(text, train=True)) if learner is not None else None,
+            nonnegative_columns=[name for name, kind in config.treatments.items() if kind == "log"],
         )
         train_out.close()
         test_out.close()
@@ -188,41 +208,44 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
 
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
-    shards, standardization, raw_test_uri = len(train_out.keys), None, None
-    if stats is not None:
-        mean, std = stats.mean, stats.std
-        standardization = Standardization(mean=mean.tolist(), std=std.tolist())
+    if learner is None:
+        treatment = FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric") for c in result.feature_columns])
+    else:
+        treatment = learner.decide(result.feature_columns, config.treatments, config.standardize)
+    shards, raw_test_uri = len(train_out.keys), None
+    if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
-        train_prefix, test_prefix = (f"{config.dataset_prefix}standardized/{name}/" for name in ("train", "test"))
-        shards = _standardize(s3, bucket, train_out.keys, train_prefix, mean, std, shard_bytes,
-                              settings.training_instance_count, extra)
-        _standardize(s3, bucket, test_out.keys, test_prefix, mean, std, shard_bytes, 1, extra)
+        train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
+        shards = _treat(s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes,
+                        settings.training_instance_count, extra)
+        _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
     return Dataset(
         train_uri=f"s3://{bucket}/{train_prefix}",
         test_uri=f"s3://{bucket}/{test_prefix}",
         train_rows=result.train_rows,
         test_rows=result.test_rows,
         train_shards=shards,
-        standardization=standardization,
+        treatment=treatment,
         raw_test_uri=raw_test_uri,
         skipped_blank_lines=result.blank_lines,
         feature_columns=result.feature_columns,
-        feature_dim=len(result.feature_columns),
+        feature_dim=treatment.feature_dim,
         content_type=CHANNEL_CONTENT_TYPE,
         source=source,
     )
 
 
-def _standardize(s3: Any, bucket: str, keys: list[str], prefix: str, mean: Any, std: Any, shard_bytes: int,
-                 lanes: int, extra: dict[str, str]) -> int:
-    """Write the channel objects ``keys`` again under ``prefix``, z-scored; returns how many objects it made."""
+def _treat(s3: Any, bucket: str, keys: list[str], prefix: str, treatment: FeatureTreatment, shard_bytes: int,
+           lanes: int, extra: dict[str, str]) -> int:
+    """Write the channel objects ``keys`` again under ``prefix``, treated; returns how many objects it made."""
+    width = len(treatment.columns)
     out = ShardedChannel(s3, bucket, prefix, shard_bytes=shard_bytes, lanes=lanes, extra=extra)
     try:
         for key in keys:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"]
             try:
                 for block in line_blocks(body.iter_chunks(READ_BYTES)):
-                    out.write(standardized_text(block, mean, std))
+                    out.write(channel_text(treatment, parse_rows(block, width)))
             finally:
                 body.close()
         out.close()

@@ -82,6 +82,7 @@ def resolve(
         dataset_prefix=f"datasets/{rid}/",
         model_prefix=f"models/{rid}/",
         report_prefix=f"reports/{rid}/",
+        treatments=request.treatments,
         standardize=request.standardize,
         anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
         gate_tolerance_percent=(

@@ -106,11 +106,8 @@ def percentiles(distances) -> dict:
     return {**{name: float(v) for name, v in zip(PERCENTILES, values)}, "max": float(d.max())}
 
 
-def flag(closest, distance, thresholds: list[float | None], overall: float | None) -> np.ndarray:
-    """True where a record lies beyond its cluster's threshold (the overall one where the cluster has none).
-
-    A record whose cluster has no threshold and no overall threshold is given is never flagged.
-    """
+def _limits(closest, distance, thresholds: list[float | None], overall: float | None):
+    """Each record's threshold: its cluster's, the overall one where the cluster has none, else infinity."""
     closest = np.asarray(closest, dtype=np.int64)
     distance = np.asarray(distance, dtype=np.float64)
     if closest.shape != distance.shape or closest.ndim != 1:
@@ -120,9 +117,26 @@ def flag(closest, distance, thresholds: list[float | None], overall: float | Non
                          f"{len(thresholds)} cluster thresholds")
     fallback = math.inf if overall is None else float(overall)
     limits = np.array([fallback if t is None else float(t) for t in thresholds], dtype=np.float64)
-    if not len(closest):
-        return np.zeros(0, dtype=bool)
-    return distance > limits[closest]
+    return distance, limits[closest] if len(closest) else np.zeros(0)
+
+
+def flag(closest, distance, thresholds: list[float | None], overall: float | None) -> np.ndarray:
+    """True where a record lies beyond its cluster's threshold (the overall one where the cluster has none).
+
+    A record whose cluster has no threshold and no overall threshold is given is never flagged.
+    """
+    distance, limits = _limits(closest, distance, thresholds, overall)
+    return distance > limits
+
+
+def anomaly_score(closest, distance, thresholds: list[float | None], overall: float | None) -> np.ndarray:
+    """Distance over the record's threshold (as in ``flag``): the same number means the same in every cluster,
+    and above 1 is exactly what ``flag`` flags. A distance of 0 scores 0, a positive one over a threshold of 0
+    scores infinity."""
+    distance, limits = _limits(closest, distance, thresholds, overall)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(distance > 0, distance / limits, 0.0)
+    return np.where(distance > limits, np.maximum(out, np.nextafter(1.0, 2.0)), np.minimum(out, 1.0))
 
 
 def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
@@ -140,17 +154,21 @@ def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
     n = len(closest)
     order = np.argsort(closest, kind="stable")
     bounds = np.searchsorted(closest[order], np.arange(k + 1))
+    overall = float(np.percentile(distance, percentile)) if n else None
     clusters = []
     for index in range(k):
         d = distance[order[bounds[index] : bounds[index + 1]]]
+        own = float(np.percentile(d, percentile)) if d.size else None
         clusters.append({
             "index": index,
             "size": int(d.size),
             "share": d.size / n if n else 0.0,
             "distance": percentiles(d),
-            "threshold": float(np.percentile(d, percentile)) if d.size else None,
+            # A cluster's threshold is its own percentile, but never above the overall one: a cluster that
+            # K-Means gave to outliers must not make them normal.
+            "threshold": None if own is None else min(own, overall),
+            "ownThreshold": own,
         })
-    overall = float(np.percentile(distance, percentile)) if n else None
     per_cluster = flag(closest, distance, [c["threshold"] for c in clusters], overall)
     beyond_overall = flag(closest, distance, [None] * k, overall)
     return {

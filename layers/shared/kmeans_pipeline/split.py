@@ -174,6 +174,7 @@ class Layout:
     header: list[str]
     features: list[int]  # indexes of the feature columns, in channel order
     stratify: int | None
+    nonnegative: tuple[int, ...] = ()  # feature columns whose values must not be negative (log treatments)
 
     @property
     def width(self) -> int:
@@ -184,7 +185,8 @@ class Layout:
         return [self.header[i] for i in self.features]
 
 
-def parse_header(raw: bytes, feature_columns: list[str] | None, stratify_column: str | None) -> Layout:
+def parse_header(raw: bytes, feature_columns: list[str] | None, stratify_column: str | None,
+                 nonnegative_columns: list[str] | None = None) -> Layout:
     try:
         line = raw.decode("utf-8").removeprefix("\ufeff").removesuffix("\n").removesuffix("\r")
     except UnicodeDecodeError as exc:
@@ -213,7 +215,8 @@ def parse_header(raw: bytes, feature_columns: list[str] | None, stratify_column:
         if stratify_column not in header:
             raise DataValidationError(f"line 1: stratify column {stratify_column} not in the header {header}")
         stratify = header.index(stratify_column)
-    return Layout(header, [header.index(name) for name in wanted], stratify)
+    nonnegative = tuple(header.index(name) for name in nonnegative_columns or [] if name in wanted)
+    return Layout(header, [header.index(name) for name in wanted], stratify, nonnegative)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -344,6 +347,8 @@ def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block 
         return None  # an empty field, or one long enough to need the exact check for overflow
     if not _numbers_ok(c, np.cumsum(is_delim, dtype=np.int32)):
         return None
+    if layout.nonnegative and (a[field_starts[:, list(layout.nonnegative)]] == ord("-")).any():
+        return None  # a negative value where none may be: the exact path names it
 
     strata = None
     if layout.stratify is not None:
@@ -444,6 +449,12 @@ def _exact(block: bytes, first_line: int, layout: Layout, splitter: StratifiedSp
             if len(row) != layout.width:
                 raise DataValidationError(f"line {line_number}: {len(row)} fields, but the header has {layout.width}")
             values = [parse_float(row[i], line_number, layout.header[i]) for i in layout.features]
+            for i in layout.nonnegative:
+                if parse_float(row[i], line_number, layout.header[i]) < 0:
+                    raise DataValidationError(
+                        f"line {line_number}, column {layout.header[i]}: {row[i].strip()[:40]!r} is negative, and "
+                        "a log treatment needs values >= 0 (treat the column as numeric)"
+                    )
             out.append(",".join(map(repr, values)) + "\n")
             if layout.stratify is not None:
                 strata.append(row[layout.stratify].strip().encode())
@@ -473,6 +484,7 @@ def split_stream(
     k: int = 1,
     block_bytes: int = BLOCK_BYTES,
     on_train: Callable[[bytes], None] | None = None,
+    nonnegative_columns: list[str] | None = None,
 ) -> SplitResult:
     """Validate every row of a CSV object and write its feature rows, header-less, to train or test.
 
@@ -486,7 +498,7 @@ def split_stream(
         if block is None:
             raise DataValidationError("the object is empty: expected a header line and data rows")
         header_end = block.index(b"\n") + 1
-        layout = parse_header(block[:header_end], feature_columns, stratify_column)
+        layout = parse_header(block[:header_end], feature_columns, stratify_column, nonnegative_columns)
         splitter = StratifiedSplitter(test_fraction, seed)
         train_rows = test_rows = blank = 0
         line, carried = 2, b""

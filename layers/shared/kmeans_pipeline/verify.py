@@ -9,47 +9,28 @@ deploy the endpoint is deleted, so that nothing keeps serving a model that faile
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.aws import error_code, error_message, sagemaker_call, translate
-from kmeans_pipeline.deploy import describe_or_none
+from kmeans_pipeline.aws import describe_or_none, error_code, error_message, sagemaker_call, translate
+from kmeans_pipeline.channels import read_rows
 from kmeans_pipeline.errors import (
     EndpointCheckError,
     ModelArtifactError,
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
-from kmeans_pipeline.evaluate import read_rows
 from kmeans_pipeline.models import Dataset, EndpointCheck, ModelCreated, RunConfig
 from kmeans_pipeline.scoring import score
+from kmeans_pipeline.serving import batches, parse_answer
 
-# InvokeEndpoint takes at most 6 MB per request: stay well below it.
-MAX_REQUEST_BYTES = 4_000_000
 # Transient: the state machine retries the step (ModelNotReadyException: the endpoint's container is still loading).
 RETRYABLE = {"ModelNotReadyException"}
 # float32 keeps about 7 significant digits; the container and numpy may sum in another order.
 RELATIVE_TOLERANCE = 1e-5
-
-
-def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, bytes]]:
-    """(first row index, text/csv body) pieces of the rows, each body at most ``limit`` bytes."""
-    lines = [",".join(repr(float(v)) for v in row).encode() for row in rows]
-    out, start, size, body = [], 0, 0, []
-    for index, line in enumerate(lines):
-        if body and size + len(line) + 1 > limit:
-            out.append((start, b"\n".join(body)))
-            start, size, body = index, 0, []
-        body.append(line)
-        size += len(line) + 1
-    if body:
-        out.append((start, b"\n".join(body)))
-    return out
 
 
 def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
@@ -69,31 +50,6 @@ def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
         raise EndpointCheckError(
             f"InvokeEndpoint on {endpoint} failed with {error_code(exc)}: {error_message(exc)}"
         ) from exc
-
-
-def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """(closest, distance) from K-Means' JSON answer, or EndpointCheckError saying what is malformed."""
-    try:
-        predictions = json.loads(payload)["predictions"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EndpointCheckError(f"{where}: the answer is not K-Means' JSON ({payload[:120]!r})") from exc
-    if not isinstance(predictions, list) or len(predictions) != rows:
-        count = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
-        raise EndpointCheckError(f"{where}: {count} predictions for {rows} rows")
-    closest = np.empty(rows, dtype=np.int64)
-    distance = np.empty(rows, dtype=np.float64)
-    for i, p in enumerate(predictions):
-        try:
-            c, d = float(p["closest_cluster"]), float(p["distance_to_cluster"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EndpointCheckError(f"{where}, prediction {i}: malformed {str(p)[:120]}") from exc
-        if not (math.isfinite(c) and c == int(c) and 0 <= c < k) or not (math.isfinite(d) and d >= 0):
-            raise EndpointCheckError(
-                f"{where}, prediction {i}: closest_cluster {c} / distance_to_cluster {d} is not a cluster of 0..{k - 1} "
-                "at a finite distance"
-            )
-        closest[i], distance[i] = int(c), d
-    return closest, distance
 
 
 def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance: np.ndarray) -> str | None:

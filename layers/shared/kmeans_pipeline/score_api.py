@@ -1,0 +1,287 @@
+"""Score records: the one scoring API for callers ("is this transaction anomalous?").
+
+A caller sends raw records, as CSV with a header or as JSON, to the function URL (IAM-authorised). Each record's
+feature columns are turned into the serving model's features with the treatment its run recorded, the endpoint
+scores them, and each record gets ``closest_cluster``, ``distance_to_cluster``, ``score`` (distance over its
+cluster's threshold) and ``anomaly`` (score above 1). A bad record gets an ``error`` naming the field; the others
+are scored all the same. A category level the model never saw is scored with none of its levels set, and the
+record carries a warning.
+
+What the endpoint serves is read with DescribeEndpoint on every request; the model's report (treatment,
+thresholds) is read once per endpoint config and cached, so a new deployment is used as soon as it serves.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import ClientError
+
+from kmeans_pipeline.aws import error_code, error_message, translate
+from kmeans_pipeline.errors import (
+    DataValidationError,
+    EndpointCheckError,
+    PipelineError,
+    SageMakerThrottlingError,
+    SageMakerUnavailableError,
+)
+from kmeans_pipeline.models import FeatureTreatment
+from kmeans_pipeline.scoring import anomaly_score
+from kmeans_pipeline.serving import batches, model_of_config, parse_answer, serving_config, serving_report
+from kmeans_pipeline.split import parse_float
+from kmeans_pipeline.treatment import encode, from_report, negative_log_values
+
+MAX_RECORDS = 10_000
+# A function URL takes requests of up to 6 MB.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+
+
+class RequestError(PipelineError):
+    """The request as a whole cannot be scored (HTTP status and message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ServingView:
+    """What scoring needs of the model an endpoint config serves."""
+
+    endpoint_config: str
+    model_name: str
+    report_uri: str | None
+    treatment: FeatureTreatment
+    thresholds: list[float | None]
+    overall: float | None
+    k: int
+
+
+# Reports by (bucket, endpoint config): a config names one run's model, so its report never changes.
+_REPORTS: dict[tuple[str, str], ServingView] = {}
+
+
+def serving_view(endpoint: str, bucket: str, sagemaker: Any, s3: Any) -> ServingView:
+    """The serving model's treatment and thresholds. DescribeEndpoint on every request, so that a new deployment
+    is used as soon as it serves; the report is read once per endpoint config."""
+    config_name = serving_config(sagemaker, endpoint)
+    if config_name is None:
+        raise RequestError(503, f"Endpoint {endpoint} serves no model yet: run the pipeline first")
+    key = (bucket, config_name)
+    if key not in _REPORTS:
+        serving = model_of_config(sagemaker, config_name)
+        _REPORTS[key] = _view(serving, serving_report(s3, bucket, serving["modelName"]), bucket)
+    return _REPORTS[key]
+
+
+def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
+    if report is None:
+        raise RequestError(503, f"The serving model {serving['modelName']} has no evaluation report, so its "
+                                "features and thresholds are unknown: deploy a model trained by this pipeline")
+    run = serving["modelName"].rsplit("-", 1)[-1]
+    thresholds = report.get("thresholds") or {}
+    k = int(report.get("k") or len(thresholds.get("perCluster") or []))
+    return ServingView(
+        endpoint_config=serving["endpointConfigName"],
+        model_name=serving["modelName"],
+        report_uri=f"s3://{bucket}/reports/{run}/report.json",
+        treatment=from_report(report),
+        thresholds=list(thresholds.get("perCluster") or [None] * k),
+        overall=thresholds.get("overall"),
+        k=k,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Records in
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ragged:
+    """A CSV record whose field count is not the header's."""
+
+    fields: int
+    header: int
+
+
+def records_from_csv(text: str) -> list[Any]:
+    """CSV with a header row (names as in the training CSV; other columns are ignored)."""
+    rows = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
+    try:
+        header = next(rows, None)
+        if header is None:
+            raise RequestError(400, "the CSV is empty: expected a header row naming the columns, then records")
+        names = [name.strip() for name in header]
+        records = []
+        for row in rows:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            records.append(dict(zip(names, row)) if len(row) == len(names) else _Ragged(len(row), len(names)))
+    except csv.Error as exc:
+        raise RequestError(400, f"the CSV cannot be read: line {rows.line_num}: {exc}") from None
+    return records
+
+
+def records_from_json(text: str) -> list[Any]:
+    """``{"records": [{column: value, ...}, ...]}`` or just the list."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RequestError(400, f"the body is not JSON: {exc}") from None
+    records = data.get("records") if isinstance(data, dict) else data
+    if not isinstance(records, list):
+        raise RequestError(400, 'expected {"records": [{"column": value, ...}, ...]} or a JSON list of records')
+    return records
+
+
+def _value(record: Any, column: str, number: int) -> float:
+    if isinstance(record, _Ragged):
+        raise DataValidationError(f"record {number}: {record.fields} fields, but the header has {record.header}")
+    if not isinstance(record, dict):
+        raise DataValidationError(f"record {number} is not an object of column values")
+    if column not in record or record[column] is None:
+        raise DataValidationError(f"record {number}: field {column} is missing")
+    value = record[column]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise DataValidationError(f"record {number}, field {column}: {json.dumps(value)[:40]} is not a number")
+    if isinstance(value, str):
+        try:  # the data step's own rules for what is a number
+            return parse_float(value, number, column)
+        except DataValidationError as exc:
+            raise DataValidationError(str(exc).replace(f"line {number}, column ", f"record {number}, field ", 1)) from None
+    if not math.isfinite(value):
+        raise DataValidationError(f"record {number}, field {column}: {value} is not a finite number")
+    return float(value)
+
+
+def encode_records(records: list[Any], treatment: FeatureTreatment) -> tuple[np.ndarray, list[int], dict[int, str],
+                                                                              dict[int, list[str]]]:
+    """(model features of the good records, their indexes, errors by index, warnings by index)."""
+    columns = treatment.input_columns
+    good, rows, errors = [], [], {}
+    for i, record in enumerate(records):
+        try:
+            rows.append([_value(record, column, i) for column in columns])
+            good.append(i)
+        except DataValidationError as exc:
+            errors[i] = str(exc)
+    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
+    negative = negative_log_values(treatment, X)
+    keep = ~negative.any(1)
+    for r in np.flatnonzero(~keep):
+        j = int(np.flatnonzero(negative[r])[0])
+        errors[good[r]] = (f"record {good[r]}, field {columns[j]}: {X[r, j]:g} is negative, and the model takes "
+                           f"log1p({columns[j]}), which needs values >= 0")
+    good = [g for g, k in zip(good, keep) if k]
+    Z, unseen = encode(treatment, X[keep])
+    warnings: dict[int, list[str]] = {}
+    for r, j in zip(*np.nonzero(unseen)):
+        warnings.setdefault(good[r], []).append(
+            f"field {columns[j]}: level {X[keep][r, j]:g} was not seen in training (levels "
+            f"{', '.join(f'{v:g}' for v in treatment.columns[j].levels or [])}); scored with none of them set"
+        )
+    return Z, good, errors, warnings
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Scoring
+# ------------------------------------------------------------------------------------------------------------
+
+
+def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
+    try:
+        answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="application/json",
+                                         Body=body)
+        return answer["Body"].read()
+    except ClientError as exc:
+        error = translate(exc, "InvokeEndpoint", endpoint)
+        status = 429 if isinstance(error, SageMakerThrottlingError) else 502
+        if isinstance(error, SageMakerUnavailableError) or error_code(exc) == "ModelNotReadyException":
+            status = 503
+        raise RequestError(status, f"the endpoint {endpoint} refused the request: {error_code(exc)}: "
+                                   f"{error_message(exc)}") from exc
+
+
+def score_records(records: list[Any], view: ServingView, endpoint: str, runtime: Any) -> dict:
+    if len(records) > MAX_RECORDS:
+        raise RequestError(413, f"{len(records):,} records in one request; send at most {MAX_RECORDS:,}")
+    Z, good, errors, warnings = encode_records(records, view.treatment)
+    closest = np.empty(len(good), dtype=np.int64)
+    distance = np.empty(len(good), dtype=np.float64)
+    pieces = batches(Z.astype(np.float32))
+    for number, (start, body) in enumerate(pieces, 1):
+        end = pieces[number][0] if number < len(pieces) else len(good)
+        try:
+            closest[start:end], distance[start:end] = parse_answer(invoke(runtime, endpoint, body), end - start,
+                                                                   view.k, f"request {number} of {len(pieces)}")
+        except EndpointCheckError as exc:
+            raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
+    scores = anomaly_score(closest, distance, view.thresholds, view.overall)
+    results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
+    for r, i in enumerate(good):
+        result = {"record": i, "closest_cluster": int(closest[r]), "distance_to_cluster": float(distance[r]),
+                  "score": float(scores[r]) if math.isfinite(scores[r]) else None, "anomaly": bool(scores[r] > 1)}
+        if i in warnings:
+            result["warnings"] = warnings[i]
+        results.append(result)
+    results.sort(key=lambda result: result["record"])
+    return {
+        "endpoint": endpoint,
+        "endpointConfig": view.endpoint_config,
+        "model": view.model_name,
+        "report": view.report_uri,
+        "features": view.treatment.input_columns,
+        "records": len(records),
+        "scored": len(good),
+        "anomalies": int(np.count_nonzero(scores > 1)),
+        "errors": len(errors),
+        "results": results,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The function URL's request and response
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _response(status: int, body: dict) -> dict:
+    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+
+
+def handle(event: dict, endpoint: str, bucket: str, sagemaker: Any, s3: Any, runtime: Any) -> dict:
+    """A function URL event (payload format 2.0) in, an HTTP response out."""
+    try:
+        method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
+        if method != "POST":
+            raise RequestError(405, "POST the records (text/csv with a header, or application/json)")
+        raw = event.get("body") or ""
+        data = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+        if len(data) > MAX_BODY_BYTES:
+            raise RequestError(413, f"the body is over {MAX_BODY_BYTES:,} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError(400, f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind in {"text/csv", "text/plain"}:
+            records = records_from_csv(text)
+        elif kind in {"application/json", ""}:
+            records = records_from_json(text)
+        else:
+            raise RequestError(415, f"content-type {kind} is not text/csv or application/json")
+        try:
+            view = serving_view(endpoint, bucket, sagemaker, s3)
+        except (SageMakerThrottlingError, SageMakerUnavailableError) as exc:
+            raise RequestError(503, f"what endpoint {endpoint} serves cannot be read now: {exc}") from None
+        return _response(200, score_records(records, view, endpoint, runtime))
+    except RequestError as exc:
+        return _response(exc.status, {"error": str(exc)})

@@ -1,0 +1,98 @@
+"""The model an endpoint serves, its evaluation report, and K-Means requests to and answers from the endpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import ClientError
+
+from kmeans_pipeline.aws import describe_or_none, error_code, sagemaker_call
+from kmeans_pipeline.errors import EndpointCheckError
+
+REPORT_NAME = "report.json"
+# InvokeEndpoint takes at most 6 MB per request: stay well below it.
+MAX_REQUEST_BYTES = 4_000_000
+
+
+def serving_config(sagemaker: Any, endpoint_name: str) -> str | None:
+    """The endpoint config the endpoint serves now, or None when nothing serves (no endpoint, or a Failed one)."""
+    with sagemaker_call("DescribeEndpoint", endpoint_name):
+        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=endpoint_name)
+    if endpoint is None or not endpoint.get("EndpointConfigName") or endpoint["EndpointStatus"] == "Failed":
+        return None  # a Failed endpoint answers no request
+    return endpoint["EndpointConfigName"]
+
+
+def model_of_config(sagemaker: Any, config_name: str) -> dict:
+    """{"modelName", "modelDataUrl", "endpointConfigName"} of the model an endpoint config serves."""
+    with sagemaker_call("DescribeEndpointConfig", config_name):
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    model_name = config["ProductionVariants"][0]["ModelName"]
+    with sagemaker_call("DescribeModel", model_name):
+        model = sagemaker.describe_model(ModelName=model_name)
+    return {
+        "modelName": model_name,
+        "modelDataUrl": model["PrimaryContainer"]["ModelDataUrl"],
+        "endpointConfigName": config_name,
+    }
+
+
+def serving_model(sagemaker: Any, endpoint_name: str) -> dict | None:
+    """The model the endpoint serves now (as ``model_of_config``), or None."""
+    config_name = serving_config(sagemaker, endpoint_name)
+    return None if config_name is None else model_of_config(sagemaker, config_name)
+
+
+def serving_report(s3: Any, bucket: str, model_name: str) -> dict | None:
+    """The evaluation report of the run that made the serving model (its name ends with that run's id)."""
+    run = model_name.rsplit("-", 1)[-1]
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"reports/{run}/{REPORT_NAME}")["Body"]
+    except ClientError as exc:
+        if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+            return None  # deployed before reports existed: assume the same features, not standardised
+        raise
+    return json.loads(body.read())
+
+
+def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, bytes]]:
+    """(first row index, text/csv body) pieces of the rows, each body at most ``limit`` bytes."""
+    lines = [",".join(repr(float(v)) for v in row).encode() for row in rows]
+    out, start, size, body = [], 0, 0, []
+    for index, line in enumerate(lines):
+        if body and size + len(line) + 1 > limit:
+            out.append((start, b"\n".join(body)))
+            start, size, body = index, 0, []
+        body.append(line)
+        size += len(line) + 1
+    if body:
+        out.append((start, b"\n".join(body)))
+    return out
+
+
+def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(closest, distance) from K-Means' JSON answer, or EndpointCheckError saying what is malformed."""
+    try:
+        predictions = json.loads(payload)["predictions"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EndpointCheckError(f"{where}: the answer is not K-Means' JSON ({payload[:120]!r})") from exc
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        count = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
+        raise EndpointCheckError(f"{where}: {count} predictions for {rows} rows")
+    closest = np.empty(rows, dtype=np.int64)
+    distance = np.empty(rows, dtype=np.float64)
+    for i, p in enumerate(predictions):
+        try:
+            c, d = float(p["closest_cluster"]), float(p["distance_to_cluster"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EndpointCheckError(f"{where}, prediction {i}: malformed {str(p)[:120]}") from exc
+        if not (math.isfinite(c) and c == int(c) and 0 <= c < k) or not (math.isfinite(d) and d >= 0):
+            raise EndpointCheckError(
+                f"{where}, prediction {i}: closest_cluster {c} / distance_to_cluster {d} is not a cluster of 0..{k - 1} "
+                "at a finite distance"
+            )
+        closest[i], distance[i] = int(c), d
+    return closest, distance

@@ -1,0 +1,319 @@
+"""Feature treatments: how the CSV's feature columns become the model's features, learned once in the data step.
+
+Per column (see :class:`~kmeans_pipeline.models.ColumnTreatment`):
+
+- ``numeric``: the number as it is, or z-scored with the training set's mean and std;
+- ``log``: ``log1p(x)`` z-scored, for non-negative amounts with a long right tail (a negative value is an error);
+- ``category``: one 0/1 feature per level seen in the data (a level unseen at scoring time gives all zeros, and
+  the caller is told);
+- ``auto`` (the default): whole numbers with at most ``AUTO_CATEGORY_LEVELS`` distinct values are a category; a
+  non-negative column whose 99th percentile is at least ``TAIL_RATIO`` times its median is log; anything else is
+  numeric, z-scored. The decision and its reason are recorded with the dataset and in the report.
+
+The :class:`TreatmentLearner` sees every channel row once while the data step streams (levels, minimum and
+integrality over all rows; mean, std and a fixed-size reservoir sample over the training rows), so memory stays
+constant. :func:`encode` is the one transform every consumer uses: the data step's second pass, evaluation,
+the scoring API and the CLI.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+from kmeans_pipeline.errors import DataValidationError
+from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment, TreatmentKind
+from kmeans_pipeline.split import parse_rows
+
+AUTO_CATEGORY_LEVELS = 10
+MAX_CATEGORY_LEVELS = 64
+TAIL_RATIO = 10.0
+# The reservoir sample of training rows that the tail rule's percentiles come from: at most this many values.
+SAMPLE_VALUES = 2_000_000
+MAX_SAMPLE_ROWS = 100_000
+
+
+class _Moments:
+    """Mean and population std per column, merged block by block (Chan et al.'s pairwise update)."""
+
+    def __init__(self, dim: int) -> None:
+        self.count = 0
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros(dim)
+
+    def add(self, rows: np.ndarray) -> None:
+        n = len(rows)
+        if not n:
+            return
+        mean = rows.mean(0)
+        m2 = ((rows - mean) ** 2).sum(0)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        """A column constant up to rounding (std tiny against its mean) gets 0."""
+        std = np.sqrt(self.m2 / max(self.count, 1))
+        return np.where(std <= 1e-9 * np.maximum(np.abs(self.mean), 1.0), 0.0, std)
+
+
+class TreatmentLearner:
+    """What the data step learns about each feature column while it streams the channels."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._seed = seed
+        self.rows = 0
+
+    def _start(self, d: int) -> None:
+        self.minimum = np.full(d, np.inf)
+        self.integral = np.ones(d, dtype=bool)
+        # Distinct values per column while there are few of them; None once a column has too many to be a category.
+        self.levels: list[set[float] | None] = [set() for _ in range(d)]
+        self.raw = _Moments(d)
+        self.logged = _Moments(d)
+        self._capacity = max(1000, min(MAX_SAMPLE_ROWS, SAMPLE_VALUES // max(d, 1)))
+        self.sample = np.empty((0, d))
+        self._sampled = 0
+        self._rng = np.random.default_rng(self._seed)
+
+    def add_text(self, text: bytes, *, train: bool) -> None:
+        """Channel text (header-less rows of plain numbers), as the data step writes it."""
+        if text:
+            self.add(parse_rows(text, text[: text.index(b"\n")].count(b",") + 1), train=train)
+
+    def add(self, rows: np.ndarray, *, train: bool) -> None:
+        if not len(rows):
+            return
+        if not self.rows:
+            self._start(rows.shape[1])
+        self.rows += len(rows)
+        self.minimum = np.minimum(self.minimum, rows.min(0))
+        self.integral &= (rows == np.round(rows)).all(0)
+        for j, seen in enumerate(self.levels):
+            if seen is None:
+                continue
+            seen.update(np.unique(rows[:, j]).tolist())
+            if len(seen) > MAX_CATEGORY_LEVELS:
+                self.levels[j] = None
+        if train:
+            self.raw.add(rows)
+            self.logged.add(np.log1p(np.maximum(rows, 0.0)))
+            self._reservoir(rows)
+
+    def _reservoir(self, rows: np.ndarray) -> None:
+        """Algorithm R, a block at a time: every training row has the same chance to be in the sample."""
+        room = self._capacity - len(self.sample)
+        if room > 0:
+            self.sample = np.concatenate([self.sample, rows[:room]])
+            self._sampled += min(room, len(rows))
+            rows = rows[room:]
+        if not len(rows):
+            return
+        seen = self._sampled + np.arange(1, len(rows) + 1)
+        slots = (self._rng.random(len(rows)) * seen).astype(np.int64)
+        keep = slots < self._capacity
+        self.sample[slots[keep]] = rows[keep]  # a later row taking the same slot wins, as in the sequential form
+        self._sampled += len(rows)
+
+    def decide(self, columns: list[str], requested: dict[str, TreatmentKind], standardize: bool | None) -> FeatureTreatment:
+        """Each column's treatment: what the run asked for, else (auto) what the data suggests, with the reason."""
+        if not self.rows:
+            self._start(len(columns))
+        std_raw, std_log = self.raw.std, self.logged.std
+        treated = []
+        for j, column in enumerate(columns):
+            kind = requested.get(column) or ("numeric" if standardize is not None else "auto")
+            decided = "auto" if kind == "auto" else "requested"
+            reason = "requested"
+            levels = self.levels[j]
+            if kind == "auto":
+                kind, reason = self._auto(j, levels)
+            if kind == "category":
+                if levels is None:
+                    raise DataValidationError(
+                        f"column {column}: more than {MAX_CATEGORY_LEVELS} distinct values, too many for a category "
+                        "(treat it as numeric or log)"
+                    )
+                treated.append(ColumnTreatment(column=column, kind="category", levels=sorted(levels),
+                                               decided=decided, reason=reason))
+            elif kind == "log":
+                if self.minimum[j] < 0:  # the data step refuses negative values of a log column with their line
+                    raise DataValidationError(f"column {column}: log needs values >= 0, the data has {self.minimum[j]:g}")
+                treated.append(ColumnTreatment(column=column, kind="log", standardize=True, mean=float(self.logged.mean[j]),
+                                               std=float(std_log[j]), decided=decided, reason=reason))
+            else:
+                scaled = True if decided == "auto" else bool(standardize)
+                treated.append(ColumnTreatment(
+                    column=column, kind="numeric", standardize=scaled, decided=decided, reason=reason,
+                    mean=float(self.raw.mean[j]) if scaled else None, std=float(std_raw[j]) if scaled else None,
+                ))
+        return FeatureTreatment(columns=treated)
+
+    def _auto(self, j: int, levels: set[float] | None) -> tuple[str, str]:
+        if self.integral[j] and levels is not None and 2 <= len(levels) <= AUTO_CATEGORY_LEVELS:
+            shown = ", ".join(f"{v:g}" for v in sorted(levels))
+            return "category", f"{len(levels)} distinct whole numbers ({shown}): a category, one-hot encoded"
+        if self.minimum[j] >= 0 and len(self.sample):
+            p50, p99 = np.percentile(self.sample[:, j], [50, 99])
+            if p99 > 0 and (p50 <= 0 or p99 / p50 >= TAIL_RATIO):
+                ratio = "above a median of 0" if p50 <= 0 else f"{p99 / p50:,.0f}x the median {p50:,.6g}"
+                return "log", (f"never negative, with a long right tail (99th percentile {p99:,.6g}, {ratio}): "
+                               "log1p, then z-scored")
+        return "numeric", "numeric, z-scored with the training set's mean and standard deviation"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Applying a treatment
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _scale(column: ColumnTreatment) -> tuple[float, float]:
+    if not column.standardize:
+        return 0.0, 1.0
+    std = column.std or 0.0
+    return float(column.mean or 0.0), (std if std > 0 else 1.0)
+
+
+def encode(treatment: FeatureTreatment, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(model features float64 (n, feature_dim), unseen (n, columns) bool) of raw feature rows in column order.
+
+    An unseen category level gives zeros in that column's features and True in ``unseen``. Negative values of a
+    log column must have been refused before (``negative_log_values``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(treatment.columns):
+        raise ValueError(f"rows have shape {X.shape}, the treatment has {len(treatment.columns)} columns")
+    out = np.empty((len(X), treatment.feature_dim))
+    unseen = np.zeros(X.shape, dtype=bool)
+    at = 0
+    for j, column in enumerate(treatment.columns):
+        x = X[:, j]
+        if column.kind == "category":
+            levels = np.asarray(column.levels or [], dtype=np.float64)
+            hot = x[:, None] == levels[None, :]
+            out[:, at : at + len(levels)] = hot
+            unseen[:, j] = ~hot.any(1)
+        else:
+            base = np.log1p(x) if column.kind == "log" else x
+            mean, std = _scale(column)
+            out[:, at] = (base - mean) / std
+        at += column.width
+    return out, unseen
+
+
+def negative_log_values(treatment: FeatureTreatment, X: np.ndarray) -> np.ndarray:
+    """(n, columns) bool: True where a log column holds a negative value."""
+    X = np.asarray(X, dtype=np.float64)
+    logs = np.array([c.kind == "log" for c in treatment.columns])
+    return (X < 0) & logs[None, :]
+
+
+def to_base(treatment: FeatureTreatment, Z: np.ndarray) -> np.ndarray:
+    """Model features (or centroids) with the standardisation undone: x, log1p(x) or the one-hot weights."""
+    B = np.array(Z, dtype=np.float64)
+    at = 0
+    for column in treatment.columns:
+        mean, std = _scale(column)
+        if column.kind != "category":
+            B[:, at] = B[:, at] * std + mean
+        at += column.width
+    return B
+
+
+def from_base(treatment: FeatureTreatment, B: np.ndarray) -> np.ndarray:
+    Z = np.array(B, dtype=np.float64)
+    at = 0
+    for column in treatment.columns:
+        mean, std = _scale(column)
+        if column.kind != "category":
+            Z[:, at] = (Z[:, at] - mean) / std
+        at += column.width
+    return Z
+
+
+def to_original(treatment: FeatureTreatment, Z: np.ndarray) -> np.ndarray:
+    """Model features (or centroids) in the CSV's units, one value per column: a category gives its heaviest level."""
+    B = to_base(treatment, np.atleast_2d(Z))
+    out = np.empty((len(B), len(treatment.columns)))
+    at = 0
+    for j, column in enumerate(treatment.columns):
+        if column.kind == "category":
+            levels = np.asarray(column.levels or [np.nan])
+            out[:, j] = levels[B[:, at : at + column.width].argmax(1)] if column.width else np.nan
+        elif column.kind == "log":
+            out[:, j] = np.expm1(B[:, at])
+        else:
+            out[:, j] = B[:, at]
+        at += column.width
+    return out
+
+
+def axis_range(treatment: FeatureTreatment, centroid: np.ndarray, radius: float) -> list[dict]:
+    """Per column, what lies within ``radius`` of ``centroid`` along that column alone, in the CSV's units.
+
+    For a numeric or log column the interval [low, high] of values at most ``radius`` away with every other feature
+    at the centroid; for a category, its heaviest level (where most of the cluster's records are).
+    """
+    base = to_base(treatment, np.atleast_2d(centroid))[0]
+    original = to_original(treatment, np.atleast_2d(centroid))[0]
+    ranges, at = [], 0
+    for j, column in enumerate(treatment.columns):
+        if column.kind == "category":
+            weights = base[at : at + column.width]
+            ranges.append({"column": column.column, "level": float(original[j]),
+                           "weight": float(weights.max()) if column.width else None})
+        else:
+            _, std = _scale(column)
+            low, high = base[at] - radius * std, base[at] + radius * std
+            if column.kind == "log":
+                low, high = math.expm1(max(low, 0.0)), math.expm1(min(high, 700.0))
+            ranges.append({"column": column.column, "low": float(low), "high": float(high)})
+        at += column.width
+    return ranges
+
+
+def comparable(served: FeatureTreatment, new: FeatureTreatment) -> str | None:
+    """Why two models' features cannot be compared (None when they can: same columns, kinds, levels, scaling).
+
+    The means and stds may differ: scores are compared after mapping one model through both standardisations.
+    """
+    if served.input_columns != new.input_columns:
+        return f"the serving model clusters {served.input_columns}, this one {new.input_columns}"
+    for a, b in zip(served.columns, new.columns):
+        if (a.kind, a.standardize) != (b.kind, b.standardize):
+            was = f"{a.kind}{', z-scored' if a.standardize else ''}"
+            now = f"{b.kind}{', z-scored' if b.standardize else ''}"
+            return f"column {a.column} was treated as {was}, now as {now}"
+        if a.kind == "category" and a.levels != b.levels:
+            return f"column {a.column} had the levels {a.levels}, now {b.levels}"
+    return None
+
+
+def legacy(columns: list[str], standardization: dict | None) -> FeatureTreatment:
+    """The treatment of a model made before treatments existed: numeric columns, z-scored when it says so."""
+    if standardization is None:
+        return FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric") for c in columns])
+    mean, std = standardization["mean"], standardization["std"]
+    return FeatureTreatment(columns=[
+        ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s) for c, m, s in zip(columns, mean, std)
+    ])
+
+
+def from_report(report: dict) -> FeatureTreatment:
+    """The treatment a report's model was trained with (reports of schema version 1 carry a standardization)."""
+    if report.get("treatment") is not None:
+        return FeatureTreatment.model_validate(report["treatment"])
+    return legacy(list(report["featureColumns"]), report.get("standardization"))
+
+
+def channel_text(treatment: FeatureTreatment, rows: np.ndarray) -> bytes:
+    """Raw channel rows, treated, as channel text: float32 values with 9 significant digits, one row per line."""
+    Z, _ = encode(treatment, rows)
+    out = io.StringIO()
+    np.savetxt(out, Z.astype(np.float32), fmt="%.9g", delimiter=",")
+    return out.getvalue().encode()

@@ -1,0 +1,165 @@
+"""Feature treatments: what auto decides and why, each explicit treatment, and every bad value, through the data
+step against moto and through the transform every consumer shares."""
+
+from __future__ import annotations
+
+import boto3
+import numpy as np
+import pytest
+
+from conftest import REGION, put_csv, read_text
+from kmeans_pipeline.errors import DataValidationError, InvalidInputError
+from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment
+from kmeans_pipeline.prepare import prepare
+from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.treatment import (
+    MAX_CATEGORY_LEVELS,
+    TreatmentLearner,
+    axis_range,
+    comparable,
+    encode,
+    legacy,
+    to_original,
+)
+
+START = "2026-11-23T10:00:00.000Z"
+
+
+def config_for(settings, key: str, **overrides):
+    return resolve({"dataKey": key, **overrides}, "treat", START, settings, None)
+
+
+def transactions(n: int, seed: int = 1) -> str:
+    """tranCode 1-4 and heavy-tailed amounts, with an id and a merchant that are not features."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(1, 5, n)
+    amounts = np.round(rng.lognormal(np.log(50), 1.5, n), 2)
+    return "id,tranCode,Amount,merchant\n" + "".join(
+        f"t{i},{c},{a},\"Shop, {i % 7}\"\n" for i, (c, a) in enumerate(zip(codes, amounts)))
+
+
+def channel(uri: str) -> np.ndarray:
+    bucket, prefix = uri[5:].split("/", 1)
+    s3 = boto3.client("s3", region_name=REGION)
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"])
+    return np.loadtxt("".join(read_text(bucket, key) for key in keys).splitlines(), delimiter=",", ndmin=2)
+
+
+def test_auto_one_hot_encodes_a_few_whole_numbers_and_logs_a_long_tailed_amount(settings):
+    put_csv(settings.data_bucket, "incoming/t.csv", transactions(3000))
+    dataset = prepare(config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"]), settings,
+                      boto3.client("s3", region_name=REGION))
+    code, amount = dataset.treatment.columns
+    assert (code.kind, code.levels, code.decided) == ("category", [1.0, 2.0, 3.0, 4.0], "auto")
+    assert "4 distinct whole numbers" in code.reason
+    assert (amount.kind, amount.standardize, amount.decided) == ("log", True, "auto") and "long right tail" in amount.reason
+    assert dataset.feature_dim == 5 and dataset.treatment.feature_names == [
+        "tranCode=1", "tranCode=2", "tranCode=3", "tranCode=4", "log1p(Amount)"]
+    # The channels hold the treated rows, z-scored with the training rows' statistics; the raw test rows stay,
+    # in the same order.
+    train, test, raw_test = channel(dataset.train_uri), channel(dataset.test_uri), channel(dataset.raw_test_uri)
+    assert train.shape == (dataset.train_rows, 5) and test.shape == (dataset.test_rows, 5)
+    assert set(np.unique(train[:, :4])) == {0.0, 1.0} and (train[:, :4].sum(1) == 1).all()
+    np.testing.assert_allclose(train[:, 4].mean(), 0, atol=1e-6) and np.testing.assert_allclose(train[:, 4].std(), 1, atol=1e-5)
+    want, _ = encode(dataset.treatment, raw_test)
+    np.testing.assert_allclose(test, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(test[:, :4].argmax(1) + 1, raw_test[:, 0])
+
+
+def test_auto_keeps_ids_and_symmetric_numbers_numeric_and_z_scores_them(settings):
+    rng = np.random.default_rng(3)
+    text = "customer,balance\n" + "".join(f"{i},{v:.3f}\n" for i, v in enumerate(rng.normal(1000, 50, 500)))
+    put_csv(settings.data_bucket, "incoming/t.csv", text)
+    dataset = prepare(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
+    customer, balance = dataset.treatment.columns
+    assert (customer.kind, customer.standardize) == ("numeric", True)  # 500 distinct whole numbers: no category
+    assert (balance.kind, balance.standardize) == ("numeric", True)  # never negative, but no long tail
+    assert balance.mean == pytest.approx(1000, abs=10) and "z-scored" in balance.reason
+
+
+def test_requested_treatments_win_over_auto_and_standardize_false_keeps_raw_numbers(settings):
+    put_csv(settings.data_bucket, "incoming/t.csv", transactions(500))
+    s3 = boto3.client("s3", region_name=REGION)
+    features = ["tranCode", "Amount"]
+    dataset = prepare(config_for(settings, "incoming/t.csv", featureColumns=features, treatments={"tranCode": "numeric"},
+                                 standardize=False), settings, s3)
+    assert [(c.kind, c.standardize, c.decided) for c in dataset.treatment.columns] == [
+        ("numeric", False, "requested"), ("numeric", False, "requested")]
+    assert dataset.treatment.is_identity and dataset.raw_test_uri is None and "features/" not in dataset.train_uri
+    dataset = prepare(config_for(settings, "incoming/t.csv", featureColumns=features,
+                                 treatments={"tranCode": "category", "Amount": "log"}, standardize=False), settings, s3)
+    assert [(c.kind, c.decided) for c in dataset.treatment.columns] == [("category", "requested"), ("log", "requested")]
+
+
+@pytest.mark.parametrize("merchant", [False, True], ids=["numbers only", "with a quoted text column"])
+def test_a_negative_value_in_a_log_column_is_refused_with_its_line_and_column(settings, merchant):
+    lines = [f"{i % 3},{10.5 + i}" + (f',"Shop, {i}"' if merchant else "") for i in range(200)]
+    lines[120] = "1,-3.25" + (',"Shop, x"' if merchant else "")
+    put_csv(settings.data_bucket, "incoming/t.csv", "tranCode,Amount" + (",merchant" if merchant else "") + "\n"
+            + "\n".join(lines) + "\n")
+    config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], treatments={"Amount": "log"})
+    with pytest.raises(DataValidationError, match=r"line 122, column Amount: '-3.25' is negative, and a log treatment"):
+        prepare(config, settings, boto3.client("s3", region_name=REGION))
+
+
+def test_a_category_with_too_many_levels_is_refused_by_name(settings):
+    text = "code,Amount\n" + "".join(f"{i},{i % 5}.5\n" for i in range(MAX_CATEGORY_LEVELS + 40))
+    put_csv(settings.data_bucket, "incoming/t.csv", text)
+    config = config_for(settings, "incoming/t.csv", treatments={"code": "category"}, k=2)
+    with pytest.raises(DataValidationError, match=f"column code: more than {MAX_CATEGORY_LEVELS} distinct values"):
+        prepare(config, settings, boto3.client("s3", region_name=REGION))
+
+
+def test_category_levels_come_from_every_row_so_a_level_seen_only_in_test_is_known(settings):
+    # 1000 rows of code 1 or 2 and a single row of code 9: wherever the split sends it, 9 is a level.
+    text = "code,Amount\n" + "".join(f"{1 + i % 2},{i % 13}.5\n" for i in range(1000)) + "9,3.5\n"
+    put_csv(settings.data_bucket, "incoming/t.csv", text)
+    dataset = prepare(config_for(settings, "incoming/t.csv", treatments={"code": "category"}, k=2), settings,
+                      boto3.client("s3", region_name=REGION))
+    assert dataset.treatment.columns[0].levels == [1.0, 2.0, 9.0]
+
+
+def test_treatments_must_name_feature_columns(settings):
+    with pytest.raises(InvalidInputError, match="treatments names Amont, which featureColumns does not list"):
+        config_for(settings, "incoming/t.csv", featureColumns=["Amount"], treatments={"Amont": "log"})
+    with pytest.raises(InvalidInputError, match="treatments.Amount"):
+        config_for(settings, "incoming/t.csv", treatments={"Amount": "logarithm"})
+
+
+def test_encode_reports_an_unseen_level_and_to_original_goes_back_to_the_csvs_units():
+    treatment = FeatureTreatment(columns=[
+        ColumnTreatment(column="code", kind="category", levels=[1.0, 2.0, 5.0]),
+        ColumnTreatment(column="Amount", kind="log", standardize=True, mean=3.0, std=2.0),
+        ColumnTreatment(column="age", kind="numeric", standardize=True, mean=40.0, std=0.0),
+    ])
+    X = np.array([[5.0, 99.0, 30.0], [7.0, 0.0, 40.0]])
+    Z, unseen = encode(treatment, X)
+    np.testing.assert_allclose(Z[0], [0, 0, 1, (np.log1p(99.0) - 3) / 2, -10.0])  # a std of 0 counts as 1
+    np.testing.assert_allclose(Z[1, :3], [0, 0, 0])
+    assert unseen.tolist() == [[False, False, False], [True, False, False]]
+    back = to_original(treatment, Z[:1])
+    np.testing.assert_allclose(back, X[:1])
+    ranges = axis_range(treatment, Z[0], radius=0.5)
+    assert ranges[0] == {"column": "code", "level": 5.0, "weight": 1.0}
+    assert ranges[1]["low"] == pytest.approx(np.expm1(np.log1p(99.0) - 1.0)) and ranges[1]["high"] > 99.0
+    assert ranges[2] == {"column": "age", "low": 29.5, "high": 30.5}
+
+
+def test_a_change_of_kind_scaling_or_levels_is_named_and_new_statistics_are_not():
+    numeric = legacy(["a", "b"], {"mean": [1.0, 2.0], "std": [1.0, 1.0]})
+    refit = legacy(["a", "b"], {"mean": [5.0, 6.0], "std": [2.0, 3.0]})
+    assert comparable(numeric, refit) is None
+    assert "was treated as numeric, z-scored, now as numeric" in comparable(numeric, legacy(["a", "b"], None))
+    assert "clusters ['a', 'b'], this one ['b', 'a']" in comparable(numeric, legacy(["b", "a"], None))
+
+
+def test_the_learner_keeps_a_sample_of_fixed_size_whatever_the_rows():
+    learner = TreatmentLearner(seed=1)
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        learner.add(rng.exponential(10.0, size=(50_000, 2)), train=True)
+    assert learner.rows == 1_500_000 and len(learner.sample) == 100_000
+    # A uniform sample: its median is the data's, not the first blocks'.
+    assert np.median(learner.sample[:, 0]) == pytest.approx(10.0 * np.log(2), rel=0.03)
+    treatment = learner.decide(["x", "y"], {}, None)
+    assert [c.kind for c in treatment.columns] == ["numeric", "numeric"]  # p99 / p50 = 6.6: not a long tail
