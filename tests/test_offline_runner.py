@@ -186,3 +186,28 @@ def test_the_context_objects_timestamps_have_step_functions_format():
     times = output(run(states))
     assert AWS_TIME.fullmatch(times["started"]) and AWS_TIME.fullmatch(times["entered"]), times
     assert times["started"] <= times["entered"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The same seams under the project's own state machine
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path):
+    from offline.runner import OfflineAWS
+    from offline.sample_data import generate
+
+    sample = generate(tmp_path, rows=1000, seed=3)
+    with OfflineAWS() as aws:
+        aws.upload(sample.csv_path, "incoming/t.csv")
+        arn = aws.start({"dataKey": "incoming/t.csv", "pollSeconds": 0, "maxTrainingJobs": 2,
+                         "maxParallelTrainingJobs": 2, "k": 3, "approval": True}, name="refused")
+        deadline = time.monotonic() + 120
+        while not (requests := aws.approval_requests(arn)):
+            assert time.monotonic() < deadline, "no approval request"
+            time.sleep(0.05)
+        aws.client("stepfunctions").send_task_failure(taskToken=requests[0]["token"], error="ApprovalSystemDown",
+                                                      cause="the change board's tool is offline")
+        result = aws.wait(arn, timeout=120)
+    assert (result.status, result.error) == ("FAILED", "ApprovalSystemDown")
+    assert result.cause == "Ask for approval failed: the change board's tool is offline"
