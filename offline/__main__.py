@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.errors import ModelArtifactError
+from kmeans_pipeline.errors import DataValidationError, ModelArtifactError
 from offline import report_view
 from offline.runner import ROOT, ExecutionResult, OfflineAWS, StateEvent
 from offline.sample_data import generate
@@ -112,14 +112,19 @@ def summary(result: ExecutionResult, stream: Any) -> None:
           + (f" (was {out['previousEndpointConfig']})" if out.get("previousEndpointConfig") else ""), file=stream)
 
 
-def score_examples(aws: OfflineAWS, csv_path: Path, features: list[str], stream: Any, lines: list[int] | None) -> None:
-    """Send a few records' feature columns to the endpoint, as a caller would, and show its answers."""
-    header, *rows = csv_path.read_text().splitlines()[:2001]
-    names = [name.strip() for name in header.split(",")]
-    columns = [names.index(f) for f in features]
-    ordinary = rows[:3]
-    anomalous = [rows[n - 2] for n in (lines or []) if n - 2 < len(rows)][:3]
-    records = [",".join(record.split(",")[i] for i in columns) for record in ordinary + anomalous]
+def _number(value: float) -> str:
+    return format(value, ".15g")  # what the CSV said, without float noise: 45, 2500.5, 1e-07
+
+
+def score_examples(aws: OfflineAWS, X: np.ndarray, lines: np.ndarray, features: list[str], stream: Any,
+                   anomaly_lines: list[int] | None) -> None:
+    """Send a few records' feature columns to the endpoint, as a caller would, and show its answers. ``X`` and
+    ``lines`` are the CSV's rows as the data step read them (``report_view.read_rows``)."""
+    ordinary = list(range(min(3, len(X))))
+    anomalous = np.flatnonzero(np.isin(lines, anomaly_lines or []))[:3].tolist()
+    records = [",".join(_number(v) for v in X[row]) for row in ordinary + anomalous]
+    if not records:
+        return
     answer = aws.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=aws.endpoint_name, ContentType="text/csv", Accept="application/json", Body="\n".join(records).encode()
     )
@@ -127,7 +132,8 @@ def score_examples(aws: OfflineAWS, csv_path: Path, features: list[str], stream:
     print(f"\nThe endpoint answers ({','.join(features)}):", file=stream)
     for i, (record, prediction) in enumerate(zip(records, predictions)):
         label = "injected anomaly" if i >= len(ordinary) else "ordinary"
-        print(f"  {record:<20} -> cluster {prediction['closest_cluster']:.0f}, "
+        row = (ordinary + anomalous)[i]
+        print(f"  line {int(lines[row]):<7} {record:<20} -> cluster {prediction['closest_cluster']:.0f}, "
               f"distance {prediction['distance_to_cluster']:,.2f}   ({label})", file=stream)
 
 
@@ -229,7 +235,7 @@ def outcome_line(result: ExecutionResult, approved: bool | None) -> str:
                 + (", approved by the offline runner" if approved else ""))
     if result.error in APPROVAL_ERRORS:
         return f"Outcome: {APPROVAL_ERRORS[result.error]}"
-    return f"Outcome: {result.status} ({result.error}); see the cause above."
+    return f"Outcome: {result.status} ({result.error})."
 
 
 def _percent(value: float) -> str:
@@ -241,8 +247,9 @@ def _finite(value: float) -> float | None:
 
 
 def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_lines: list[int] | None,
-                output: Path, stream: Any) -> dict:
-    """Print the report's table and how the thresholds do on the whole data; save report.json and report.png."""
+                output: Path, stream: Any, rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Print the report's table and how the thresholds do on the whole data; save report.json and report.png.
+    ``rows``: (X, line numbers) of the CSV as ``report_view.read_rows`` gives them, when already read."""
     output.mkdir(parents=True, exist_ok=True)
     json_path = output / "report.json"
     json_path.write_text(json.dumps(report, indent=1) + "\n")
@@ -251,9 +258,9 @@ def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_
     print(f"\n== Evaluation report ({uri}) ==\n", file=stream)
     print(report_view.report_table(report), file=stream)
     try:
-        X = report_view.read_features(csv_path, report["featureColumns"])
+        X, lines = rows if rows is not None else report_view.read_rows(csv_path, report["featureColumns"])
         closest, distance, flagged = report_view.anomaly_scores(csv_path, report, centroids, X=X)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, DataValidationError) as exc:
         print(f"\nCould not score {csv_path} with the model: {exc}", file=stream)
         return shown
     overall = report_view.flagged_overall(report, closest, distance)
@@ -263,8 +270,7 @@ def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_
     shown["records"] = {"scored": int(len(X)), "flaggedPerCluster": int(flagged.sum()), "flaggedOverall": int(overall.sum())}
     anomalies = None
     if anomaly_lines is not None:
-        anomalies = np.zeros(len(X), dtype=bool)
-        anomalies[[line - 2 for line in anomaly_lines if 0 <= line - 2 < len(X)]] = True
+        anomalies = np.isin(lines, anomaly_lines)
         shown["injectedAnomalies"] = {"count": len(anomaly_lines)}
         print(f"The {len(anomaly_lines)} injected anomalies:", file=stream)
         for rule, mask in (("perCluster", flagged), ("overall", overall)):
@@ -352,18 +358,31 @@ def main(argv: list[str] | None = None) -> int:
         except aws.client("sagemaker").exceptions.ClientError:
             endpoint = {"name": aws.endpoint_name, "status": None, "endpointConfig": None}
         config = next(iter(result.state_outputs("Resolve run configuration")), None)
-        resources = aws.sagemaker_resources(config["names"]) if config else {}
-        if result.status == "SUCCEEDED":
-            compare_with_scikit_learn(aws, result, stream)
-        datasets = result.state_outputs("Prepare training data")
-        if datasets and (result.status == "SUCCEEDED" or args.fail == "update"):
-            score_examples(aws, csv_path, datasets[0]["featureColumns"], stream, anomaly_lines)
-        fetched = fetch_report(aws, result, stream)
+        names = config.get("names") if isinstance(config, dict) else None  # a failed resolve has none
+        resources = aws.sagemaker_resources(names) if isinstance(names, dict) else {}
+        fetched, rows, features, demo_error = None, None, None, None
+        try:
+            if result.status == "SUCCEEDED":
+                compare_with_scikit_learn(aws, result, stream)
+            dataset = next(iter(result.state_outputs("Prepare training data")), None)
+            features = dataset.get("featureColumns") if isinstance(dataset, dict) else None
+            if features and (result.status == "SUCCEEDED" or args.fail == "update"):
+                rows = report_view.read_rows(csv_path, features)  # the CSV as the data step read it
+                score_examples(aws, *rows, features, stream, anomaly_lines)
+            fetched = fetch_report(aws, result, stream)
+        except Exception as exc:  # the run's own outcome is printed whatever the display after it meets
+            demo_error = demo_failed(exc, stream)
     print(f"\nTotal {time.monotonic() - started:.1f} s", file=stream)
     shown = None
-    if fetched:
-        shown = show_report(*fetched, csv_path, anomaly_lines, args.output, stream)
+    if fetched and demo_error is None:
+        try:
+            same = rows is not None and list(fetched[0].get("featureColumns") or []) == list(features)
+            shown = show_report(*fetched, csv_path, anomaly_lines, args.output, stream, rows=rows if same else None)
+        except Exception as exc:
+            demo_error = demo_failed(exc, stream)
     print("\n" + outcome_line(result, approve if asked else None), file=stream)
+    if result.status != "SUCCEEDED":
+        print(f"Error: {result.error}\nCause: {result.cause}", file=stream)
     if shown:
         print(f"Report: {shown['json']}", file=stream)
         if shown["picture"]:
@@ -371,11 +390,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"status": result.status, "error": result.error, "cause": result.cause,
                           "execution": result.name, "resources": resources, "output": result.output,
-                          "endpoint": endpoint, "report": shown,
+                          "endpoint": endpoint, "report": shown, "demoError": demo_error,
                           "executions": [{"name": r.name, "status": r.status, "error": r.error, "cause": r.cause,
                                           "endpointConfig": (r.output or {}).get("endpointConfig")} for r in others]},
                          indent=2))
-    return 0 if all(r.status == "SUCCEEDED" for r in others) else 1
+    return 0 if demo_error is None and all(r.status == "SUCCEEDED" for r in others) else 1
+
+
+def demo_failed(exc: Exception, stream: Any) -> str:
+    """Say what the demo could not show after the execution ended (its outcome is still printed)."""
+    message = f"{type(exc).__name__}: {exc}"
+    print(f"\nThe demo could not finish showing the run: {message}", file=stream)
+    return message
 
 
 if __name__ == "__main__":

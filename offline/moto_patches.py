@@ -1,17 +1,31 @@
-"""The four seams that turn moto 5.2.1 into a local AWS that runs this project's state machine for real.
+"""The seams that turn moto 5.2.1 into a local AWS that runs this project's state machine for real, and fails
+where Step Functions fails.
 
 All of them touch moto internals (see aws-facts.md), which is why pyproject.toml pins moto to 5.2.1:
-1. JSONata: moto's interpreter leaves its JSONata evaluator empty; fill it with jsonata-python.
-2. JSONata string variables: moto pastes them into the expression between quotes without escaping; escape them.
+1. JSONata: moto's interpreter leaves its JSONata evaluator empty; fill it with jsonata-python, with jsonata-js
+   2.0.6's `$string` number format (15 significant digits, then JavaScript's own layout: 1000000000000000,
+   1e+21) and Step Functions' `$parse` (JSON only; moto defines it as `$eval`, which Step Functions lacks).
+2. JSONata variables: moto pastes them into the expression as literals without escaping strings, with
+   `ensure_ascii` (a character outside the BMP becomes two \\u escapes that jsonata-python reads as two broken
+   halves) and with Python's timestamp format in the context object; write them as Step Functions holds them.
 3. Executions: a second start_execution deep-copies earlier executions (and their locks); don't copy them.
 4. Lambda: without Docker moto never runs handler code; call the real handler in-process instead.
 5. EventBridge: moto matches rules (S3 "Object Created" events included) but cannot deliver to a state machine,
    and hands every event to disabled and schedule rules too; deliver as EventBridge does, when the runner asks.
+6. Errors: a JSONata expression that throws is States.QueryEvaluationError (moto: States.Runtime); `States.ALL`
+   does not match States.DataLimitExceeded or States.Runtime (AWS documents both as
+   uncatchable by it; moto matches everything); a JSONata error in a Task's `Output` is the state's error, retried
+   and caught like one in its `Assign` (moto evaluates `Output` after the state's Retry and Catch have been
+   passed); SendTaskFailure keeps its cause (moto's request handler drops it).
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import inspect
 import json
+import math
 import threading
 import traceback
 import uuid
@@ -20,10 +34,21 @@ from typing import Any
 
 import boto3
 import jsonata
+from jsonata import functions as jsonata_functions
+from jsonata import utils as jsonata_utils
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.events.models import Rule
+from moto.stepfunctions import responses as sfn_responses
+from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_intrinsics
+from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
+from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
-from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import Execution
 
 # function name -> callable(event) -> result; set by the runner for the functions it deployed.
@@ -39,21 +64,205 @@ _originals: dict[str, Any] = {}
 _jsonata_lock = threading.Lock()
 
 
+class _StepFunctionsJSONataError(Exception):
+    pass
+
+
+def _parse(text: Any) -> Any:
+    """Step Functions' $parse: a JSON text to its value (JavaScript's JSON.parse: no NaN or Infinity)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise _StepFunctionsJSONataError(f"$parse expects a JSON string, got {_js_json(text)}")
+
+    def refuse(constant: str) -> Any:
+        raise _StepFunctionsJSONataError(f"$parse: {constant} is not JSON")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise _StepFunctionsJSONataError(f"$parse: the string is not JSON ({exc})") from exc
+    return jsonata_utils.Utils.convert_nulls(value)
+
+
+def _no_eval(*_: Any) -> Any:
+    raise _StepFunctionsJSONataError("$eval is not available in Step Functions (use $parse for JSON text)")
+
+
 def _eval_jsonata(expression: str) -> Any:
     # jsonata-python is not thread-safe; concurrent executions evaluate expressions on their own threads.
     try:
         with _jsonata_lock:
-            return jsonata.Jsonata(expression).evaluate(None)
+            compiled = jsonata.Jsonata(expression)
+            compiled.register_lambda("parse", _parse)
+            compiled.register_lambda("eval", _no_eval)
+            return compiled.evaluate(None)
     except Exception as exc:  # the interpreter expects its own exception type for any evaluation error
         raise moto_jsonata.JSONataException("States.QueryEvaluationError", str(exc)) from exc
+
+
+# -- JSONata numbers as jsonata-js writes them --------------------------------------------------------------
+
+
+def _js_number(value: Any) -> str:
+    """A number as jsonata-js 2.0.6 writes it in $string, `&` and $clone: Number(value.toPrecision(15)), then
+    JavaScript's Number#toString (plain digits up to 1e21, exponents beyond; 0.000001 plain, 1e-7 not)."""
+    x = float(value)
+    if not math.isfinite(x):
+        raise _StepFunctionsJSONataError("D3001: Attempting to invoke string function on Infinity or NaN")
+    x = float(f"{x:.15g}")
+    if x == 0:
+        return "0"
+    sign, digit_tuple, exponent = decimal.Decimal(repr(x)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k, n = len(digits), exponent + len(digits)  # x = 0.d1..dk x 10^n
+    minus = "-" if sign else ""
+    if k <= n <= 21:
+        return minus + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return minus + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return minus + "0." + "0" * -n + digits
+    e = n - 1
+    mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{minus}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+def _js_json(value: Any, indent: str = "", depth: int = 0) -> str:
+    """JSON.stringify(value, jsonata-js's number replacer, indent): what $string writes for a non-string."""
+    from jsonata.jsonata import Jsonata  # a function value is written as "" (the replacer's choice)
+    from jsonata.parser import Parser
+
+    if value is None or value is jsonata_utils.Utils.NULL_VALUE:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return _js_number(value) if math.isfinite(float(value)) else "null"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (Jsonata.JFunction, Parser.Symbol)) or callable(getattr(value, "call", None)):
+        return '""'
+    inner, outer = ("\n" + indent * (depth + 1), "\n" + indent * depth) if indent else ("", "")
+    colon = ": " if indent else ":"
+    if isinstance(value, dict):
+        items = [json.dumps(str(k), ensure_ascii=False) + colon + _js_json(v, indent, depth + 1) for k, v in value.items()]
+        return "{" + inner + ("," + inner).join(items) + outer + "}" if items else "{}"
+    if isinstance(value, (list, tuple)):
+        items = [_js_json(v, indent, depth + 1) for v in value]
+        return "[" + inner + ("," + inner).join(items) + outer + "]" if items else "[]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _string(arg: Any, prettify: bool) -> str:
+    from jsonata.jsonata import Jsonata
+    from jsonata.parser import Parser
+
+    if isinstance(arg, (Jsonata.JFunction, Parser.Symbol)):
+        return ""
+    return _js_json(arg, "  " if prettify else "")
+
+
+# -- Variables and the context object as Step Functions holds them ------------------------------------------
+
+
+def _aws_time(value: Any) -> Any:
+    """A context-object timestamp in Step Functions' format, 2019-03-26T20:14:13.192Z (UTC, milliseconds)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if not isinstance(value, datetime.datetime):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _with_aws_times(states: Any) -> Any:
+    context = states.get("context") if isinstance(states, dict) else None
+    if not isinstance(context, dict):
+        return states
+    context = dict(context)
+    for part, key in (("Execution", "StartTime"), ("State", "EnteredTime")):
+        if isinstance(context.get(part), dict) and key in context[part]:
+            context[part] = {**context[part], key: _aws_time(context[part][key])}
+    return {**states, "context": context}
+
+
+def _json_default(value: Any) -> Any:
+    return _aws_time(value) if isinstance(value, datetime.datetime) else str(value)
 
 
 def _encode_declarations(bindings: dict[str, Any]) -> str:
     parts = []
     for reference, value in bindings.items():
-        literal = json.dumps(value) if isinstance(value, str) else to_json_str(value, separators=(",", ":"))
+        if reference == "$states":
+            value = _with_aws_times(value)
+        # ensure_ascii=False: jsonata-python reads a \ud83d\ude00 escape pair as two lone surrogates, not one character.
+        literal = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
         parts.append(f"{reference}:={literal};")
     return "".join(parts)
+
+
+# -- Errors where Step Functions has them --------------------------------------------------------------------
+
+_NOT_MATCHED_BY_ALL = {StatesErrorNameType.StatesStatesDataLimitExceeded.to_name(), StatesErrorNameType.StatesRuntime.to_name()}
+
+
+def _error_equals(self: ErrorEqualsDecl, env: Any) -> None:
+    error_name = env.stack[-1]
+    if (ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names
+            and getattr(error_name, "error_name", None) in _NOT_MATCHED_BY_ALL):
+        env.stack.pop()
+        env.stack.append(False)
+        return
+    _originals["error_equals"](self, env)
+
+
+def _string_jsonata(self: StringJSONata, env: Any) -> None:
+    """An expression that throws fails its state with States.QueryEvaluationError, which Retry and Catch see, as
+    in AWS; moto lets the exception through, and the state then fails with States.Runtime."""
+    try:
+        _originals["string_jsonata"](self, env)
+    except moto_jsonata.JSONataException as exc:
+        error = StatesErrorName(typ=StatesErrorNameType.StatesQueryEvaluationError)
+        details = EventDetails(evaluationFailedEventDetails=EvaluationFailedEventDetails(
+            error=error.error_name,
+            cause=f"The JSONata expression '{self.expression}' threw an error during evaluation: {exc.details}",
+        ))
+        env.event_manager.add_event(context=env.event_history_context, event_type=HistoryEventType.EvaluationFailed,
+                                    event_details=details)
+        raise FailureEventException(FailureEvent(env=env, error_name=error, event_type=HistoryEventType.EvaluationFailed,
+                                                 event_details=details)) from exc
+
+
+_OUTPUT_DONE = "_offline_output_evaluated_by"
+
+
+def _evaluate_with_timeout(self: ExecutionState, env: Any) -> None:
+    _originals["evaluate_with_timeout"](self, env)
+    if getattr(self, "output", None) is not None and not self._is_language_query_jsonpath():
+        # Inside the state's Retry/Catch loop, as AWS treats it: an Output error is this state's error.
+        self.output.eval(env=env)
+        setattr(env, _OUTPUT_DONE, self)
+
+
+def _eval_state_output(self: ExecutionState, env: Any) -> None:
+    if getattr(env, _OUTPUT_DONE, None) is self:
+        setattr(env, _OUTPUT_DONE, None)  # already evaluated (and the state's input reset to it) above
+        return
+    _originals["eval_state_output"](self, env)
+
+
+def _send_task_failure(self: Any) -> Any:
+    backend = self.stepfunction_backend
+    arguments = {"error": self._get_param("error")}
+    if "cause" in inspect.signature(backend.send_task_failure).parameters:
+        arguments["cause"] = self._get_param("cause")
+    backend.send_task_failure(self._get_param("taskToken"), **arguments)
+    return sfn_responses.EmptyResult()
 
 
 def _invoke(self: LambdaSimpleBackend, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
@@ -120,9 +329,22 @@ def install(invoker: LambdaInvoker, event_triggers: bool = False) -> None:
         _originals["encode"] = moto_jsonata.encode_jsonata_variable_declarations
         _originals["deepcopy"] = getattr(Execution, "__deepcopy__", None)
         _originals["invoke"] = LambdaSimpleBackend.invoke
+        _originals["string"] = jsonata_functions.Functions.__dict__["_string"]
+        _originals["parse_declaration"] = moto_intrinsics._DECLARATION_BY_VARIABLE_REFERENCE.pop("$parse", None)
+        _originals["error_equals"] = ErrorEqualsDecl._eval_body
+        _originals["evaluate_with_timeout"] = ExecutionState._evaluate_with_timeout
+        _originals["eval_state_output"] = ExecutionState._eval_state_output
+        _originals["send_task_failure"] = sfn_responses.StepFunctionResponse.send_task_failure
+        _originals["string_jsonata"] = StringJSONata._eval_body
         moto_jsonata._eval_jsonata = _eval_jsonata
         moto_jsonata.encode_jsonata_variable_declarations = _encode_declarations
         _patch_importers(_encode_declarations)
+        jsonata_functions.Functions._string = staticmethod(_string)
+        ErrorEqualsDecl._eval_body = _error_equals
+        ExecutionState._evaluate_with_timeout = _evaluate_with_timeout
+        ExecutionState._eval_state_output = _eval_state_output
+        sfn_responses.StepFunctionResponse.send_task_failure = _send_task_failure
+        StringJSONata._eval_body = _string_jsonata
         Execution.__deepcopy__ = lambda self, memo: self
         LambdaSimpleBackend.invoke = _invoke
         _originals["send_to_targets"] = Rule.send_to_targets
@@ -152,5 +374,13 @@ def uninstall() -> None:
             Execution.__deepcopy__ = _originals["deepcopy"]
         LambdaSimpleBackend.invoke = _originals["invoke"]
         Rule.send_to_targets = _originals["send_to_targets"]
+        jsonata_functions.Functions._string = _originals["string"]
+        if _originals["parse_declaration"] is not None:
+            moto_intrinsics._DECLARATION_BY_VARIABLE_REFERENCE["$parse"] = _originals["parse_declaration"]
+        ErrorEqualsDecl._eval_body = _originals["error_equals"]
+        ExecutionState._evaluate_with_timeout = _originals["evaluate_with_timeout"]
+        ExecutionState._eval_state_output = _originals["eval_state_output"]
+        sfn_responses.StepFunctionResponse.send_task_failure = _originals["send_task_failure"]
+        StringJSONata._eval_body = _originals["string_jsonata"]
         _invoker = None
         _installed = False

@@ -8,9 +8,6 @@ are in the model's units: standardised features when the run standardised, else 
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import math
 import textwrap
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kmeans_pipeline.scoring import Standardization, flag, score
+from kmeans_pipeline.split import BLOCK_BYTES, read_feature_rows
 
 MAX_SCATTER_POINTS = 50_000
 WIDTH = 100  # of the wrapped text lines
@@ -130,30 +128,17 @@ def report_table(report: dict) -> str:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    with Path(path).open("rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", newline="") if gzipped else Path(path).open(newline="")
+def read_rows(csv_path: Path, feature_columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(the named columns of every data row as float64, each row's 1-based line number), read as the data step reads
+    the object (``kmeans_pipeline.split.read_feature_rows``: gzip, BOM, quoting, blank lines, columns by name)."""
+    with Path(csv_path).open("rb") as fh:
+        _, X, lines = read_feature_rows(iter(lambda: fh.read(BLOCK_BYTES), b""), list(feature_columns))
+    return X, lines
 
 
 def read_features(csv_path: Path, feature_columns: list[str]) -> np.ndarray:
-    """The named columns of a CSV with a header row, in that order, as float64 (blank lines skipped)."""
-    with _open_text(csv_path) as fh:
-        header = [name.strip() for name in next(csv.reader([fh.readline()]))]
-        missing = [name for name in feature_columns if name not in header]
-        if missing:
-            raise ValueError(f"{csv_path}: column(s) {', '.join(missing)} not in the header {header}")
-        columns = [header.index(name) for name in feature_columns]
-        try:
-            X = np.loadtxt(fh, delimiter=",", usecols=columns, ndmin=2, dtype=np.float64)
-        except ValueError:  # quoted fields and the like: the slow, forgiving way
-            fh.seek(0)
-            rows = csv.reader(fh)
-            next(rows)
-            X = np.array([[float(row[i]) for i in columns] for row in rows if row], dtype=np.float64).reshape(
-                -1, len(columns)
-            )
-    return X
+    """The named columns of every data row of a CSV with a header row, in that order, as float64."""
+    return read_rows(csv_path, feature_columns)[0]
 
 
 def model_centroids(report: dict) -> np.ndarray:

@@ -3,13 +3,17 @@ picture, and the runner's --approve / --reject, end to end through the offline s
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kmeans_pipeline.scoring import Standardization, score
+from kmeans_pipeline.split import split_stream
 from offline import report_view
 from offline.__main__ import build_parser, main, outcome_line, summary
 from offline.runner import ExecutionResult
@@ -208,3 +212,93 @@ def test_reject_ends_the_run_without_deploying(tmp_path, capsys):
     assert '"approval": true' in captured.err
     assert "Outcome: REJECTED at approval" in captured.err
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.png").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Your own data: the demo reads it the way the data step does
+# ------------------------------------------------------------------------------------------------------------
+
+FAST_OWN = {"maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 2, "pollSeconds": 0}
+COMPLETE = {"status", "error", "cause", "execution", "resources", "output", "endpoint", "report", "executions"}
+
+
+def transactions(rows: int = 200, seed: int = 0) -> list[tuple[float, int]]:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(1, 4, rows)
+    return [(round(float(rng.lognormal(2 + code, 0.3)), 2), int(code)) for code in codes]
+
+
+def run_demo(tmp_path, csv_bytes: bytes, overrides: dict, capsys) -> tuple[int, dict, str]:
+    path = tmp_path / "own.csv"
+    path.write_bytes(csv_bytes)
+    code = main(["--data", str(path), "--json", "--output", str(tmp_path / "out"), "--input", json.dumps(overrides)])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out), captured.err
+
+
+OWN_CSVS = {
+    "a byte-order mark": lambda rows: "\ufeffAmount,tranCode\n" + "".join(f"{a},{c}\n" for a, c in rows),
+    "quoted header names": lambda rows: '"Amount","tranCode"\r\n' + "".join(f"{a},{c}\r\n" for a, c in rows),
+    "text columns that are not features": lambda rows: "id,Amount,merchant,tranCode\n" + "".join(
+        f'tx-{i},{a},"Shop {i % 7}, Inc",{c}\n' for i, (a, c) in enumerate(rows)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OWN_CSVS))
+def test_the_demo_scores_your_own_csv_the_way_the_data_step_read_it(case, tmp_path, capsys):
+    rows = transactions()
+    overrides = {**FAST_OWN, "featureColumns": ["Amount", "tranCode"]}
+    code, result, err = run_demo(tmp_path, OWN_CSVS[case](rows).encode(), overrides, capsys)
+    assert code == 0, err
+    assert "Traceback" not in err and result["demoError"] is None
+    assert result["status"] == "SUCCEEDED" and COMPLETE <= set(result)
+    assert result["report"]["records"]["scored"] == len(rows)
+    # The examples are the CSV's own first records, feature columns in the model's order, sent to the endpoint.
+    for line, (amount, code_) in zip((2, 3, 4), rows):
+        assert f"line {line:<7} {amount:g},{code_}" in err
+    assert (tmp_path / "out" / "report.png").exists()
+
+
+def test_a_failed_execution_ends_with_its_error_and_cause_and_exit_1(tmp_path, capsys):
+    csv_text = "Amount,tranCode\n" + "".join(f"{a},{c}\n" for a, c in transactions(50))
+    code, result, err = run_demo(tmp_path, csv_text.encode(), {"k": 1, "pollSeconds": 0}, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert result["status"] == "FAILED" and result["error"] == "InvalidInputError"
+    assert "k: Input should be greater than or equal to 2" in result["cause"]
+    assert result["resources"] == {} and result["report"] is None and COMPLETE <= set(result)
+    assert err.rstrip().splitlines()[-2:] == [f"Error: {result['error']}", f"Cause: {result['cause']}"]
+
+
+@st.composite
+def accepted_demo_csvs(draw):
+    """Small CSVs the data step accepts, in the shapes users export: BOM, quoted names, CRLF, blank lines, text
+    columns around the features, numbers written in several ways."""
+    rows = transactions(draw(st.integers(40, 120)), seed=draw(st.integers(0, 2**16)))
+    text_columns = draw(st.lists(st.sampled_from(["id", "merchant", "note"]), unique=True, max_size=2))
+    header = draw(st.permutations(["Amount", "tranCode", *text_columns]))
+    quote = draw(st.booleans())
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    style = draw(st.sampled_from(["{}", "{:.6e}", '"{}"']))
+    lines = [",".join(f'"{n}"' if quote else n for n in header)]
+    for i, (amount, code) in enumerate(rows):
+        values = {"Amount": style.format(amount), "tranCode": str(code), "id": f"tx-{i}",
+                  "merchant": f'"Shop {i % 5}, ""Ltd"""', "note": ""}
+        lines.append(",".join(values[n] for n in header))
+        if draw(st.integers(0, 30)) == 0:
+            lines.append("")
+    bom = "\ufeff" if draw(st.booleans()) else ""
+    return (bom + newline.join(lines) + newline).encode(), len(rows)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=accepted_demo_csvs())
+def test_the_demo_runs_clean_on_csvs_the_data_step_accepts(case, tmp_path_factory, capsys):
+    data, rows = case
+    # Only CSVs the data step itself accepts (this raises on any other).
+    split_stream([data], io.BytesIO(), io.BytesIO(), feature_columns=["Amount", "tranCode"], k=2)
+    code, result, err = run_demo(tmp_path_factory.mktemp("own"), data, {**FAST_OWN, "featureColumns": ["Amount", "tranCode"]},
+                                 capsys)
+    assert code == 0, err
+    assert result["status"] == "SUCCEEDED" and COMPLETE <= set(result) and result["demoError"] is None
+    assert result["report"]["records"]["scored"] == rows and result["report"]["picture"]
+    assert result["resources"]["endpoint"] == [result["output"]["endpoint"]]

@@ -1,0 +1,213 @@
+"""The offline runner fails where Step Functions fails: each seam of offline/moto_patches.py, pinned on a small
+state machine run by moto's interpreter (as `make demo` runs the real one), against what the AWS documentation
+and jsonata-js 2.0.6 (the JSONata Step Functions documents) say."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from offline import moto_patches
+
+REGION = "us-east-1"
+CAUGHT = [{"ErrorEquals": ["States.ALL"], "Output": {"caught": "{% $states.errorOutput %}"}, "Next": "Caught"}]
+
+
+def run(states: dict, handler: Callable[[Any], Any] = lambda event: event, execution_input: Any = None,
+        while_running: Callable[[Any, str, list], None] | None = None) -> dict:
+    """Run a JSONata state machine whose Task states call `handler` through the runner's Lambda seam; the
+    execution's description, with its history under "events"."""
+    definition = {"QueryLanguage": "JSONata", "StartAt": next(iter(states)), "States": states}
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+        moto_patches.install(lambda name, event: handler(event))
+        try:
+            role = boto3.client("iam", region_name=REGION).create_role(
+                RoleName="runner", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+            package = io.BytesIO()
+            with zipfile.ZipFile(package, "w") as archive:
+                archive.writestr("app.py", "")
+            function = boto3.client("lambda", region_name=REGION).create_function(
+                FunctionName="step", Runtime="python3.12", Role=role, Handler="app.handler",
+                Code={"ZipFile": package.getvalue()})["FunctionArn"]
+            sfn = boto3.client("stepfunctions", region_name=REGION)
+            machine = sfn.create_state_machine(name="machine", roleArn=role,
+                                               definition=json.dumps(definition).replace("FUNCTION", function))
+            arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="run-1",
+                                      input=json.dumps(execution_input or {}))["executionArn"]
+            deadline = time.monotonic() + 30
+            while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+                assert time.monotonic() < deadline, "the execution did not end"
+                if while_running:
+                    while_running(sfn, arn, sfn.get_execution_history(executionArn=arn)["events"])
+                time.sleep(0.02)
+            described["events"] = sfn.get_execution_history(executionArn=arn)["events"]
+            return described
+        finally:
+            moto_patches.uninstall()
+
+
+def task(**fields: Any) -> dict:
+    return {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+            "Arguments": {"FunctionName": "FUNCTION", "Payload": "{% $states.input %}"}, "End": True, **fields}
+
+
+def caught(**fields: Any) -> dict:
+    return {"T": task(Catch=CAUGHT, **fields), "Caught": {"Type": "Pass", "End": True}}
+
+
+def output(described: dict) -> Any:
+    assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
+    return json.loads(described["output"])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Errors: what States.ALL catches, and where a JSONata error counts
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_an_oversized_lambda_result_fails_the_execution_even_under_a_states_all_catch():
+    """AWS: States.DataLimitExceeded is a terminal error that States.ALL cannot catch."""
+    described = run(caught(), handler=lambda event: {"blob": "x" * 300_000})
+    assert described["status"] == "FAILED" and described["error"] == "States.DataLimitExceeded"
+
+
+def test_a_states_runtime_error_fails_the_execution_even_under_a_states_all_catch():
+    """AWS: States.ALL cannot catch States.Runtime (here: a TimeoutSeconds that is not a number)."""
+    described = run(caught(TimeoutSeconds="{% 'soon' %}"))
+    assert described["status"] == "FAILED" and described["error"] == "States.Runtime"
+
+
+def test_a_named_error_is_still_caught_by_states_all():
+    def fails(event):
+        raise ValueError("no")
+
+    assert output(run(caught(), handler=fails))["caught"]["Error"] == "ValueError"
+
+
+@pytest.mark.parametrize("field", ["Output", "Assign"])
+def test_a_jsonata_error_in_a_tasks_output_or_assign_is_caught_by_its_catch(field):
+    """A throwing expression is States.QueryEvaluationError, an error of the state like any other (AWS: Catch runs
+    when the state meets a runtime error; only DataLimitExceeded and Runtime escape States.ALL)."""
+    value = "{% $number('twelve') %}"
+    state = caught(**({"Output": value} if field == "Output" else {"Assign": {"v": value}}))
+    error = output(run(state))["caught"]
+    assert error["Error"] == "States.QueryEvaluationError" and "$number('twelve')" in error["Cause"]
+
+
+def test_an_output_that_evaluates_fine_is_the_states_output_once():
+    calls = []
+    states = caught(Output={"doubled": "{% $states.result.Payload.n * 2 %}"}, Assign={"seen": "{% $states.result.Payload.n %}"})
+    del states["T"]["End"]
+    states["T"]["Next"] = "After"
+    states["After"] = {"Type": "Pass", "Output": {"doubled": "{% $states.input.doubled %}", "seen": "{% $seen %}"},
+                       "End": True}
+    assert output(run(states, handler=lambda event: calls.append(event) or {"n": 21}, execution_input={"x": 1})) == {
+        "doubled": 42, "seen": 21}
+    assert calls == [{"x": 1}]
+
+
+def test_send_task_failure_brings_its_error_and_cause_to_the_catch():
+    states = caught(Resource="arn:aws:states:::lambda:invoke.waitForTaskToken",
+                    Arguments={"FunctionName": "FUNCTION", "Payload": {"token": "{% $states.context.Task.Token %}"}})
+    tokens: list[str] = []
+    answered: list[str] = []
+
+    def answer(sfn, arn, events):
+        if tokens and not answered:
+            answered.append(tokens[0])
+            sfn.send_task_failure(taskToken=tokens[0], error="Rejected", cause="MSD drift too large")
+
+    error = output(run(states, handler=lambda event: tokens.append(event["token"]) or {}, while_running=answer))
+    assert error["caught"] == {"Error": "Rejected", "Cause": "MSD drift too large"}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# JSONata as jsonata-js 2.0.6 and Step Functions evaluate it
+# ------------------------------------------------------------------------------------------------------------
+
+# jsonata-js: $string(n) is JSON.stringify(Number(n.toPrecision(15))), so JavaScript's Number#toString layout.
+JS_STRINGS = [
+    ("1e15", "1000000000000000"), ("-1e15", "-1000000000000000"), ("1e16", "10000000000000000"),
+    ("123456789012345678", "123456789012346000"), ("999999999999999999999", "1e+21"), ("1e21", "1e+21"),
+    ("1.5e300", "1.5e+300"), ("0.000001", "0.000001"), ("1e-7", "1e-7"), ("0.1 + 0.2", "0.3"), ("100", "100"),
+    ("2.5", "2.5"), ("{'a': 1e16, 'b': [0.1 + 0.2, true, null]}", '{"a":10000000000000000,"b":[0.3,true,null]}'),
+    ("'x' & 1e15", "x1000000000000000"),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), JS_STRINGS)
+def test_string_of_a_number_is_written_as_jsonata_js_writes_it(expression, expected):
+    written = expression if expression.startswith("'x'") else f"$string({expression})"
+    states = {"P": {"Type": "Pass", "Output": {"s": "{% " + written + " %}"}, "End": True}}
+    assert output(run(states))["s"] == expected
+
+
+def test_a_character_outside_the_bmp_stays_one_character_in_a_variable():
+    states = {
+        "Keep": {"Type": "Pass", "Assign": {"name": "{% $states.input.name %}"}, "Next": "Use"},
+        "Use": {"Type": "Pass", "Output": {"name": "{% $name %}", "length": "{% $length($name) %}",
+                                           "first": "{% $substring($name, 0, 1) %}"}, "End": True},
+    }
+    assert output(run(states, execution_input={"name": "\U0001F600 caf\u00e9"})) == {
+        "name": "\U0001F600 caf\u00e9", "length": 6, "first": "\U0001F600"}
+
+
+def test_parse_reads_json_text_and_nothing_else():
+    states = caught(Output={"value": "{% $parse($states.input.text) %}"})
+    assert output(run(states, execution_input={"text": '{"errorMessage": "bad", "n": [1, null]}'}))["value"] == {
+        "errorMessage": "bad", "n": [1, None]}
+    for not_json in ("1 + 1", "$states", "NaN"):
+        error = output(run(states, execution_input={"text": not_json}))["caught"]
+        assert error["Error"] == "States.QueryEvaluationError", not_json
+
+
+def test_eval_is_not_there_as_in_step_functions():
+    error = output(run(caught(Output="{% $eval('1 + 1') %}")))["caught"]
+    assert error["Error"] == "States.QueryEvaluationError" and "$eval" in error["Cause"]
+
+
+AWS_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def test_the_context_objects_timestamps_have_step_functions_format():
+    """The context object's example in the AWS guide: "StartTime": "2019-03-26T20:14:13.192Z"."""
+    states = {"T": task(Arguments={"FunctionName": "FUNCTION", "Payload": {
+        "started": "{% $states.context.Execution.StartTime %}", "entered": "{% $states.context.State.EnteredTime %}"}},
+        Output="{% $states.result.Payload %}")}
+    times = output(run(states))
+    assert AWS_TIME.fullmatch(times["started"]) and AWS_TIME.fullmatch(times["entered"]), times
+    assert times["started"] <= times["entered"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The same seams under the project's own state machine
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path):
+    from offline.runner import OfflineAWS
+    from offline.sample_data import generate
+
+    sample = generate(tmp_path, rows=1000, seed=3)
+    with OfflineAWS() as aws:
+        aws.upload(sample.csv_path, "incoming/t.csv")
+        arn = aws.start({"dataKey": "incoming/t.csv", "pollSeconds": 0, "maxTrainingJobs": 2,
+                         "maxParallelTrainingJobs": 2, "k": 3, "approval": True}, name="refused")
+        deadline = time.monotonic() + 120
+        while not (requests := aws.approval_requests(arn)):
+            assert time.monotonic() < deadline, "no approval request"
+            time.sleep(0.05)
+        aws.client("stepfunctions").send_task_failure(taskToken=requests[0]["token"], error="ApprovalSystemDown",
+                                                      cause="the change board's tool is offline")
+        result = aws.wait(arn, timeout=120)
+    assert (result.status, result.error) == ("FAILED", "ApprovalSystemDown")
+    assert result.cause == "Ask for approval failed: the change board's tool is offline"
