@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -116,25 +117,41 @@ def _number(value: float) -> str:
     return format(value, ".15g")  # what the CSV said, without float noise: 45, 2500.5, 1e-07
 
 
+def score_api(aws: OfflineAWS, body: str, content_type: str = "text/csv") -> tuple[int, dict]:
+    """POST to the stack's scoring API (its function URL's event, through the Lambda the URL invokes)."""
+    name = aws.stack.physical["ScoreRecordsFunction"]
+    event = {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "POST", "path": "/"}},
+             "headers": {"content-type": content_type}, "body": body, "isBase64Encoded": False}
+    answer = aws.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    payload = json.loads(answer["Payload"].read())
+    if answer.get("FunctionError"):
+        raise RuntimeError(f"the scoring API failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
+    return payload["statusCode"], json.loads(payload["body"])
+
+
 def score_examples(aws: OfflineAWS, X: np.ndarray, lines: np.ndarray, features: list[str], stream: Any,
                    anomaly_lines: list[int] | None) -> None:
-    """Send a few records' feature columns to the endpoint, as a caller would, and show its answers. ``X`` and
-    ``lines`` are the CSV's rows as the data step read them (``report_view.read_rows``)."""
+    """Send a few records to the scoring API, as a caller would (raw values, CSV with a header), and show its
+    answers. ``X`` and ``lines`` are the CSV's rows as the data step read them (``report_view.read_rows``)."""
     ordinary = list(range(min(3, len(X))))
     anomalous = np.flatnonzero(np.isin(lines, anomaly_lines or []))[:3].tolist()
     records = [",".join(_number(v) for v in X[row]) for row in ordinary + anomalous]
     if not records:
         return
-    answer = aws.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=aws.endpoint_name, ContentType="text/csv", Accept="application/json", Body="\n".join(records).encode()
-    )
-    predictions = json.loads(answer["Body"].read())["predictions"]
-    print(f"\nThe endpoint answers ({','.join(features)}):", file=stream)
-    for i, (record, prediction) in enumerate(zip(records, predictions)):
+    status, answer = score_api(aws, "\n".join([",".join(features), *records]) + "\n")
+    print(f"\nThe scoring API answers ({','.join(features)}; score = distance / the cluster's threshold):", file=stream)
+    if status != 200:
+        print(f"  HTTP {status}: {answer.get('error')}", file=stream)
+        return
+    for i, (record, result) in enumerate(zip(records, answer["results"])):
         label = "injected anomaly" if i >= len(ordinary) else "ordinary"
         row = (ordinary + anomalous)[i]
-        print(f"  line {int(lines[row]):<7} {record:<20} -> cluster {prediction['closest_cluster']:.0f}, "
-              f"distance {prediction['distance_to_cluster']:,.2f}   ({label})", file=stream)
+        if "error" in result:
+            print(f"  line {int(lines[row]):<7} {record:<20} -> {result['error']}", file=stream)
+            continue
+        print(f"  line {int(lines[row]):<7} {record:<20} -> cluster {result['closest_cluster']}, "
+              f"distance {result['distance_to_cluster']:,.3f}, score {result['score']:,.2f}"
+              f"{', ANOMALY' if result['anomaly'] else ''}   ({label})", file=stream)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,6 +290,13 @@ def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_
         anomalies = np.isin(lines, anomaly_lines)
         shown["injectedAnomalies"] = {"count": len(anomaly_lines)}
         print(f"The {len(anomaly_lines)} injected anomalies:", file=stream)
+        scores = report_view.scores(report, closest, distance)
+        ap = {"distance": _finite(report_view.average_precision(distance, anomalies)),
+              "score": _finite(report_view.average_precision(scores, anomalies))}
+        shown["injectedAnomalies"]["averagePrecision"] = ap
+        print(f"  average precision: {_percent(ap['distance'] if ap['distance'] is not None else math.nan).strip()} "
+              f"ranked by distance, {_percent(ap['score'] if ap['score'] is not None else math.nan).strip()} "
+              "ranked by score", file=stream)
         for rule, mask in (("perCluster", flagged), ("overall", overall)):
             recall, precision = report_view.recall_precision(mask, anomaly_lines)
             caught = int((mask & anomalies).sum())

@@ -2,8 +2,8 @@
 injected anomalies the thresholds catch, and a picture.
 
 The report is the JSON the "Evaluate model" step writes (``kmeans_pipeline.evaluate``). Its distances and thresholds
-are in the model's units: standardised features when the run standardised, else the original ones. Its centroids
-(and this module's scatter plot) are in original units.
+are in the model's units (the features its treatment makes); its centroids (and this module's scatter plot) are in
+the CSV's units.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from kmeans_pipeline.scoring import Standardization, flag, score
+from kmeans_pipeline.scoring import anomaly_score, flag, score
+from kmeans_pipeline.treatment import encode, from_report
 from kmeans_pipeline.split import BLOCK_BYTES, read_feature_rows
 
 MAX_SCATTER_POINTS = 50_000
@@ -61,16 +62,20 @@ def _grid(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
 def report_table(report: dict) -> str:
     """The report as aligned plain text: per cluster, overall, flagged shares, the gate decision and the headline."""
     features = list(report.get("featureColumns") or [])
-    standardised = report.get("standardization") is not None
-    units = "standardised units" if standardised else "the features' units"
+    treatment = from_report(report) if features else None
     percentile = report.get("anomalyPercentile")
     lines = [
         f"Evaluation report of run {report.get('runId')} (training job {report.get('trainingJob', '-')})",
-        f"k={report.get('k')}, features {', '.join(features) or '-'}"
-        + (" (standardised before training)" if standardised else "")
-        + f"; {report.get('evaluatedRows', 0):,} test records scored, test MSD {fmt(report.get('evaluationMsd'))}",
-        f"Centroids in original units; distances and thresholds in {units}; "
-        f"threshold = the {percentile:g}th-percentile distance" if percentile is not None else "",
+        f"k={report.get('k')}, {report.get('evaluatedRows', 0):,} test records scored, "
+        f"test MSD {fmt(report.get('evaluationMsd'))}; the features:",
+    ]
+    for column in treatment.columns if treatment else []:
+        how = {"category": f"category, one-hot over {len(column.levels or [])} levels",
+               "log": "log1p, z-scored", "numeric": "numeric" + (", z-scored" if column.standardize else "")}[column.kind]
+        lines.append(f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")"))
+    lines += [
+        f"Centroids in the CSV's units (a category: its heaviest level); distances and thresholds in the model's; "
+        f"threshold = the {percentile:g}th-percentile distance, never above the overall one" if percentile is not None else "",
         "",
     ]
     header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
@@ -143,10 +148,10 @@ def read_features(csv_path: Path, feature_columns: list[str]) -> np.ndarray:
 
 def model_centroids(report: dict) -> np.ndarray:
     """The report's centroids in the model's units (when the model artifact is not at hand)."""
-    centroids = np.asarray(report["centroids"], dtype=np.float64)
-    if report.get("standardization"):
-        return Standardization.from_json(report["standardization"]).apply(centroids)
-    return centroids.astype(np.float32)
+    if report.get("modelCentroids"):
+        return np.asarray(report["modelCentroids"], dtype=np.float32)
+    centroids = np.asarray(report["centroids"], dtype=np.float64)  # schema version 1: original units
+    return encode(from_report(report), centroids)[0].astype(np.float32)
 
 
 def anomaly_scores(
@@ -154,19 +159,38 @@ def anomaly_scores(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(closest cluster, distance, flagged) of every data row of the CSV, as the endpoint and the report see them.
 
-    The feature columns are taken by name from the report; its standardisation, when it has one, is applied before
-    scoring. ``centroids`` are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted,
+    The feature columns are taken by name from the report; its treatment is applied before scoring. ``centroids`` are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted,
     when None). A row is flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in
     original units when already read (``read_features``), instead of reading ``csv_path``.
     """
     if X is None:
         X = read_features(Path(csv_path), report["featureColumns"])
-    if report.get("standardization"):
-        X = Standardization.from_json(report["standardization"]).apply(X)
-    closest, distance = score(X, model_centroids(report) if centroids is None else centroids)
+    Z, _ = encode(from_report(report), X)
+    closest, distance = score(Z.astype(np.float32), model_centroids(report) if centroids is None else centroids)
     thresholds = report["thresholds"]
     flagged = flag(closest, distance, thresholds["perCluster"], thresholds["overall"])
     return closest, distance, flagged
+
+
+def scores(report: dict, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """Each row's anomaly score: its distance over its cluster's threshold (above 1 is flagged)."""
+    thresholds = report["thresholds"]
+    return anomaly_score(closest, distance, thresholds["perCluster"], thresholds["overall"])
+
+
+def average_precision(score_values: np.ndarray, anomalies: np.ndarray) -> float:
+    """Average precision of ranking the rows by score against the known anomalies (scikit-learn's definition:
+    the mean of the precision at each anomaly's rank, ties ranked together); NaN without anomalies."""
+    y = np.asarray(anomalies, dtype=bool)
+    if not y.any():
+        return math.nan
+    order = np.argsort(-np.asarray(score_values, dtype=np.float64), kind="stable")
+    s, y = np.asarray(score_values, dtype=np.float64)[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each group of equal scores
+    hits = np.cumsum(y)[last]
+    precision = hits / (last + 1)
+    recall_steps = np.diff(np.r_[0, hits]) / y.sum()
+    return float((precision * recall_steps).sum())
 
 
 def flagged_overall(report: dict, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -289,7 +313,7 @@ def save_picture(
 
     # (b) the distance histogram with the thresholds
     d = distance[np.isfinite(distance)]
-    units = "standardised units" if report.get("standardization") else "feature units"
+    units = "model units" if report.get("treatment") or report.get("standardization") else "feature units"
     overall = thresholds.get("overall")
     log_x = _wide(d[d > 0]) and (d > 0).all()
     counts = np.zeros(1)
