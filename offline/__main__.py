@@ -120,8 +120,19 @@ def _number(value: float) -> str:
 def score_api(aws: OfflineAWS, body: str, content_type: str = "text/csv") -> tuple[int, dict]:
     """POST to the stack's scoring API (its function URL's event, through the Lambda the URL invokes)."""
     name = aws.stack.physical["ScoreRecordsFunction"]
-    event = {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": "POST", "path": "/"}},
-             "headers": {"content-type": content_type}, "body": body, "isBase64Encoded": False}
+    now = time.time()
+    event = {  # a function URL's payload format 2.0, as AWS sends it for an IAM-signed POST
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": {"content-type": content_type, "host": f"offline.lambda-url.{aws.stack.region}.on.aws"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "offline", "domainName": f"offline.lambda-url.{aws.stack.region}.on.aws",
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": "offline-demo"},
+            "requestId": f"offline-{int(now * 1000)}", "routeKey": "$default", "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
+        },
+        "body": body, "isBase64Encoded": False,
+    }
     answer = aws.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
     payload = json.loads(answer["Payload"].read())
     if answer.get("FunctionError"):

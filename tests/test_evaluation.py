@@ -16,7 +16,9 @@ from offline.runner import OfflineAWS
 from offline.sample_data import generate
 
 KEY = "incoming/transactions.csv"
-FAST = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 5}
+# Raw numbers ("standardize": false) unless a test says otherwise: the report's centroids are then the model's.
+FAST = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 5,
+        "standardize": False}
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +178,15 @@ def test_a_standardised_run_trains_evaluates_and_checks_in_standard_units(stack)
     result = run(stack, "standardised", standardize=True)
     assert result.status == "SUCCEEDED", result.cause
     out = result.output
-    stats = out["dataset"]["standardization"]
-    assert stats and "standardized/" in out["dataset"]["testUri"] and out["endpointCheck"]["passed"]
+    treatment = out["dataset"]["treatment"]
+    assert [(c["kind"], c["standardize"]) for c in treatment["columns"]] == [("numeric", True), ("numeric", True)]
+    assert "features/" in out["dataset"]["testUri"] and out["endpointCheck"]["passed"]
     report = read_json(stack, out["evaluation"]["reportUri"])
-    assert report["standardization"] == stats
+    assert report["treatment"] == treatment and report["schemaVersion"] == 2
     # The report's centroids are in dollars and codes; the model's are in standard deviations.
     model = read_centroids(out["bestTrainingJob"]["artifactUri"], s3=stack.client("s3"))
-    np.testing.assert_allclose(report["centroids"], model * np.array(stats["std"]) + np.array(stats["mean"]), rtol=1e-5)
+    mean = np.array([c["mean"] for c in treatment["columns"]])
+    std = np.array([c["std"] for c in treatment["columns"]])
+    np.testing.assert_allclose(report["centroids"], model * std + mean, rtol=1e-5)
+    np.testing.assert_allclose(report["modelCentroids"], model, rtol=1e-6)
     assert max(abs(c) for row in model.tolist() for c in row) < 10  # standard units

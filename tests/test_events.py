@@ -26,11 +26,11 @@ REQUIRED = {
     "verify_endpoint": ["dataset", "model"],
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
-NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint"}
+NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 10
+    assert len(STEPS) == 11
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
@@ -41,6 +41,10 @@ def test_step_event_is_valid_for_its_step(step):
     if step == "resolve_input":
         RunRequest.model_validate(event["input"])
         assert event["execution"]["name"] and event["execution"]["startTime"]
+        return
+    if step == "score_records":  # not a state machine step: its function URL's request (payload format 2.0)
+        assert event["version"] == "2.0" and event["requestContext"]["http"]["method"] == "POST"
+        assert event["headers"]["content-type"] == "text/csv" and event["body"].startswith("id,tranCode,Amount\n")
         return
     parsed = parse_step_input(event)
     for field in REQUIRED[step]:

@@ -12,7 +12,10 @@ from offline.sample_data import generate
 from offline.standin import Faults
 
 # gateTolerancePercent 1000: a second run always replaces the model here (tests/test_evaluation.py tests the gate).
-FAST = {"pollSeconds": 0, "maxTrainingJobs": 4, "maxParallelTrainingJobs": 2, "k": 5, "gateTolerancePercent": 1000}
+# Raw numbers ("standardize": false), so that these tests can send the CSV's own rows to the endpoint; the default
+# treatments are in tests/test_score_api.py.
+FAST = {"pollSeconds": 0, "maxTrainingJobs": 4, "maxParallelTrainingJobs": 2, "k": 5, "gateTolerancePercent": 1000,
+        "standardize": False}
 KEY = "incoming/transactions.csv"
 
 

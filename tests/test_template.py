@@ -38,7 +38,10 @@ FUNCTIONS = {
     "CheckEndpointFunction": "functions/check_endpoint/",
     "VerifyEndpointFunction": "functions/verify_endpoint/",
     "CleanUpFunction": "functions/clean_up/",
+    "ScoreRecordsFunction": "functions/score_records/",
 }
+# What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
+STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
 ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE", "NAME_PREFIX",
     "ENDPOINT_NAME", "DATA_BUCKET", "KMS_KEY_ARN", "SAGEMAKER_ROLE_ARN", "KMEANS_IMAGE_URI",
@@ -623,7 +626,7 @@ def test_state_machine_may_invoke_the_pipeline_functions_and_nothing_else(resour
     stmts = role_statements(resources, "PipelineStateMachineRole")
     invoke = allows(stmts, "lambda:InvokeFunction")
     assert len(invoke) == 1 and as_list(invoke[0]["Action"]) == ["lambda:InvokeFunction"]
-    assert invoke[0]["Resource"] == [{"Fn::GetAtt": [name, "Arn"]} for name in FUNCTIONS]
+    assert invoke[0]["Resource"] == [{"Fn::GetAtt": [name, "Arn"]} for name in STEP_FUNCTIONS]
 
 
 def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
@@ -635,7 +638,7 @@ def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
     xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
     assert grants(stmts) == {
         **dict.fromkeys(log_delivery | xray, {"*"}),
-        "lambda:InvokeFunction": {f"{name}.Arn" for name in FUNCTIONS},
+        "lambda:InvokeFunction": {f"{name}.Arn" for name in STEP_FUNCTIONS},
         "sns:Publish": {"Ref:NotificationTopic"},
         "kms:Decrypt": {"Key"},
         "kms:GenerateDataKey": {"Key"},
@@ -667,7 +670,7 @@ def test_asl_uses_exactly_the_definition_substitutions(resources):
     substitutions = resources["PipelineStateMachine"]["Properties"]["DefinitionSubstitutions"]
     assert used == set(substitutions)
     assert substitutions == {
-        **{f"{name}Arn": {"Fn::GetAtt": [name, "Arn"]} for name in FUNCTIONS},
+        **{f"{name}Arn": {"Fn::GetAtt": [name, "Arn"]} for name in STEP_FUNCTIONS},
         "NotificationTopicArn": {"Ref": "NotificationTopic"},
         "Partition": {"Ref": "AWS::Partition"},
     }
@@ -786,7 +789,9 @@ def test_instance_type_parameters_refuse_local_nvme_types(template):
 
 def test_outputs(template):
     assert set(template["Outputs"]) == {
-        "DataBucketName", "StateMachineArn", "EndpointName", "NotificationTopicArn", "KmsKeyArn", "SageMakerRoleArn"}
+        "DataBucketName", "StateMachineArn", "EndpointName", "NotificationTopicArn", "KmsKeyArn", "SageMakerRoleArn",
+        "ScoreApiUrl"}
+    assert template["Outputs"]["ScoreApiUrl"]["Value"] == {"Fn::GetAtt": ["ScoreRecordsFunctionUrl", "FunctionUrl"]}
     assert evaluate(template["Outputs"]["EndpointName"]["Value"], template) == "kmeans-dev"
 
 
@@ -822,3 +827,20 @@ def test_loader_turns_short_forms_into_long_forms_and_keeps_dates_as_text():
     }
     with pytest.raises(TemplateError, match="duplicate key 'A'"):
         loads_template("A: 1\nA: 2\n")
+
+
+def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_scores(resources, template):
+    api = resources["ScoreRecordsFunction"]["Properties"]
+    assert api["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}  # never NONE: callers sign their requests
+    assert evaluate(api["FunctionName"], template) == "kmeans-dev-score-records"
+    role = resources["ScoreRecordsFunctionRole"]["Properties"]
+    actions = sorted(a for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]
+                     for a in as_list(statement["Action"]))
+    assert actions == ["logs:CreateLogStream", "logs:PutLogEvents", "sagemaker:DescribeEndpoint",
+                       "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel", "sagemaker:InvokeEndpoint",
+                       "xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    data = resources["ScoreRecordsDataAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {s["Sid"]: (s["Action"], s["Resource"]) for s in data} == {
+        "ReadReports": ("s3:GetObject", {"Fn::Sub": "${DataBucket.Arn}/reports/*"}),
+        "ListReports": ("s3:ListBucket", {"Fn::GetAtt": ["DataBucket", "Arn"]}),
+    }

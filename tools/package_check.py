@@ -48,7 +48,7 @@ AWS_LIMIT = 250 * MIB
 DATA_STEP = "PrepareDataFunction"
 # The steps that ship numpy: the data step, and the two that score (evaluation before deploying, the endpoint check
 # after). They get the data step's limits; every other step must stay lean.
-NUMPY_STEPS = (DATA_STEP, "EvaluateModelFunction", "VerifyEndpointFunction")
+NUMPY_STEPS = (DATA_STEP, "EvaluateModelFunction", "VerifyEndpointFunction", "ScoreRecordsFunction")
 STEP_LIMITS = {step: 200 * MIB for step in NUMPY_STEPS}  # unzipped bytes, code and layers
 DEFAULT_STEP_LIMIT = 30 * MIB
 IMPORT_GOALS = {step: 1.5 for step in NUMPY_STEPS}  # seconds

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from offline.__main__ import score_api
 from offline.runner import ROOT, OfflineAWS
 from offline.sample_data import generate
 
@@ -29,6 +30,7 @@ STEP_DIRS = {
     "EvaluateModelFunction": "evaluate_model",
     "VerifyEndpointFunction": "verify_endpoint",
 }
+SCORE_BODY = "id,tranCode,Amount\nt-1,1,42.50\nt-2,4,2480.00\nt-3,1,9000.00\nt-4,2,twenty\n"
 CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "k": 8, "stratifyColumn": "tranCode", "maxTrainingJobs": 4}
 
 
@@ -51,6 +53,14 @@ def main() -> int:
                 event = {**event, "config": {**event["config"], "pollSeconds": 60}}
             text = json.dumps(event, indent=2).replace(bucket, PLACEHOLDER)
             (EVENTS / f"{directory}.json").write_text(text + "\n")
+        # The scoring API's event: what its function URL sends for a caller's POST (two ordinary records, a
+        # $9,000 card purchase, and a record with a bad value).
+        status, _ = score_api(aws, SCORE_BODY)
+        if status != 200:
+            print(f"the scoring API answered {status}", file=sys.stderr)
+            return 1
+        event = aws.step_events["ScoreRecordsFunction"][0]
+        (EVENTS / "score_records.json").write_text(json.dumps(event, indent=2) + "\n")
     return 0
 
 

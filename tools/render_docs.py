@@ -64,6 +64,10 @@ def render(asl: dict) -> str:
             edges.append(f"  {node} -. error .-> {_node_id(catch['Next'], ids)}")
     lines.extend(edges)
     lines.append('  sm_start -. "execution ends: succeeded, failed, timed out, aborted" .-> notify(["SNS topic (KMS)"])')
+    # Beside the state machine: the scoring API callers use once a model serves.
+    lines.append('  callers(["Callers (IAM-signed POST of raw records)"]) --> score_api["Score records (function URL)"]')
+    lines.append('  score_api -- "treated features" --> endpoint[("SageMaker endpoint")]')
+    lines.append(f'  {_node_id("Deploy to endpoint", ids)} -. "creates or updates" .-> endpoint')
     lines.append("  classDef fail fill:#fdd,stroke:#c00")
     lines.append("  classDef ok fill:#dfd,stroke:#070")
     if classes["fail"]:
