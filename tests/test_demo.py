@@ -76,12 +76,22 @@ def test_report_table_shows_clusters_thresholds_flagged_shares_gate_and_headline
     assert "10 of 1,000 test records (1.00%) beyond their cluster's threshold" in table
     assert "Gate: KEEP" in table and "serving model's 10.00" in table and "tolerance 5%" in table
     assert "Headline: keep: the serving model kmeans-dev-old keeps serving." in table
-    assert "the features' units" in table
+    # Each column's treatment: a report of schema version 1 without standardisation held raw numbers.
+    assert "  tranCode: numeric (requested)" in table and "  Amount: numeric (requested)" in table
+    assert "distances and thresholds in the model's" in table
 
 
-def test_report_table_says_when_distances_are_standardised():
+def test_report_table_says_how_each_column_became_features():
     table = report_view.report_table(hand_made_report({"mean": [2.0, 500.0], "std": [1.0, 900.0]}))
-    assert "standardised before training" in table and "distances and thresholds in standardised units" in table
+    assert "  tranCode: numeric, z-scored (requested)" in table and "  Amount: numeric, z-scored (requested)" in table
+    report = hand_made_report()
+    report["schemaVersion"], report["treatment"] = 2, {"columns": [
+        {"column": "tranCode", "kind": "category", "levels": [1, 4], "decided": "auto", "reason": "2 distinct whole numbers"},
+        {"column": "Amount", "kind": "log", "standardize": True, "mean": 5.0, "std": 1.5, "decided": "auto",
+         "reason": "a long right tail"}]}
+    table = report_view.report_table(report)
+    assert "  tranCode: category, one-hot over 2 levels (auto: 2 distinct whole numbers)" in table
+    assert "  Amount: log1p, z-scored (auto: a long right tail)" in table
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -197,7 +207,9 @@ def test_the_demo_ends_with_the_report(tmp_path, capsys):
     assert "Outcome: DEPLOYED" in report_part
     assert out.rstrip().endswith(f"Picture: {tmp_path / 'report.png'}")
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["schemaVersion"] == 1 and report["k"] == 5 and report["featureColumns"] == ["tranCode", "Amount"]
+    assert report["schemaVersion"] == 2 and report["k"] == 5 and report["featureColumns"] == ["tranCode", "Amount"]
+    assert "average precision:" in report_part and "ranked by distance" in report_part
+    assert "The scoring API answers (tranCode,Amount" in out
     assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)
 
 

@@ -4,9 +4,11 @@ template.yaml, on the exact resource it touches: what moto cannot check, and a r
 from __future__ import annotations
 
 import fnmatch
+import threading
 
 import pytest
 
+from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
 from offline.standin import Faults
@@ -31,6 +33,12 @@ def recorded(tmp_path_factory):
         aws.standin.faults.endpoint_creation_fails = None
         assert aws.run(RUN, "iam-recreate").status == "SUCCEEDED"  # deletes the Failed endpoint, creates it
         assert aws.run(RUN, "iam-update").status == "SUCCEEDED"  # updates in place
+        # A caller of the scoring API (off the main thread, as the runner records handlers' calls).
+        answers = []
+        caller = threading.Thread(target=lambda: answers.append(score_api(aws, "tranCode,Amount\n1,45.5\n")))
+        caller.start()
+        caller.join()
+        assert answers[0][0] == 200, answers
         arn = aws.start({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "iam-schedule")
         aws.state_output(arn, "Resolve run configuration")
         aws.client("stepfunctions").stop_execution(executionArn=arn)
@@ -102,7 +110,9 @@ def test_the_offline_runs_exercised_every_step(recorded):
                      ("CreateModelFunction", "CreateEndpointConfig"), ("DeployEndpointFunction", "DeleteEndpoint"),
                      ("DeployEndpointFunction", "UpdateEndpoint"), ("CheckEndpointFunction", "DescribeEndpoint"),
                      ("CleanUpFunction", "ListEndpointConfigs"), ("EvaluateModelFunction", "DescribeModel"),
-                     ("EvaluateModelFunction", "PutObject"), ("VerifyEndpointFunction", "InvokeEndpoint")]:
+                     ("EvaluateModelFunction", "PutObject"), ("VerifyEndpointFunction", "InvokeEndpoint"),
+                     ("ScoreRecordsFunction", "DescribeEndpoint"), ("ScoreRecordsFunction", "DescribeModel"),
+                     ("ScoreRecordsFunction", "GetObject"), ("ScoreRecordsFunction", "InvokeEndpoint")]:
         assert expected in operations
 
 
