@@ -1,6 +1,6 @@
 """`make bench-quality`: how many known anomalies the pipeline finds, with its defaults, against IsolationForest.
 
-    python tools/quality_bench.py [--seeds 3] [--rows 100000]
+    python tools/quality_bench.py [--seeds 3] [--rows 100000] [--input JSON] [--only transactions|breast-cancer]
 
 Two labelled data sets, each for several seeds:
 
@@ -10,7 +10,8 @@ Two labelled data sets, each for several seeds:
   records plus malignant ones subsampled to 5% of the set as the anomalies (a standard construction).
 
 Each CSV runs through the whole pipeline offline (offline/runner.py: the real state machine and handlers, the
-SageMaker stand-in) with the input a user gives by default (``{}``: auto treatments, the stack's k). Every record
+SageMaker stand-in) with the input a user gives by default (``{}``: auto treatments, the stack's k; ``--input``
+adds to it, e.g. ``{"standardize": false}`` for the raw numbers). Every record
 is then scored with the deployed model as the scoring API does (the report's treatment and thresholds), and the
 bench prints the average precision (AP) of the distance and of the anomaly score, recall and precision at each
 cluster's threshold and at the overall one, and the AP of scikit-learn's IsolationForest (default settings) on the
@@ -58,12 +59,12 @@ def breast_cancer(directory: Path, seed: int) -> tuple[Path, set[int]]:
     return path, {line for line, i in enumerate(order, start=2) if data.target[i] == 0}
 
 
-def measure(csv_path: Path, anomaly_lines: set[int], name: str) -> dict:
+def measure(csv_path: Path, anomaly_lines: set[int], name: str, overrides: dict) -> dict:
     from sklearn.ensemble import IsolationForest
 
     with OfflineAWS() as aws:
         aws.upload(csv_path, KEY)
-        result = aws.run({"dataKey": KEY, "pollSeconds": 0}, name)
+        result = aws.run({"dataKey": KEY, "pollSeconds": 0, **overrides}, name)
         if result.status != "SUCCEEDED":
             raise RuntimeError(f"{name}: {result.error}: {result.cause}")
         bucket, _, key = result.output["evaluation"]["reportUri"].removeprefix("s3://").partition("/")
@@ -94,12 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=100_000, help="rows of each transactions sample")
+    parser.add_argument("--input", default="{}", help="execution input added to the default one (JSON)")
+    parser.add_argument("--only", choices=("transactions", "breast-cancer"))
     args = parser.parse_args(argv)
+    overrides = json.loads(args.input)
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, make in (("transactions", lambda d, s: transactions(d, 7 + s, args.rows)),
                             ("breast cancer", breast_cancer)):
-            print(f"\n{label}: pipeline defaults ({{}}) against IsolationForest, {args.seeds} seeds")
+            if args.only and args.only != label.replace(" ", "-"):
+                continue
+            print(f"\n{label}: the pipeline with input {json.dumps(overrides)} against IsolationForest, "
+                  f"{args.seeds} seeds")
             print(f"  {'seed':<5} {'AP dist':>8} {'AP score':>9} {'overall r/p':>13} {'cluster r/p':>13} "
                   f"{'AP IForest':>11} {'seconds':>8}  k, treatments")
             found = []
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 directory.mkdir()
                 csv_path, lines = make(directory, seed)
                 started = time.perf_counter()
-                m = measure(csv_path, lines, f"quality-{label.replace(' ', '-')}-{seed}")
+                m = measure(csv_path, lines, f"quality-{label.replace(' ', '-')}-{seed}", overrides)
                 found.append(m)
                 print(f"  {seed:<5} {m['ap_distance']:>8.3f} {m['ap_score']:>9.3f} "
                       f"{m['overall'][0]:>6.0%}/{m['overall'][1]:<6.0%} {m['per_cluster'][0]:>6.0%}/"
