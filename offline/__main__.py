@@ -416,12 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             demo_error = demo_failed(exc, stream)
     print("\n" + outcome_line(result, approve if asked else None), file=stream)
-    if result.status != "SUCCEEDED":
-        print(f"Error: {result.error}\nCause: {result.cause}", file=stream)
     if shown:
         print(f"Report: {shown['json']}", file=stream)
         if shown["picture"]:
             print(f"Picture: {shown['picture']}", file=stream)
+    if result.status != "SUCCEEDED":  # a failed run always ends with what failed and why
+        print(f"Error: {result.error}\nCause: {result.cause}", file=stream)
     if args.json:
         print(json.dumps({"status": result.status, "error": result.error, "cause": result.cause,
                           "execution": result.name, "resources": resources, "output": result.output,

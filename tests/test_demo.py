@@ -223,6 +223,7 @@ def test_reject_ends_the_run_without_deploying(tmp_path, capsys):
     assert result["report"]["injectedAnomalies"]["count"] == 20
     assert '"approval": true' in captured.err
     assert "Outcome: REJECTED at approval" in captured.err
+    assert captured.err.rstrip().splitlines()[-2:] == ["Error: ModelRejected", f"Cause: {result['cause']}"]
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.png").exists()
 
 
