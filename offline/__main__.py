@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kmeans_pipeline.artifact import read_centroids
+from kmeans_pipeline.artifact import read_centroids, split_s3_uri
 from kmeans_pipeline.errors import DataValidationError, ModelArtifactError
 from offline import report_view
 from offline.runner import ROOT, ExecutionResult, OfflineAWS, StateEvent
@@ -221,7 +221,7 @@ def compare_with_scikit_learn(aws: OfflineAWS, result: ExecutionResult, stream: 
     s3 = aws.client("s3")
 
     def channel(uri: str) -> np.ndarray:
-        bucket, prefix = uri[5:].split("/", 1)
+        bucket, prefix = split_s3_uri(uri, prefix=True)
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
         text = "".join(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() for key in keys)
         return np.loadtxt(text.splitlines(), delimiter=",", ndmin=2)
@@ -243,7 +243,7 @@ def fetch_report(aws: OfflineAWS, result: ExecutionResult, stream: Any) -> tuple
     if not isinstance(evaluation, dict) or not evaluation.get("reportUri"):
         return None
     s3 = aws.client("s3")
-    bucket, _, key = evaluation["reportUri"].removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(evaluation["reportUri"])
     report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     try:
         centroids = read_centroids(report["modelArtifact"], s3=s3)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmeans_pipeline.artifact import split_s3_uri
 from offline import report_view
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
@@ -67,7 +68,7 @@ def measure(csv_path: Path, anomaly_lines: set[int], name: str, overrides: dict)
         result = aws.run({"dataKey": KEY, "pollSeconds": 0, **overrides}, name)
         if result.status != "SUCCEEDED":
             raise RuntimeError(f"{name}: {result.error}: {result.cause}")
-        bucket, _, key = result.output["evaluation"]["reportUri"].removeprefix("s3://").partition("/")
+        bucket, key = split_s3_uri(result.output["evaluation"]["reportUri"])
         report = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     X, lines = report_view.read_rows(csv_path, report["featureColumns"])
     closest, distance, flagged = report_view.anomaly_scores(None, report, X=X)

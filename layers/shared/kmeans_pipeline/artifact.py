@@ -81,11 +81,12 @@ def centroids_to_json(centroids: np.ndarray) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an s3://bucket/key URI, or ModelArtifactError."""
+def split_s3_uri(uri: str, *, prefix: bool = False) -> tuple[str, str]:
+    """(bucket, key) of an s3://bucket/key URI of an object, or ModelArtifactError; with ``prefix``, the key may
+    be a prefix (a channel's folder) or empty."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not bucket or not key or key.endswith("/"):
-        raise ModelArtifactError(f"{uri} is not an s3://bucket/key URI of an object")
+    if not uri.startswith("s3://") or not bucket or (not prefix and (not key or key.endswith("/"))):
+        raise ModelArtifactError(f"{uri} is not an s3://bucket/key URI of {'a prefix' if prefix else 'an object'}")
     return bucket, key
 
 

@@ -7,18 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from kmeans_pipeline.artifact import split_s3_uri
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.split import parse_rows
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def read_rows(s3: Any, uri: str, limit: int, dim: int) -> np.ndarray:
     """Up to ``limit`` header-less CSV rows from the objects under a channel URI, in key order, as float64."""
-    bucket, prefix = split_uri(uri)
+    bucket, prefix = split_s3_uri(uri, prefix=True)
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/")]

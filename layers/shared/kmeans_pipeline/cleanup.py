@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kmeans_pipeline.aws import describe_or_none, sagemaker_call
+from kmeans_pipeline.aws import sagemaker_call
+from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.models import CleanupResult, RunConfig
 
 
@@ -33,8 +34,8 @@ def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: Any) -> Clean
         models = _run_resources(
             sagemaker.get_paginator("list_models").paginate(NameContains=prefix), "Models", "ModelName", pattern
         )
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=config.names.endpoint) or {}
-    protected = {ours, endpoint.get("EndpointConfigName"), (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")}
+    endpoint = describe_endpoint(sagemaker, config.names.endpoint)
+    protected = {ours} | (endpoint.configs if endpoint is not None else set())
     ours_created = configs.get(ours)
     if ours_created is not None:
         protected |= {name for name, created in configs.items() if created > ours_created}

@@ -1,4 +1,5 @@
-"""Steps 5 to 7: create the model and endpoint config, deploy them to the endpoint, and watch the endpoint."""
+"""Create model and endpoint config, Deploy to endpoint, Check endpoint: make the model servable, put it on the
+endpoint (create, or update in place), and watch the endpoint until it serves this run's config."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import describe_or_none, create_or_reuse, error_code, sagemaker_call, translate
+from kmeans_pipeline.aws import create_or_reuse, describe_or_none, error_code, sagemaker_call, translate
+from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.errors import EndpointUnavailableError, ResourceConflictError
 from kmeans_pipeline.models import BestTrainingJob, DeployResult, EndpointStatus, ModelCreated, RunConfig
 from kmeans_pipeline.settings import StackSettings
@@ -65,8 +67,7 @@ def _create_model(
 def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: Any) -> DeployResult:
     """Create the endpoint, or update it in place (blue/green); report "busy" while another deploy runs."""
     name = config.names.endpoint
-    with sagemaker_call("DescribeEndpoint", name):
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
+    endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:
         try:
             sagemaker.create_endpoint(
@@ -76,20 +77,16 @@ def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings
             )
         except ClientError as exc:
             # Another execution may have created it since we looked: then it is "busy" (or ours, on a retry).
-            with sagemaker_call("DescribeEndpoint", name):
-                endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
+            endpoint = describe_endpoint(sagemaker, name)
             if endpoint is None:
                 raise translate(exc, "CreateEndpoint", name) from exc
-            ours = endpoint.get("EndpointConfigName") == endpoint_config_name
-            return DeployResult(
-                action="inProgress" if ours else "busy", endpoint_name=name, endpoint_status=endpoint["EndpointStatus"]
-            )
+            ours = endpoint.current == endpoint_config_name
+            return DeployResult(action="inProgress" if ours else "busy", endpoint_name=name,
+                                endpoint_status=endpoint.status)
         return DeployResult(action="created", endpoint_name=name, endpoint_status="Creating")
 
-    status = endpoint["EndpointStatus"]
-    current = endpoint.get("EndpointConfigName")
-    pending = (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
-    if endpoint_config_name in {current, pending} and status in TRANSITIONAL | {"InService"}:
+    status, current = endpoint.status, endpoint.current
+    if endpoint_config_name in endpoint.configs and status in TRANSITIONAL | {"InService"}:
         # A retry of this step after our own Create/Update went through: nothing more to start.
         return DeployResult(
             action="inProgress", endpoint_name=name, endpoint_status=status,
@@ -109,7 +106,7 @@ def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings
             sagemaker.delete_endpoint(EndpointName=name)
         return DeployResult(action="deletingFailed", endpoint_name=name, endpoint_status="Deleting")
     raise EndpointUnavailableError(
-        f"Endpoint {name} is {status}: {endpoint.get('FailureReason') or 'no FailureReason'}. "
+        f"Endpoint {name} is {status}: {endpoint.reason or 'no FailureReason'}. "
         "It needs an operator before a deployment can proceed."
     )
 
@@ -123,17 +120,13 @@ def check_endpoint(
     on a third config (and no FailureReason) means a later execution's deployment replaced this one.
     """
     name = config.names.endpoint
-    with sagemaker_call("DescribeEndpoint", name):
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
+    endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:
         return EndpointStatus(
             outcome="failed", status="Missing", endpoint_config_name=None, error="EndpointMissing",
             cause=f"Endpoint {name} no longer exists (deleted while the deployment of {endpoint_config_name} ran)",
         )
-    status = endpoint["EndpointStatus"]
-    current = endpoint.get("EndpointConfigName")
-    pending = (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
-    reason = endpoint.get("FailureReason", "") or ""
+    status, current, pending, reason = endpoint.status, endpoint.current, endpoint.pending, endpoint.reason
     if status == "Updating" and current == endpoint_config_name and pending not in {None, endpoint_config_name}:
         # Ours serves (it reached InService) while a later execution's update runs: this run is done.
         return EndpointStatus(outcome="inService", status=status, endpoint_config_name=current)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import describe_or_none, error_code, sagemaker_call
+from kmeans_pipeline.aws import error_code, sagemaker_call
+from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.errors import EndpointCheckError
 
 REPORT_NAME = "report.json"
@@ -19,11 +20,10 @@ MAX_REQUEST_BYTES = 4_000_000
 
 def serving_config(sagemaker: Any, endpoint_name: str) -> str | None:
     """The endpoint config the endpoint serves now, or None when nothing serves (no endpoint, or a Failed one)."""
-    with sagemaker_call("DescribeEndpoint", endpoint_name):
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=endpoint_name)
-    if endpoint is None or not endpoint.get("EndpointConfigName") or endpoint["EndpointStatus"] == "Failed":
+    endpoint = describe_endpoint(sagemaker, endpoint_name)
+    if endpoint is None or not endpoint.current or endpoint.status == "Failed":
         return None  # a Failed endpoint answers no request
-    return endpoint["EndpointConfigName"]
+    return endpoint.current
 
 
 def model_of_config(sagemaker: Any, config_name: str) -> dict:

@@ -15,8 +15,9 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.aws import describe_or_none, error_code, error_message, sagemaker_call, translate
+from kmeans_pipeline.aws import error_code, error_message, sagemaker_call, translate
 from kmeans_pipeline.channels import read_rows
+from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.errors import (
     EndpointCheckError,
     ModelArtifactError,
@@ -79,9 +80,8 @@ def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemak
         return "updating", previous
     if not first_deploy:
         return "unknown", None  # never delete an endpoint this run did not create
-    with sagemaker_call("DescribeEndpoint", name):
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
-    if endpoint is not None and endpoint["EndpointStatus"] != "Deleting":
+    endpoint = describe_endpoint(sagemaker, name)
+    if endpoint is not None and endpoint.status != "Deleting":
         with sagemaker_call("DeleteEndpoint", name):
             sagemaker.delete_endpoint(EndpointName=name)
     return "deleted", None
@@ -90,16 +90,14 @@ def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemak
 def _overtaken(config: RunConfig, model: ModelCreated, sagemaker: Any) -> str | None:
     """Why the endpoint no longer answers with this run's model (another execution's deployment), or None."""
     name = config.names.endpoint
-    with sagemaker_call("DescribeEndpoint", name):
-        endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)
+    endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:
         return f"Endpoint {name} no longer exists"
-    current = endpoint.get("EndpointConfigName")
-    pending = (endpoint.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+    current, pending = endpoint.current, endpoint.pending
     if current != model.endpoint_config_name:
         return f"Endpoint {name} serves {current}, deployed by another execution after this run's {model.endpoint_config_name}"
-    if endpoint["EndpointStatus"] != "InService" or pending not in {None, current}:
-        return (f"Endpoint {name} is {endpoint['EndpointStatus']}"
+    if endpoint.status != "InService" or pending not in {None, current}:
+        return (f"Endpoint {name} is {endpoint.status}"
                 + (f", moving to {pending} for another execution" if pending not in {None, current} else ""))
     return None
 
