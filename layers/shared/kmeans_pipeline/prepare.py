@@ -21,7 +21,8 @@ from kmeans_pipeline.aws import error_code, error_message
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
 from kmeans_pipeline.models import ColumnTreatment, Dataset, FeatureTreatment, RunConfig, SourceObject
 from kmeans_pipeline.settings import StackSettings
-from kmeans_pipeline.split import line_blocks, parse_rows, split_stream
+from kmeans_pipeline.channels import parse_rows
+from kmeans_pipeline.split import line_blocks, split_stream
 from kmeans_pipeline.treatment import TreatmentLearner, channel_text
 
 CHANNEL_CONTENT_TYPE = "text/csv;label_size=0"

@@ -18,14 +18,13 @@ the scoring API and the CLI.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment, TreatmentKind
-from kmeans_pipeline.split import parse_rows
+from kmeans_pipeline.channels import format_rows, parse_rows
 
 AUTO_CATEGORY_LEVELS = 10
 MAX_CATEGORY_LEVELS = 64
@@ -312,8 +311,6 @@ def from_report(report: dict) -> FeatureTreatment:
 
 
 def channel_text(treatment: FeatureTreatment, rows: np.ndarray) -> bytes:
-    """Raw channel rows, treated, as channel text: float32 values with 9 significant digits, one row per line."""
+    """Raw channel rows, treated, as channel text (float32 values, written as ``channels.format_rows`` does)."""
     Z, _ = encode(treatment, rows)
-    out = io.StringIO()
-    np.savetxt(out, Z.astype(np.float32), fmt="%.9g", delimiter=",")
-    return out.getvalue().encode()
+    return format_rows(Z.astype(np.float32))
