@@ -17,7 +17,8 @@ from moto import mock_aws
 
 from kmeans_pipeline import cli
 from kmeans_pipeline.cli import main
-from kmeans_pipeline.scoring import Standardization, flag, score
+from kmeans_pipeline.scoring import flag, score
+from kmeans_pipeline.treatment import encode, legacy
 from offline.standin.ndarray import write_model_tar_gz
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,13 +163,13 @@ def test_a_report_without_thresholds_gives_no_anomaly_column(model, tmp_path, ca
 
 
 def test_report_standardization_is_applied_unless_the_csv_is_standardized(model, tmp_path, capsys):
-    standardization = Standardization(mean=[100.0, 5.0], std=[10.0, 0.0])
-    rep = write_report(tmp_path, standardization=standardization.to_json())
+    standardization = {"mean": [100.0, 5.0], "std": [10.0, 0.0]}
+    rep = write_report(tmp_path, standardization=standardization)
     raw = np.array([[100.0, 5.0], [200.0, 15.0], [0.0, 10.0]])
     write_csv(tmp_path / "raw.csv", [["Amount", "tranCode"]] + [[repr(float(a)), repr(float(t))] for t, a in raw])
     code, out, _ = run(capsys, "score", model, tmp_path / "raw.csv", "--report", rep)
     assert code == 0
-    closest, distance = score(standardization.apply(raw), CENTROIDS)
+    closest, distance = score(encode(legacy(["tranCode", "Amount"], standardization), raw)[0].astype(np.float32), CENTROIDS)
     got = read_csv(out)[1:]
     assert [int(r[2]) for r in got] == closest.tolist() and [r[3] for r in got] == [repr(float(d)) for d in distance]
     code, out, _ = run(capsys, "score", model, tmp_path / "raw.csv", "--report", rep, "--standardized")

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmeans_pipeline.scoring import Standardization, score
+from kmeans_pipeline.scoring import score
+from kmeans_pipeline.treatment import encode, legacy
 from kmeans_pipeline.split import split_stream
 from offline import report_view
 from offline.__main__ import build_parser, main, outcome_line, summary
@@ -140,9 +141,10 @@ def test_anomaly_scores_take_columns_by_name_and_apply_the_standardisation(tmp_p
 
     standardization = {"mean": [2.0, 500.0], "std": [1.5, 900.0]}
     report = hand_made_report(standardization)
-    centroids = Standardization.from_json(standardization).apply(report["centroids"])
+    treatment = legacy(report["featureColumns"], standardization)
+    centroids = encode(treatment, report["centroids"])[0].astype(np.float32)
     closest, distance, flagged = report_view.anomaly_scores(path, report, centroids)
-    expected_closest, expected_distance = score(Standardization.from_json(standardization).apply(X), centroids)
+    expected_closest, expected_distance = score(encode(treatment, X)[0].astype(np.float32), centroids)
     assert closest.tolist() == expected_closest.tolist()
     np.testing.assert_array_equal(distance, expected_distance)
     # Without the artifact, the report's own centroids (original units) are converted the same way.

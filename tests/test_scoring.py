@@ -13,8 +13,7 @@ import pytest
 from moto import mock_aws
 
 from kmeans_pipeline import cli, scoring
-from kmeans_pipeline.scoring import anomaly_score, Standardization, flag, percentiles, score, summarise
-from kmeans_pipeline.split import standardized_text
+from kmeans_pipeline.scoring import anomaly_score, flag, percentiles, score, summarise
 from offline.standin import Faults, SageMakerStandIn, Timing
 from offline.standin.kmeans import predict
 from offline.standin.ndarray import write_model_tar_gz
@@ -158,54 +157,6 @@ def test_offline_scoring_equals_what_the_offline_endpoint_answers(endpoint, tmp_
     rows = list(csv.reader(io.StringIO(out.getvalue())))
     assert [int(r[3]) for r in rows] == [int(c) for c in served_cluster]
     assert [r[4] for r in rows] == [repr(d) for d in served_distance]
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Standardisation
-# ------------------------------------------------------------------------------------------------------------
-
-
-def test_standardization_round_trip_and_json():
-    s = Standardization(mean=[10.0, -2.0, 5.0], std=[2.0, 0.5, 0.0])
-    X = np.array([[10.0, -2.0, 5.0], [14.0, -1.0, 7.5], [0.0, 0.0, 0.0]])
-    Z = s.apply(X)
-    assert Z.dtype == np.float32
-    np.testing.assert_array_equal(Z, np.array([[0, 0, 0], [2, 2, 2.5], [-5, 4, -5]], dtype=np.float32))
-    np.testing.assert_allclose(s.invert(Z), X)
-    assert s.to_json() == {"mean": [10.0, -2.0, 5.0], "std": [2.0, 0.5, 0.0]}
-    assert Standardization.from_json(json.loads(json.dumps(s.to_json()))) == s
-    rng = np.random.default_rng(2)
-    X = rng.normal(loc=100, scale=30, size=(200, 3))
-    np.testing.assert_allclose(s.invert(s.apply(X)), X, rtol=1e-6)
-
-
-def test_standardization_matches_what_the_data_step_writes():
-    mean, std = np.array([3.5, 1200.0]), np.array([1.25, 0.0])
-    X = np.random.default_rng(4).normal(loc=[3, 1000], scale=[2, 500], size=(100, 2))
-    text = "\n".join(",".join(repr(float(v)) for v in row) for row in X).encode() + b"\n"
-    written = np.loadtxt(io.StringIO(standardized_text(text, mean, std).decode()), delimiter=",", dtype=np.float32)
-    Z = Standardization(mean=mean.tolist(), std=std.tolist()).apply(X)
-    assert Z.tobytes() == written.tobytes()
-
-
-@pytest.mark.parametrize("data,message", [
-    ({"mean": [1.0]}, "must be"),
-    ({"mean": [1.0], "std": [1.0], "extra": 1}, "must be"),
-    ({"mean": [1.0, 2.0], "std": [1.0]}, "one mean and one std per feature"),
-    ({"mean": ["1"], "std": [1.0]}, "mean must be a list of numbers"),
-    ({"mean": [1.0], "std": [True]}, "std must be a list of numbers"),
-    ({"mean": [1.0], "std": [-1.0]}, "not negative"),
-    ({"mean": [], "std": []}, "one mean and one std per feature"),
-    (None, "must be"),
-])
-def test_standardization_json_is_checked(data, message):
-    with pytest.raises(ValueError, match=message):
-        Standardization.from_json(data)
-
-
-def test_standardization_checks_the_feature_count():
-    with pytest.raises(ValueError, match="2 features"):
-        Standardization(mean=[0.0, 0.0], std=[1.0, 1.0]).apply(np.zeros((3, 3)))
 
 
 # ------------------------------------------------------------------------------------------------------------

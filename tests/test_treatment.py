@@ -12,13 +12,16 @@ from kmeans_pipeline.errors import DataValidationError, InvalidInputError
 from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment
 from kmeans_pipeline.prepare import prepare
 from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.treatment import (
     MAX_CATEGORY_LEVELS,
     TreatmentLearner,
     axis_range,
+    channel_text,
     comparable,
     encode,
     legacy,
+    to_base,
     to_original,
 )
 
@@ -163,3 +166,58 @@ def test_the_learner_keeps_a_sample_of_fixed_size_whatever_the_rows():
     assert np.median(learner.sample[:, 0]) == pytest.approx(10.0 * np.log(2), rel=0.03)
     treatment = learner.decide(["x", "y"], {}, None)
     assert [c.kind for c in treatment.columns] == ["numeric", "numeric"]  # p99 / p50 = 6.6: not a long tail
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Reports of schema version 1: a "standardization" instead of a treatment
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_version_1_standardization_z_scores_and_a_std_of_0_counts_as_1():
+    treatment = legacy(["a", "b", "c"], {"mean": [10.0, -2.0, 5.0], "std": [2.0, 0.5, 0.0]})
+    X = np.array([[10.0, -2.0, 5.0], [14.0, -1.0, 7.5], [0.0, 0.0, 0.0]])
+    Z, _ = encode(treatment, X)
+    np.testing.assert_array_equal(Z, [[0, 0, 0], [2, 2, 2.5], [-5, 4, -5]])
+    np.testing.assert_allclose(to_base(treatment, Z), X)
+    rng = np.random.default_rng(2)
+    X = rng.normal(loc=100, scale=30, size=(200, 3))
+    np.testing.assert_allclose(to_original(treatment, encode(treatment, X)[0]), X, rtol=1e-12)
+
+
+def test_treated_channel_text_is_the_encoded_rows_in_float32():
+    treatment = legacy(["a", "b"], {"mean": [3.5, 1200.0], "std": [1.25, 0.0]})
+    X = np.random.default_rng(4).normal(loc=[3, 1000], scale=[2, 500], size=(100, 2))
+    written = parse_rows(channel_text(treatment, X), 2)
+    want = encode(treatment, X)[0].astype(np.float32)
+    # Fixed point with 8 significant digits of each column's largest value: within float32's own precision.
+    top = np.abs(want).max(0)
+    assert (np.abs(written - want) <= 0.5 * 10.0 ** (np.floor(np.log10(top)) + 1 - 8) + 1e-12).all()
+
+
+def test_a_constant_column_gets_a_std_of_0_not_rounding_noise():
+    learner = TreatmentLearner()
+    for _ in range(3):
+        learner.add(np.column_stack([np.full(1000, 0.1), np.arange(1000.0)]), train=True)
+    treatment = learner.decide(["flat", "x"], {}, True)
+    assert treatment.columns[0].std == 0.0 and treatment.columns[1].std > 0
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"mean": [1.0]}, "must be"),
+    ({"mean": [1.0], "std": [1.0], "extra": 1}, "must be"),
+    ({"mean": [1.0, 2.0], "std": [1.0]}, "one mean and one std per feature"),
+    ({"mean": ["1"], "std": [1.0]}, "mean must be a list of numbers"),
+    ({"mean": [1.0], "std": [True]}, "std must be a list of numbers"),
+    ({"mean": [1.0], "std": [-1.0]}, "not negative"),
+    ({"mean": [], "std": []}, "one mean and one std per feature"),
+    ({"mean": [1.0, 2.0], "std": [1.0, 1.0]}, "standardization has 2 features, featureColumns 1"),
+    ("z", "must be"),
+])
+def test_a_version_1_standardization_is_checked(data, message):
+    with pytest.raises(ValueError, match=message):
+        legacy(["a"], data)
+
+
+def test_encode_checks_the_column_count():
+    with pytest.raises(ValueError, match="the treatment has 2 columns"):
+        encode(legacy(["a", "b"], None), np.zeros((3, 3)))

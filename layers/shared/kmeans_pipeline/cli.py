@@ -74,7 +74,7 @@ import numpy as np
 from kmeans_pipeline.artifact import centroids_to_json, read_centroids, split_s3_uri
 from kmeans_pipeline.errors import PipelineError
 from kmeans_pipeline.models import FeatureTreatment
-from kmeans_pipeline.scoring import Standardization, anomaly_score, flag, score
+from kmeans_pipeline.scoring import anomaly_score, flag, score
 from kmeans_pipeline.treatment import encode, from_report, legacy, negative_log_values
 
 PROG = "python -m kmeans_pipeline.cli"
@@ -149,15 +149,9 @@ def parse_report(data: Any, source: str) -> ReportView:
             raise ValueError(f"report {source}: treatment columns {treatment.input_columns}, featureColumns {columns}")
     elif data.get("standardization") is not None:  # schema version 1
         try:
-            standardization = Standardization.from_json(data["standardization"])
+            treatment = legacy(columns, data["standardization"])
         except ValueError as exc:
             raise ValueError(f"report {source}: {exc}") from None
-        if len(standardization.mean) != len(columns):
-            raise ValueError(
-                f"report {source}: standardization has {len(standardization.mean)} features, featureColumns "
-                f"{len(columns)}"
-            )
-        treatment = legacy(columns, standardization.to_json())
     else:
         treatment = legacy(columns, None)
     k = data.get("k")

@@ -8,7 +8,6 @@ of equally close centroids, a float32 square root. numpy only, in chunks of boun
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,61 +39,6 @@ def score(X, centroids, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         closest[start : start + rows] = best
         distance[start : start + rows] = np.sqrt(squared[np.arange(len(best)), best], dtype=np.float32)
     return closest, distance
-
-
-@dataclass
-class Standardization:
-    """z = (x - mean) / std per feature, computed in float64 and served as float32; a std of 0 counts as 1."""
-
-    mean: list[float]
-    std: list[float]
-
-    def __post_init__(self) -> None:
-        self.mean = [float(v) for v in self.mean]
-        self.std = [float(v) for v in self.std]
-        if len(self.mean) != len(self.std) or not self.mean:
-            raise ValueError(
-                f"standardization needs one mean and one std per feature, got {len(self.mean)} and {len(self.std)}"
-            )
-        if not all(math.isfinite(v) for v in self.mean + self.std) or any(v < 0 for v in self.std):
-            raise ValueError("standardization means and stds must be finite, stds not negative")
-
-    @classmethod
-    def from_json(cls, data: dict) -> Standardization:
-        if not isinstance(data, dict) or set(data) != {"mean", "std"}:
-            raise ValueError(f'standardization must be {{"mean": [...], "std": [...]}}, got {str(data)[:80]}')
-        for key in ("mean", "std"):
-            values = data[key]
-            if not isinstance(values, list) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-            ):
-                raise ValueError(f"standardization {key} must be a list of numbers, got {str(values)[:80]}")
-        return cls(mean=data["mean"], std=data["std"])
-
-    def to_json(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std)}
-
-    def _arrays(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if X.ndim != 2 or X.shape[1] != len(self.mean):
-            raise ValueError(f"rows have shape {X.shape}, the standardization has {len(self.mean)} features")
-        std = np.asarray(self.std, dtype=np.float64)
-        return np.asarray(self.mean, dtype=np.float64), np.where(std == 0, 1.0, std)
-
-    def standardize(self, X) -> np.ndarray:
-        """Standardised rows (or centroids), float64."""
-        X = np.asarray(X, dtype=np.float64)
-        mean, std = self._arrays(X)
-        return (X - mean) / std
-
-    def apply(self, X) -> np.ndarray:
-        """Standardised float32 rows, as the data step writes them for training and the endpoint."""
-        return self.standardize(X).astype(np.float32)
-
-    def invert(self, Z) -> np.ndarray:
-        """Rows (or centroids) back in original units, float64."""
-        Z = np.asarray(Z, dtype=np.float64)
-        mean, std = self._arrays(Z)
-        return Z * std + mean
 
 
 def percentiles(distances) -> dict:
