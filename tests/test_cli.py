@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from kmeans_pipeline import cli
-from kmeans_pipeline.cli import main
+import kmeans_cli as cli
+from kmeans_cli import main
 from kmeans_pipeline.scoring import flag, score
 from kmeans_pipeline.treatment import encode, legacy
 from offline.standin.ndarray import write_model_tar_gz
@@ -97,7 +97,7 @@ def test_model_and_report_from_s3(tmp_path, capsys):
         # Missing key: one line, exit 2
         assert main(["export-centroids", "s3://models/r2/model.tar.gz"]) == 2
         err = capsys.readouterr().err
-        assert err == ("python -m kmeans_pipeline.cli: error: s3://models/r2/model.tar.gz does not exist (NoSuchKey): "
+        assert err == ("python -m kmeans_cli: error: s3://models/r2/model.tar.gz does not exist (NoSuchKey): "
                        "no model artifact at that key\n")
         # The report from S3 too
         path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
@@ -184,7 +184,7 @@ def test_a_headerless_csv_with_a_report_takes_the_columns_in_the_reports_order(m
 
 def test_stdin_and_blank_lines(model, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "kmeans_pipeline.cli", "score", str(model), "-"],
+        [sys.executable, "-m", "kmeans_cli", "score", str(model), "-"],
         input=b"\xef\xbb\xbfa,b\n1,1\n\n10,10\n", capture_output=True, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'shared'}{os.pathsep}{ROOT}"}, timeout=60,
     )
@@ -218,7 +218,7 @@ def test_bad_csv_values_name_the_line_and_column(model, tmp_path, capsys, rows, 
         extra = ["--report", write_report(tmp_path)]
     code, out, err = run(capsys, "score", model, path, "--out", tmp_path / "out.csv", *extra)
     assert code == 2
-    assert err.startswith("python -m kmeans_pipeline.cli: error: ") and err.count("\n") == 1, err
+    assert err.startswith("python -m kmeans_cli: error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out.csv").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.csv")] == []  # no temporary left

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from kmeans_pipeline import cli, scoring
+import kmeans_cli as cli
+from kmeans_pipeline import scoring
 from kmeans_pipeline.scoring import anomaly_score, flag, percentiles, score, summarise
 from offline.standin import Faults, SageMakerStandIn, Timing
 from offline.standin.kmeans import predict

@@ -1,7 +1,9 @@
 """Command line for a SageMaker K-Means model: export its centroids, or score a CSV offline as the endpoint would.
 
-    python -m kmeans_pipeline.cli export-centroids MODEL [--out FILE]
-    python -m kmeans_pipeline.cli score MODEL CSV [--report REPORT] [--overall] [--out FILE]
+A tool users install with the project (``pip install .``), not part of the Lambda layer: no function imports it.
+
+    python -m kmeans_cli export-centroids MODEL [--out FILE]
+    python -m kmeans_cli score MODEL CSV [--report REPORT] [--overall] [--out FILE]
                                       [--header {auto,yes,no}] [--standardized] [--chunk-rows N]
 
 MODEL is the model artifact: a ``model.tar.gz`` (or a bare ``model_algo-1``) on disk, or an ``s3://bucket/key``
@@ -48,8 +50,8 @@ CSV or an argument is not usable.
 
 Examples:
 
-    python -m kmeans_pipeline.cli export-centroids s3://my-bucket/models/run-1/output/model.tar.gz
-    python -m kmeans_pipeline.cli score model.tar.gz transactions.csv \\
+    python -m kmeans_cli export-centroids s3://my-bucket/models/run-1/output/model.tar.gz
+    python -m kmeans_cli score model.tar.gz transactions.csv \\
         --report s3://my-bucket/reports/run-1/report.json --out scored.csv
 """
 
@@ -77,7 +79,7 @@ from kmeans_pipeline.models import FeatureTreatment
 from kmeans_pipeline.scoring import anomaly_score, flag, score
 from kmeans_pipeline.treatment import encode, from_report, legacy, negative_log_values
 
-PROG = "python -m kmeans_pipeline.cli"
+PROG = "python -m kmeans_cli"
 OUTPUT_COLUMNS = ("closest_cluster", "distance_to_cluster")
 ANOMALY_COLUMNS = ("score", "anomaly")
 DEFAULT_CHUNK_ROWS = 10_000
@@ -508,6 +510,3 @@ def _fail(exc: BaseException) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
