@@ -30,7 +30,8 @@ SERVER_ERROR_CODES = frozenset({"InternalFailure", "InternalServerError", "Servi
 
 def client(service: str) -> Any:
     """A client for `service` with the pipeline's retry settings; called inside handlers, never at import."""
-    return boto3.client(service, config=CLIENT_CONFIG)
+    make: Any = boto3.client  # one function for every service: the stubs' per-service overloads do not apply
+    return make(service, config=CLIENT_CONFIG)
 
 
 def error_code(exc: ClientError) -> str:

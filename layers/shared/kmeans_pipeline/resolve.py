@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -37,6 +37,7 @@ def resolve(
         raise InvalidInputError(f"The execution input must be a JSON object, not {type(execution_input).__name__}")
 
     detail_type = execution_input.get("detail-type")
+    trigger: Literal["console", "upload", "schedule"]
     if detail_type == S3_OBJECT_CREATED:
         trigger, request, source = "upload", RunRequest(), _source_from_s3_event(execution_input, settings)
     elif detail_type == SCHEDULED_EVENT:

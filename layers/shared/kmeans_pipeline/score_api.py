@@ -175,12 +175,12 @@ def encode_records(records: list[Any], treatment: FeatureTreatment) -> tuple[np.
             errors[i] = str(exc)
     X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
     negative = negative_log_values(treatment, X)
-    keep = ~negative.any(1)
+    keep = np.asarray(~negative.any(1), dtype=bool)
     for r in np.flatnonzero(~keep):
         j = int(np.flatnonzero(negative[r])[0])
         errors[good[r]] = (f"record {good[r]}, field {columns[j]}: {X[r, j]:g} is negative, and the model takes "
                            f"log1p({columns[j]}), which needs values >= 0")
-    good = [g for g, k in zip(good, keep) if k]
+    good = [g for g, k in zip(good, keep.tolist()) if k]
     Z, unseen = encode(treatment, X[keep])
     warnings: dict[int, list[str]] = {}
     for r, j in zip(*np.nonzero(unseen)):
@@ -227,7 +227,7 @@ def score_records(records: list[Any], view: ServingView, endpoint: str, runtime:
     scores = anomaly_score(closest, distance, view.thresholds, view.overall)
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
     for r, i in enumerate(good):
-        result = {"record": i, "closest_cluster": int(closest[r]), "distance_to_cluster": float(distance[r]),
+        result: dict[str, Any] = {"record": i, "closest_cluster": int(closest[r]), "distance_to_cluster": float(distance[r]),
                   "score": float(scores[r]) if math.isfinite(scores[r]) else None, "anomaly": bool(scores[r] > 1)}
         if i in warnings:
             result["warnings"] = warnings[i]

@@ -8,6 +8,7 @@ of equally close centroids, a float32 square root. numpy only, in chunks of boun
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
     order = np.argsort(closest, kind="stable")
     bounds = np.searchsorted(closest[order], np.arange(k + 1))
     overall = float(np.percentile(distance, percentile)) if n else None
-    clusters = []
+    clusters: list[dict[str, Any]] = []
     for index in range(k):
         d = distance[order[bounds[index] : bounds[index + 1]]]
         own = float(np.percentile(d, percentile)) if d.size else None
@@ -110,10 +111,10 @@ def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
             "distance": percentiles(d),
             # A cluster's threshold is its own percentile, but never above the overall one: a cluster that
             # K-Means gave to outliers must not make them normal.
-            "threshold": None if own is None else min(own, overall),
+            "threshold": None if own is None or overall is None else min(own, overall),
             "ownThreshold": own,
         })
-    per_cluster = flag(closest, distance, [c["threshold"] for c in clusters], overall)
+    per_cluster = flag(closest, distance, [cluster["threshold"] for cluster in clusters], overall)
     beyond_overall = flag(closest, distance, [None] * k, overall)
     return {
         "k": int(k),

@@ -61,7 +61,9 @@ def serving_report(s3: Any, bucket: str, model_name: str) -> dict | None:
 def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, bytes]]:
     """(first row index, text/csv body) pieces of the rows, each body at most ``limit`` bytes."""
     lines = [",".join(repr(float(v)) for v in row).encode() for row in rows]
-    out, start, size, body = [], 0, 0, []
+    out: list[tuple[int, bytes]] = []
+    start, size = 0, 0
+    body: list[bytes] = []
     for index, line in enumerate(lines):
         if body and size + len(line) + 1 > limit:
             out.append((start, b"\n".join(body)))

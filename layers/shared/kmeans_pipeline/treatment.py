@@ -19,6 +19,7 @@ the scoring API and the CLI.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
@@ -126,8 +127,8 @@ class TreatmentLearner:
         std_raw, std_log = self.raw.std, self.logged.std
         treated = []
         for j, column in enumerate(columns):
-            kind = requested.get(column) or ("numeric" if standardize is not None else "auto")
-            decided = "auto" if kind == "auto" else "requested"
+            kind: str = requested.get(column) or ("numeric" if standardize is not None else "auto")
+            decided: Literal["auto", "requested"] = "auto" if kind == "auto" else "requested"
             reason = "requested"
             levels = self.levels[j]
             if kind == "auto":

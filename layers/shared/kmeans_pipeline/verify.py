@@ -9,7 +9,7 @@ deploy the endpoint is deleted, so that nothing keeps serving a model that faile
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from botocore.exceptions import ClientError
@@ -71,7 +71,10 @@ def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance:
     )
 
 
-def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: Any) -> tuple[str, str | None]:
+RestoreAction = Literal["none", "updating", "deleted", "unknown", "failed"]
+
+
+def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: Any) -> tuple[RestoreAction, str | None]:
     """Put the previous config back on the endpoint, or delete the endpoint if this run created it."""
     name = config.names.endpoint
     if previous:
