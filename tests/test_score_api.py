@@ -56,7 +56,6 @@ def test_raw_records_get_the_endpoints_answer_on_the_treated_features_and_a_scor
     np.testing.assert_allclose([r["score"] for r in got], scores, rtol=1e-12)
     assert [r["anomaly"] for r in got] == (scores > 1).tolist()
     assert answer["anomalies"] == int((scores > 1).sum())
-    assert got[3]["anomaly"] and not got[0]["anomaly"]  # a $9,000 card purchase; a $45.50 one
 
 
 def test_a_bad_record_gets_its_own_error_naming_the_field_and_the_others_are_scored(served):
