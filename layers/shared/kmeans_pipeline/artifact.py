@@ -23,11 +23,14 @@ import struct
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kmeans_pipeline.errors import ModelArtifactError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 MODEL_MEMBER = "model_algo-1"
 # Real K-Means artifacts are k x feature_dim x 4 bytes; anything near this limit is not one.
@@ -50,7 +53,7 @@ _MISSING_S3_CODES = {"NoSuchKey", "404", "NotFound"}
 _DENIED_S3_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidObjectState"}
 
 
-def read_centroids(source: str | os.PathLike | bytes | bytearray | memoryview, *, s3: Any = None) -> np.ndarray:
+def read_centroids(source: str | os.PathLike | bytes | bytearray | memoryview, *, s3: S3Client | None = None) -> np.ndarray:
     """The (k, feature_dim) float32 centroids in a K-Means artifact: a local path, an s3:// URI or bytes.
 
     ``s3`` is a boto3 S3 client, used for s3:// sources (one is created when it is None).
@@ -90,7 +93,7 @@ def split_s3_uri(uri: str, *, prefix: bool = False) -> tuple[str, str]:
     return bucket, key
 
 
-def _read_s3(uri: str, s3: Any) -> bytes:
+def _read_s3(uri: str, s3: S3Client | None) -> bytes:
     bucket, key = split_s3_uri(uri)
     if s3 is None:
         from kmeans_pipeline.aws import client  # boto3 only when an S3 artifact is read

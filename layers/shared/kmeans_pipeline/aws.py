@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,10 +65,10 @@ def translate(exc: ClientError, operation: str, resource: str) -> Exception:
 
 def create_or_reuse(
     create: Callable[[], Any],
-    describe: Callable[[], dict | None],
+    describe: Callable[[], Mapping[str, Any] | None],
     operation: str,
     resource: str,
-) -> tuple[dict, bool]:
+) -> tuple[Mapping[str, Any], bool]:
     """Run an idempotent Create: reuse what exists under this run's name (a retried step), else create it.
 
     Returns (description, reused). `describe` returns None when the resource does not exist.

@@ -7,12 +7,15 @@ reads it back (treatments, evaluation, the endpoint check) parses it with ``pars
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kmeans_pipeline.artifact import split_s3_uri
 from kmeans_pipeline.errors import DataValidationError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 
@@ -27,7 +30,7 @@ def parse_rows(text: bytes, dim: int) -> np.ndarray:
     return values.reshape(-1, dim)
 
 
-def read_rows(s3: Any, uri: str, limit: int, dim: int) -> np.ndarray:
+def read_rows(s3: S3Client, uri: str, limit: int, dim: int) -> np.ndarray:
     """Up to ``limit`` header-less CSV rows from the objects under a channel URI, in key order, as float64."""
     bucket, prefix = split_s3_uri(uri, prefix=True)
     keys: list[str] = []

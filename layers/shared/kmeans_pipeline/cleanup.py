@@ -7,11 +7,14 @@ this run's (another execution's, still on its way to the endpoint).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kmeans_pipeline.aws import sagemaker_call
 from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.models import CleanupResult, RunConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
 
 
 def _run_resources(pages: Any, key: str, name_key: str, pattern: re.Pattern) -> dict[str, Any]:
@@ -23,7 +26,7 @@ def _run_resources(pages: Any, key: str, name_key: str, pattern: re.Pattern) -> 
     return found
 
 
-def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: Any) -> CleanupResult:
+def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: SageMakerClient) -> CleanupResult:
     ours = config.names.endpoint_config
     pattern = re.compile(re.escape(prefix) + r"-[0-9a-f]{10}")  # this stack's run names (names.run_resource_name)
     with sagemaker_call("ListEndpointConfigs", prefix):

@@ -3,22 +3,25 @@ endpoint (create, or update in place), and watch the endpoint until it serves th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import create_or_reuse, describe_or_none, error_code, sagemaker_call, translate
+from kmeans_pipeline.aws import create_or_reuse, describe_or_none, sagemaker_call, translate
 from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.errors import EndpointUnavailableError, ResourceConflictError
 from kmeans_pipeline.models import BestTrainingJob, DeployResult, EndpointStatus, ModelCreated, RunConfig
 from kmeans_pipeline.settings import StackSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
 
 VARIANT_NAME = "AllTraffic"
 # Statuses in which SageMaker is still working on the endpoint: wait, don't touch.
 TRANSITIONAL = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 
 
-def create_model(config: RunConfig, best: BestTrainingJob, settings: StackSettings, sagemaker: Any) -> ModelCreated:
+def create_model(config: RunConfig, best: BestTrainingJob, settings: StackSettings, sagemaker: SageMakerClient) -> ModelCreated:
     tags = settings.tag_list(RunId=config.run_id, ExecutionName=config.execution_name)
     model_name, config_name = config.names.model, config.names.endpoint_config
     with sagemaker_call("CreateModel", model_name):
@@ -26,7 +29,7 @@ def create_model(config: RunConfig, best: BestTrainingJob, settings: StackSettin
 
 
 def _create_model(
-    sagemaker: Any, settings: StackSettings, best: BestTrainingJob, model_name: str, config_name: str, tags: list
+    sagemaker: SageMakerClient, settings: StackSettings, best: BestTrainingJob, model_name: str, config_name: str, tags: list
 ) -> ModelCreated:
     model, _ = create_or_reuse(
         create=lambda: sagemaker.create_model(
@@ -42,18 +45,18 @@ def _create_model(
     )
     if model.get("PrimaryContainer", {}).get("ModelDataUrl") != best.artifact_uri:
         raise ResourceConflictError(f"Model {model_name} exists but serves another artifact")
+    # The instance type is a stack parameter (a str); the stubs know every type by name.
+    variant: Any = {
+        "VariantName": VARIANT_NAME,
+        "ModelName": model_name,
+        "InstanceType": settings.hosting_instance_type,
+        "InitialInstanceCount": 1,
+        "InitialVariantWeight": 1.0,
+    }
     create_or_reuse(
         create=lambda: sagemaker.create_endpoint_config(
             EndpointConfigName=config_name,
-            ProductionVariants=[
-                {
-                    "VariantName": VARIANT_NAME,
-                    "ModelName": model_name,
-                    "InstanceType": settings.hosting_instance_type,
-                    "InitialInstanceCount": 1,
-                    "InitialVariantWeight": 1.0,
-                }
-            ],
+            ProductionVariants=[variant],
             KmsKeyId=settings.kms_key_arn,
             Tags=tags,
         ),
@@ -64,7 +67,7 @@ def _create_model(
     return ModelCreated(model_name=model_name, endpoint_config_name=config_name, model_data_url=best.artifact_uri)
 
 
-def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: Any) -> DeployResult:
+def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: SageMakerClient) -> DeployResult:
     """Create the endpoint, or update it in place (blue/green); report "busy" while another deploy runs."""
     name = config.names.endpoint
     endpoint = describe_endpoint(sagemaker, name)
@@ -112,7 +115,7 @@ def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings
 
 
 def check_endpoint(
-    config: RunConfig, endpoint_config_name: str, sagemaker: Any, previous_config_name: str | None = None
+    config: RunConfig, endpoint_config_name: str, sagemaker: SageMakerClient, previous_config_name: str | None = None
 ) -> EndpointStatus:
     """One look at the endpoint after this run's deployment started.
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kmeans_pipeline.aws import describe_or_none, sagemaker_call
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class EndpointView:
         return {name for name in (self.current, self.pending) if name}
 
 
-def describe_endpoint(sagemaker: Any, name: str) -> EndpointView | None:
+def describe_endpoint(sagemaker: SageMakerClient, name: str) -> EndpointView | None:
     """The endpoint as it is now, or None when it does not exist."""
     with sagemaker_call("DescribeEndpoint", name):
         endpoint = describe_or_none(sagemaker.describe_endpoint, EndpointName=name)

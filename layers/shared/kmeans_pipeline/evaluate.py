@@ -14,7 +14,7 @@ nearest inside and farthest beyond its threshold.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from kmeans_pipeline.scoring import anomaly_score, score, summarise
 from kmeans_pipeline.serving import REPORT_NAME, serving_model, serving_report
 from kmeans_pipeline.settings import StackSettings
 from kmeans_pipeline.treatment import axis_range, comparable, from_base, from_report, legacy, to_base, to_original
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
 
 # The test channel is already a random sample of the data: its first rows are a random sample too. At most a
 # million rows, and at most 50 million values, so that wide data sets stay well inside the function's memory.
@@ -51,7 +55,7 @@ def dataset_treatment(dataset: Dataset) -> FeatureTreatment:
     return dataset.treatment or legacy(dataset.feature_columns, None)
 
 
-def _serving_centroids(serving: dict, report: dict | None, s3: Any) -> np.ndarray | None:
+def _serving_centroids(serving: dict, report: dict | None, s3: S3Client) -> np.ndarray | None:
     """The serving model's centroids: from its artifact, else (expired by the bucket's lifecycle) from its report:
     ``modelCentroids`` in the model's units, or (a report of schema version 1) ``centroids`` in original units,
     for which the report then says "standardization": null."""
@@ -147,7 +151,7 @@ def _cluster_view(treatment: FeatureTreatment, centroids: np.ndarray, raw: np.nd
 
 
 def evaluate(
-    config: RunConfig, dataset: Dataset, best: BestTrainingJob, settings: StackSettings, s3: Any, sagemaker: Any
+    config: RunConfig, dataset: Dataset, best: BestTrainingJob, settings: StackSettings, s3: S3Client, sagemaker: SageMakerClient
 ) -> Evaluation:
     centroids = read_centroids(best.artifact_uri, s3=s3)
     if centroids.shape != (config.k, dataset.feature_dim):

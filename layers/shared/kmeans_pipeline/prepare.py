@@ -18,10 +18,10 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws import error_code, error_message
+from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
 from kmeans_pipeline.models import ColumnTreatment, Dataset, FeatureTreatment, RunConfig, SourceObject
 from kmeans_pipeline.settings import StackSettings
-from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.split import line_blocks, split_stream
 from kmeans_pipeline.treatment import TreatmentLearner, channel_text
 

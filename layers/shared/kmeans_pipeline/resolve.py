@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -18,6 +18,9 @@ from kmeans_pipeline.models import (
 from kmeans_pipeline.names import NAME_MAX, TUNING_JOB_NAME_MAX, run_id, run_resource_name
 from kmeans_pipeline.settings import StackSettings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 INCOMING_PREFIX = "incoming/"
 S3_OBJECT_CREATED = "Object Created"
 SCHEDULED_EVENT = "Scheduled Event"
@@ -28,7 +31,7 @@ def resolve(
     execution_name: str,
     execution_start_time: str,
     settings: StackSettings,
-    s3: Any,
+    s3: S3Client,
 ) -> RunConfig:
     """Validate the execution input, whichever of the three shapes it has, and fill in the stack's defaults."""
     if execution_input is None:
@@ -109,7 +112,7 @@ def _source_from_s3_event(event: dict, settings: StackSettings) -> S3Location:
     return S3Location(bucket=bucket, key=key, version_id=detail["object"].get("version-id"))
 
 
-def newest_incoming_key(s3: Any, bucket: str) -> str:
+def newest_incoming_key(s3: S3Client, bucket: str) -> str:
     """The most recently uploaded object under incoming/ (what a scheduled run retrains on)."""
     newest = None
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INCOMING_PREFIX):

@@ -19,7 +19,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from botocore.exceptions import ClientError
@@ -37,6 +37,11 @@ from kmeans_pipeline.scoring import anomaly_score
 from kmeans_pipeline.serving import batches, model_of_config, parse_answer, serving_config, serving_report
 from kmeans_pipeline.split import parse_float
 from kmeans_pipeline.treatment import encode, from_report, negative_log_values
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 MAX_RECORDS = 10_000
 # A function URL takes requests of up to 6 MB.
@@ -68,7 +73,7 @@ class ServingView:
 _REPORTS: dict[tuple[str, str], ServingView] = {}
 
 
-def serving_view(endpoint: str, bucket: str, sagemaker: Any, s3: Any) -> ServingView:
+def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client) -> ServingView:
     """The serving model's treatment and thresholds. DescribeEndpoint on every request, so that a new deployment
     is used as soon as it serves; the report is read once per endpoint config."""
     config_name = serving_config(sagemaker, endpoint)
@@ -196,7 +201,7 @@ def encode_records(records: list[Any], treatment: FeatureTreatment) -> tuple[np.
 # ------------------------------------------------------------------------------------------------------------
 
 
-def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
+def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
     try:
         answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="application/json",
                                          Body=body)
@@ -210,7 +215,7 @@ def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
                                    f"{error_message(exc)}") from exc
 
 
-def score_records(records: list[Any], view: ServingView, endpoint: str, runtime: Any) -> dict:
+def score_records(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> dict:
     if len(records) > MAX_RECORDS:
         raise RequestError(413, f"{len(records):,} records in one request; send at most {MAX_RECORDS:,}")
     Z, good, errors, warnings = encode_records(records, view.treatment)
@@ -256,7 +261,7 @@ def _response(status: int, body: dict) -> dict:
     return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
 
 
-def handle(event: dict, endpoint: str, bucket: str, sagemaker: Any, s3: Any, runtime: Any) -> dict:
+def handle(event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient) -> dict:
     """A function URL event (payload format 2.0) in, an HTTP response out."""
     try:
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from botocore.exceptions import ClientError
@@ -13,12 +13,16 @@ from kmeans_pipeline.aws import error_code, sagemaker_call
 from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.errors import EndpointCheckError
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+
 REPORT_NAME = "report.json"
 # InvokeEndpoint takes at most 6 MB per request: stay well below it.
 MAX_REQUEST_BYTES = 4_000_000
 
 
-def serving_config(sagemaker: Any, endpoint_name: str) -> str | None:
+def serving_config(sagemaker: SageMakerClient, endpoint_name: str) -> str | None:
     """The endpoint config the endpoint serves now, or None when nothing serves (no endpoint, or a Failed one)."""
     endpoint = describe_endpoint(sagemaker, endpoint_name)
     if endpoint is None or not endpoint.current or endpoint.status == "Failed":
@@ -26,7 +30,7 @@ def serving_config(sagemaker: Any, endpoint_name: str) -> str | None:
     return endpoint.current
 
 
-def model_of_config(sagemaker: Any, config_name: str) -> dict:
+def model_of_config(sagemaker: SageMakerClient, config_name: str) -> dict:
     """{"modelName", "modelDataUrl", "endpointConfigName"} of the model an endpoint config serves."""
     with sagemaker_call("DescribeEndpointConfig", config_name):
         config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
@@ -40,13 +44,13 @@ def model_of_config(sagemaker: Any, config_name: str) -> dict:
     }
 
 
-def serving_model(sagemaker: Any, endpoint_name: str) -> dict | None:
+def serving_model(sagemaker: SageMakerClient, endpoint_name: str) -> dict | None:
     """The model the endpoint serves now (as ``model_of_config``), or None."""
     config_name = serving_config(sagemaker, endpoint_name)
     return None if config_name is None else model_of_config(sagemaker, config_name)
 
 
-def serving_report(s3: Any, bucket: str, model_name: str) -> dict | None:
+def serving_report(s3: S3Client, bucket: str, model_name: str) -> dict | None:
     """The evaluation report of the run that made the serving model (its name ends with that run's id)."""
     run = model_name.rsplit("-", 1)[-1]
     try:

@@ -6,10 +6,14 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kmeans_pipeline.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import TagTypeDef
 
 
 class StackSettings(BaseModel):
@@ -66,7 +70,7 @@ class StackSettings(BaseModel):
         env = os.environ if environ is None else environ
         fields = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
         try:
-            return cls(**fields)
+            return cls.model_validate(fields)
         except (ValidationError, json.JSONDecodeError) as exc:
             raise InvalidInputError(f"The function's environment is not a valid stack configuration: {exc}") from exc
 
@@ -74,7 +78,7 @@ class StackSettings(BaseModel):
     def max_input_bytes(self) -> int:
         return self.max_input_megabytes << 20
 
-    def tag_list(self, **extra: str) -> list[dict[str, str]]:
+    def tag_list(self, **extra: str) -> list[TagTypeDef]:
         """Tags in SageMaker's `[{"Key", "Value"}]` form: the stack's tags plus run-specific ones."""
         tags = {**self.resource_tags, **{key: tag_value(value) for key, value in extra.items()}}
         return [{"Key": key, "Value": value} for key, value in tags.items()]

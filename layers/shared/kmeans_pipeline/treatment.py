@@ -23,9 +23,9 @@ from typing import Literal
 
 import numpy as np
 
+from kmeans_pipeline.channels import format_rows, parse_rows
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment, TreatmentKind
-from kmeans_pipeline.channels import format_rows, parse_rows
 
 AUTO_CATEGORY_LEVELS = 10
 MAX_CATEGORY_LEVELS = 64

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -10,6 +11,9 @@ from kmeans_pipeline.aws import create_or_reuse, error_code, sagemaker_call
 from kmeans_pipeline.errors import ResourceConflictError
 from kmeans_pipeline.models import BestTrainingJob, Dataset, RunConfig, TuningJobStarted, TuningStatus
 from kmeans_pipeline.settings import StackSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
 
 OBJECTIVE = "test:msd"
 # The article's ranges, which are SageMaker's recommended ranges for K-Means.
@@ -94,7 +98,7 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
     }
 
 
-def _describe_tuning_job(sagemaker: Any, name: str) -> dict | None:
+def _describe_tuning_job(sagemaker: SageMakerClient, name: str) -> Mapping[str, Any] | None:
     try:
         return sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     except ClientError as exc:
@@ -103,7 +107,7 @@ def _describe_tuning_job(sagemaker: Any, name: str) -> dict | None:
         raise
 
 
-def start_tuning(config: RunConfig, dataset: Dataset, settings: StackSettings, sagemaker: Any) -> TuningJobStarted:
+def start_tuning(config: RunConfig, dataset: Dataset, settings: StackSettings, sagemaker: SageMakerClient) -> TuningJobStarted:
     request = tuning_request(config, dataset, settings)
     name = request["HyperParameterTuningJobName"]
     with sagemaker_call("DescribeHyperParameterTuningJob", name):
@@ -120,7 +124,7 @@ def start_tuning(config: RunConfig, dataset: Dataset, settings: StackSettings, s
     return TuningJobStarted(tuning_job_name=name, tuning_job_arn=job["HyperParameterTuningJobArn"], reused=reused)
 
 
-def _counters(job: dict) -> dict[str, int]:
+def _counters(job: Mapping[str, Any]) -> dict[str, int]:
     c = job.get("TrainingJobStatusCounters", {})
     return {
         "completed": c.get("Completed", 0),
@@ -130,7 +134,7 @@ def _counters(job: dict) -> dict[str, int]:
     }
 
 
-def failed_training_reasons(sagemaker: Any, name: str, limit: int = 3) -> list[str]:
+def failed_training_reasons(sagemaker: SageMakerClient, name: str, limit: int = 3) -> list[str]:
     """Distinct FailureReasons of the tuning job's failed training jobs, verbatim."""
     reasons: list[str] = []
     summaries = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
@@ -143,7 +147,8 @@ def failed_training_reasons(sagemaker: Any, name: str, limit: int = 3) -> list[s
     return reasons[:limit]
 
 
-def _failure(sagemaker: Any, name: str, status: str, job: dict, counters: dict, budget: int, error: str, what: str) -> TuningStatus:
+def _failure(sagemaker: SageMakerClient, name: str, status: str, job: Mapping[str, Any], counters: dict, budget: int, error: str,
+             what: str) -> TuningStatus:
     reason = job.get("FailureReason", "") or ""
     training_reasons = failed_training_reasons(sagemaker, name) if counters["failed"] else []
     cause = f"Tuning job {name} {what}"
@@ -159,7 +164,7 @@ def _failure(sagemaker: Any, name: str, status: str, job: dict, counters: dict, 
     )
 
 
-def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: Any) -> TuningStatus:
+def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: SageMakerClient) -> TuningStatus:
     with sagemaker_call("DescribeHyperParameterTuningJob", tuning_job_name):
         job = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)
         status = job["HyperParameterTuningJobStatus"]
@@ -187,7 +192,7 @@ def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: Any) -> Tun
                         f"ended {status}")
 
 
-def _best_training_job(sagemaker: Any, best: dict) -> BestTrainingJob:
+def _best_training_job(sagemaker: SageMakerClient, best: Mapping[str, Any]) -> BestTrainingJob:
     name = best["TrainingJobName"]
     with sagemaker_call("DescribeTrainingJob", name):
         job = sagemaker.describe_training_job(TrainingJobName=name)

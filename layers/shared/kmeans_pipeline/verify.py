@@ -9,7 +9,7 @@ deploy the endpoint is deleted, so that nothing keeps serving a model that faile
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from botocore.exceptions import ClientError
@@ -28,13 +28,18 @@ from kmeans_pipeline.models import Dataset, EndpointCheck, ModelCreated, RunConf
 from kmeans_pipeline.scoring import score
 from kmeans_pipeline.serving import batches, parse_answer
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+
 # Transient: the state machine retries the step (ModelNotReadyException: the endpoint's container is still loading).
 RETRYABLE = {"ModelNotReadyException"}
 # float32 keeps about 7 significant digits; the container and numpy may sum in another order.
 RELATIVE_TOLERANCE = 1e-5
 
 
-def invoke(runtime: Any, endpoint: str, body: bytes) -> bytes:
+def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
     """One scoring request. The client retries throttling and 5xx itself; what still fails that way is raised as
     SageMakerThrottlingError / SageMakerUnavailableError, which the state machine retries (the check is
     idempotent), so that no Lambda sleeps. Any other refusal is the endpoint failing its check."""
@@ -74,7 +79,7 @@ def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance:
 RestoreAction = Literal["none", "updating", "deleted", "unknown", "failed"]
 
 
-def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: Any) -> tuple[RestoreAction, str | None]:
+def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: SageMakerClient) -> tuple[RestoreAction, str | None]:
     """Put the previous config back on the endpoint, or delete the endpoint if this run created it."""
     name = config.names.endpoint
     if previous:
@@ -90,7 +95,7 @@ def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemak
     return "deleted", None
 
 
-def _overtaken(config: RunConfig, model: ModelCreated, sagemaker: Any) -> str | None:
+def _overtaken(config: RunConfig, model: ModelCreated, sagemaker: SageMakerClient) -> str | None:
     """Why the endpoint no longer answers with this run's model (another execution's deployment), or None."""
     name = config.names.endpoint
     endpoint = describe_endpoint(sagemaker, name)
@@ -111,9 +116,9 @@ def verify_endpoint(
     model: ModelCreated,
     previous_config_name: str | None,
     first_deploy: bool,
-    s3: Any,
-    sagemaker: Any,
-    runtime: Any,
+    s3: S3Client,
+    sagemaker: SageMakerClient,
+    runtime: SageMakerRuntimeClient,
 ) -> EndpointCheck:
     X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
     checked = len(X)
