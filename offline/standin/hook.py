@@ -21,46 +21,30 @@ installed, so registrations left on old clients are inert.
 from __future__ import annotations
 
 import gc
-import io
 import threading
-import uuid
 import weakref
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import botocore.client
 import botocore.handlers
 import botocore.session
-from botocore.awsrequest import AWSResponse
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .service import SageMakerStandIn
 
 SERVICES = ("sagemaker", "sagemaker-runtime")
 EVENTS = tuple(f"before-send.{s}" for s in SERVICES)
 ANSWERED_HOST = "sagemaker-standin.invalid"
 _UNIQUE = "offline-standin-{}"
 
+
+class Answerer(Protocol):
+    """What the hook hands a request to (``SageMakerStandIn``): an ``AWSResponse``, or None to let it through."""
+
+    def handle_http(self, service: str, operation: str, request: Any) -> Any: ...
+
+
 _lock = threading.RLock()
-_active: "SageMakerStandIn | None" = None
+_active: Answerer | None = None
 _builtin_specs: list[tuple] = []
 _registered: list[weakref.ref] = []  # emitters/sessions we registered on directly
-
-
-class _RawBody(io.BytesIO):
-    """What botocore expects as ``AWSResponse.raw``."""
-
-    def stream(self, **_kwargs):
-        chunk = self.read()
-        while chunk:
-            yield chunk
-            chunk = self.read()
-
-
-def make_response(url: str, status: int, headers: dict[str, str], body: bytes) -> AWSResponse:
-    headers = dict(headers)
-    headers.setdefault("x-amzn-RequestId", str(uuid.uuid4()))
-    headers["Content-Length"] = str(len(body))
-    return AWSResponse(url, status, headers, _RawBody(body))
 
 
 def _handler(request=None, event_name: str = "", **_kwargs):
@@ -112,7 +96,7 @@ def _existing_targets():
     return targets
 
 
-def install(standin: "SageMakerStandIn") -> None:
+def install(standin: Answerer) -> None:
     global _active
     with _lock:
         if _active is not None and _active is not standin:
@@ -131,7 +115,7 @@ def install(standin: "SageMakerStandIn") -> None:
             _register_on(target)
 
 
-def uninstall(standin: "SageMakerStandIn") -> None:
+def uninstall(standin: Answerer) -> None:
     global _active
     with _lock:
         if _active is not standin:
@@ -150,5 +134,5 @@ def uninstall(standin: "SageMakerStandIn") -> None:
         _registered.clear()
 
 
-def active() -> "SageMakerStandIn | None":
+def active() -> Answerer | None:
     return _active
