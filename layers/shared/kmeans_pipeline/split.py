@@ -4,18 +4,21 @@ The raw object arrives as byte chunks of any size (gzip is recognised by its mag
 fly). They are regrouped into blocks of whole lines (``BLOCK_BYTES``), and each block is checked and split in
 one of two ways:
 
-- the fast path (numpy, a few vectorised passes over the block) takes blocks in which every field of every row
-  is a plain number (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?``), with LF or CRLF endings. It checks
-  the syntax of every field, the field count of every row, and that no value can overflow, and routes the rows
-  to train or test without converting a single number: the channels carry the source's own text.
-- anything else (quoted fields, spaces, text in columns that are not features, a value that is not a number,
-  bytes that are not ASCII) goes through the exact path, row by row with the ``csv`` module. It either accepts
+- the fast path (numpy, a few vectorised passes over the block) takes every well-formed block: numeric feature
+  columns beside any text columns (ids, dates, names), quoted fields with commas, doubled quotes or line breaks
+  inside (found by quote parity), LF or CRLF endings. It checks the field count of every row, where every quote
+  sits, and the syntax of every feature field (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?``, short
+  enough that it cannot overflow), and routes the rows to train or test without converting a single number:
+  the channels carry the source's own text. Columns that are not features are skipped over, never copied.
+- anything else (spaces around a number, a value that is not a number, a ragged row, a stray quote, a bare CR,
+  bytes that are not UTF-8) goes through the exact path, row by row with the ``csv`` module. It either accepts
   the block (writing each value as Python's ``repr`` of the float) or raises a DataValidationError naming the
   line and the column.
 
 Both paths give rows the same fate: the train/test assignment is decided per block by
-:class:`StratifiedSplitter`, from the row count (and strata) only. Peak memory is a small multiple of
-``BLOCK_BYTES``, whatever the input's size.
+:class:`StratifiedSplitter`, from the row count (and strata) only, in block order. Blocks are scanned on a small
+thread pool while the next ones are read and the finished ones written (see :func:`split_stream`); peak memory
+is a constant multiple of ``BLOCK_BYTES``, whatever the input's size.
 """
 
 from __future__ import annotations
