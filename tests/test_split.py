@@ -234,3 +234,9 @@ def test_a_constant_column_has_zero_spread_not_rounding_noise():
     assert stats.std[0] == 0.0 and stats.std[1] > 0
     z = split.standardized_text(b"0.1,5\n0.1,7\n", stats.mean, stats.std)
     assert all(abs(float(v.split(b",")[0])) < 1e-9 for v in z.splitlines())  # not (x - mean) / 1e-14
+
+
+def test_a_bad_value_before_a_broken_gzip_end_is_the_one_named():
+    # The bad row sits in the last blocks read, still in flight on the worker pool when the gzip error comes.
+    rows = b"a,b\n" + b"1,2\n" * 200 + b"3,x\n" + b"4,5\n" * 20
+    assert "line 202, column b: 'x' is not a number" in run(gzip.compress(rows)[:-8], block_bytes=64, k=1)[0]

@@ -717,12 +717,12 @@ def split_stream(
             routes.append(submit(pool, _route, scan, splitter.assign(scan.rows, scan.strata)))
 
     source = itertools.chain([block[header_end:]], blocks)
-    reader_error: LineTooLong | None = None
+    reader_error: LineTooLong | DataValidationError | None = None
     try:
         while True:
             try:
                 block = next(source, None)
-            except LineTooLong as exc:
+            except (LineTooLong, DataValidationError) as exc:
                 reader_error = exc  # raised once the blocks before it are checked: the first bad line wins
                 break
             if block is None:
@@ -743,6 +743,8 @@ def split_stream(
             next_scan()
         while routes:
             emit(routes.popleft().result())
+        if isinstance(reader_error, DataValidationError):
+            raise reader_error
         if reader_error is not None:
             where = line + carried.count(NEWLINE) + reader_error.lines_before
             raise DataValidationError(
