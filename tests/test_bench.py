@@ -49,17 +49,50 @@ def result(rate: float, peak_mb: float, rows: int = 10, out_bytes: int = 100, in
     return {"rate": rate, "peak_mb": peak_mb, "in_bytes": in_bytes, "out_bytes": out_bytes, "seconds": rows / rate}
 
 
-def test_goals_compare_core_with_straightforward_and_the_core_with_itself():
-    results = {
-        10: {"straightforward": result(1e6, 600), "core": result(6e6, 100)},
-        40: {"straightforward": result(1e6, 2000), "core": result(4e6, 120)},
-    }
+def test_goals_compare_core_with_polars_and_the_seed_and_the_core_with_itself():
+    results = {"text": {
+        10: {"polars": result(5e6, 400), "seed": result(4e5, 2000), "core": result(6e6, 100)},
+        40: {"polars": result(5e6, 800), "seed": result(5e5, 6000), "core": result(4e6, 120)},
+    }}
     checks = {what: (measured, met) for what, measured, _, met in bench.goals(results)}
-    assert checks["throughput core/straightforward, 10 rows"] == ("6.0x", True)
-    assert checks["throughput core/straightforward, 40 rows"] == ("4.0x", False)
-    assert checks["peak RSS core/straightforward, 10 rows"] == ("17%", True)
-    assert checks["core peak RSS 40 / 10 rows"] == ("1.20", False)
-    assert bench.goals({10: {"core": result(1, 1)}}) == []  # one approach, one size: nothing to compare
+    assert checks["rows/s core/polars, text, 10 rows"] == ("1.20x", True)
+    assert checks["rows/s core/polars, text, 40 rows"] == ("0.80x", False)
+    assert checks["peak RSS core/polars, text, 10 rows"] == ("25%", True)
+    assert checks["peak RSS core/polars, text, 40 rows"] == ("15%", True)
+    assert checks["rows/s core/seed, text, 10 rows"] == ("15.0x", True)
+    assert checks["rows/s core/seed, text, 40 rows"] == ("8.0x", False)
+    assert checks["core peak RSS 40 / 10 rows, text"] == ("1.20", False)
+    assert bench.goals({"text": {10: {"core": result(1, 1)}}}) == []  # one tool, one size: nothing to compare
+
+
+@pytest.mark.parametrize("kind", bench.FILES)
+def test_every_bench_file_is_csv_with_its_header_and_numeric_features(kind, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(bench, "BLOCK_ROWS", 700)
+    rows = list(csv.DictReader(io.StringIO(bench.dataset(2000, kind).read_text(encoding="utf-8"))))
+    assert len(rows) == 2000
+    assert all(float(row[name]) == float(row[name]) for row in rows for name in bench.FEATURES[kind])
+    if kind == "text":
+        assert len({row["txnId"] for row in rows}) == 2000
+        assert any("," in row["merchant"] for row in rows) and any('"' in row["merchant"] for row in rows)
+        assert all(len(row["date"]) == 10 and row["date"][4] == "-" for row in rows)
+
+
+def test_the_bad_file_has_a_value_that_is_no_number_mid_file(tmp_path):
+    rows = list(csv.DictReader(io.StringIO(bench.bad_file("numeric8", tmp_path, rows=100).read_text())))
+    assert [i for i, row in enumerate(rows) if row["Amount"] == "abc"] == [49]
+
+
+@pytest.mark.parametrize("approach", ["core", "copy"])
+def test_a_child_measures_a_tool_on_a_small_file(approach, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "CACHE", tmp_path / "cache")
+    path = bench.dataset(3000, "text")
+    out = tmp_path / "out"
+    out.mkdir()
+    measured = bench.child(approach, str(path), str(out), bench.FEATURES["text"])
+    assert measured["train_rows"] + measured["test_rows"] == 3000 and measured["peak_kb"] > 0
 
 
 def test_projection_uses_the_largest_run_and_extends_memory_growth():

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REGION, put_csv, read_text
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from kmeans_pipeline.prepare import prepare
+from kmeans_pipeline.prepare import head_source, prepare, ranged_chunks
 from kmeans_pipeline.split import StratifiedSplitter
 from kmeans_pipeline.resolve import resolve
 
@@ -258,3 +258,23 @@ def test_standardize_writes_z_scored_channels_with_the_training_statistics(setti
     raw_test = np.loadtxt(channel_text(dataset.raw_test_uri).splitlines(), delimiter=",")
     np.testing.assert_allclose(test, (raw_test - mean) / std, rtol=1e-6, atol=1e-6)
     assert len(train) == dataset.train_rows and len(test) == dataset.test_rows
+
+
+def test_the_raw_object_is_read_whole_and_in_order_in_parallel_ranges(settings):
+    s3 = boto3.client("s3", region_name=REGION)
+    body = bytes(range(256)) * 1000 + b"tail"
+    s3.put_object(Bucket=settings.data_bucket, Key="incoming/r.bin", Body=body)
+    source = head_source(s3, settings.data_bucket, "incoming/r.bin")
+    pieces = list(ranged_chunks(s3, source, range_bytes=7000, in_flight=3))
+    assert b"".join(pieces) == body and len(pieces) == -(-len(body) // 7000)
+
+
+def test_an_object_replaced_while_it_is_read_fails_instead_of_mixing_two(settings):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=settings.data_bucket, Key="incoming/r.csv", Body=b"x" * 50_000)
+    source = head_source(s3, settings.data_bucket, "incoming/r.csv")
+    chunks = ranged_chunks(s3, source, range_bytes=1000, in_flight=2)
+    next(chunks)
+    s3.put_object(Bucket=settings.data_bucket, Key="incoming/r.csv", Body=b"y" * 50_000)
+    with pytest.raises(SourceObjectError, match="cannot be read"):
+        list(chunks)

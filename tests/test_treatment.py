@@ -200,6 +200,8 @@ def test_a_constant_column_gets_a_std_of_0_not_rounding_noise():
         learner.add(np.column_stack([np.full(1000, 0.1), np.arange(1000.0)]), train=True)
     treatment = learner.decide(["flat", "x"], {}, True)
     assert treatment.columns[0].std == 0.0 and treatment.columns[1].std > 0
+    z = parse_rows(channel_text(treatment, np.array([[0.1, 5.0], [0.1, 7.0]])), 2)
+    assert (np.abs(z[:, 0]) < 1e-9).all()  # (x - mean) / 1, not (x - mean) / 1e-14
 
 
 @pytest.mark.parametrize("data,message", [

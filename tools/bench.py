@@ -1,15 +1,26 @@
-"""`make bench`: the data step's core against the straightforward pandas approach, and the workflow's polling cost.
+"""`make bench`: the data step's core against the tools a user would pick instead, and the workflow's polling cost.
 
-    python tools/bench.py [--sizes 10000000,40000000] [--only core|straightforward] [--skip-history]
+    python tools/bench.py [--sizes 10000000,40000000] [--files numeric2,numeric8,text] [--only core,polars]
+                          [--skip-history]
 
-1. Generates seeded CSVs (header `tranCode,Amount`, the distributions of offline/sample_data.py) once into
-   .cache/bench/rows-N.csv; a rows-N.csv.json marker beside each says it is complete.
-2. Runs each approach on each size in a fresh interpreter of its own, so that its peak RSS (VmHWM) is its own,
-   and reports seconds of work (imports excluded), rows/s and peak RSS:
-     straightforward  pandas.read_csv, sklearn train_test_split(test_size=0.2, random_state=42), two to_csv calls
-     core             kmeans_pipeline.split.split_stream over 8 MiB pieces of the file, into two local files
-3. Compares them with the goals (core: >= 5x the throughput, <= 25% of the peak RSS, peak RSS at the largest
-   size within 10% of the smallest) and projects 100 M rows in one data-step Lambda (900 s, 3008 MB).
+1. Generates three seeded CSVs per size once into .cache/bench/ (a .json marker beside each says it is complete):
+     numeric2  `tranCode,Amount` (the distributions of offline/sample_data.py)
+     numeric8  those two and six more numeric columns (integers, negative and long decimals)
+     text      a text id, an ISO date, tranCode, Amount, a quoted merchant name with commas (and doubled quotes)
+   The features are the numeric columns; the text file's other columns are carried by nobody but read by all.
+2. Runs each tool on each file in a fresh interpreter of its own, so that its peak RSS (VmHWM) is its own, and
+   reports seconds of work (imports excluded), rows/s, MB/s of input and peak RSS:
+     core     kmeans_pipeline.split.split_stream over 8 MiB pieces of the file into two local files (2 workers)
+     polars   lazy scan_csv (features as Float64) -> a seeded hash of the row index -> filter -> two sink_csv,
+              collected together, POLARS_MAX_THREADS=2
+     duckdb   COPY (SELECT features, hash-of-values test flag FROM read_csv(types DOUBLE)) TO ... PARTITION_BY,
+              threads=2
+     seed     pandas.read_csv, sklearn train_test_split(test_size=0.2, random_state=42), two to_csv calls
+     copy     the file read in 8 MiB pieces, each written to one of two files: the physical limit here
+   and whether each tool validates values: the same tool run on a small file with 'abc' in a feature column
+   mid-file must fail.
+3. Compares them with the goals (core: >= polars rows/s, >= 10x seed rows/s, <= 25% of polars's peak RSS, and
+   peak RSS at the largest size within 10% of the smallest) and projects 100 M rows in one data-step Lambda.
 4. Runs one offline execution (offline/runner.py) and counts, from its Step Functions history, the state
    transitions and Lambda invocations in total, outside the poll loops and per poll round; then what a real run
    costs at the default poll interval, for assumed durations.
@@ -33,8 +44,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 BLOCK_ROWS = 1_000_000
 CHUNK_BYTES = 8 << 20
-APPROACHES = ("straightforward", "core")
-GOALS = {"throughput": 5.0, "memory": 0.25, "flat": 1.10}  # core/straightforward, core/straightforward, big/small
+APPROACHES = ("core", "polars", "duckdb", "seed", "copy")
+FILES = ("numeric2", "numeric8", "text")
+FEATURES = {
+    "numeric2": ["tranCode", "Amount"],
+    "numeric8": ["tranCode", "Amount", "hour", "items", "lat", "lon", "score", "balance"],
+    "text": ["tranCode", "Amount"],
+}
+THREADS = 2
+# core/polars rows/s, core/seed rows/s, core/polars peak RSS, core's peak RSS at the largest / smallest size
+GOALS = {"polars": 1.0, "seed": 10.0, "memory": 0.25, "flat": 1.10}
 PROJECTED_ROWS = 100_000_000
 # template.yaml's PrepareDataFunction: Timeout, MemorySize.
 LAMBDA_SECONDS, LAMBDA_MB = 900, 3008
@@ -83,11 +102,100 @@ def block(rng, rows: int) -> bytes:
     return format_rows(codes, np.rint(np.clip(amounts, 0, None) * 100).astype(np.int64))
 
 
-def dataset(rows: int, seed: int = 7) -> Path:
-    """The cached CSV of `rows` rows, generated (in blocks, into a temporary name) when missing or incomplete."""
+def number_column(ints, decimals: int = 0):
+    """Plain fixed-point text of ints / 10**decimals ('-' for negatives, no leading zeros) as (chars, keep)."""
     import numpy as np
 
-    path, marker = CACHE / f"rows-{rows}.csv", CACHE / f"rows-{rows}.csv.json"
+    ints = np.asarray(ints, dtype=np.int64)
+    n, negative, magnitude = len(ints), ints < 0, np.abs(ints)
+    whole, frac = magnitude // 10**decimals, magnitude % 10**decimals
+    digits = max(1, len(str(int(whole.max())))) if n else 1
+    width = 1 + digits + (1 + decimals if decimals else 0)
+    chars, keep = np.zeros((n, width), dtype=np.uint8), np.ones((n, width), dtype=bool)
+    chars[:, 0], keep[:, 0] = ord("-"), negative
+    for i in range(digits):
+        chars[:, digits - i] = (whole // 10**i) % 10 + ord("0")
+    used = np.ones(n, dtype=np.int64) + sum((whole >= 10**p).astype(np.int64) for p in range(1, digits))
+    keep[:, 1 : digits + 1] = np.arange(digits - 1, -1, -1)[None, :] < used[:, None]
+    if decimals:
+        chars[:, digits + 1] = ord(".")
+        for j in range(decimals):
+            chars[:, digits + 2 + j] = (frac // 10 ** (decimals - 1 - j)) % 10 + ord("0")
+    return chars, keep
+
+
+def text_column(options: list[bytes], index):
+    """The options[index] texts as (chars, keep)."""
+    import numpy as np
+
+    width = max(map(len, options))
+    table = np.zeros((len(options), width), dtype=np.uint8)
+    for i, option in enumerate(options):
+        table[i, : len(option)] = np.frombuffer(option, dtype=np.uint8)
+    lengths = np.array([len(o) for o in options])
+    return table[index], np.arange(width)[None, :] < lengths[index][:, None]
+
+
+def join_columns(columns) -> bytes:
+    """CSV lines from (chars, keep) columns: comma-separated, one line per row."""
+    import numpy as np
+
+    n = len(columns[0][0])
+    pieces, keeps = [], []
+    for number, (chars, keep) in enumerate(columns):
+        pieces.append(chars)
+        keeps.append(keep)
+        sep = np.full((n, 1), ord("\n") if number == len(columns) - 1 else ord(","), dtype=np.uint8)
+        pieces.append(sep)
+        keeps.append(np.ones((n, 1), dtype=bool))
+    return np.hstack(pieces)[np.hstack(keeps)].tobytes()
+
+
+MERCHANTS = [b'"Acme, Inc."', b'"Joe""s Diner, LLC"', b'"Corner Shop"', b'"Fuel & Go, Station 12"',
+             b'"Books, Maps, and More"', b"Grocer", b'"Pharmacy, 24h"', b'"Caf\xc3\xa9 Nord, Ltd."']
+HEADERS = {
+    "numeric2": b"tranCode,Amount\n",
+    "numeric8": b"tranCode,Amount,hour,items,lat,lon,score,balance\n",
+    "text": b"txnId,date,tranCode,Amount,merchant\n",
+}
+
+
+def file_block(kind: str, rng, rows: int, first_row: int) -> bytes:
+    """`rows` rows of one bench file, the transactions drawn as offline/sample_data.py draws them."""
+    import numpy as np
+
+    base = block(rng, rows)
+    if kind == "numeric2":
+        return base
+    lines = np.frombuffer(base, dtype=np.uint8)
+    codes = lines[np.r_[0, np.flatnonzero(lines == ord("\n"))[:-1] + 1]] - ord("0")
+    cents = np.rint(np.fromstring(base.replace(b"\n", b","), sep=",").reshape(-1, 2)[:, 1] * 100).astype(np.int64)
+    code, amount = number_column(codes), number_column(cents, 2)
+    if kind == "numeric8":
+        return join_columns([
+            code, amount,
+            number_column(rng.integers(0, 24, rows)),
+            number_column(rng.integers(1, 21, rows)),
+            number_column(rng.integers(-900_000, 900_001, rows), 4),
+            number_column(rng.integers(-1_800_000, 1_800_001, rows), 4),
+            number_column(rng.integers(0, 1001, rows), 3),
+            number_column(rng.integers(-5_000_000, 50_000_000_000, rows), 2),
+        ])
+    ids = number_column(first_row + np.arange(rows) + 10**11)  # 12 digits
+    ids = (np.hstack([np.full((rows, 1), ord("T"), dtype=np.uint8), ids[0]]),
+           np.hstack([np.ones((rows, 1), dtype=bool), ids[1]]))
+    days = np.datetime64("2026-01-01") + rng.integers(0, 334, rows).astype("timedelta64[D]")
+    dates = (np.frombuffer(np.datetime_as_string(days).astype("S10").tobytes(), dtype=np.uint8).reshape(rows, 10),
+             np.ones((rows, 10), dtype=bool))
+    return join_columns([ids, dates, code, amount, text_column(MERCHANTS, rng.integers(0, len(MERCHANTS), rows))])
+
+
+def dataset(rows: int, kind: str = "numeric2", seed: int = 7) -> Path:
+    """The cached CSV of `rows` rows of one kind, generated (in blocks, into a temporary name) when missing."""
+    import numpy as np
+
+    name = f"rows-{rows}.csv" if kind == "numeric2" else f"{kind}-{rows}.csv"
+    path, marker = CACHE / name, CACHE / f"{name}.json"
     if path.exists() and marker.exists():
         meta = json.loads(marker.read_text())
         if meta == {"rows": rows, "bytes": path.stat().st_size, "seed": seed}:
@@ -96,13 +204,29 @@ def dataset(rows: int, seed: int = 7) -> Path:
     marker.unlink(missing_ok=True)
     rng, partial, started = np.random.default_rng(seed), path.with_suffix(".partial"), time.perf_counter()
     with partial.open("wb") as out:
-        out.write(b"tranCode,Amount\n")
+        out.write(HEADERS[kind])
         for start in range(0, rows, BLOCK_ROWS):
-            out.write(block(rng, min(BLOCK_ROWS, rows - start)))
+            out.write(file_block(kind, rng, min(BLOCK_ROWS, rows - start), start))
     partial.replace(path)
     marker.write_text(json.dumps({"rows": rows, "bytes": path.stat().st_size, "seed": seed}))
     print(f"generated {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:,.0f} MB) in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
+    return path
+
+
+def bad_file(kind: str, directory: Path, rows: int = 20_000) -> Path:
+    """A small file of one kind with a value that is no number ('abc') in a feature column mid-file."""
+    import numpy as np
+
+    text = HEADERS[kind] + file_block(kind, np.random.default_rng(3), rows, 0)
+    lines = text.split(b"\n")
+    middle = rows // 2
+    fields = lines[middle].split(b",")
+    position = HEADERS[kind].decode().strip().split(",").index("Amount")
+    fields[position] = b"abc"
+    lines[middle] = b",".join(fields)
+    path = directory / f"bad-{kind}.csv"
+    path.write_bytes(b"\n".join(lines))
     return path
 
 
@@ -117,60 +241,124 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-def child(approach: str, source: str, out: str) -> dict:
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(CHUNK_BYTES), b""))
+
+
+def child(approach: str, source: str, out: str, features: list[str]) -> dict:
     sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT)]
     train_path, test_path = Path(out, "train.csv"), Path(out, "test.csv")
-    if approach == "straightforward":
+    counts = None
+    if approach == "seed":
         import pandas as pd
         from sklearn.model_selection import train_test_split
 
         started = time.perf_counter()
         frame = pd.read_csv(source)
         train, test = train_test_split(frame, test_size=0.2, random_state=42)
-        train.to_csv(train_path, index=False, header=False)
-        test.to_csv(test_path, index=False, header=False)
+        train[features].to_csv(train_path, index=False, header=False)
+        test[features].to_csv(test_path, index=False, header=False)
         counts = len(train), len(test)
+    elif approach == "polars":
+        import polars as pl
+
+        started = time.perf_counter()
+        frame = (pl.scan_csv(source, schema_overrides={name: pl.Float64 for name in features})
+                 .select(features).with_row_index("row")
+                 .with_columns(test=pl.col("row").hash(42) % 5 == 0))
+        pl.collect_all([
+            frame.filter(~pl.col("test")).select(features).sink_csv(train_path, include_header=False, lazy=True),
+            frame.filter(pl.col("test")).select(features).sink_csv(test_path, include_header=False, lazy=True),
+        ])
+    elif approach == "duckdb":
+        import duckdb
+
+        started = time.perf_counter()
+        con = duckdb.connect()
+        con.execute(f"SET threads = {THREADS}")
+        names = ", ".join(f'"{name}"' for name in features)
+        types = ", ".join(f"'{name}': 'DOUBLE'" for name in features)
+        con.execute(f"COPY (SELECT {names}, hash({names}) % 5 = 0 AS test FROM read_csv('{source}', "
+                    f"types = {{{types}}})) TO '{out}/parts' (FORMAT csv, HEADER false, PARTITION_BY (test))")
+        con.close()
+        parts = {flag: list(Path(out, "parts", f"test={flag}").glob("*.csv")) for flag in ("false", "true")}
+        seconds = time.perf_counter() - started
+        counts = tuple(sum(count_lines(p) for p in parts[flag]) for flag in ("false", "true"))
+        out_bytes = sum(p.stat().st_size for flag in parts for p in parts[flag])
+        return {"seconds": seconds, "train_rows": counts[0], "test_rows": counts[1], "peak_kb": peak_rss_kb(),
+                "in_bytes": os.path.getsize(source), "out_bytes": out_bytes}
+    elif approach == "copy":
+        started = time.perf_counter()
+        with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
+            for number, piece in enumerate(iter(lambda: src.read(CHUNK_BYTES), b"")):
+                (test if number % 5 == 4 else train).write(piece)
     else:
         from kmeans_pipeline.split import split_stream
 
         started = time.perf_counter()
         with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
-            result = split_stream(iter(lambda: src.read(CHUNK_BYTES), b""), train, test)
+            result = split_stream(iter(lambda: src.read(CHUNK_BYTES), b""), train, test, feature_columns=features,
+                                  workers=THREADS)
         counts = result.train_rows, result.test_rows
     seconds = time.perf_counter() - started
+    if counts is None:  # outside the timing
+        counts = count_lines(train_path), count_lines(test_path)
+        if approach == "copy":
+            counts = (counts[0] + counts[1] - 1, 0)  # the header line, copied too
     return {"seconds": seconds, "train_rows": counts[0], "test_rows": counts[1], "peak_kb": peak_rss_kb(),
             "in_bytes": os.path.getsize(source), "out_bytes": train_path.stat().st_size + test_path.stat().st_size}
 
 
-def measure(approach: str, path: Path, rows: int) -> dict:
+def run_child(approach: str, path: Path, features: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
-        proc = subprocess.run([sys.executable, __file__, "--child", approach, str(path), out],
-                              capture_output=True, text=True)
+        return subprocess.run([sys.executable, __file__, "--child", approach, str(path), out, ",".join(features)],
+                              capture_output=True, text=True, env=env)
+
+
+def measure(approach: str, path: Path, rows: int, features: list[str]) -> dict:
+    proc = run_child(approach, path, features)
     if proc.returncode:
         raise SystemExit(f"{approach} on {path.name} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["train_rows"] + result["test_rows"] != rows:
         raise SystemExit(f"{approach} on {path.name} wrote {result['train_rows'] + result['test_rows']} rows, not {rows}")
-    return {**result, "rate": rows / result["seconds"], "peak_mb": result["peak_kb"] / 1024}
+    return {**result, "rate": rows / result["seconds"], "peak_mb": result["peak_kb"] / 1024,
+            "mb_s": result["in_bytes"] / 1e6 / result["seconds"]}
 
 
-def goals(results: dict[int, dict[str, dict]]) -> list[tuple[str, str, str, bool]]:
-    """(what, measured, goal, met) for every goal the measured approaches allow."""
+def validates(approach: str, kind: str, directory: Path) -> bool:
+    """Whether the tool, run as measured, fails on a file with 'abc' in a feature column mid-file."""
+    return run_child(approach, bad_file(kind, directory), FEATURES[kind]).returncode != 0
+
+
+def goals(results: dict[str, dict[int, dict[str, dict]]]) -> list[tuple[str, str, str, bool]]:
+    """(what, measured, goal, met) for every goal the measured tools allow; results[file][size][tool]."""
     rows = []
-    for size, by in results.items():
-        if set(APPROACHES) <= set(by):
-            speed = by["core"]["rate"] / by["straightforward"]["rate"]
-            memory = by["core"]["peak_mb"] / by["straightforward"]["peak_mb"]
-            rows.append((f"throughput core/straightforward, {size:,} rows", f"{speed:.1f}x",
-                         f">= {GOALS['throughput']:g}x", speed >= GOALS["throughput"]))
-            rows.append((f"peak RSS core/straightforward, {size:,} rows", f"{memory:.0%}",
-                         f"<= {GOALS['memory']:.0%}", memory <= GOALS["memory"]))
-    cores = [(size, by["core"]) for size, by in sorted(results.items()) if "core" in by]
-    if len(cores) > 1:
-        (small, first), (big, last) = cores[0], cores[-1]
-        flat = last["peak_mb"] / first["peak_mb"]
-        rows.append((f"core peak RSS {big:,} / {small:,} rows", f"{flat:.2f}", f"<= {GOALS['flat']:.2f}",
-                     flat <= GOALS["flat"]))
+    for kind, sizes in results.items():
+        for size, by in sizes.items():
+            core = by.get("core")
+            if core is None:
+                continue
+            where = f"{kind}, {size:,} rows"
+            if "polars" in by:
+                speed = core["rate"] / by["polars"]["rate"]
+                memory = core["peak_mb"] / by["polars"]["peak_mb"]
+                rows.append((f"rows/s core/polars, {where}", f"{speed:.2f}x", f">= {GOALS['polars']:g}x",
+                             speed >= GOALS["polars"]))
+                rows.append((f"peak RSS core/polars, {where}", f"{memory:.0%}", f"<= {GOALS['memory']:.0%}",
+                             memory <= GOALS["memory"]))
+            if "seed" in by:
+                speed = core["rate"] / by["seed"]["rate"]
+                rows.append((f"rows/s core/seed, {where}", f"{speed:.1f}x", f">= {GOALS['seed']:g}x",
+                             speed >= GOALS["seed"]))
+        cores = [(size, by["core"]) for size, by in sorted(sizes.items()) if "core" in by]
+        if len(cores) > 1:
+            (small, first), (big, last) = cores[0], cores[-1]
+            flat = last["peak_mb"] / first["peak_mb"]
+            rows.append((f"core peak RSS {big:,} / {small:,} rows, {kind}", f"{flat:.2f}", f"<= {GOALS['flat']:.2f}",
+                         flat <= GOALS["flat"]))
     return rows
 
 
@@ -184,7 +372,7 @@ def projection(cores: dict[int, dict]) -> list[tuple[str, str, str, bool]]:
     how = f"{last['peak_mb']:,.0f} MB at {big:,} rows" + (f", {first['peak_mb']:,.0f} at {small:,}" if big > small else "")
     in_mb = last["in_bytes"] / big * PROJECTED_ROWS / 1e6
     out_mb = last["out_bytes"] / big * PROJECTED_ROWS / 1e6
-    # Reading and writing happen one after the other in the data step (no overlap): add both to the CPU time.
+    # Reading and parsing overlap in the data step, but count them one after the other: a safe upper bound.
     io_seconds = (in_mb + out_mb) / ASSUMED_S3_MB_PER_S
     total = seconds + io_seconds
     return [
@@ -293,41 +481,61 @@ def history() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000000,40000000", help="comma-separated row counts")
-    parser.add_argument("--only", choices=APPROACHES, help="measure one approach only (no ratios)")
+    parser.add_argument("--files", default=",".join(FILES), help=f"comma-separated, of {', '.join(FILES)}")
+    parser.add_argument("--only", help=f"comma-separated tools, of {', '.join(APPROACHES)}")
     parser.add_argument("--skip-history", action="store_true", help="skip the offline execution's history")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child)))
+        approach, source, out, features = args.child
+        print(json.dumps(child(approach, source, out, features.split(","))))
         return 0
     sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT)]
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
-    approaches = [args.only] if args.only else list(APPROACHES)
+    kinds = [kind for kind in args.files.split(",") if kind]
+    approaches = [a for a in (args.only or ",".join(APPROACHES)).split(",") if a]
+    unknown = sorted(set(kinds) - set(FILES)) + sorted(set(approaches) - set(APPROACHES))
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)}")
     took: dict[str, float] = {}
-    results: dict[int, dict[str, dict]] = {}
-    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} CPUs; each measurement in a fresh interpreter.")
-    for size in sizes:
-        started = time.perf_counter()
-        path = dataset(size)
-        took[f"data {size:,}"] = time.perf_counter() - started
-        print(f"\n{size:,} rows ({path.stat().st_size / 1e6:,.0f} MB)\n  {'approach':<16} {'seconds':>8} "
-              f"{'rows/s':>12} {'peak RSS MB':>12}")
-        for approach in approaches:
+    results: dict[str, dict[int, dict[str, dict]]] = {}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} CPUs (load average {load:.2f} at the start); "
+          f"each measurement in a fresh interpreter; {THREADS} threads for every tool but seed and copy.")
+    with tempfile.TemporaryDirectory(prefix="bench-bad-") as tmp:
+        checked = {a: {kind: validates(a, kind, Path(tmp)) for kind in kinds} for a in approaches if a != "copy"}
+    print("Validates values ('abc' in a feature column mid-file fails the run): " + ", ".join(
+        f"{a} {'yes' if all(v.values()) else 'no' if not any(v.values()) else 'partly'}" for a, v in checked.items()))
+    for kind in kinds:
+        for size in sizes:
             started = time.perf_counter()
-            result = results.setdefault(size, {})[approach] = measure(approach, path, size)
-            took[f"{approach} {size:,}"] = time.perf_counter() - started
-            print(f"  {approach:<16} {result['seconds']:>8.2f} {result['rate']:>12,.0f} "
-                  f"{result['peak_mb']:>12,.0f}", flush=True)
+            path = dataset(size, kind)
+            took[f"data {kind} {size:,}"] = time.perf_counter() - started
+            print(f"\n{kind}, {size:,} rows ({path.stat().st_size / 1e6:,.0f} MB; features {', '.join(FEATURES[kind])})"
+                  f"\n  {'tool':<8} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
+                  f"{'x copy time':>12} {'validates':>10}", flush=True)
+            by = results.setdefault(kind, {}).setdefault(size, {})
+            for approach in ("copy", *[a for a in approaches if a != "copy"]):
+                if approach not in approaches:
+                    continue
+                started = time.perf_counter()
+                result = by[approach] = measure(approach, path, size, FEATURES[kind])
+                took[f"{approach} {kind} {size:,}"] = time.perf_counter() - started
+                ratio = f"{result['seconds'] / by['copy']['seconds']:.1f}" if "copy" in by else "-"
+                valid = "-" if approach == "copy" else "yes" if checked[approach][kind] else "no"
+                print(f"  {approach:<8} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
+                      f"{result['peak_mb']:>12,.0f} {ratio:>12} {valid:>10}", flush=True)
     checks = goals(results)
     if checks:
         print_checks("Goals", checks)
-    if "core" in approaches:
-        plan = projection({size: by["core"] for size, by in results.items()})
-        print_checks(f"{PROJECTED_ROWS:,} rows in one data-step Lambda ({LAMBDA_SECONDS} s, {LAMBDA_MB} MB), "
+    cores = {size: by["core"] for size, by in results.get("numeric2", {}).items() if "core" in by}
+    if cores:
+        plan = projection(cores)
+        print_checks(f"{PROJECTED_ROWS:,} rows (numeric2) in one data-step Lambda ({LAMBDA_SECONDS} s, {LAMBDA_MB} MB), "
                      "projected from the core's runs", plan)
-        print("  Assumes the Lambda runs split_stream as fast as one core of this machine (AWS documents one vCPU's\n"
-              f"  worth of CPU at 1,769 MB, so about 1.7 at {LAMBDA_MB} MB; split_stream uses one). The S3 rate is an\n"
-              "  assumption: the channels stream to S3 in multipart uploads (nothing is staged in /tmp).")
+        print(f"  Assumes the Lambda runs split_stream as fast as {THREADS} cores of this machine (AWS documents one "
+              f"vCPU's\n  worth of CPU at 1,769 MB, so about 1.7 at {LAMBDA_MB} MB). The S3 rate is an assumption: "
+              "the channels\n  stream to S3 in multipart uploads (nothing is staged in /tmp).")
         checks += plan
     if not args.skip_history:
         started = time.perf_counter()

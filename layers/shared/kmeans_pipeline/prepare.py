@@ -1,6 +1,7 @@
 """Prepare training data: read the raw CSV from S3, validate every row, split train/test, write the channels.
 
-The raw object is only read, as a stream. The rows go through :mod:`kmeans_pipeline.split` block by block and
+The raw object is only read, in parallel ranged GETs of the version checked (so reading overlaps parsing,
+which itself runs on a worker pool per core; see :func:`kmeans_pipeline.split.split_stream`). The rows go through :mod:`kmeans_pipeline.split` block by block and
 the channels are written as they come, with multipart uploads (SSE-KMS) cut into shards of about
 ``ShardMegabytes``: memory stays bounded by a constant, whatever the input's size. The training channel is
 written in as many lanes as there are training instances, so that with ``ShardedByS3Key`` every instance gets
@@ -12,6 +13,11 @@ the raw numbers, a second pass reads the channels back and writes them treated u
 
 from __future__ import annotations
 
+import itertools
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -27,6 +33,9 @@ from kmeans_pipeline.treatment import TreatmentLearner, channel_text
 
 CHANNEL_CONTENT_TYPE = "text/csv;label_size=0"
 READ_BYTES = 1 << 20
+# The raw object is read in ranged GETs of this size, RANGES_IN_FLIGHT at a time, so reading overlaps parsing.
+RANGE_BYTES = 8 << 20
+RANGES_IN_FLIGHT = 3
 # S3 wants every part but the last to hold at least 5 MiB.
 PART_BYTES = 8 << 20
 
@@ -154,6 +163,47 @@ def head_source(s3: Any, bucket: str, key: str, version_id: str | None = None) -
     raise SourceObjectError(f"s3://{bucket}/{key}{version} does not exist")
 
 
+def ranged_chunks(s3: Any, source: SourceObject, *, range_bytes: int = RANGE_BYTES,
+                  in_flight: int = RANGES_IN_FLIGHT) -> Iterator[bytes]:
+    """The object's bytes in order, fetched as parallel ranged GETs of the exact version (or ETag) checked.
+
+    At most ``in_flight`` ranges are held at once, so memory stays ``in_flight x range_bytes``.
+    """
+    args: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+    if source.version_id:
+        args["VersionId"] = source.version_id  # the exact version we checked, even if a new one lands
+    else:
+        args["IfMatch"] = source.etag  # unversioned: a replaced object fails the read instead of mixing two
+
+    def fetch(start: int) -> bytes:
+        end = min(start + range_bytes, source.size) - 1
+        try:
+            body = s3.get_object(Range=f"bytes={start}-{end}", **args)["Body"]
+        except ClientError as exc:
+            raise SourceObjectError(f"s3://{source.bucket}/{source.key} cannot be read: {error_message(exc)}") from exc
+        try:
+            data = body.read()
+        finally:
+            body.close()
+        if len(data) != end - start + 1:
+            raise SourceObjectError(f"s3://{source.bucket}/{source.key} changed while it was read")
+        return data
+
+    starts = iter(range(0, source.size, range_bytes))
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="s3-range") as pool:
+        pending = deque(pool.submit(fetch, start) for start in itertools.islice(starts, in_flight))
+        try:
+            while pending:
+                data = pending.popleft().result()
+                start = next(starts, None)
+                if start is not None:
+                    pending.append(pool.submit(fetch, start))
+                yield data
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | None = None) -> Dataset:
     source = head_source(s3, config.source.bucket, config.source.key, config.source.version_id)
     if source.size > settings.max_input_bytes:
@@ -161,14 +211,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
             f"s3://{source.bucket}/{source.key} is {source.size:,} bytes; this stack accepts at most "
             f"{settings.max_input_bytes:,} (the MaxInputMegabytes parameter): split it, or gzip it"
         )
-    get_args = {"Bucket": source.bucket, "Key": source.key}
-    if source.version_id:
-        get_args["VersionId"] = source.version_id  # the exact version we checked, even if a new one lands
-    try:
-        body = s3.get_object(**get_args)["Body"]
-    except ClientError as exc:
-        raise SourceObjectError(f"s3://{source.bucket}/{source.key} cannot be read: {error_message(exc)}") from exc
-
+    chunks = ranged_chunks(s3, source)
     extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_arn, "ContentType": "text/csv"}
     shard_bytes = settings.shard_megabytes << 20
     train_out = ShardedChannel(s3, settings.data_bucket, f"{config.dataset_prefix}train/",
@@ -182,7 +225,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
         learner = TreatmentLearner(seed=config.seed)
     try:
         result = split_stream(
-            body.iter_chunks(READ_BYTES),
+            chunks,
             train_out,
             test_out if learner is None else _Observed(test_out, lambda text: learner.add_text(text, train=False)),
             feature_columns=config.feature_columns,
@@ -200,7 +243,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
         test_out.abort()
         raise
     finally:
-        body.close()
+        chunks.close()
     if len(train_out.keys) < settings.training_instance_count:
         raise DataValidationError(
             f"only {result.train_rows} training rows for {settings.training_instance_count} training instances: "

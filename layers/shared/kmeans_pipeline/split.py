@@ -4,18 +4,21 @@ The raw object arrives as byte chunks of any size (gzip is recognised by its mag
 fly). They are regrouped into blocks of whole lines (``BLOCK_BYTES``), and each block is checked and split in
 one of two ways:
 
-- the fast path (numpy, a few vectorised passes over the block) takes blocks in which every field of every row
-  is a plain number (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?``), with LF or CRLF endings. It checks
-  the syntax of every field, the field count of every row, and that no value can overflow, and routes the rows
-  to train or test without converting a single number: the channels carry the source's own text.
-- anything else (quoted fields, spaces, text in columns that are not features, a value that is not a number,
-  bytes that are not ASCII) goes through the exact path, row by row with the ``csv`` module. It either accepts
+- the fast path (numpy, a few vectorised passes over the block) takes every well-formed block: numeric feature
+  columns beside any text columns (ids, dates, names), quoted fields with commas, doubled quotes or line breaks
+  inside (found by quote parity), LF or CRLF endings. It checks the field count of every row, where every quote
+  sits, and the syntax of every feature field (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?``, short
+  enough that it cannot overflow), and routes the rows to train or test without converting a single number:
+  the channels carry the source's own text. Columns that are not features are skipped over, never copied.
+- anything else (spaces around a number, a value that is not a number, a ragged row, a stray quote, a bare CR,
+  bytes that are not UTF-8) goes through the exact path, row by row with the ``csv`` module. It either accepts
   the block (writing each value as Python's ``repr`` of the float) or raises a DataValidationError naming the
   line and the column.
 
 Both paths give rows the same fate: the train/test assignment is decided per block by
-:class:`StratifiedSplitter`, from the row count (and strata) only. Peak memory is a small multiple of
-``BLOCK_BYTES``, whatever the input's size.
+:class:`StratifiedSplitter`, from the row count (and strata) only, in block order. Blocks are scanned on a small
+thread pool while the next ones are read and the finished ones written (see :func:`split_stream`); peak memory
+is a constant multiple of ``BLOCK_BYTES``, whatever the input's size.
 """
 
 from __future__ import annotations
@@ -24,17 +27,21 @@ import csv
 import io
 import itertools
 import math
+import os
 import re
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.errors import DataValidationError
 
-BLOCK_BYTES = 1 << 20  # about the size of a core's L2 cache: the fastest block size measured (see make bench)
+BLOCK_BYTES = 1 << 19  # fastest with two workers on this 2-core machine (1 MiB: 20% slower, 30% more memory)
 MAX_LINE_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 NEWLINE = b"\n"
@@ -254,10 +261,10 @@ def _classes(a: np.ndarray) -> np.ndarray:
     return c
 
 
-def _numbers_ok(c: np.ndarray, field_number: np.ndarray) -> bool:
+def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
     """Whether every field is a plain number of the fast path's kind, judged at its dots, signs and exponents.
 
-    ``c`` is padded (see _PAD); ``field_number`` counts, for every byte of the block, the delimiters before it.
+    ``c`` is padded (see _PAD); ``delimiters`` are the positions (in the unpadded block) of its commas and newlines.
     Digits may sit anywhere a mark allows them; empty fields were ruled out before.
     """
     inner = c[_PAD:-_PAD]
@@ -281,7 +288,11 @@ def _numbers_ok(c: np.ndarray, field_number: np.ndarray) -> bool:
     if not np.where(dot, dot_ok, np.where(sign, sign_ok, exp_ok)).all():
         return False
     # At most one dot and one exponent per field, no dot after the exponent, exponents of at most two digits.
-    field_of = field_number[marks]
+    # The field each mark is in: a running count of delimiters where they are dense, a search where they are few.
+    if len(marks) * 64 > len(inner):
+        field_of = np.cumsum(inner >= _COMMA, dtype=np.int32)[marks]
+    else:
+        field_of = np.searchsorted(delimiters, marks)
     for which in (dot, exp):
         fields = field_of[which]
         if (fields[1:] == fields[:-1]).any():
@@ -299,9 +310,30 @@ def _numbers_ok(c: np.ndarray, field_number: np.ndarray) -> bool:
     return True
 
 
-def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block | None:
-    """Split a block whose fields are all plain numbers; None sends the block to the exact path."""
-    a = np.frombuffer(block, dtype=np.uint8)
+# Bytes that matter to the structure of a CSV line; everything else is field content.
+_ORDINARY, _K_COMMA, _K_NL, _K_QUOTE, _K_CR, _K_NUL = range(6)
+_KIND = np.zeros(256, dtype=np.uint8)
+_KIND[ord(",")], _KIND[ord("\n")], _KIND[ord('"')], _KIND[ord("\r")], _KIND[0] = (
+    _K_COMMA, _K_NL, _K_QUOTE, _K_CR, _K_NUL)
+
+
+_NUMERIC_BYTES = b"0123456789.+-eE,\r\n"
+
+
+@dataclass
+class _Scan:
+    """A block checked by the fast path: its feature rows (one per line, source text) before the split."""
+
+    rows: int
+    blank: int
+    lines: int
+    out: np.ndarray  # uint8: the non-blank rows' feature fields, comma-joined, one row per line
+    row_lengths: np.ndarray  # bytes of each row in ``out``, its newline included
+    strata: np.ndarray | None
+
+
+def _scan_numbers(a: np.ndarray, layout: Layout) -> _Scan | None:
+    """The quickest case: every field of every row a plain number (LF or CRLF); None if the block is not so."""
     c = _classes(a)
     inner = c[_PAD:-_PAD]
     top = int(inner.max())
@@ -314,7 +346,6 @@ def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block 
         a = a[inner != _CR]
         c = _classes(a)
         inner = c[_PAD:-_PAD]
-
     is_delim = inner >= _COMMA
     delims = np.flatnonzero(is_delim)
     is_nl = inner[delims] == _NL
@@ -326,13 +357,11 @@ def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block 
     lengths = nl - starts
     blank = lengths == 0
     rows = lines - int(np.count_nonzero(blank))
-    # Fields per line: every non-blank line has width delimiters (its commas and its newline), a blank line one.
     per_line = np.diff(np.flatnonzero(is_nl), prepend=-1)
     if (per_line[~blank] != layout.width).any():
-        return None  # a ragged row: the exact path names it
+        return None
     if not rows:
-        return _Block(0, 0, lines, lines, b"", b"")
-    # Field bounds of the non-blank rows: ends[r, j] is the delimiter after field j, field_starts its first byte.
+        return _Scan(0, lines, lines, a[:0], np.empty(0, np.int64), None)
     if rows < lines:
         keep = np.ones(len(delims), dtype=bool)
         keep[np.flatnonzero(is_nl)[blank]] = False
@@ -344,36 +373,168 @@ def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block 
     field_starts[:, 1:] = ends[:, :-1] + 1
     field_lengths = ends - field_starts
     if field_lengths.min() == 0 or field_lengths.max() > _MAX_FAST_FIELD:
-        return None  # an empty field, or one long enough to need the exact check for overflow
-    if not _numbers_ok(c, np.cumsum(is_delim, dtype=np.int32)):
+        return None
+    if not _numbers_ok(c, delims):
         return None
     if layout.nonnegative and (a[field_starts[:, list(layout.nonnegative)]] == ord("-")).any():
         return None  # a negative value where none may be: the exact path names it
-
     strata = None
     if layout.stratify is not None:
         strata = _stratum_keys(a, field_starts[:, layout.stratify], field_lengths[:, layout.stratify])
         if strata is None:
             return None
-    is_test = splitter.assign(rows, strata)
-    tested = int(np.count_nonzero(is_test))
+    if rows == lines and layout.features == list(range(layout.width)):
+        return _Scan(rows, 0, lines, a, lengths + 1, strata)  # the channel rows are the source lines
+    chosen = field_lengths[:, layout.features]
+    out = _gather(a, field_starts[:, layout.features], chosen)
+    return _Scan(rows, lines - rows, lines, out, chosen.sum(1) + len(layout.features), strata)
 
-    if layout.features == list(range(layout.width)):
-        # The channel row is the source line: route whole lines (blank lines go nowhere).
-        route = np.full(lines, 2, dtype=np.uint8)
-        route[~blank] = is_test
-        per_byte = np.repeat(route, lengths + 1)
-        return _Block(rows, tested, lines - rows, lines, a[per_byte == 0].tobytes(), a[per_byte == 1].tobytes())
-    chosen_starts = field_starts[:, layout.features]
-    chosen_lengths = field_lengths[:, layout.features]
-    return _Block(
-        rows,
-        tested,
-        lines - rows,
-        lines,
-        _gather(a, chosen_starts[~is_test], chosen_lengths[~is_test]),
-        _gather(a, chosen_starts[is_test], chosen_lengths[is_test]),
-    )
+
+def _scan(block: bytes, layout: Layout) -> _Scan | None:
+    """Check a block of whole lines with a few vectorised passes; None sends it to the exact path.
+
+    Any well-formed CSV is taken: text in columns that are not features, quoted fields (with commas, doubled
+    quotes and line breaks inside), CRLF endings. Quotes are paired by parity: a byte is inside a quoted field
+    when an odd number of quotes precede it, so only commas and line feeds after an even number delimit fields.
+    Every quote must sit where a strict CSV reader allows one (opening a field, closing it, or doubled inside
+    it); the feature fields, their quotes taken off, must be plain numbers. Anything else (spaces around a
+    number, a bare CR, a NUL, text that is not UTF-8, a stratum the exact path would strip) is the exact path's.
+    """
+    a = np.frombuffer(block, dtype=np.uint8)
+    n = len(a)
+    if not n:
+        return _Scan(0, 0, 0, a, np.empty(0, np.int64), None)
+    first_line = block[: block.find(b"\n") + 1]
+    if not first_line.translate(None, _NUMERIC_BYTES):  # worth trying the quickest case
+        quick = _scan_numbers(a, layout)
+        if quick is not None:
+            return quick
+    if int(a.max()) >= 0x80:
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    # Every structural byte sorts below "-" (so do a few others: spaces, "!", "#"...): one comparison finds them.
+    candidates = np.flatnonzero(a <= ord(","))
+    kinds = np.take(_KIND, a[candidates])
+    if (kinds == _K_NUL).any():
+        return None
+    lines = int(np.count_nonzero(kinds == _K_NL))
+    is_quote = kinds == _K_QUOTE
+    quoted = bool(is_quote.any())
+    delimiter = (kinds == _K_COMMA) | (kinds == _K_NL)
+    is_cr = kinds == _K_CR
+    if quoted:
+        q = candidates[is_quote]
+        if len(q) % 2:
+            return None  # a quoted field runs on past the block
+        # The j-th quote has j quotes before it: an even j opens a field (or is the second of a doubled quote),
+        # an odd j closes it (or is the first of a doubled quote).
+        odd = (np.arange(len(q)) & 1).astype(bool)
+        prev = np.where(q > 0, a[np.maximum(q - 1, 0)], ord("\n"))
+        nxt = a[np.minimum(q + 1, n - 1)]
+        opening_ok = (prev == ord(",")) | (prev == ord("\n")) | (prev == ord('"'))
+        closing_ok = (nxt == ord(",")) | (nxt == ord("\n")) | (nxt == ord("\r")) | (nxt == ord('"'))
+        if not np.where(odd, closing_ok, opening_ok).all():
+            return None
+        outside = np.bitwise_xor.accumulate(is_quote.view(np.uint8)) == 0  # an even number of quotes so far
+        delimiter &= outside
+        is_cr &= outside
+    if is_cr.any():
+        cr = candidates[is_cr]
+        if (a[np.minimum(cr + 1, n - 1)] != ord("\n")).any() or cr[-1] == n - 1:
+            return None  # a CR that does not end a line
+    delims = candidates[delimiter]
+    is_nl = a[delims] == ord("\n")
+    nl_index = np.flatnonzero(is_nl)
+    nl = delims[nl_index]
+    if not len(nl) or nl[-1] != n - 1:
+        return None
+    starts = np.empty(len(nl), dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = nl[:-1] + 1
+    line_ends = nl - (a[np.maximum(nl - 1, 0)] == ord("\r")) * (nl > starts)  # before a CRLF's CR
+    blank = line_ends == starts
+    rows = len(nl) - int(np.count_nonzero(blank))
+    # Fields per line: every non-blank line has width delimiters (its commas and its newline), a blank line one.
+    per_line = np.diff(nl_index, prepend=-1)
+    if (per_line[~blank] != layout.width).any():
+        return None  # a ragged row: the exact path names it
+    if not rows:
+        return _Scan(0, len(nl), lines, a[:0], np.empty(0, np.int64), None)
+    identity = (not quoted and rows == len(nl) and layout.features == list(range(layout.width))
+                and not (line_ends != nl).any())
+    if rows < len(nl):
+        keep = np.ones(len(delims), dtype=bool)
+        keep[nl_index[blank]] = False
+        ends = delims[keep].reshape(rows, layout.width)
+        ends[:, -1] = line_ends[~blank]
+        row_starts = starts[~blank]
+    else:
+        ends = delims.reshape(rows, layout.width)
+        if (line_ends != nl).any():
+            ends = ends.copy()
+            ends[:, -1] = line_ends
+        row_starts = starts
+
+    def bounds(columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """First byte and length of the given columns' fields, quotes taken off."""
+        cols = np.asarray(columns)
+        end = ends[:, cols]
+        first = np.where(cols == 0, row_starts[:, None], ends[:, np.maximum(cols - 1, 0)] + 1)
+        if quoted:
+            wrapped = (a[np.minimum(first, n - 1)] == ord('"')) & (end > first)
+            first, end = first + wrapped, end - wrapped
+        return first, end - first
+
+    field_starts, field_lengths = bounds(layout.features)
+    if field_lengths.min() == 0 or field_lengths.max() > _MAX_FAST_FIELD:
+        return None  # an empty field, or one long enough to need the exact check for overflow
+
+    if identity:
+        out, row_lengths = a, nl - starts + 1
+    else:
+        out = _gather(a, field_starts, field_lengths)
+        row_lengths = field_lengths.sum(1) + len(layout.features)
+    c = _classes(out)
+    inner = c[_PAD:-_PAD]
+    if int(inner.max()) > _NL:
+        return None  # a byte no plain number has (a quote, a space, a letter)
+    delimiters = np.flatnonzero(inner >= _COMMA)
+    if len(delimiters) != rows * len(layout.features):
+        return None  # a quoted feature field holding a comma or a line break: no number
+    if not _numbers_ok(c, delimiters):
+        return None
+    if layout.nonnegative:
+        signed = [layout.features.index(i) for i in layout.nonnegative]
+        if (a[field_starts[:, signed]] == ord("-")).any():
+            return None  # a negative value where none may be: the exact path names it
+
+    strata = None
+    if layout.stratify is not None:
+        s_start, s_length = bounds([layout.stratify])
+        strata = _stratum_keys(a, s_start[:, 0], s_length[:, 0])
+        if strata is None:
+            return None
+    return _Scan(rows, len(nl) - rows, lines, out, row_lengths, strata)
+
+
+def _route(scan: _Scan, is_test: np.ndarray) -> _Block:
+    """The scanned rows sent to train or test by the splitter's mask."""
+    tested = int(np.count_nonzero(is_test))
+    if not tested:
+        return _Block(scan.rows, 0, scan.blank, scan.lines, scan.out.tobytes(), b"")
+    per_byte = np.repeat(is_test, scan.row_lengths)
+    return _Block(scan.rows, tested, scan.blank, scan.lines, scan.out[~per_byte].tobytes(),
+                  scan.out[per_byte].tobytes())
+
+
+def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block | None:
+    """Split a well-formed block on the fast path; None sends the block to the exact path."""
+    scan = _scan(block, layout)
+    if scan is None:
+        return None
+    return _route(scan, splitter.assign(scan.rows, scan.strata))
 
 
 def _stratum_keys(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray | None:
@@ -383,13 +544,18 @@ def _stratum_keys(a: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.nd
     offsets = np.arange(_MAX_STRATUM_BYTES)
     index = np.minimum(start[:, None] + offsets, len(a) - 1)
     keys = np.where(offsets < length[:, None], a[index], 0).astype(np.uint8)
+    filled = length > 0
+    # The exact path strips whitespace (any byte up to a space, or a non-ASCII space) and undoubles quotes.
+    edges = np.concatenate([a[start[filled]], a[start[filled] + length[filled] - 1]])
+    if ((edges <= 0x20) | (edges >= 0x80)).any() or (keys == ord('"')).any():
+        return None
     return np.ascontiguousarray(keys).view(f"S{_MAX_STRATUM_BYTES}").ravel()
 
 
-def _gather(a: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
+def _gather(a: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Rows made of the given fields (rows x columns matrices of starts and lengths), comma-joined, one per line."""
     if starts.size == 0:
-        return b""
+        return a[:0]
     columns = starts.shape[1]
     starts, lengths = starts.ravel(), lengths.ravel()
     # Each field is copied with one byte more, the slot for its separator, which is then set.
@@ -400,7 +566,7 @@ def _gather(a: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
     separators = out_ends - 1
     out[separators] = ord(",")
     out[separators[columns - 1 :: columns]] = ord("\n")
-    return out.tobytes()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -472,6 +638,25 @@ def _exact(block: bytes, first_line: int, layout: Layout, splitter: StratifiedSp
 # ------------------------------------------------------------------------------------------------------------
 
 
+class _Now:
+    """A result computed in the calling thread, with a future's ``result``."""
+
+    def __init__(self, value: object) -> None:
+        self._value = value
+
+    def result(self) -> object:
+        return self._value
+
+
+def default_workers() -> int:
+    """The cores this process may use (a 3 GB Lambda has two), at most four."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
 def split_stream(
     chunks: Iterable[bytes],
     train: BinaryWriter,
@@ -484,56 +669,113 @@ def split_stream(
     k: int = 1,
     block_bytes: int = BLOCK_BYTES,
     on_train: Callable[[bytes], None] | None = None,
+    workers: int | None = None,
     nonnegative_columns: list[str] | None = None,
 ) -> SplitResult:
     """Validate every row of a CSV object and write its feature rows, header-less, to train or test.
 
-    ``on_train`` sees every piece of the training channel as it is written (the data step uses it to compute the
-    training set's statistics in the same pass).
+    ``on_train`` sees every piece of the training channel as it is written, in order (the data step uses it to
+    compute the training set's statistics in the same pass).
+
+    With more than one worker (the default: one per core, see default_workers) blocks are scanned and routed on
+    a thread pool (numpy releases the GIL) while this thread reads the next ones, and a writer thread writes
+    the finished ones in order: reading, parsing and writing overlap. At most ``workers + 1`` blocks are in
+    each stage, so memory stays a constant multiple of ``block_bytes``. The result does not depend on the
+    number of workers: the splitter draws for every block in order, in this thread.
     """
+    workers = default_workers() if workers is None else max(1, workers)
     blocks = line_blocks(decompressed(chunks), block_bytes)
-    line, carried = 1, b""  # the number of the first line not yet split, and a block read on from
+    line, carried = 1, b""  # the number of the first line not yet read into a block, and a block read on from
     try:
         block = next(blocks, None)
-        if block is None:
-            raise DataValidationError("the object is empty: expected a header line and data rows")
-        header_end = block.index(b"\n") + 1
-        layout = parse_header(block[:header_end], feature_columns, stratify_column, nonnegative_columns)
-        splitter = StratifiedSplitter(test_fraction, seed)
-        train_rows = test_rows = blank = 0
-        line, carried = 2, b""
+    except LineTooLong as exc:
+        raise DataValidationError(
+            f"line {line + exc.lines_before} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line"
+        ) from None
+    if block is None:
+        raise DataValidationError("the object is empty: expected a header line and data rows")
+    header_end = block.index(b"\n") + 1
+    layout = parse_header(block[:header_end], feature_columns, stratify_column, nonnegative_columns)
+    splitter = StratifiedSplitter(test_fraction, seed)
+    counts = {"train": 0, "test": 0, "blank": 0}
+    line = 2
+    depth = workers + 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="split") if workers > 1 else None
+    writer = ThreadPoolExecutor(1, thread_name_prefix="split-write") if workers > 1 else None
+    scans: deque[tuple[Any, bytes, int]] = deque()  # (future _Scan or None, the block, its first line)
+    routes: deque[Any] = deque()  # future _Block, in block order
+    writes: deque[Any] = deque()
 
-        def emit(part: _Block) -> None:
-            nonlocal train_rows, test_rows, blank, line
-            if part.train:
-                train.write(part.train)
-                if on_train is not None:
-                    on_train(part.train)
-            if part.test:
-                test.write(part.test)
-            train_rows += part.rows - part.test_rows
-            test_rows += part.test_rows
-            blank += part.blank
-            line += part.lines
+    def submit(executor: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Any:
+        return executor.submit(fn, *args) if executor is not None else _Now(fn(*args))
 
-        for block in itertools.chain([block[header_end:]], blocks):
+    def write(part: _Block) -> None:
+        if part.train:
+            train.write(part.train)
+            if on_train is not None:
+                on_train(part.train)
+        if part.test:
+            test.write(part.test)
+
+    def emit(part: _Block) -> None:
+        counts["train"] += part.rows - part.test_rows
+        counts["test"] += part.test_rows
+        counts["blank"] += part.blank
+        writes.append(submit(writer, write, part))
+        while len(writes) > 2:
+            writes.popleft().result()
+
+    def next_scan() -> None:  # the oldest block scanned: the splitter draws for it, in order
+        future, block, first = scans.popleft()
+        scan = future.result()
+        if scan is None:
+            routes.append(_Now(_exact(block, first, layout, splitter)))
+        else:
+            routes.append(submit(pool, _route, scan, splitter.assign(scan.rows, scan.strata)))
+
+    source = itertools.chain([block[header_end:]], blocks)
+    reader_error: LineTooLong | DataValidationError | None = None
+    try:
+        while True:
+            try:
+                block = next(source, None)
+            except (LineTooLong, DataValidationError) as exc:
+                reader_error = exc  # raised once the blocks before it are checked: the first bad line wins
+                break
+            if block is None:
+                break
             block, carried = carried + block, b""
             if not block:
                 continue
-            part = _fast(block, layout, splitter)
-            if part is None:
-                if block.count(b'"') % 2 and len(block) < 4 * max(block_bytes, MAX_LINE_BYTES):
-                    carried = block  # a quoted field may go on in the next block: read on before deciding
-                    continue
-                part = _exact(block, line, layout, splitter)
-            emit(part)
-    except LineTooLong as exc:
-        where = line + carried.count(NEWLINE) + exc.lines_before
-        raise DataValidationError(
-            f"line {where} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line"
-        ) from None
-    if carried:
-        emit(_exact(carried, line, layout, splitter))
+            if block.count(b'"') % 2 and len(block) < 4 * max(block_bytes, MAX_LINE_BYTES):
+                carried = block  # a quoted field may go on in the next block: read on before deciding
+                continue
+            scans.append((submit(pool, _scan, block, layout), block, line))
+            line += block.count(NEWLINE)
+            while len(scans) > depth:
+                next_scan()
+            while len(routes) > depth:
+                emit(routes.popleft().result())
+        while scans:
+            next_scan()
+        while routes:
+            emit(routes.popleft().result())
+        if isinstance(reader_error, DataValidationError):
+            raise reader_error
+        if reader_error is not None:
+            where = line + carried.count(NEWLINE) + reader_error.lines_before
+            raise DataValidationError(
+                f"line {where} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line"
+            ) from None
+        if carried:
+            emit(_exact(carried, line, layout, splitter))
+        while writes:
+            writes.popleft().result()
+    finally:
+        for executor in (pool, writer):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+    train_rows, test_rows = counts["train"], counts["test"]
     if train_rows + test_rows == 0:
         raise DataValidationError("the object has a header but no data rows")
     if train_rows < k:
@@ -542,70 +784,7 @@ def split_stream(
         )
     if test_rows == 0:
         raise DataValidationError(f"only {train_rows + test_rows} data rows: none left for the test channel")
-    return SplitResult(layout.names, train_rows, test_rows, blank)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Standardisation
-# ------------------------------------------------------------------------------------------------------------
-
-
-def parse_rows(text: bytes, dim: int) -> np.ndarray:
-    """Header-less channel rows (as written above: plain numbers, one row per line) as a float64 matrix."""
-    body = text[:-1] if text.endswith(b"\n") else text
-    if not body:
-        return np.empty((0, dim))
-    values = np.fromstring(body.replace(b"\n", b","), sep=",")
-    if values.size % dim or values.size // dim != body.count(b"\n") + 1:
-        raise DataValidationError(f"a channel block does not hold rows of {dim} numbers")
-    return values.reshape(-1, dim)
-
-
-class RunningStats:
-    """Mean and population standard deviation of rows seen in pieces (Chan et al.'s pairwise update).
-
-    Without ``dim``, the width is that of the first rows added.
-    """
-
-    def __init__(self, dim: int | None = None) -> None:
-        self.count = 0
-        self.dim = dim
-        self.mean = self.m2 = np.zeros(dim or 0)
-
-    def add_text(self, text: bytes) -> None:
-        if self.dim is None:
-            self.dim = text[: text.index(b"\n")].count(b",") + 1
-        self.add(parse_rows(text, self.dim))
-
-    def add(self, rows: np.ndarray) -> None:
-        n = len(rows)
-        if not n:
-            return
-        if not self.count:
-            self.dim = rows.shape[1]
-            self.mean = self.m2 = np.zeros(self.dim)
-        mean = rows.mean(0)
-        m2 = ((rows - mean) ** 2).sum(0)
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
-        self.count = total
-
-    @property
-    def std(self) -> np.ndarray:
-        """Population standard deviation; a column constant up to rounding (std tiny against its mean) gets 0."""
-        std = np.sqrt(self.m2 / max(self.count, 1))
-        return np.where(std <= 1e-9 * np.maximum(np.abs(self.mean), 1.0), 0.0, std)
-
-
-def standardized_text(text: bytes, mean: np.ndarray, std: np.ndarray) -> bytes:
-    """Channel rows z-scored ((x - mean) / std, a zero std counting as 1), written with float32's 9 digits."""
-    rows = parse_rows(text, len(mean))
-    z = ((rows - mean) / np.where(std == 0, 1.0, std)).astype(np.float32)
-    out = io.StringIO()
-    np.savetxt(out, z, fmt="%.9g", delimiter=",")
-    return out.getvalue().encode()
+    return SplitResult(layout.names, train_rows, test_rows, counts["blank"])
 
 
 # ------------------------------------------------------------------------------------------------------------
