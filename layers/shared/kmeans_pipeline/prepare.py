@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_plus
@@ -164,7 +164,7 @@ def head_source(s3: Any, bucket: str, key: str, version_id: str | None = None) -
 
 
 def ranged_chunks(s3: Any, source: SourceObject, *, range_bytes: int = RANGE_BYTES,
-                  in_flight: int = RANGES_IN_FLIGHT) -> Iterator[bytes]:
+                  in_flight: int = RANGES_IN_FLIGHT) -> Generator[bytes, None, None]:
     """The object's bytes in order, fetched as parallel ranged GETs of the exact version (or ETag) checked.
 
     At most ``in_flight`` ranges are held at once, so memory stays ``in_flight x range_bytes``.

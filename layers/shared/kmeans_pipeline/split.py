@@ -290,7 +290,7 @@ def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
     # At most one dot and one exponent per field, no dot after the exponent, exponents of at most two digits.
     # The field each mark is in: a running count of delimiters where they are dense, a search where they are few.
     if len(marks) * 64 > len(inner):
-        field_of = np.cumsum(inner >= _COMMA, dtype=np.int32)[marks]
+        field_of = np.cumsum(inner >= _COMMA, dtype=np.int64)[marks]
     else:
         field_of = np.searchsorted(delimiters, marks)
     for which in (dot, exp):
@@ -822,8 +822,8 @@ def read_feature_rows(
                 line_numbers.append(_row_lines(source, first_line))
             line += part.lines
 
-        for block in itertools.chain([block[header_end:]], blocks):
-            block, carried = carried + block, b""
+        for piece in itertools.chain([block[header_end:]], blocks):
+            block, carried = carried + piece, b""
             if not block:
                 continue
             part = _fast(block, layout, keep_all)
