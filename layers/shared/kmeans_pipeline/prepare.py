@@ -14,7 +14,6 @@ the raw numbers, a second pass reads the channels back and writes them treated u
 from __future__ import annotations
 
 import itertools
-
 from collections import deque
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor

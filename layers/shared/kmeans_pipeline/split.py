@@ -289,8 +289,9 @@ def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
         return False
     # At most one dot and one exponent per field, no dot after the exponent, exponents of at most two digits.
     # The field each mark is in: a running count of delimiters where they are dense, a search where they are few.
+    field_of: np.ndarray
     if len(marks) * 64 > len(inner):
-        field_of = np.cumsum(inner >= _COMMA, dtype=np.int64)[marks]
+        field_of = np.cumsum(inner >= _COMMA, dtype=np.int32)[marks]
     else:
         field_of = np.searchsorted(delimiters, marks)
     for which in (dot, exp):
