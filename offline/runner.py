@@ -15,14 +15,17 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from kmeans_pipeline.settings import function_environment_set
 from offline import moto_patches
 from offline.stack import ACCOUNT_ID, Deployed, StackBuilder
 from offline.standin import Faults, SageMakerStandIn, Timing
@@ -31,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
+# The process's own variables (credentials and region for boto3 and moto, Powertools' offline switches): the
+# same for every function, as Lambda's reserved variables are. A function's template variables never go here.
 _ENV = {
     "AWS_ACCESS_KEY_ID": "offline",
     "AWS_SECRET_ACCESS_KEY": "offline",
@@ -40,6 +45,33 @@ _ENV = {
     "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_DEV": "0",
 }
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The function whose handler runs on this thread (`function` its name, `logical_id` its template id)."""
+
+    function: str
+    logical_id: str
+
+
+# Handlers of different functions run at once on the executions' threads; each thread knows whose handler it runs.
+_INVOCATION: ContextVar[Invocation | None] = ContextVar("offline_invocation", default=None)
+
+
+def current_invocation() -> Invocation | None:
+    return _INVOCATION.get()
+
+
+class _OneClientAtATimeSession(boto3.session.Session):
+    """boto3's default session, which every handler offline shares (in Lambda each function has its own
+    process). A session is not thread-safe, its clients are: clients are made one at a time."""
+
+    _lock = threading.Lock()
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return super().client(*args, **kwargs)
 
 
 @dataclass
@@ -83,14 +115,16 @@ class LogSink:
     """Where the handlers' log lines go offline (CloudWatch Logs in AWS): kept in memory, newest last."""
 
     def __init__(self, limit: int = 20_000) -> None:
-        self.lines: list[tuple[str, str]] = []
-        self.function = ""
+        self.lines: list[tuple[str, str]] = []  # (function name, line)
         self.limit = limit
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         if text.strip():
-            self.lines.append((self.function, text.rstrip("\n")))
-            del self.lines[: -self.limit]
+            invocation = current_invocation()
+            with self._lock:
+                self.lines.append((invocation.function if invocation else "", text.rstrip("\n")))
+                del self.lines[: -self.limit]
         return len(text)
 
     def flush(self) -> None:
@@ -154,13 +188,14 @@ class OfflineAWS:
         self.event_triggers = event_triggers  # uploads under incoming/ and the schedule start executions
         self._saved_env: dict[str, str | None] = {}
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
-        self._invoke_lock = threading.Lock()
         self.stack: Deployed | None = None
         self.invocations: dict[str, int] = {}
         self.step_events: dict[str, list[Any]] = {}  # logical id -> every event its handler received
         self.api_calls: list[tuple[str, str, str, dict]] = []  # (logical id, service, operation, params)
         self.crashes: dict[str, list[str]] = {}  # logical id -> errors its next invocations die with
-        self._current_function = ""  # the function whose handler runs now (handlers run one at a time)
+        self._books = threading.Lock()  # guards the four records above (never held while a handler runs)
+        self._handlers: dict[str, Callable] = {}  # function name -> its handler
+        self._environments: dict[str, MappingProxyType] = {}  # function name -> its environment variables
         self.builder: StackBuilder | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -175,9 +210,9 @@ class OfflineAWS:
             self.builder = StackBuilder(self.root, self.stack_name, REGION, self.parameters)
             self.stack = self.builder.deploy()
             # Every AWS call a handler makes (through boto3's default session, as handlers do), for IAM checks.
-            boto3.setup_default_session()
+            boto3.DEFAULT_SESSION = _OneClientAtATimeSession()
             boto3.DEFAULT_SESSION.events.register("provide-client-params", self._record_call)
-            self._apply_function_environment()
+            self._load_functions()
             moto_patches.install(self._invoke, event_triggers=self.event_triggers)
         except BaseException:
             self.__exit__(None, None, None)
@@ -195,18 +230,30 @@ class OfflineAWS:
                 os.environ[key] = value
         boto3.DEFAULT_SESSION = None
 
-    def _apply_function_environment(self) -> None:
-        """Handlers read their settings from os.environ, as in Lambda. Every function of this stack gets the same
-        variables (template Globals), so they are set once here: changing os.environ per invocation would race
-        with other threads reading it."""
-        merged: dict[str, str] = {}
+    def _load_functions(self) -> None:
+        """Every function's environment (its template variables, as Lambda gives them) and handler.
+
+        Handlers read their variables through `function_environment()`, which `_invoke` points at the function's
+        own for the invocation: nothing of one function's environment is in the process's os.environ while
+        handlers run. A module's import is its cold start: what runs there (Powertools' Logger reads its
+        POWERTOOLS_* variables) sees the function's variables in os.environ. So all handlers are imported here,
+        one at a time, before any execution starts, and os.environ is restored after each."""
         for name, spec in self.stack.functions.items():
-            for key, value in spec["env"].items():
-                if merged.setdefault(key, str(value)) != str(value):
-                    raise ValueError(f"{name} sets {key} differently from another function: not supported offline")
-        for key, value in merged.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
+            environment = {**_ENV, **{key: str(value) for key, value in spec["env"].items()}}
+            self._environments[name] = MappingProxyType(environment)
+            saved = {key: os.environ.get(key) for key in environment}
+            os.environ.update(environment)
+            try:
+                # Powertools binds its log stream at import: the sink collects what CloudWatch would.
+                with contextlib.redirect_stdout(LOG_SINK):
+                    module = importlib.import_module(spec["module"])
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            self._handlers[name] = getattr(module, spec["attribute"])
 
     # -- the stack's resources ------------------------------------------------------------------------------
     @property
@@ -233,29 +280,34 @@ class OfflineAWS:
 
     # -- Lambda seam ----------------------------------------------------------------------------------------
     def _record_call(self, model: Any, params: dict, **_: Any) -> None:
-        # Handlers run on the executor's threads (and s3transfer's); the runner itself polls on the main thread.
-        function = self._current_function
-        if function and threading.current_thread() is not threading.main_thread():
-            self.api_calls.append((function, model.service_model.service_name, model.name, dict(params)))
+        # A call belongs to the handler running on its thread; the runner's own calls (polling, uploads) to none.
+        invocation = current_invocation()
+        if invocation is not None:
+            with self._books:
+                self.api_calls.append((invocation.logical_id, model.service_model.service_name, model.name, dict(params)))
 
     def _invoke(self, function_name: str, event: Any) -> Any:
+        """Run a function's handler on the calling thread, with the function's own environment; handlers of
+        several executions run at once, as separate Lambda invocations do."""
         spec = self.stack.functions[function_name]
-        with self._invoke_lock:  # one handler at a time, as the shared os.environ and call recording assume
-            self.invocations[spec["logical_id"]] = self.invocations.get(spec["logical_id"], 0) + 1
-            self.step_events.setdefault(spec["logical_id"], []).append(event)
-            try:
-                # Powertools binds its log stream at import: the sink collects what CloudWatch would.
-                with contextlib.redirect_stdout(LOG_SINK):
-                    handler: Callable = getattr(importlib.import_module(spec["module"]), spec["attribute"])
-                LOG_SINK.function = function_name
-                self._current_function = spec["logical_id"]
-                result = handler(event, FakeLambdaContext(function_name, spec["memory"], spec["timeout"]))
-                pending = self.crashes.get(spec["logical_id"])
-                if pending:  # the work is done, but the invocation dies before it can answer
-                    raise InjectedFault(pending.pop(0), f"injected: {function_name} died after doing its work")
-                return result
-            finally:
-                self._current_function = ""
+        logical_id = spec["logical_id"]
+        with self._books:
+            self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
+            self.step_events.setdefault(logical_id, []).append(event)
+        token = _INVOCATION.set(Invocation(function_name, logical_id))
+        try:
+            with function_environment_set(self._environments[function_name]):
+                result = self._handlers[function_name](
+                    event, FakeLambdaContext(function_name, spec["memory"], spec["timeout"])
+                )
+            with self._books:
+                pending = self.crashes.get(logical_id)
+                crash = pending.pop(0) if pending else None
+            if crash:  # the work is done, but the invocation dies before it can answer
+                raise InjectedFault(crash, f"injected: {function_name} died after doing its work")
+            return result
+        finally:
+            _INVOCATION.reset(token)
 
     def fire_schedule(self) -> None:
         """Deliver a "Scheduled Event" to the stack's scheduled rules, as EventBridge does when one is due."""
@@ -291,7 +343,8 @@ class OfflineAWS:
 
     def crash_after(self, logical_id: str, error_type: str = "Runtime.ExitError", times: int = 1) -> None:
         """Make the function's next `times` invocations die after their work (e.g. "Sandbox.Timedout")."""
-        self.crashes.setdefault(logical_id, []).extend([error_type] * times)
+        with self._books:
+            self.crashes.setdefault(logical_id, []).extend([error_type] * times)
 
     # -- executions -----------------------------------------------------------------------------------------
     def start(self, execution_input: Any, name: str) -> str:

@@ -7,23 +7,43 @@ import subprocess
 import sys
 from pathlib import Path
 
+import importlib
+import re
+
 import pytest
 
-from kmeans_pipeline.models import RunRequest, parse_step_input
+from kmeans_pipeline.errors import InvalidInputError
+from kmeans_pipeline.models import (
+    CheckEndpointInput,
+    CheckTuningInput,
+    CleanUpInput,
+    CreateModelInput,
+    DeployEndpointInput,
+    EvaluateModelInput,
+    PrepareDataInput,
+    ResolveRunInput,
+    RunRequest,
+    StartTuningInput,
+    StepInput,
+    VerifyEndpointInput,
+)
+from offline.cfn import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 STEPS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
-REQUIRED = {
-    "prepare_data": [],
-    "start_tuning": ["dataset"],
-    "check_tuning": ["tuning_job_name"],
-    "create_model": ["best"],
-    "deploy_endpoint": ["endpoint_config_name"],
-    "check_endpoint": ["endpoint_config_name"],
-    "clean_up": [],
-    "evaluate_model": ["dataset", "best"],
-    "verify_endpoint": ["dataset", "model"],
+# Each state machine step's input model (score_records is the scoring API's function URL, not a step).
+INPUTS: dict[str, type[StepInput]] = {
+    "resolve_input": ResolveRunInput,
+    "prepare_data": PrepareDataInput,
+    "start_tuning": StartTuningInput,
+    "check_tuning": CheckTuningInput,
+    "evaluate_model": EvaluateModelInput,
+    "create_model": CreateModelInput,
+    "deploy_endpoint": DeployEndpointInput,
+    "check_endpoint": CheckEndpointInput,
+    "verify_endpoint": VerifyEndpointInput,
+    "clean_up": CleanUpInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
 NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records"}
@@ -35,20 +55,101 @@ def test_every_step_has_an_event():
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
 
+def required_fields(model: type[StepInput]) -> list[str]:
+    return [field.alias for field in model.model_fields.values() if field.is_required()]
+
+
+def event(step: str) -> dict:
+    return json.loads((EVENTS / f"{step}.json").read_text())
+
+
+def test_every_state_machine_step_has_an_input_model():
+    assert set(INPUTS) == set(STEPS) - {"score_records"}
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_step_event_is_valid_for_its_step(step):
-    event = json.loads((EVENTS / f"{step}.json").read_text())
-    if step == "resolve_input":
-        RunRequest.model_validate(event["input"])
-        assert event["execution"]["name"] and event["execution"]["startTime"]
-        return
     if step == "score_records":  # not a state machine step: its function URL's request (payload format 2.0)
-        assert event["version"] == "2.0" and event["requestContext"]["http"]["method"] == "POST"
-        assert event["headers"]["content-type"] == "text/csv" and event["body"].startswith("id,tranCode,Amount\n")
+        request = event(step)
+        assert request["version"] == "2.0" and request["requestContext"]["http"]["method"] == "POST"
+        assert request["headers"]["content-type"] == "text/csv" and request["body"].startswith("id,tranCode,Amount\n")
         return
-    parsed = parse_step_input(event)
-    for field in REQUIRED[step]:
-        assert getattr(parsed, field) is not None, f"events/{step}.json lacks {field}"
+    given = event(step)
+    parsed = INPUTS[step].from_event(given)
+    # Every key the step reads is in its event (null where a first run has none), as the state machine sends it.
+    declared = {field.alias for field in INPUTS[step].model_fields.values()}
+    assert declared <= set(given), f"events/{step}.json lacks {sorted(declared - set(given))}"
+    if step == "resolve_input":
+        RunRequest.model_validate(parsed.input)
+
+
+def state_machine_payloads() -> list[tuple[str, str, dict]]:
+    """(state, step, Payload) of every Lambda task in the ASL, its function found through the template."""
+    template = load_template(ROOT / "template.yaml")
+    machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
+    substitutions = machine["Properties"]["DefinitionSubstitutions"]
+    definition = json.loads((ROOT / machine["Properties"]["DefinitionUri"]).read_text())
+    found = []
+    for name, state in definition["States"].items():
+        if state["Type"] != "Task" or not state["Resource"].endswith(":lambda:invoke"):
+            continue
+        placeholder = re.fullmatch(r"\$\{(\w+)\}", state["Arguments"]["FunctionName"]).group(1)
+        logical = substitutions[placeholder]["Fn::GetAtt"][0]
+        code_uri = template["Resources"][logical]["Properties"]["CodeUri"]
+        found.append((name, Path(code_uri).name, state["Arguments"]["Payload"]))
+    return found
+
+
+@pytest.mark.parametrize("state, step, payload", state_machine_payloads(), ids=[s for s, _, _ in state_machine_payloads()])
+def test_the_state_machine_sends_each_step_what_its_input_model_requires(state, step, payload):
+    """Every field a step requires is in the Payload its state sends, and every key sent is one the step reads."""
+    model = INPUTS[step]
+    declared = {field.alias for field in model.model_fields.values()}
+    assert set(required_fields(model)) <= set(payload), f"{state} does not send all {model.__name__} requires"
+    assert set(payload) <= declared, f"{state} sends {sorted(set(payload) - declared)}, which {model.__name__} does not read"
+
+
+def test_the_asl_calls_every_state_machine_step():
+    assert {step for _, step, _ in state_machine_payloads()} == set(INPUTS)
+
+
+@pytest.mark.parametrize("step", sorted(INPUTS))
+def test_a_step_ignores_keys_it_does_not_read_and_takes_null_as_absent(step):
+    model = INPUTS[step]
+    optional = [f.alias for f in model.model_fields.values() if not f.is_required()]
+    given = {**event(step), "somethingTheStateMachineAlsoSends": {"any": "thing"}, **dict.fromkeys(optional)}
+    parsed = model.from_event(given)
+    assert all(getattr(parsed, name) is None for name, f in model.model_fields.items() if not f.is_required())
+
+
+def handler_module(step: str):
+    return importlib.import_module(f"functions.{step}.app")
+
+
+@pytest.mark.parametrize(
+    "step, field", [(step, field) for step, model in sorted(INPUTS.items()) for field in required_fields(model)]
+)
+@pytest.mark.parametrize("absent", ["missing", "null"])
+def test_a_step_without_a_field_it_needs_fails_naming_the_field(step, field, absent, lambda_context):
+    """The handler itself refuses the input, before it touches AWS, with the field's camelCase name."""
+    given = event(step)
+    if absent == "missing":
+        del given[field]
+    else:
+        given[field] = None
+    with pytest.raises(InvalidInputError, match=rf"^Invalid step input: {field} is required$"):
+        handler_module(step).handler(given, lambda_context)
+
+
+def test_a_step_input_with_a_wrong_field_names_it_and_still_names_what_is_missing(lambda_context):
+    given = event("evaluate_model")
+    del given["best"]
+    given["dataset"]["trainRows"] = "many"
+    with pytest.raises(InvalidInputError) as caught:
+        handler_module("evaluate_model").handler(given, lambda_context)
+    assert str(caught.value).startswith("Invalid step input: best is required; dataset.trainRows: Input should be")
+    with pytest.raises(InvalidInputError, match="^Invalid step input: config, dataset, best are required$"):
+        EvaluateModelInput.from_event({})
 
 
 def test_console_example_is_a_valid_run_request():

@@ -5,14 +5,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
 from kmeans_pipeline.deploy import check_endpoint
-from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.models import CheckEndpointInput
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    step = parse_step_input(event, "endpoint_config_name")
+    step = CheckEndpointInput.from_event(event)
     status = check_endpoint(
         step.config, step.endpoint_config_name, aws.client("sagemaker"), step.previous_endpoint_config_name
     )

@@ -4,7 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
-from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.models import CheckTuningInput
 from kmeans_pipeline.tuning import check_tuning
 
 logger = Logger()
@@ -12,7 +12,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    step = parse_step_input(event, "tuning_job_name")
+    step = CheckTuningInput.from_event(event)
     status = check_tuning(step.config, step.tuning_job_name, aws.client("sagemaker"))
     logger.info("Tuning job status", extra={"status": status.status, "training_jobs": status.training_jobs})
     return status.to_json()

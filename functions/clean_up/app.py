@@ -5,7 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
 from kmeans_pipeline.cleanup import clean_up
-from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.models import CleanUpInput
 from kmeans_pipeline.settings import StackSettings
 
 logger = Logger()
@@ -13,7 +13,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    step = parse_step_input(event)
+    step = CleanUpInput.from_event(event)
     settings = StackSettings.from_env()
     result = clean_up(step.config, settings.name_prefix, settings.keep_models, aws.client("sagemaker"))
     logger.info("Cleaned up", extra={"kept": result.kept, "deleted": result.deleted})

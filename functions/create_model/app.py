@@ -5,7 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
 from kmeans_pipeline.deploy import create_model
-from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.models import CreateModelInput
 from kmeans_pipeline.settings import StackSettings
 
 logger = Logger()
@@ -13,7 +13,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    step = parse_step_input(event, "best")
+    step = CreateModelInput.from_event(event)
     created = create_model(step.config, step.best, StackSettings.from_env(), aws.client("sagemaker"))
     logger.info("Model created", extra={"model": created.model_name, "endpoint_config": created.endpoint_config_name})
     return created.to_json()

@@ -4,6 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
+from kmeans_pipeline.models import ResolveRunInput
 from kmeans_pipeline.resolve import resolve
 from kmeans_pipeline.settings import StackSettings
 
@@ -12,11 +13,11 @@ logger = Logger()
 
 @logger.inject_lambda_context(log_event=True)
 def handler(event: dict, context: LambdaContext) -> dict:
-    execution = event.get("execution") or {}
+    step = ResolveRunInput.from_event(event)
     config = resolve(
-        event.get("input"),
-        execution_name=execution.get("name", ""),
-        execution_start_time=execution.get("startTime", ""),
+        step.input,
+        execution_name=step.execution.name,
+        execution_start_time=step.execution.start_time,
         settings=StackSettings.from_env(),
         s3=aws.client("s3"),
     )

@@ -4,7 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
-from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.models import StartTuningInput
 from kmeans_pipeline.settings import StackSettings
 from kmeans_pipeline.tuning import start_tuning
 
@@ -13,7 +13,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    step = parse_step_input(event, "dataset")
+    step = StartTuningInput.from_event(event)
     started = start_tuning(step.config, step.dataset, StackSettings.from_env(), aws.client("sagemaker"))
     logger.info("Tuning job started", extra={"tuning_job": started.tuning_job_name, "reused": started.reused})
     return started.to_json()

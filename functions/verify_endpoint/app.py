@@ -4,7 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline import aws
-from kmeans_pipeline.models import parse_step_input
+from kmeans_pipeline.models import VerifyEndpointInput
 from kmeans_pipeline.verify import verify_endpoint
 
 logger = Logger()
@@ -12,7 +12,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    step = parse_step_input(event, "dataset", "model")
+    step = VerifyEndpointInput.from_event(event)
     check = verify_endpoint(step.config, step.dataset, step.model, step.previous_endpoint_config_name,
                             step.deployment_action == "created", aws.client("s3"), aws.client("sagemaker"),
                             aws.client("sagemaker-runtime"))

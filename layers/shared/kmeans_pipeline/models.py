@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -229,22 +229,6 @@ class Dataset(_Model):
     source: SourceObject
 
 
-class StepInput(_Model):
-    """Input of every step after the first: the run configuration plus what earlier steps produced."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    config: RunConfig
-    dataset: Dataset | None = None
-    tuning_job_name: str | None = None
-    best: BestTrainingJob | None = None
-    endpoint_config_name: str | None = None
-    previous_endpoint_config_name: str | None = None
-    model: ModelCreated | None = None
-    evaluation: Evaluation | None = None
-    deployment_action: str | None = None
-
-
 class TuningJobStarted(_Model):
     tuning_job_name: str
     tuning_job_arn: str
@@ -307,8 +291,13 @@ class ModelCreated(_Model):
     model_data_url: str
 
 
+# What the deploy step did: created or updated the endpoint, found this run's deployment under way, found another
+# one under way, or started deleting a Failed endpoint.
+DeploymentAction = Literal["created", "updated", "inProgress", "busy", "deletingFailed"]
+
+
 class DeployResult(_Model):
-    action: Literal["created", "updated", "inProgress", "busy", "deletingFailed"]
+    action: DeploymentAction
     endpoint_name: str
     endpoint_status: str | None
     previous_endpoint_config_name: str | None = None
@@ -328,9 +317,6 @@ class EndpointStatus(_Model):
     failure_reason: str = ""
 
 
-StepInput.model_rebuild()
-
-
 def check_waits(poll_seconds: int, tuning_rounds: int, endpoint_rounds: int) -> None:
     """The waits a run may ask for must end, with a clear cause, before the execution's own timeout."""
     if poll_seconds * (tuning_rounds + ENDPOINT_LOOPS * endpoint_rounds) > MAX_TOTAL_WAIT_SECONDS:
@@ -343,20 +329,122 @@ def check_waits(poll_seconds: int, tuning_rounds: int, endpoint_rounds: int) -> 
 
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, naming the field: what a user reads in the execution's cause."""
+    return _describe(exc.errors())
+
+
+def _describe(errors: list) -> str:
     problems = []
-    for err in exc.errors():
+    for err in errors:
         where = ".".join(str(part) for part in err["loc"]) or "input"
         problems.append(f"{where}: {err['msg']}")
     return "; ".join(problems)
 
 
-def parse_step_input(event: object, *required: str) -> StepInput:
-    """The step's input, with the fields it needs (snake_case names) checked present."""
-    try:
-        step = StepInput.model_validate(event)
-    except ValidationError as exc:
-        raise InvalidInputError(f"Invalid step input: {describe_validation_error(exc)}") from exc
-    missing = [to_camel(name) for name in required if getattr(step, name) is None]
-    if missing:
-        raise InvalidInputError(f"Invalid step input: {', '.join(missing)} is required")
-    return step
+# -- step inputs ----------------------------------------------------------------------------------------------
+# One model per state machine step: the fields its handler needs are required, the optional ones it uses have
+# defaults, and whatever else the state machine sends is ignored. `statemachine/pipeline.asl.json` builds each
+# step's Payload; tests/test_events.py checks that every Payload and every events/<step>.json fits its model.
+
+
+class StepInput(_Model):
+    """What every step's input model shares: camelCase JSON, other keys ignored, null counted as absent."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: object) -> object:
+        # A value the state machine does not have (e.g. a first deployment's previousEndpointConfigName) may
+        # come as null or not at all: both mean absent, so a required field is reported missing either way.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+    @classmethod
+    def from_event(cls, event: object) -> Self:
+        """The step's input; a missing field or a wrong one is an InvalidInputError that names it."""
+        try:
+            return cls.model_validate(event)
+        except ValidationError as exc:
+            errors = exc.errors()
+            missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
+            other = [e for e in errors if not (e["type"] == "missing" and len(e["loc"]) == 1)]
+            problems = [_describe(other)] if other else []
+            if missing:
+                problems.insert(0, f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+            raise InvalidInputError(f"Invalid step input: {'; '.join(problems)}") from exc
+
+
+class ExecutionInfo(StepInput):
+    name: str = Field(min_length=1)
+    start_time: str = Field(min_length=1)
+
+
+class ResolveRunInput(StepInput):
+    """Resolve run configuration: the execution's input as the user gave it, and the execution's name and start
+    (they make the run id, so a retried step names the same resources)."""
+
+    input: Any = None
+    execution: ExecutionInfo
+
+
+class RunStepInput(StepInput):
+    """Every step after the first receives the validated run configuration."""
+
+    config: RunConfig
+
+
+class PrepareDataInput(RunStepInput):
+    """Prepare training data."""
+
+
+class StartTuningInput(RunStepInput):
+    """Start hyperparameter tuning."""
+
+    dataset: Dataset
+
+
+class CheckTuningInput(RunStepInput):
+    """Check tuning job."""
+
+    tuning_job_name: str
+
+
+class EvaluateModelInput(RunStepInput):
+    """Evaluate model."""
+
+    dataset: Dataset
+    best: BestTrainingJob
+
+
+class CreateModelInput(RunStepInput):
+    """Create model and endpoint config."""
+
+    best: BestTrainingJob
+
+
+class DeployEndpointInput(RunStepInput):
+    """Deploy to endpoint."""
+
+    endpoint_config_name: str
+
+
+class CheckEndpointInput(RunStepInput):
+    """Check endpoint (and Check the previous model): the config that should serve, and the one it replaced."""
+
+    endpoint_config_name: str
+    previous_endpoint_config_name: str | None = None
+
+
+class VerifyEndpointInput(RunStepInput):
+    """Verify endpoint: the model deployed, the config it replaced and how it was deployed (to restore on a
+    mismatch)."""
+
+    dataset: Dataset
+    model: ModelCreated
+    previous_endpoint_config_name: str | None = None
+    deployment_action: DeploymentAction | None = None
+
+
+class CleanUpInput(RunStepInput):
+    """Clean up superseded models."""

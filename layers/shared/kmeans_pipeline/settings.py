@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -67,7 +69,8 @@ class StackSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StackSettings:
-        env = os.environ if environ is None else environ
+        """The settings in `environ`, by default the running function's environment (`function_environment`)."""
+        env = function_environment() if environ is None else environ
         fields = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
         try:
             return cls.model_validate(fields)
@@ -82,6 +85,29 @@ class StackSettings(BaseModel):
         """Tags in SageMaker's `[{"Key", "Value"}]` form: the stack's tags plus run-specific ones."""
         tags = {**self.resource_tags, **{key: tag_value(value) for key, value in extra.items()}}
         return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+# The environment variables of the function being invoked. In Lambda every function is its own process, so this
+# is os.environ; a host that runs several functions in one process (the offline runner) hands each invocation
+# its own variables with `function_environment_set`. A ContextVar is per thread, so concurrent invocations on
+# different threads each see their own.
+_FUNCTION_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("function_environment", default=None)
+
+
+def function_environment() -> Mapping[str, str]:
+    """The running function's environment variables: os.environ unless its host set them for this invocation."""
+    environ = _FUNCTION_ENVIRONMENT.get()
+    return os.environ if environ is None else environ
+
+
+@contextmanager
+def function_environment_set(environ: Mapping[str, str]) -> Iterator[None]:
+    """Within the block (on this thread), `function_environment()` is `environ`."""
+    token = _FUNCTION_ENVIRONMENT.set(environ)
+    try:
+        yield
+    finally:
+        _FUNCTION_ENVIRONMENT.reset(token)
 
 
 # A tag value may hold letters, digits, spaces and _ . : / = + - @ (256 at most); an execution name may also
