@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,23 @@ def reset_faults(aws: Any) -> None:
     aws.crashes.clear()
     aws.standin.faults.__init__()
     aws.standin.timing.__init__()
+
+
+def without_endpoint(aws: Any) -> Any:
+    """Delete the shared stack's endpoint by hand, if an earlier test made one, and wait until it is gone: the
+    next run deploys it for the first time, as on a new stack."""
+    from botocore.exceptions import ClientError
+
+    sm = aws.client("sagemaker")
+    try:
+        sm.delete_endpoint(EndpointName=aws.endpoint_name)
+    except ClientError:
+        return aws  # never created
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            sm.describe_endpoint(EndpointName=aws.endpoint_name)
+        except ClientError:
+            return aws
+        time.sleep(0.05)
+    raise TimeoutError(f"endpoint {aws.endpoint_name} was not deleted within 30 s")

@@ -4,12 +4,10 @@ endpoint deleted by hand. Each recovers or ends with a clear cause, and the endp
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
-from botocore.exceptions import ClientError
 
-from conftest import reset_faults
+from conftest import reset_faults, without_endpoint
 from offline.runner import OfflineAWS
 from test_hostile_input import FAST, GOOD
 
@@ -38,21 +36,7 @@ def fresh(shared):
 
 @pytest.fixture
 def first_deploy(fresh):
-    """The module's stack with no endpoint (deleted by hand if an earlier test made one): the next run deploys it
-    for the first time."""
-    sm = fresh.client("sagemaker")
-    try:
-        sm.delete_endpoint(EndpointName=fresh.endpoint_name)
-    except ClientError:
-        return fresh  # never created
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            sm.describe_endpoint(EndpointName=fresh.endpoint_name)
-        except ClientError:
-            return fresh
-        time.sleep(0.05)
-    raise TimeoutError("the endpoint was not deleted")
+    return without_endpoint(fresh)
 
 
 def good_run(aws, name, **overrides):
