@@ -10,7 +10,7 @@ CHECKOV_VERSION := 3.3.30
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint clean venv bench bench-quality package-check
+.PHONY: demo test test-fast lint clean venv bench bench-quality package-check
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest
+
+# Everything but the tests marked slow (whole executions with the real handlers, big inputs): under a minute.
+test-fast: $(STAMP) $(CHECKOV_STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The template's own gates on their own (make test runs them too).
 lint: $(STAMP) $(CHECKOV_STAMP)

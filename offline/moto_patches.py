@@ -17,6 +17,11 @@ All of them touch moto internals (see aws-facts.md), which is why pyproject.toml
    uncatchable by it; moto matches everything); a JSONata error in a Task's `Output` is the state's error, retried
    and caught like one in its `Assign` (moto evaluates `Output` after the state's Retry and Catch have been
    passed); SendTaskFailure keeps its cause (moto's request handler drops it).
+7. Retry waits: moto's interpreter really sleeps every Retry's interval (IntervalSeconds, BackoffRate,
+   MaxDelaySeconds, JitterStrategy, computed as moto computes them). The environment variable
+   OFFLINE_RETRY_SCALE (a number >= 0, read at each wait; default 1, the ASL's own intervals, as `make demo`
+   runs) multiplies that wait, so that the tests (tests/conftest.py sets 0.01) retry as often, in the same
+   order, without sitting out the back-off. Nothing else changes: MaxAttempts, ErrorEquals and Catch are moto's.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import decimal
 import inspect
 import json
 import math
+import os
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -43,6 +50,9 @@ from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryE
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsOutcome
+from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
+from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_intrinsics
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
@@ -284,6 +294,44 @@ def _invoke(self: LambdaSimpleBackend, function_name: str, qualifier: Any, body:
     return json.dumps(result).encode()
 
 
+# -- Retry waits, scaled ----------------------------------------------------------------------------------
+
+RETRY_SCALE_VARIABLE = "OFFLINE_RETRY_SCALE"
+_sleep = time.sleep  # every Retry wait goes through here (tests watch it)
+
+
+def retry_scale() -> float:
+    """The factor OFFLINE_RETRY_SCALE sets for every Retry wait: 1 (the ASL's own intervals) when unset."""
+    text = os.environ.get(RETRY_SCALE_VARIABLE, "").strip()
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{RETRY_SCALE_VARIABLE}={text!r}: expected a number >= 0 (1 waits the ASL's own intervals)")
+    return value
+
+
+def _retrier_eval_body(self: RetrierDecl, env: Any) -> None:
+    """moto's Retrier, step for step, but its wait is multiplied by retry_scale()."""
+    self.error_equals.eval(env)
+    if not env.stack.pop():
+        env.stack.append(RetrierOutcome.Skipped)
+        return
+    self.max_attempts.eval(env=env)
+    if env.stack.pop() == MaxAttemptsOutcome.EXHAUSTED:
+        env.stack.append(RetrierOutcome.Failed)
+        return
+    self.interval_seconds.eval(env=env)
+    self.backoff_rate.eval(env=env)
+    self.max_delay_seconds.eval(env=env)
+    self.jitter_strategy.eval(env=env)
+    _sleep(env.stack.pop() * retry_scale())
+    env.stack.append(RetrierOutcome.Executed)
+
+
 def _start_execution(state_machine_arn: str, event_json: str) -> None:
     boto3.client("stepfunctions", region_name=state_machine_arn.split(":")[3]).start_execution(
         stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=event_json
@@ -320,6 +368,7 @@ def install(invoker: LambdaInvoker, event_triggers: bool = False) -> None:
     With `event_triggers`, EventBridge rules that target the state machine start executions.
     """
     global _invoker, _installed, _deliver_to_state_machines
+    retry_scale()  # a bad OFFLINE_RETRY_SCALE fails here, not inside an execution's Retry
     with _lock:
         _invoker = invoker
         _deliver_to_state_machines = event_triggers
@@ -349,6 +398,8 @@ def install(invoker: LambdaInvoker, event_triggers: bool = False) -> None:
         LambdaSimpleBackend.invoke = _invoke
         _originals["send_to_targets"] = Rule.send_to_targets
         Rule.send_to_targets = _send_to_targets
+        _originals["retrier"] = RetrierDecl._eval_body
+        RetrierDecl._eval_body = _retrier_eval_body
         _installed = True
 
 
@@ -382,5 +433,6 @@ def uninstall() -> None:
         ExecutionState._eval_state_output = _originals["eval_state_output"]
         sfn_responses.StepFunctionResponse.send_task_failure = _originals["send_task_failure"]
         StringJSONata._eval_body = _originals["string_jsonata"]
+        RetrierDecl._eval_body = _originals["retrier"]
         _invoker = None
         _installed = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,17 @@ import pytest
 from moto import mock_aws
 
 from kmeans_pipeline.settings import StackSettings
+from offline import moto_patches
 from offline.cfn import load_template
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 IMAGE = f"382416733822.dkr.ecr.{REGION}.amazonaws.com/kmeans:1"
 ROOT = Path(__file__).resolve().parent.parent
+
+# The ASL's Retry waits at a hundredth of their length (offline/moto_patches.py, seam 7): as many retries, in the
+# same order, without sitting out the back-off. OFFLINE_RETRY_SCALE=1 runs them at full length.
+os.environ.setdefault(moto_patches.RETRY_SCALE_VARIABLE, "0.01")
 
 
 def require(module: str) -> Any:
@@ -115,3 +121,31 @@ def put_csv(bucket: str, key: str, text: str | bytes) -> None:
 
 def read_text(bucket: str, key: str) -> str:
     return boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def reset_faults(aws: Any) -> None:
+    """Put an OfflineAWS shared by a module's tests back as it started: no injected crash, stand-in fault or
+    slowed timing carries over into the next test (the endpoint and earlier executions do)."""
+    aws.crashes.clear()
+    aws.standin.faults.__init__()
+    aws.standin.timing.__init__()
+
+
+def without_endpoint(aws: Any) -> Any:
+    """Delete the shared stack's endpoint by hand, if an earlier test made one, and wait until it is gone: the
+    next run deploys it for the first time, as on a new stack."""
+    from botocore.exceptions import ClientError
+
+    sm = aws.client("sagemaker")
+    try:
+        sm.delete_endpoint(EndpointName=aws.endpoint_name)
+    except ClientError:
+        return aws  # never created
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            sm.describe_endpoint(EndpointName=aws.endpoint_name)
+        except ClientError:
+            return aws
+        time.sleep(0.05)
+    raise TimeoutError(f"endpoint {aws.endpoint_name} was not deleted within 30 s")

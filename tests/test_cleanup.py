@@ -21,6 +21,7 @@ def names_in(aws, run_ids=None):
     return models, configs
 
 
+@pytest.mark.slow  # four whole executions
 def test_only_the_newest_runs_are_kept_and_the_serving_one_never_goes():
     with OfflineAWS(parameters={"KeepModels": "2"}) as aws:
         aws.upload(GOOD.encode(), "incoming/good.csv")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from offline.__main__ import main
+
+pytestmark = pytest.mark.slow  # three whole executions at once
 
 
 def test_concurrent_runs_leave_the_endpoint_serving_one_of_their_models(capsys, tmp_path):

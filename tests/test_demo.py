@@ -197,6 +197,7 @@ def test_a_kept_run_says_so(capsys):
 SMALL = ["--rows", "4000", "--input", json.dumps({"maxTrainingJobs": 2, "k": 5})]
 
 
+@pytest.mark.slow  # runs the demo: whole executions
 def test_the_demo_ends_with_the_report(tmp_path, capsys):
     assert main([*SMALL, "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -215,6 +216,7 @@ def test_the_demo_ends_with_the_report(tmp_path, capsys):
     assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+@pytest.mark.slow  # runs the demo: whole executions
 def test_reject_ends_the_run_without_deploying(tmp_path, capsys):
     assert main([*SMALL, "--output", str(tmp_path), "--reject", "--json"]) == 1
     captured = capsys.readouterr()
@@ -259,6 +261,7 @@ OWN_CSVS = {
 }
 
 
+@pytest.mark.slow  # runs the demo: whole executions
 @pytest.mark.parametrize("case", sorted(OWN_CSVS))
 def test_the_demo_scores_your_own_csv_the_way_the_data_step_read_it(case, tmp_path, capsys):
     rows = transactions()
@@ -274,6 +277,7 @@ def test_the_demo_scores_your_own_csv_the_way_the_data_step_read_it(case, tmp_pa
     assert (tmp_path / "out" / "report.png").exists()
 
 
+@pytest.mark.slow  # runs the demo: whole executions
 def test_a_failed_execution_ends_with_its_error_and_cause_and_exit_1(tmp_path, capsys):
     csv_text = "Amount,tranCode\n" + "".join(f"{a},{c}\n" for a, c in transactions(50))
     code, result, err = run_demo(tmp_path, csv_text.encode(), {"k": 1, "pollSeconds": 0}, capsys)
@@ -305,6 +309,7 @@ def accepted_demo_csvs(draw):
     return (bom + newline.join(lines) + newline).encode(), len(rows)
 
 
+@pytest.mark.slow  # runs the demo: whole executions
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=accepted_demo_csvs())
 def test_the_demo_runs_clean_on_csvs_the_data_step_accepts(case, tmp_path_factory, capsys):

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from conftest import reset_faults, without_endpoint
 from kmeans_pipeline.artifact import read_centroids
 from kmeans_pipeline.scoring import score
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
+
+pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 KEY = "incoming/transactions.csv"
 # Raw numbers ("standardize": false) unless a test says otherwise: the report's centroids are then the model's.
@@ -26,11 +29,23 @@ def sample(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("sample"), rows=4000, seed=5)
 
 
-@pytest.fixture
-def stack(sample):
+@pytest.fixture(scope="module")
+def shared(sample):
     with OfflineAWS() as aws:
         aws.upload(sample.csv_path, KEY)
         yield aws
+
+
+@pytest.fixture
+def stack(shared):
+    """The module's stack (each test's executions have their own names), with no fault left from an earlier test."""
+    yield shared
+    reset_faults(shared)
+
+
+@pytest.fixture
+def first_deploy(stack):
+    return without_endpoint(stack)
 
 
 def run(aws, name, approve=None, **overrides):
@@ -56,21 +71,21 @@ def endpoint_config(aws):
     return aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)["EndpointConfigName"]
 
 
-def test_first_deploy_writes_the_report_promotes_and_checks_the_endpoint(stack):
-    result = run(stack, "first")
+def test_first_deploy_writes_the_report_promotes_and_checks_the_endpoint(first_deploy):
+    result = run(first_deploy, "first")
     assert result.status == "SUCCEEDED", result.cause
     out = result.output
     evaluation, check = out["evaluation"], out["endpointCheck"]
     assert evaluation["gate"]["decision"] == "promote" and "first deploy" in evaluation["gate"]["reason"]
     assert check["passed"] and check["checkedRows"] == min(1000, out["dataset"]["testRows"])
 
-    report = read_json(stack, evaluation["reportUri"])
+    report = read_json(first_deploy, evaluation["reportUri"])
     assert evaluation["reportUri"].endswith(f"reports/{out['runId']}/report.json")
     assert report["k"] == 5 and len(report["clusters"]) == 5 and len(report["centroids"]) == 5
     assert sum(c["size"] for c in report["clusters"]) == report["evaluatedRows"] == out["dataset"]["testRows"]
     assert report["anomalyPercentile"] == 99 and report["thresholds"]["overall"] > 0
     # The report's numbers are the model's: its centroids score the test set to the same mean squared distance.
-    centroids = read_centroids(out["bestTrainingJob"]["artifactUri"], s3=stack.client("s3"))
+    centroids = read_centroids(out["bestTrainingJob"]["artifactUri"], s3=first_deploy.client("s3"))
     np.testing.assert_allclose(report["centroids"], centroids, rtol=1e-6)
     assert report["evaluationMsd"] == pytest.approx(out["bestTrainingJob"]["testMsd"], rel=1e-3)
     assert 0 < report["flagged"]["perClusterShare"] < 0.05
@@ -127,13 +142,13 @@ def test_a_rejection_ends_the_run_and_leaves_the_endpoint_untouched(stack):
     assert endpoint_config(stack) == serving
 
 
-def test_an_unanswered_approval_times_out_with_a_clear_cause(stack):
-    result = run(stack, "unanswered", approval=True, approvalTimeoutSeconds=1)
+def test_an_unanswered_approval_times_out_with_a_clear_cause(first_deploy):
+    result = run(first_deploy, "unanswered", approval=True, approvalTimeoutSeconds=1)
     assert result.status == "FAILED"
     assert result.error == "ApprovalTimedOut"
     assert "within 1 seconds" in result.cause
     with pytest.raises(ClientError, match="Could not find endpoint"):
-        endpoint_config(stack)  # a first deploy that was never approved: no endpoint
+        endpoint_config(first_deploy)  # a first deploy that was never approved: no endpoint
 
 
 def test_a_failed_endpoint_check_puts_the_previous_config_back(stack):
@@ -148,13 +163,13 @@ def test_a_failed_endpoint_check_puts_the_previous_config_back(stack):
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", serving)
 
 
-def test_a_first_deploy_that_fails_its_check_leaves_no_endpoint(stack):
-    stack.standin.faults.endpoint_answers_wrong = True
-    result = run(stack, "first-wrong")
+def test_a_first_deploy_that_fails_its_check_leaves_no_endpoint(first_deploy):
+    first_deploy.standin.faults.endpoint_answers_wrong = True
+    result = run(first_deploy, "first-wrong")
     assert result.status == "FAILED" and result.error == "EndpointCheckFailed"
     assert "first deploy and is being deleted" in result.cause
     try:
-        status = stack.client("sagemaker").describe_endpoint(EndpointName=stack.endpoint_name)["EndpointStatus"]
+        status = first_deploy.client("sagemaker").describe_endpoint(EndpointName=first_deploy.endpoint_name)["EndpointStatus"]
     except ClientError as exc:
         status = exc.response["Error"]["Code"]
     assert status in {"Deleting", "ValidationException"}  # going or gone: nothing serves the failed model

@@ -3,22 +3,44 @@ endpoint deleted by hand. Each recovers or ends with a clear cause, and the endp
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
+from conftest import reset_faults, without_endpoint
 from offline.runner import OfflineAWS
-from offline.standin import Timing
 from test_hostile_input import FAST, GOOD
 
+pytestmark = pytest.mark.slow
+_names = itertools.count(1)
 
-@pytest.fixture
-def fresh():
+
+def unique(name: str) -> str:
+    """Executions of one shared stack need their own names."""
+    return f"{name}-{next(_names)}"
+
+
+@pytest.fixture(scope="module")
+def shared():
     with OfflineAWS() as aws:
         aws.upload(GOOD.encode(), "incoming/good.csv")
         yield aws
 
 
+@pytest.fixture
+def fresh(shared):
+    """The module's stack (its endpoint may already serve), with no fault left over from an earlier test."""
+    yield shared
+    reset_faults(shared)
+
+
+@pytest.fixture
+def first_deploy(fresh):
+    return without_endpoint(fresh)
+
+
 def good_run(aws, name, **overrides):
-    return aws.run({"dataKey": "incoming/good.csv", **FAST, **overrides}, name=name, timeout=120)
+    return aws.run({"dataKey": "incoming/good.csv", **FAST, **overrides}, name=unique(name), timeout=120)
 
 
 @pytest.mark.parametrize("step", ["StartTuningFunction", "CreateModelFunction", "DeployEndpointFunction"])
@@ -62,20 +84,19 @@ def test_an_account_quota_ends_the_run_with_sagemakers_message_and_the_old_model
     assert fresh.client("sagemaker").describe_endpoint(EndpointName=fresh.endpoint_name)["EndpointConfigName"] == first.output["endpointConfig"]
 
 
-def test_an_endpoint_quota_on_the_first_deploy_is_reported(fresh):
-    fresh.standin.faults.limit_creates, fresh.standin.faults.limit_only = 1, "CreateEndpoint"
-    result = good_run(fresh, "endpoint-quota")
+def test_an_endpoint_quota_on_the_first_deploy_is_reported(first_deploy):
+    first_deploy.standin.faults.limit_creates, first_deploy.standin.faults.limit_only = 1, "CreateEndpoint"
+    result = good_run(first_deploy, "endpoint-quota")
     assert result.status == "FAILED" and result.error == "SageMakerLimitExceededError"
     assert result.cause.startswith("Deploy to endpoint failed: ") and "limit for CreateEndpoint" in result.cause
 
 
-def test_a_tuning_job_stopped_by_someone_else_ends_the_run_clearly():
-    with OfflineAWS(timing=Timing(training_job_min_seconds=3)) as aws:
-        aws.upload(GOOD.encode(), "incoming/good.csv")
-        arn = aws.start({"dataKey": "incoming/good.csv", **FAST, "pollSeconds": 1}, "stopped-by-hand")
-        name = aws.state_output(arn, "Start hyperparameter tuning")["tuningJobName"]
-        aws.client("sagemaker").stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        result = aws.wait(arn)
+def test_a_tuning_job_stopped_by_someone_else_ends_the_run_clearly(fresh):
+    fresh.standin.timing.training_job_min_seconds = 3
+    arn = fresh.start({"dataKey": "incoming/good.csv", **FAST, "pollSeconds": 1}, unique("stopped-by-hand"))
+    name = fresh.state_output(arn, "Start hyperparameter tuning")["tuningJobName"]
+    fresh.client("sagemaker").stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    result = fresh.wait(arn)
     assert result.status == "FAILED" and result.error == "TuningJobStopped"
     assert f"Tuning job {name} was stopped before it chose a model" in result.cause
 
@@ -83,7 +104,7 @@ def test_a_tuning_job_stopped_by_someone_else_ends_the_run_clearly():
 def test_an_endpoint_deleted_by_hand_while_tuning_is_created_again(fresh):
     first = good_run(fresh, "before-delete")
     fresh.standin.timing.training_job_min_seconds = 2
-    arn = fresh.start({"dataKey": "incoming/good.csv", **FAST, "pollSeconds": 1}, "deleted-meanwhile")
+    arn = fresh.start({"dataKey": "incoming/good.csv", **FAST, "pollSeconds": 1}, unique("deleted-meanwhile"))
     fresh.client("sagemaker").delete_endpoint(EndpointName=fresh.endpoint_name)
     result = fresh.wait(arn)
     assert result.status == "SUCCEEDED", result.cause

@@ -10,6 +10,8 @@ import pytest
 
 from offline.runner import OfflineAWS
 
+pytestmark = pytest.mark.slow  # whole executions with the real handlers
+
 # gateTolerancePercent 1000: these runs are about deployment mechanics, so a later run always replaces the model
 # (tests/test_evaluation.py covers the quality gate itself).
 FAST = {"pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}

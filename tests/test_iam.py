@@ -11,6 +11,8 @@ import pytest
 from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
+
+pytestmark = pytest.mark.slow  # whole executions with the real handlers
 from offline.standin import Faults
 
 KEY = "incoming/transactions.csv"

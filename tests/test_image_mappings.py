@@ -59,6 +59,7 @@ def template_image_uri(template: dict[str, Any], region: str) -> str:
     return re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], text)
 
 
+@pytest.mark.slow  # imports the SageMaker SDK and resolves every region
 def test_every_sdk_region_resolves_to_the_sdk_image_uri(template, image_uris):
     sdk_regions = generator.registries(generator.sdk_kmeans_config())
     assert set(template["Mappings"]["KMeansImageAccounts"]) == set(sdk_regions)

@@ -11,6 +11,8 @@ from offline.runner import OfflineAWS
 from offline.sample_data import generate
 from offline.standin import Faults
 
+pytestmark = pytest.mark.slow  # whole executions with the real handlers
+
 # gateTolerancePercent 1000: a second run always replaces the model here (tests/test_evaluation.py tests the gate).
 # Raw numbers ("standardize": false), so that these tests can send the CSV's own rows to the endpoint; the default
 # treatments are in tests/test_score_api.py.

@@ -193,6 +193,7 @@ def test_the_context_objects_timestamps_have_step_functions_format():
 # ------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole execution (its branch: tests/test_workflow_branches.py)
 def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path):
     from offline.runner import OfflineAWS
     from offline.sample_data import generate
@@ -211,3 +212,37 @@ def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path)
         result = aws.wait(arn, timeout=120)
     assert (result.status, result.error) == ("FAILED", "ApprovalSystemDown")
     assert result.cause == "Ask for approval failed: the change board's tool is offline"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Retry waits, scaled (seam 7)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_retry_waits_its_backoff_times_the_scale_and_retries_as_often(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(moto_patches, "_sleep", waits.append)
+    monkeypatch.setenv(moto_patches.RETRY_SCALE_VARIABLE, "0.5")
+    calls = []
+
+    def flaky(event):
+        calls.append(event)
+        if len(calls) <= 4:
+            raise type("Busy", (Exception,), {})("try again")
+        return {"done": True}
+
+    retry = [{"ErrorEquals": ["Busy"], "IntervalSeconds": 2, "BackoffRate": 3, "MaxAttempts": 4, "MaxDelaySeconds": 30}]
+    described = run({"T": task(Retry=retry, Output="{% $states.result.Payload %}")}, flaky)
+    assert output(described) == {"done": True} and len(calls) == 5
+    assert waits == [1.0, 3.0, 9.0, 15.0]  # 2, 6, 18 and 54 capped at 30 seconds, each halved
+
+
+def test_a_bad_retry_scale_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv(moto_patches.RETRY_SCALE_VARIABLE, "fast")
+    with pytest.raises(ValueError, match=r"OFFLINE_RETRY_SCALE='fast': expected a number >= 0"):
+        moto_patches.install(lambda name, event: event)
+    monkeypatch.setenv(moto_patches.RETRY_SCALE_VARIABLE, "-1")
+    with pytest.raises(ValueError, match="OFFLINE_RETRY_SCALE='-1'"):
+        moto_patches.retry_scale()
+    monkeypatch.delenv(moto_patches.RETRY_SCALE_VARIABLE)
+    assert moto_patches.retry_scale() == 1.0  # unset: the ASL's own intervals, as `make demo` waits them

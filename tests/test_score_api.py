@@ -16,6 +16,8 @@ from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
 
+pytestmark = pytest.mark.slow  # whole executions with the real handlers
+
 KEY = "incoming/transactions.csv"
 FAST = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 6}
 

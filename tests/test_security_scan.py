@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
+@pytest.mark.slow  # an external scanner; `make lint` runs it on its own
 def test_checkov_finds_no_failed_check():
     if not CHECKOV.exists():
         if os.environ.get("CI"):

@@ -186,6 +186,7 @@ def grants(stmts: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 # -- linters ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # an external linter; `make lint` runs it on its own
 def test_cfn_lint_with_serverless_rules_reports_nothing():
     result = subprocess.run(
         [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())",
@@ -201,6 +202,7 @@ def _sam_cli() -> str | None:
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
+@pytest.mark.slow  # an external linter; `make lint` runs it on its own
 def test_sam_validate_lint_passes():
     sam = _sam_cli()
     if sam is None:
