@@ -333,7 +333,9 @@ def score_csv(
         raise ValueError("--overall needs --report (the thresholds are in the report)")
     # The report's treatment turns the CSV's columns into the model's features, unless the CSV holds those already.
     treatment = report.treatment if report is not None and not standardized else None
-    wanted = None if report is None else report.feature_columns if treatment is not None else report.treatment.feature_names
+    wanted = (
+        None if report is None else report.feature_columns if treatment is not None else report.treatment.feature_names
+    )
 
     reader = csv.reader(source)
     rows = _rows(reader, csv_name)
@@ -359,12 +361,17 @@ def score_csv(
             negative = negative_log_values(treatment, X)
             if negative.any():
                 r, j = (int(v[0]) for v in np.nonzero(negative))
-                raise ValueError(f"{csv_name} line {lines[r]}, column {layout.features[j] + 1} ({layout.names[j]}): "
-                                 f"{X[r, j]:g} is negative, and the model takes log1p({layout.names[j]})")
+                raise ValueError(
+                    f"{csv_name} line {lines[r]}, column {layout.features[j] + 1} ({layout.names[j]}): "
+                    f"{X[r, j]:g} is negative, and the model takes log1p({layout.names[j]})"
+                )
             X, unseen = encode(treatment, X)
             for r, j in zip(*np.nonzero(unseen)):
-                print(f"{PROG}: warning: {csv_name} line {lines[r]}: {layout.names[j]} level {cells[r][j].strip()} was "
-                      "not seen in training; scored with none of its levels set", file=sys.stderr)
+                print(
+                    f"{PROG}: warning: {csv_name} line {lines[r]}: {layout.names[j]} level {cells[r][j].strip()} was "
+                    "not seen in training; scored with none of its levels set",
+                    file=sys.stderr,
+                )
         X = X.astype(np.float32)
         closest, distance = score(X, centroids)
         columns = [[str(c) for c in closest.tolist()], [repr(d) for d in distance.astype(np.float64).tolist()]]
@@ -441,8 +448,15 @@ def _score(args: argparse.Namespace, clients: _Clients) -> None:
     csv_name = "stdin" if args.csv == "-" else args.csv
     with _input(args.csv) as source, _output(args.out) as out:
         score_csv(
-            centroids, source, out, csv_name=csv_name, report=report, overall=args.overall, header=args.header,
-            standardized=args.standardized, chunk_rows=args.chunk_rows,
+            centroids,
+            source,
+            out,
+            csv_name=csv_name,
+            report=report,
+            overall=args.overall,
+            header=args.header,
+            standardized=args.standardized,
+            chunk_rows=args.chunk_rows,
         )
 
 
@@ -457,7 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="{export-centroids,score}")
 
     export = commands.add_parser(
-        "export-centroids", help="write the model's centroids as JSON",
+        "export-centroids",
+        help="write the model's centroids as JSON",
         description='Write {"k", "featureDim", "centroids"} (JSON) of a K-Means model artifact.',
     )
     export.add_argument("model", metavar="MODEL", help="model.tar.gz or model_algo-1: a path or an s3:// URI")
@@ -465,25 +480,44 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     scorer = commands.add_parser(
-        "score", help="score a CSV offline, exactly as the endpoint would",
+        "score",
+        help="score a CSV offline, exactly as the endpoint would",
         description="Append closest_cluster, distance_to_cluster (and score, anomaly, with a report's thresholds) to "
         f"every row of a CSV, computed as SageMaker's K-Means endpoint does. See `{PROG} --help` "
         "for the rules on feature columns, headers and treatments.",
     )
     scorer.add_argument("model", metavar="MODEL", help="model.tar.gz or model_algo-1: a path or an s3:// URI")
     scorer.add_argument("csv", metavar="CSV", help="the CSV to score: a path, or - for stdin")
-    scorer.add_argument("--report", metavar="REPORT",
-                        help="the evaluation report.json (path or s3:// URI): feature columns by header name, "
-                        "treatment, and the thresholds of the score and anomaly columns")
-    scorer.add_argument("--overall", action="store_true",
-                        help="flag anomalies by the report's overall threshold instead of each cluster's")
+    scorer.add_argument(
+        "--report",
+        metavar="REPORT",
+        help="the evaluation report.json (path or s3:// URI): feature columns by header name, "
+        "treatment, and the thresholds of the score and anomaly columns",
+    )
+    scorer.add_argument(
+        "--overall",
+        action="store_true",
+        help="flag anomalies by the report's overall threshold instead of each cluster's",
+    )
     scorer.add_argument("--out", metavar="FILE", help="write the scored CSV here instead of stdout")
-    scorer.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
-                        help="whether the first row is a header (default: auto)")
-    scorer.add_argument("--standardized", action="store_true",
-                        help="the CSV holds the model's features already: do not apply the report's treatment")
-    scorer.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
-                        help=f"rows read and scored at a time (default {DEFAULT_CHUNK_ROWS})")
+    scorer.add_argument(
+        "--header",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="whether the first row is a header (default: auto)",
+    )
+    scorer.add_argument(
+        "--standardized",
+        action="store_true",
+        help="the CSV holds the model's features already: do not apply the report's treatment",
+    )
+    scorer.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=DEFAULT_CHUNK_ROWS,
+        metavar="N",
+        help=f"rows read and scored at a time (default {DEFAULT_CHUNK_ROWS})",
+    )
     scorer.set_defaults(run=_score)
     return parser
 
@@ -509,4 +543,3 @@ def _fail(exc: BaseException) -> int:
     message = " ".join(str(exc).split()) or type(exc).__name__
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
-

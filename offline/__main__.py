@@ -36,17 +36,27 @@ APPROVAL_ERRORS = {
     "ModelRejected": "REJECTED at approval: nothing was deployed, the endpoint was not touched.",
     "ApprovalTimedOut": "Nobody answered the approval request in time: nothing was deployed, the endpoint was not touched.",
 }
-POLL_STATES = {"Wait for tuning", "Has tuning finished?", "Wait for endpoint", "Is the endpoint in service?",
-               "Wait for the other deployment", "Is the endpoint free?"}
+POLL_STATES = {
+    "Wait for tuning",
+    "Has tuning finished?",
+    "Wait for endpoint",
+    "Is the endpoint in service?",
+    "Wait for the other deployment",
+    "Is the endpoint free?",
+}
 
 
 def faults_for(mode: str | None) -> Faults:
     if mode == "tuning":
-        return Faults(tuning_job_fails="InternalServerError: We encountered an internal error. Please try again. (injected)")
+        return Faults(
+            tuning_job_fails="InternalServerError: We encountered an internal error. Please try again. (injected)"
+        )
     if mode == "training":
         return Faults(training_jobs_fail="ClientError: Unable to parse the training data: injected failure")
     if mode == "endpoint":
-        return Faults(endpoint_creation_fails="The primary container for production variant AllTraffic did not pass the ping health check (injected)")
+        return Faults(
+            endpoint_creation_fails="The primary container for production variant AllTraffic did not pass the ping health check (injected)"
+        )
     if mode == "throttle":
         return Faults(throttle_creates=3)
     return Faults()
@@ -70,9 +80,11 @@ class Progress:
         if event.state == "Check tuning job" and isinstance(event.output, dict):
             jobs = event.output.get("trainingJobs", {})
             best = event.output.get("bestSoFar")
-            line = (f"  tuning {event.output.get('status')}: {jobs.get('completed', 0)} of {event.output.get('budget')} "
-                    f"training jobs done ({jobs.get('inProgress', 0)} running, {jobs.get('failed', 0)} failed)"
-                    + (f", best test:msd so far {best:,.4f}" if best is not None else ""))
+            line = (
+                f"  tuning {event.output.get('status')}: {jobs.get('completed', 0)} of {event.output.get('budget')} "
+                f"training jobs done ({jobs.get('inProgress', 0)} running, {jobs.get('failed', 0)} failed)"
+                + (f", best test:msd so far {best:,.4f}" if best is not None else "")
+            )
             if line != self.last_progress:
                 self._print(event.elapsed, line)
                 self.last_progress = line
@@ -102,15 +114,23 @@ def summary(result: ExecutionResult, stream: Any) -> None:
     best = out["bestTrainingJob"]
     print(f"\nTuning job {out['tuningJob']}: {out['trainingJobs']['completed']} training jobs completed", file=stream)
     print(f"Best training job {best['trainingJobName']}: test:msd {best['testMsd']:,.4f}", file=stream)
-    print("  hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["hyperparameters"].items())), file=stream)
+    print(
+        "  hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["hyperparameters"].items())), file=stream
+    )
     if out.get("outcome") == "kept":
         gate = out.get("evaluation", {}).get("gate", {})
-        print(f"KEPT: the new model was not deployed; {gate.get('servingModel') or 'the serving model'} keeps serving "
-              f"endpoint {out['endpoint']}.\n  The quality gate: {gate.get('reason')}", file=stream)
+        print(
+            f"KEPT: the new model was not deployed; {gate.get('servingModel') or 'the serving model'} keeps serving "
+            f"endpoint {out['endpoint']}.\n  The quality gate: {gate.get('reason')}",
+            file=stream,
+        )
         return
     print(f"Model {out['model']}, endpoint config {out['endpointConfig']}", file=stream)
-    print(f"Endpoint {out['endpoint']}: {out['deployment']}"
-          + (f" (was {out['previousEndpointConfig']})" if out.get("previousEndpointConfig") else ""), file=stream)
+    print(
+        f"Endpoint {out['endpoint']}: {out['deployment']}"
+        + (f" (was {out['previousEndpointConfig']})" if out.get("previousEndpointConfig") else ""),
+        file=stream,
+    )
 
 
 def _number(value: float) -> str:
@@ -122,16 +142,30 @@ def score_api(aws: OfflineAWS, body: str, content_type: str = "text/csv") -> tup
     name = aws.stack.physical["ScoreRecordsFunction"]
     now = time.time()
     event = {  # a function URL's payload format 2.0, as AWS sends it for an IAM-signed POST
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
         "headers": {"content-type": content_type, "host": f"offline.lambda-url.{aws.stack.region}.on.aws"},
         "requestContext": {
-            "accountId": "123456789012", "apiId": "offline", "domainName": f"offline.lambda-url.{aws.stack.region}.on.aws",
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "offline-demo"},
-            "requestId": f"offline-{int(now * 1000)}", "routeKey": "$default", "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000),
+            "accountId": "123456789012",
+            "apiId": "offline",
+            "domainName": f"offline.lambda-url.{aws.stack.region}.on.aws",
+            "http": {
+                "method": "POST",
+                "path": "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "offline-demo",
+            },
+            "requestId": f"offline-{int(now * 1000)}",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
         },
-        "body": body, "isBase64Encoded": False,
+        "body": body,
+        "isBase64Encoded": False,
     }
     answer = aws.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
     payload = json.loads(answer["Payload"].read())
@@ -140,8 +174,9 @@ def score_api(aws: OfflineAWS, body: str, content_type: str = "text/csv") -> tup
     return payload["statusCode"], json.loads(payload["body"])
 
 
-def score_examples(aws: OfflineAWS, X: np.ndarray, lines: np.ndarray, features: list[str], stream: Any,
-                   anomaly_lines: list[int] | None) -> None:
+def score_examples(
+    aws: OfflineAWS, X: np.ndarray, lines: np.ndarray, features: list[str], stream: Any, anomaly_lines: list[int] | None
+) -> None:
     """Send a few records to the scoring API, as a caller would (raw values, CSV with a header), and show its
     answers. ``X`` and ``lines`` are the CSV's rows as the data step read them (``report_view.read_rows``)."""
     ordinary = list(range(min(3, len(X))))
@@ -160,9 +195,12 @@ def score_examples(aws: OfflineAWS, X: np.ndarray, lines: np.ndarray, features: 
         if "error" in result:
             print(f"  line {int(lines[row]):<7} {record:<20} -> {result['error']}", file=stream)
             continue
-        print(f"  line {int(lines[row]):<7} {record:<20} -> cluster {result['closest_cluster']}, "
-              f"distance {result['distance_to_cluster']:,.3f}, score {result['score']:,.2f}"
-              f"{', ANOMALY' if result['anomaly'] else ''}   ({label})", file=stream)
+        print(
+            f"  line {int(lines[row]):<7} {record:<20} -> cluster {result['closest_cluster']}, "
+            f"distance {result['distance_to_cluster']:,.3f}, score {result['score']:,.2f}"
+            f"{', ANOMALY' if result['anomaly'] else ''}   ({label})",
+            file=stream,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,22 +209,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=int, default=100_000, help="rows of generated sample data (default 100000)")
     parser.add_argument("--name", help="execution name (1-80 letters, digits, - and _)")
     parser.add_argument("--input", default="{}", help="execution input overrides as JSON, e.g. '{\"k\": 5}'")
-    parser.add_argument("--fail", choices=sorted(FAIL_MODES), help="inject a fault: " +
-                        "; ".join(f"{k}: {v}" for k, v in FAIL_MODES.items()))
-    parser.add_argument("--concurrent", type=int, default=1, metavar="N",
-                        help="start N executions at once on the same stack (an upload while the schedule fires)")
+    parser.add_argument(
+        "--fail",
+        choices=sorted(FAIL_MODES),
+        help="inject a fault: " + "; ".join(f"{k}: {v}" for k, v in FAIL_MODES.items()),
+    )
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start N executions at once on the same stack (an upload while the schedule fires)",
+    )
     approval = parser.add_mutually_exclusive_group()
-    approval.add_argument("--approve", dest="approve", action="store_const", const=True, default=None,
-                          help="the run asks for approval (\"approval\": true) and the offline runner approves; "
-                               "an input with \"approval\": true is approved without it")
-    approval.add_argument("--reject", dest="approve", action="store_const", const=False,
-                          help="the run asks for approval and the offline runner rejects it: the run fails with "
-                               "ModelRejected, nothing is deployed")
+    approval.add_argument(
+        "--approve",
+        dest="approve",
+        action="store_const",
+        const=True,
+        default=None,
+        help='the run asks for approval ("approval": true) and the offline runner approves; '
+        'an input with "approval": true is approved without it',
+    )
+    approval.add_argument(
+        "--reject",
+        dest="approve",
+        action="store_const",
+        const=False,
+        help="the run asks for approval and the offline runner rejects it: the run fails with "
+        "ModelRejected, nothing is deployed",
+    )
     parser.add_argument("--json", action="store_true", help="print the final result as one JSON object on stdout")
-    parser.add_argument("--output", type=Path, default=ROOT / "demo-output",
-                        help="folder for the sample data and the report (report.json, report.png)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "demo-output",
+        help="folder for the sample data and the report (report.json, report.png)",
+    )
     return parser
-
 
 
 def ending(result: ExecutionResult) -> str:
@@ -197,8 +257,9 @@ def ending(result: ExecutionResult) -> str:
     return "deployed " + result.output["endpointConfig"]
 
 
-def run_concurrently(aws: OfflineAWS, execution_input: dict, name: str, count: int, stream: Any,
-                     approve: bool | None = None) -> list[ExecutionResult]:
+def run_concurrently(
+    aws: OfflineAWS, execution_input: dict, name: str, count: int, stream: Any, approve: bool | None = None
+) -> list[ExecutionResult]:
     """Start `count` executions at once, wait for all, and say how each ended and what the endpoint serves."""
     arns = [aws.start(execution_input, f"{name}-{i}") for i in range(1, count + 1)]
     print(f"Started {count} executions at once: " + ", ".join(f"{name}-{i}" for i in range(1, count + 1)), file=stream)
@@ -207,7 +268,9 @@ def run_concurrently(aws: OfflineAWS, execution_input: dict, name: str, count: i
         ended = ending(result)
         print(f"  {result.name}: {result.status} in {result.seconds:.1f} s, {ended}", file=stream)
     endpoint = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
-    print(f"Endpoint {aws.endpoint_name}: {endpoint['EndpointStatus']} on {endpoint['EndpointConfigName']}", file=stream)
+    print(
+        f"Endpoint {aws.endpoint_name}: {endpoint['EndpointStatus']} on {endpoint['EndpointConfigName']}", file=stream
+    )
     return results
 
 
@@ -231,8 +294,11 @@ def compare_with_scikit_learn(aws: OfflineAWS, result: ExecutionResult, stream: 
     k = int(best["hyperparameters"]["k"])
     centers = KMeans(n_clusters=k, n_init=10, random_state=0).fit(train).cluster_centers_
     msd = float(np.mean(np.min(((test[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)))
-    print(f"Reference: scikit-learn KMeans(k={k}, n_init=10) on the same split scores test:msd {msd:,.4f}; "
-          f"the tuned model's is {best['testMsd'] / msd:.1%} of that", file=stream)
+    print(
+        f"Reference: scikit-learn KMeans(k={k}, n_init=10) on the same split scores test:msd {msd:,.4f}; "
+        f"the tuned model's is {best['testMsd'] / msd:.1%} of that",
+        file=stream,
+    )
 
 
 def fetch_report(aws: OfflineAWS, result: ExecutionResult, stream: Any) -> tuple[dict, Any, str] | None:
@@ -256,11 +322,14 @@ def fetch_report(aws: OfflineAWS, result: ExecutionResult, stream: Any) -> tuple
 def outcome_line(result: ExecutionResult, approved: bool | None) -> str:
     out = result.output or {}
     if result.status == "SUCCEEDED" and out.get("outcome") == "kept":
-        return (f"Outcome: KEPT. The quality gate kept {out['evaluation']['gate'].get('servingModel') or 'the serving model'} "
-                f"on endpoint {out['endpoint']}; the new model was not deployed.")
+        return (
+            f"Outcome: KEPT. The quality gate kept {out['evaluation']['gate'].get('servingModel') or 'the serving model'} "
+            f"on endpoint {out['endpoint']}; the new model was not deployed."
+        )
     if result.status == "SUCCEEDED":
-        return (f"Outcome: DEPLOYED {out.get('model')} to endpoint {out.get('endpoint')} ({out.get('deployment')})"
-                + (", approved by the offline runner" if approved else ""))
+        return f"Outcome: DEPLOYED {out.get('model')} to endpoint {out.get('endpoint')} ({out.get('deployment')})" + (
+            ", approved by the offline runner" if approved else ""
+        )
     if result.error in APPROVAL_ERRORS:
         return f"Outcome: {APPROVAL_ERRORS[result.error]}"
     return f"Outcome: {result.status} ({result.error})."
@@ -274,15 +343,27 @@ def _finite(value: float) -> float | None:
     return None if value != value else value  # NaN (undefined) is null in the JSON
 
 
-def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_lines: list[int] | None,
-                output: Path, stream: Any, rows: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def show_report(
+    report: dict,
+    centroids: Any,
+    uri: str,
+    csv_path: Path,
+    anomaly_lines: list[int] | None,
+    output: Path,
+    stream: Any,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Print the report's table and how the thresholds do on the whole data; save report.json and report.png.
     ``rows``: (X, line numbers) of the CSV as ``report_view.read_rows`` gives them, when already read."""
     output.mkdir(parents=True, exist_ok=True)
     json_path = output / "report.json"
     json_path.write_text(json.dumps(report, indent=1) + "\n")
-    shown: dict[str, Any] = {"uri": uri, "json": str(json_path), "picture": None,
-                             "decision": (report.get("gate") or {}).get("decision")}
+    shown: dict[str, Any] = {
+        "uri": uri,
+        "json": str(json_path),
+        "picture": None,
+        "decision": (report.get("gate") or {}).get("decision"),
+    }
     print(f"\n== Evaluation report ({uri}) ==\n", file=stream)
     print(report_view.report_table(report), file=stream)
     try:
@@ -292,33 +373,53 @@ def show_report(report: dict, centroids: Any, uri: str, csv_path: Path, anomaly_
         print(f"\nCould not score {csv_path} with the model: {exc}", file=stream)
         return shown
     overall = report_view.flagged_overall(report, closest, distance)
-    print(f"\nAll {len(X):,} records of {csv_path.name} scored with the model: {int(flagged.sum()):,} "
-          f"({flagged.mean():.2%}) beyond their cluster's threshold, {int(overall.sum()):,} ({overall.mean():.2%}) "
-          f"beyond the overall threshold {report_view.fmt(report['thresholds']['overall'])}", file=stream)
-    shown["records"] = {"scored": int(len(X)), "flaggedPerCluster": int(flagged.sum()), "flaggedOverall": int(overall.sum())}
+    print(
+        f"\nAll {len(X):,} records of {csv_path.name} scored with the model: {int(flagged.sum()):,} "
+        f"({flagged.mean():.2%}) beyond their cluster's threshold, {int(overall.sum()):,} ({overall.mean():.2%}) "
+        f"beyond the overall threshold {report_view.fmt(report['thresholds']['overall'])}",
+        file=stream,
+    )
+    shown["records"] = {
+        "scored": int(len(X)),
+        "flaggedPerCluster": int(flagged.sum()),
+        "flaggedOverall": int(overall.sum()),
+    }
     anomalies = None
     if anomaly_lines is not None:
         anomalies = np.isin(lines, anomaly_lines)
         shown["injectedAnomalies"] = {"count": len(anomaly_lines)}
         print(f"The {len(anomaly_lines)} injected anomalies:", file=stream)
         scores = report_view.scores(report, closest, distance)
-        ap = {"distance": _finite(report_view.average_precision(distance, anomalies)),
-              "score": _finite(report_view.average_precision(scores, anomalies))}
+        ap = {
+            "distance": _finite(report_view.average_precision(distance, anomalies)),
+            "score": _finite(report_view.average_precision(scores, anomalies)),
+        }
         shown["injectedAnomalies"]["averagePrecision"] = ap
-        print(f"  average precision: {_percent(ap['distance'] if ap['distance'] is not None else math.nan).strip()} "
-              f"ranked by distance, {_percent(ap['score'] if ap['score'] is not None else math.nan).strip()} "
-              "ranked by score", file=stream)
+        print(
+            f"  average precision: {_percent(ap['distance'] if ap['distance'] is not None else math.nan).strip()} "
+            f"ranked by distance, {_percent(ap['score'] if ap['score'] is not None else math.nan).strip()} "
+            "ranked by score",
+            file=stream,
+        )
         for rule, mask in (("perCluster", flagged), ("overall", overall)):
             recall, precision = report_view.recall_precision(mask, anomaly_lines)
             caught = int((mask & anomalies).sum())
             label = "at their cluster's thresholds:" if rule == "perCluster" else "at the overall threshold:"
-            print(f"  {label:<31}recall {_percent(recall)} ({caught} of {len(anomaly_lines)} caught), "
-                  f"precision {_percent(precision)} ({caught} of {int(mask.sum()):,} flagged)", file=stream)
-            shown["injectedAnomalies"][rule] = {"recall": _finite(recall), "precision": _finite(precision),
-                                                "caught": caught, "flagged": int(mask.sum())}
+            print(
+                f"  {label:<31}recall {_percent(recall)} ({caught} of {len(anomaly_lines)} caught), "
+                f"precision {_percent(precision)} ({caught} of {int(mask.sum()):,} flagged)",
+                file=stream,
+            )
+            shown["injectedAnomalies"][rule] = {
+                "recall": _finite(recall),
+                "precision": _finite(precision),
+                "caught": caught,
+                "flagged": int(mask.sum()),
+            }
     try:
-        picture = report_view.save_picture(output / "report.png", report, X, closest, distance, flagged,
-                                           anomalies=anomalies)
+        picture = report_view.save_picture(
+            output / "report.png", report, X, closest, distance, flagged, anomalies=anomalies
+        )
         shown["picture"] = str(picture)
     except ImportError:
         print("matplotlib is not installed (pip install -e '.[dev]'): no picture", file=stream)
@@ -346,8 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sample = generate(args.output, rows=args.rows)
         csv_path, anomaly_lines = sample.csv_path, sample.anomaly_lines
-        print(f"Sample data: {sample.rows:,} transactions in {csv_path} "
-              f"({len(anomaly_lines)} injected anomalies, listed in {sample.anomalies_path.name})", file=stream)
+        print(
+            f"Sample data: {sample.rows:,} transactions in {csv_path} "
+            f"({len(anomaly_lines)} injected anomalies, listed in {sample.anomalies_path.name})",
+            file=stream,
+        )
 
     name = args.name or time.strftime("demo-%Y%m%d-%H%M%S")
     key = f"incoming/{csv_path.name}"
@@ -358,8 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.approve is not None:
         option = "--approve" if args.approve else "--reject"
         if execution_input.setdefault("approval", True) is not True:
-            print(f"{option}: the input sets \"approval\": {json.dumps(execution_input['approval'])}, so the run does not "
-                  "ask for approval", file=stream)
+            print(
+                f'{option}: the input sets "approval": {json.dumps(execution_input["approval"])}, so the run does not '
+                "ask for approval",
+                file=stream,
+            )
     elif execution_input.get("approval") is True:
         print("The input asks for approval: the offline runner approves (--reject to reject)", file=stream)
     started = time.monotonic()
@@ -370,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nFirst run {name}-initial deploys a model:", file=stream)
             first = aws.run(execution_input, f"{name}-initial", on_state=Progress(stream), approve=approve)
             summary(first, stream)
-            aws.standin.faults.endpoint_update_fails = "The primary container for production variant AllTraffic did not pass the ping health check (injected)"
+            aws.standin.faults.endpoint_update_fails = (
+                "The primary container for production variant AllTraffic did not pass the ping health check (injected)"
+            )
             # The second model must pass the quality gate to reach the update whatever its score.
             execution_input = {"gateTolerancePercent": 1000, **execution_input}
             print(f"\nSecond run {name} updates the endpoint, and the update fails:", file=stream)
@@ -384,12 +493,18 @@ def main(argv: list[str] | None = None) -> int:
         summary(result, stream)
         asked = bool(aws.approval_requests(result.arn))
         if asked:
-            print(f"Approval: the run asked for it and the offline runner {'approved' if approve else 'rejected'} "
-                  f"({'--reject' if not approve else '--approve' if args.approve else 'the default'})", file=stream)
+            print(
+                f"Approval: the run asked for it and the offline runner {'approved' if approve else 'rejected'} "
+                f"({'--reject' if not approve else '--approve' if args.approve else 'the default'})",
+                file=stream,
+            )
         try:
             described = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
-            endpoint = {"name": aws.endpoint_name, "status": described["EndpointStatus"],
-                        "endpointConfig": described["EndpointConfigName"]}
+            endpoint = {
+                "name": aws.endpoint_name,
+                "status": described["EndpointStatus"],
+                "endpointConfig": described["EndpointConfigName"],
+            }
         except aws.client("sagemaker").exceptions.ClientError:
             endpoint = {"name": aws.endpoint_name, "status": None, "endpointConfig": None}
         config = next(iter(result.state_outputs("Resolve run configuration")), None)
@@ -423,12 +538,32 @@ def main(argv: list[str] | None = None) -> int:
     if result.status != "SUCCEEDED":  # a failed run always ends with what failed and why
         print(f"Error: {result.error}\nCause: {result.cause}", file=stream)
     if args.json:
-        print(json.dumps({"status": result.status, "error": result.error, "cause": result.cause,
-                          "execution": result.name, "resources": resources, "output": result.output,
-                          "endpoint": endpoint, "report": shown, "demoError": demo_error,
-                          "executions": [{"name": r.name, "status": r.status, "error": r.error, "cause": r.cause,
-                                          "endpointConfig": (r.output or {}).get("endpointConfig")} for r in others]},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "status": result.status,
+                    "error": result.error,
+                    "cause": result.cause,
+                    "execution": result.name,
+                    "resources": resources,
+                    "output": result.output,
+                    "endpoint": endpoint,
+                    "report": shown,
+                    "demoError": demo_error,
+                    "executions": [
+                        {
+                            "name": r.name,
+                            "status": r.status,
+                            "error": r.error,
+                            "cause": r.cause,
+                            "endpointConfig": (r.output or {}).get("endpointConfig"),
+                        }
+                        for r in others
+                    ],
+                },
+                indent=2,
+            )
+        )
     return 0 if demo_error is None and all(r.status == "SUCCEEDED" for r in others) else 1
 
 

@@ -47,15 +47,15 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.events.models import Rule
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsOutcome
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
-from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_intrinsics
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
+from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_intrinsics
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
@@ -156,7 +156,9 @@ def _js_json(value: Any, indent: str = "", depth: int = 0) -> str:
     inner, outer = ("\n" + indent * (depth + 1), "\n" + indent * depth) if indent else ("", "")
     colon = ": " if indent else ":"
     if isinstance(value, dict):
-        items = [json.dumps(str(k), ensure_ascii=False) + colon + _js_json(v, indent, depth + 1) for k, v in value.items()]
+        items = [
+            json.dumps(str(k), ensure_ascii=False) + colon + _js_json(v, indent, depth + 1) for k, v in value.items()
+        ]
         return "{" + inner + ("," + inner).join(items) + outer + "}" if items else "{}"
     if isinstance(value, (list, tuple)):
         items = [_js_json(v, indent, depth + 1) for v in value]
@@ -186,7 +188,7 @@ def _aws_time(value: Any) -> Any:
     if not isinstance(value, datetime.datetime):
         return value
     if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc)
+        value = value.astimezone(datetime.UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -218,13 +220,18 @@ def _encode_declarations(bindings: dict[str, Any]) -> str:
 
 # -- Errors where Step Functions has them --------------------------------------------------------------------
 
-_NOT_MATCHED_BY_ALL = {StatesErrorNameType.StatesStatesDataLimitExceeded.to_name(), StatesErrorNameType.StatesRuntime.to_name()}
+_NOT_MATCHED_BY_ALL = {
+    StatesErrorNameType.StatesStatesDataLimitExceeded.to_name(),
+    StatesErrorNameType.StatesRuntime.to_name(),
+}
 
 
 def _error_equals(self: ErrorEqualsDecl, env: Any) -> None:
     error_name = env.stack[-1]
-    if (ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names
-            and getattr(error_name, "error_name", None) in _NOT_MATCHED_BY_ALL):
+    if (
+        ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names
+        and getattr(error_name, "error_name", None) in _NOT_MATCHED_BY_ALL
+    ):
         env.stack.pop()
         env.stack.append(False)
         return
@@ -238,14 +245,18 @@ def _string_jsonata(self: StringJSONata, env: Any) -> None:
         _originals["string_jsonata"](self, env)
     except moto_jsonata.JSONataException as exc:
         error = StatesErrorName(typ=StatesErrorNameType.StatesQueryEvaluationError)
-        details = EventDetails(evaluationFailedEventDetails=EvaluationFailedEventDetails(
-            error=error.error_name,
-            cause=f"The JSONata expression '{self.expression}' threw an error during evaluation: {exc.details}",
-        ))
-        env.event_manager.add_event(context=env.event_history_context, event_type=HistoryEventType.EvaluationFailed,
-                                    event_details=details)
-        raise FailureEventException(FailureEvent(env=env, error_name=error, event_type=HistoryEventType.EvaluationFailed,
-                                                 event_details=details)) from exc
+        details = EventDetails(
+            evaluationFailedEventDetails=EvaluationFailedEventDetails(
+                error=error.error_name,
+                cause=f"The JSONata expression '{self.expression}' threw an error during evaluation: {exc.details}",
+            )
+        )
+        env.event_manager.add_event(
+            context=env.event_history_context, event_type=HistoryEventType.EvaluationFailed, event_details=details
+        )
+        raise FailureEventException(
+            FailureEvent(env=env, error_name=error, event_type=HistoryEventType.EvaluationFailed, event_details=details)
+        ) from exc
 
 
 _OUTPUT_DONE = "_offline_output_evaluated_by"
@@ -275,7 +286,9 @@ def _send_task_failure(self: Any) -> Any:
     return sfn_responses.EmptyResult()
 
 
-def _invoke(self: LambdaSimpleBackend, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict) -> bytes:
+def _invoke(
+    self: LambdaSimpleBackend, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict
+) -> bytes:
     if _invoker is None:
         raise RuntimeError("No Lambda invoker installed")
     name = function_name.split(":function:")[-1].split(":")[0]

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from kmeans_pipeline.scoring import anomaly_score, flag, score
-from kmeans_pipeline.treatment import encode, from_report
 from kmeans_pipeline.split import BLOCK_BYTES, read_feature_rows
+from kmeans_pipeline.treatment import encode, from_report
 
 MAX_SCATTER_POINTS = 50_000
 WIDTH = 100  # of the wrapped text lines
@@ -70,12 +70,19 @@ def report_table(report: dict) -> str:
         f"test MSD {fmt(report.get('evaluationMsd'))}; the features:",
     ]
     for column in treatment.columns if treatment else []:
-        how = {"category": f"category, one-hot over {len(column.levels or [])} levels",
-               "log": "log1p, z-scored", "numeric": "numeric" + (", z-scored" if column.standardize else "")}[column.kind]
-        lines.append(f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")"))
+        how = {
+            "category": f"category, one-hot over {len(column.levels or [])} levels",
+            "log": "log1p, z-scored",
+            "numeric": "numeric" + (", z-scored" if column.standardize else ""),
+        }[column.kind]
+        lines.append(
+            f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")")
+        )
     lines += [
         f"Centroids in the CSV's units (a category: its heaviest level); distances and thresholds in the model's; "
-        f"threshold = the {percentile:g}th-percentile distance, never above the overall one" if percentile is not None else "",
+        f"threshold = the {percentile:g}th-percentile distance, never above the overall one"
+        if percentile is not None
+        else "",
         "",
     ]
     header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
@@ -83,25 +90,42 @@ def report_table(report: dict) -> str:
     for cluster in report.get("clusters", []):
         distance = cluster.get("distance") or {}
         centroid = cluster.get("centroid") or [None] * len(features)
-        rows.append([
-            str(cluster["index"]), f"{cluster.get('size', 0):,}", _share(cluster.get("share")),
-            *(fmt(v) for v in centroid),
-            fmt(distance.get("p50")), fmt(distance.get("p99")), fmt(distance.get("max")),
-            fmt(cluster.get("threshold")),
-        ])
+        rows.append(
+            [
+                str(cluster["index"]),
+                f"{cluster.get('size', 0):,}",
+                _share(cluster.get("share")),
+                *(fmt(v) for v in centroid),
+                fmt(distance.get("p50")),
+                fmt(distance.get("p99")),
+                fmt(distance.get("max")),
+                fmt(cluster.get("threshold")),
+            ]
+        )
     overall = report.get("distance") or {}
-    rows.append([
-        "all", f"{report.get('evaluatedRows', 0):,}", _share(1.0 if report.get("evaluatedRows") else None),
-        *("" for _ in features),
-        fmt(overall.get("p50")), fmt(overall.get("p99")), fmt(overall.get("max")),
-        fmt((report.get("thresholds") or {}).get("overall")),
-    ])
+    rows.append(
+        [
+            "all",
+            f"{report.get('evaluatedRows', 0):,}",
+            _share(1.0 if report.get("evaluatedRows") else None),
+            *("" for _ in features),
+            fmt(overall.get("p50")),
+            fmt(overall.get("p99")),
+            fmt(overall.get("max")),
+            fmt((report.get("thresholds") or {}).get("overall")),
+        ]
+    )
     lines += _grid(header, rows)
     if overall:
         lines.append("")
-        lines.append("Distance percentiles, all test records: " + ", ".join(
-            f"{name} {fmt(overall.get(name))}" for name in ("p50", "p90", "p95", "p99", "p999", "max") if name in overall
-        ))
+        lines.append(
+            "Distance percentiles, all test records: "
+            + ", ".join(
+                f"{name} {fmt(overall.get(name))}"
+                for name in ("p50", "p90", "p95", "p99", "p999", "max")
+                if name in overall
+            )
+        )
     flagged = report.get("flagged") or {}
     n = report.get("evaluatedRows", 0)
     if flagged:
@@ -119,12 +143,14 @@ def report_table(report: dict) -> str:
             + (fmt(serving) if serving is not None else "none")
             + f", tolerance {float(gate.get('tolerancePercent') or 0):g}%)"
         )
-        lines += textwrap.wrap(str(gate.get("reason", "")), WIDTH, initial_indent="  ", subsequent_indent="  ",
-                               break_on_hyphens=False)
+        lines += textwrap.wrap(
+            str(gate.get("reason", "")), WIDTH, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
+        )
     if report.get("headline"):
         lines.append("")
-        lines += textwrap.wrap(str(report["headline"]), WIDTH, initial_indent="Headline: ", subsequent_indent="  ",
-                               break_on_hyphens=False)
+        lines += textwrap.wrap(
+            str(report["headline"]), WIDTH, initial_indent="Headline: ", subsequent_indent="  ", break_on_hyphens=False
+        )
     return "\n".join(lines)
 
 
@@ -229,8 +255,15 @@ def _wide(values: np.ndarray) -> bool:
 
 
 def save_picture(
-    path: Path, report: dict, X_original_units: np.ndarray, closest: np.ndarray, distance: np.ndarray,
-    flagged: np.ndarray, *, anomalies: np.ndarray | None = None, seed: int = 0,
+    path: Path,
+    report: dict,
+    X_original_units: np.ndarray,
+    closest: np.ndarray,
+    distance: np.ndarray,
+    flagged: np.ndarray,
+    *,
+    anomalies: np.ndarray | None = None,
+    seed: int = 0,
 ) -> Path:
     """A PNG: the records in the first two feature columns (by cluster, flagged ones marked, centroids) and the
     distance histogram with the thresholds. ``anomalies``: optional mask of the injected anomalies, circled."""
@@ -283,33 +316,62 @@ def save_picture(
     f = flagged[shown]
     for c in range(k):
         mine = (closest[shown] == c) & ~f
-        scatter.scatter(x[mine], y[mine], s=3, alpha=0.35, color=colour[c], linewidths=0, rasterized=True,
-                        label=f"cluster {c}")
+        scatter.scatter(
+            x[mine], y[mine], s=3, alpha=0.35, color=colour[c], linewidths=0, rasterized=True, label=f"cluster {c}"
+        )
     scatter.scatter(x[f], y[f], s=28, marker="x", color="black", linewidths=1.0, label="flagged (beyond threshold)")
     if anomalies is not None:
         a = np.asarray(anomalies, dtype=bool)[shown]
-        scatter.scatter(x[a], y[a], s=70, facecolors="none", edgecolors="red", linewidths=0.9,
-                        label="injected anomaly")
+        scatter.scatter(x[a], y[a], s=70, facecolors="none", edgecolors="red", linewidths=0.9, label="injected anomaly")
     if len(cx):
-        scatter.scatter(cx, cy, s=260, marker="*", c=[colour[c] for c in range(len(cx))], edgecolors="black",
-                        linewidths=1.2, zorder=5, label="centroids")
+        scatter.scatter(
+            cx,
+            cy,
+            s=260,
+            marker="*",
+            c=[colour[c] for c in range(len(cx))],
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=5,
+            label="centroids",
+        )
     if _wide(y):
         scatter.set_yscale("log")
     scatter.set_xlabel(x_name)
     scatter.set_ylabel(y_name + (" (log scale)" if _wide(y) else ""))
     scatter.set_title(f"Records ({len(shown):,} of {len(X):,}), coloured by closest centroid")
     # Legend markers of a readable size (the points themselves are tiny), below the plot so no point is hidden.
-    handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=colour[c], label=f"cluster {c}")
-               for c in range(k)]
+    handles = [
+        Line2D([], [], linestyle="", marker="o", markersize=6, color=colour[c], label=f"cluster {c}") for c in range(k)
+    ]
     handles.append(Line2D([], [], linestyle="", marker="x", markersize=7, color="black", label="flagged"))
     if anomalies is not None:
-        handles.append(Line2D([], [], linestyle="", marker="o", markersize=8, markerfacecolor="none",
-                              markeredgecolor="red", label="injected anomaly"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                markersize=8,
+                markerfacecolor="none",
+                markeredgecolor="red",
+                label="injected anomaly",
+            )
+        )
     if len(cx):
-        handles.append(Line2D([], [], linestyle="", marker="*", markersize=13, color="0.7", markeredgecolor="black",
-                              label="centroid"))
-    scatter.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=min(len(handles), 6),
-                   fontsize=8, frameon=False)
+        handles.append(
+            Line2D(
+                [], [], linestyle="", marker="*", markersize=13, color="0.7", markeredgecolor="black", label="centroid"
+            )
+        )
+    scatter.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.11),
+        ncol=min(len(handles), 6),
+        fontsize=8,
+        frameon=False,
+    )
 
     # (b) the distance histogram with the thresholds
     d = distance[np.isfinite(distance)]
@@ -322,19 +384,27 @@ def save_picture(
         counts, bins, _ = histogram.hist(d, bins=bins, color="0.6", edgecolor="0.4", linewidth=0.3, label="all records")
         if anomalies is not None:
             injected = distance[np.asarray(anomalies, dtype=bool) & np.isfinite(distance)]
-            histogram.hist(injected, bins=bins, color="red", alpha=0.55, label=f"injected anomalies ({len(injected):,})")
+            histogram.hist(
+                injected, bins=bins, color="red", alpha=0.55, label=f"injected anomalies ({len(injected):,})"
+            )
     if log_x:
         histogram.set_xscale("log")
     histogram.set_yscale("log")
     histogram.set_ylim(0.5, max(10.0, float(counts.max()) * 40))  # headroom for the legend
     if overall is not None:
-        histogram.axvline(overall, color="black", linewidth=2.2,
-                          label=f"overall threshold {fmt(overall)} (p{report.get('anomalyPercentile', 99):g})")
+        histogram.axvline(
+            overall,
+            color="black",
+            linewidth=2.2,
+            label=f"overall threshold {fmt(overall)} (p{report.get('anomalyPercentile', 99):g})",
+        )
     per_cluster = thresholds.get("perCluster") or []
     if len(per_cluster) <= 10:
         for c, t in enumerate(per_cluster):
             if t is not None:
-                histogram.axvline(t, color=colour[c], linestyle="--", linewidth=1.1, label=f"cluster {c} threshold {fmt(t)}")
+                histogram.axvline(
+                    t, color=colour[c], linestyle="--", linewidth=1.1, label=f"cluster {c} threshold {fmt(t)}"
+                )
     histogram.set_xlabel(f"distance to the closest centroid ({units}{', log scale' if log_x else ''})")
     histogram.set_ylabel("records (log scale)")
     histogram.set_title("Distances, with the anomaly thresholds")

@@ -1,8 +1,8 @@
 """Run the deployed workflow offline: the real ASL and handlers in an in-process moto, SageMaker stood in.
 
-    with OfflineAWS() as aws:
-        aws.upload(Path("transactions.csv"), "incoming/transactions.csv")
-        result = aws.run({"dataKey": "incoming/transactions.csv", "pollSeconds": 1}, name="demo-1")
+with OfflineAWS() as aws:
+    aws.upload(Path("transactions.csv"), "incoming/transactions.csv")
+    result = aws.run({"dataKey": "incoming/transactions.csv", "pollSeconds": 1}, name="demo-1")
 """
 
 from __future__ import annotations
@@ -183,11 +183,15 @@ class OfflineAWS:
     ) -> None:
         self.root = root
         self.stack_name = stack_name
-        self.standin = SageMakerStandIn(region=REGION, account_id=ACCOUNT_ID, faults=faults or Faults(), timing=timing or Timing())
+        self.standin = SageMakerStandIn(
+            region=REGION, account_id=ACCOUNT_ID, faults=faults or Faults(), timing=timing or Timing()
+        )
         self.parameters = parameters or {}
         self.event_triggers = event_triggers  # uploads under incoming/ and the schedule start executions
         self._saved_env: dict[str, str | None] = {}
-        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
         self.stack: Deployed | None = None
         self.invocations: dict[str, int] = {}
         self.step_events: dict[str, list[Any]] = {}  # logical id -> every event its handler received
@@ -284,7 +288,9 @@ class OfflineAWS:
         invocation = current_invocation()
         if invocation is not None:
             with self._books:
-                self.api_calls.append((invocation.logical_id, model.service_model.service_name, model.name, dict(params)))
+                self.api_calls.append(
+                    (invocation.logical_id, model.service_model.service_name, model.name, dict(params))
+                )
 
     def _invoke(self, function_name: str, event: Any) -> Any:
         """Run a function's handler on the calling thread, with the function's own environment; handlers of
@@ -317,9 +323,15 @@ class OfflineAWS:
         for rule in backend.event_buses["default"].rules.values():
             if rule.scheduled_expression:  # a disabled rule receives nothing (moto_patches)
                 event = {
-                    "version": "0", "id": os.urandom(16).hex(), "detail-type": "Scheduled Event",
-                    "source": "aws.events", "account": ACCOUNT_ID, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "region": REGION, "resources": [rule.arn], "detail": {},
+                    "version": "0",
+                    "id": os.urandom(16).hex(),
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT_ID,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "region": REGION,
+                    "resources": [rule.arn],
+                    "detail": {},
                 }
                 rule.send_to_targets(event)
 
@@ -336,8 +348,10 @@ class OfflineAWS:
 
     def executions(self) -> list[dict]:
         """Every execution of the stack's state machine, oldest first."""
-        pages = self.client("stepfunctions").get_paginator("list_executions").paginate(
-            stateMachineArn=self.stack.state_machine_arn
+        pages = (
+            self.client("stepfunctions")
+            .get_paginator("list_executions")
+            .paginate(stateMachineArn=self.stack.state_machine_arn)
         )
         return sorted((e for page in pages for e in page["executions"]), key=lambda e: e["startDate"])
 
@@ -353,7 +367,10 @@ class OfflineAWS:
         )["executionArn"]
 
     def wait(
-        self, arn: str, on_state: Callable[[StateEvent], None] | None = None, timeout: float = 600.0,
+        self,
+        arn: str,
+        on_state: Callable[[StateEvent], None] | None = None,
+        timeout: float = 600.0,
         approve: bool | None = None,
     ) -> ExecutionResult:
         """Follow an execution to its end. ``approve`` answers approval requests as a person would: with the
@@ -391,13 +408,25 @@ class OfflineAWS:
                 details = failed.get("executionFailedEventDetails", {})
                 error, cause = details.get("error"), details.get("cause")
         return ExecutionResult(
-            name=description["name"], arn=arn, status=description["status"], output=output, error=error, cause=cause,
+            name=description["name"],
+            arn=arn,
+            status=description["status"],
+            output=output,
+            error=error,
+            cause=cause,
             seconds=(description.get("stopDate", description["startDate"]) - description["startDate"]).total_seconds(),
-            states=states, history=events,
+            states=states,
+            history=events,
         )
 
-    def run(self, execution_input: Any, name: str, on_state: Callable[[StateEvent], None] | None = None,
-            timeout: float = 600.0, approve: bool | None = None) -> ExecutionResult:
+    def run(
+        self,
+        execution_input: Any,
+        name: str,
+        on_state: Callable[[StateEvent], None] | None = None,
+        timeout: float = 600.0,
+        approve: bool | None = None,
+    ) -> ExecutionResult:
         return self.wait(self.start(execution_input, name), on_state=on_state, timeout=timeout, approve=approve)
 
     def approval_requests(self, arn: str) -> list[dict]:
@@ -407,14 +436,18 @@ class OfflineAWS:
             token = approval_token(event)
             if token:
                 parameters = json.loads(event["taskScheduledEventDetails"]["parameters"])
-                found.append({"subject": parameters.get("Subject"), "message": parameters.get("Message"), "token": token})
+                found.append(
+                    {"subject": parameters.get("Subject"), "message": parameters.get("Message"), "token": token}
+                )
         return found
 
     def _history(self, arn: str) -> list[dict]:
         sfn = self.client("stepfunctions")
         events, token = [], None
         while True:
-            page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+            page = sfn.get_execution_history(
+                executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {})
+            )
             events.extend(page["events"])
             token = page.get("nextToken")
             if not token:

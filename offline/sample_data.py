@@ -75,6 +75,8 @@ def generate(directory: Path, rows: int = 100_000, seed: int = 7) -> Sample:
     lines = [int(r) + 2 for r in anomaly_rows]  # data row i is on line i + 2
     anomalies_path = directory / "transactions.anomalies.json"
     anomalies_path.write_text(
-        json.dumps({"seed": seed, "rows": rows, "lines_of_business": LINES_OF_BUSINESS, "anomaly_lines": lines}, indent=1)
+        json.dumps(
+            {"seed": seed, "rows": rows, "lines_of_business": LINES_OF_BUSINESS, "anomaly_lines": lines}, indent=1
+        )
     )
     return Sample(csv_path=csv_path, anomalies_path=anomalies_path, rows=rows, anomaly_lines=lines)

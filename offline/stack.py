@@ -97,7 +97,7 @@ class StackBuilder:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return _NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
             if key == "Fn::GetAtt":
@@ -177,7 +177,8 @@ class StackBuilder:
             if creator is not None:
                 creator(logical, self.resolve(spec.get("Properties", {})))
         self.deployed.outputs = {
-            name: self.resolve(spec["Value"]) for name, spec in self.template.get("Outputs", {}).items()
+            name: self.resolve(spec["Value"])
+            for name, spec in self.template.get("Outputs", {}).items()
             if "Condition" not in spec or self.condition(spec["Condition"])
         }
         return self.deployed
@@ -242,7 +243,10 @@ class StackBuilder:
         if "BucketEncryption" in props:
             # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
             rules = [
-                {("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v for k, v in rule.items()}
+                {
+                    ("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                    for k, v in rule.items()
+                }
                 for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
             ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
@@ -343,8 +347,12 @@ class StackBuilder:
             )["FunctionUrl"]
             self.deployed.arns[f"{logical}Url"] = url
         self.deployed.functions[name] = {
-            "logical_id": logical, "module": module, "attribute": attribute, "env": env,
-            "timeout": int(merged.get("Timeout", 30)), "memory": int(merged.get("MemorySize", 128)),
+            "logical_id": logical,
+            "module": module,
+            "attribute": attribute,
+            "env": env,
+            "timeout": int(merged.get("Timeout", 30)),
+            "memory": int(merged.get("MemorySize", 128)),
         }
 
     def _create_Serverless_StateMachine(self, logical: str, props: dict) -> None:

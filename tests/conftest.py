@@ -67,7 +67,9 @@ def bucket(aws, kms_key_arn) -> str:
     s3.put_bucket_encryption(
         Bucket="pipeline-data",
         ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_arn}}]
+            "Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key_arn}}
+            ]
         },
     )
     return "pipeline-data"
@@ -91,7 +93,13 @@ def settings(kms_key_arn, bucket) -> StackSettings:
 def settings_env(settings, monkeypatch) -> StackSettings:
     """The settings as the template passes them: environment variables."""
     for name, value in settings.model_dump().items():
-        text = json.dumps(value) if isinstance(value, dict) else ",".join(value) if isinstance(value, tuple) else str(value)
+        text = (
+            json.dumps(value)
+            if isinstance(value, dict)
+            else ",".join(value)
+            if isinstance(value, tuple)
+            else str(value)
+        )
         monkeypatch.setenv(name.upper(), text)
     return settings
 

@@ -91,16 +91,19 @@ def test_round_trip_with_the_standins_writer(k, dim, tmp_path):
         assert got.tobytes() == centroids.tobytes()  # bit for bit, -0.0 and all
     # Both readers agree on both writers' artifacts.
     np.testing.assert_array_equal(read_model_tar_gz(tgz), read_centroids(tgz))
-    np.testing.assert_array_equal(read_centroids(tar_bytes({"model_algo-1": list_bytes([array_bytes((k, dim))])})),
-                                  read_model_tar_gz(tar_bytes({"model_algo-1": list_bytes([array_bytes((k, dim))])})))
+    np.testing.assert_array_equal(
+        read_centroids(tar_bytes({"model_algo-1": list_bytes([array_bytes((k, dim))])})),
+        read_model_tar_gz(tar_bytes({"model_algo-1": list_bytes([array_bytes((k, dim))])})),
+    )
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(1, 12).flatmap(
         lambda k: st.integers(1, 12).flatmap(
-            lambda d: st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=k * d,
-                               max_size=k * d).map(lambda v: np.array(v, dtype=np.float32).reshape(k, d))
+            lambda d: st.lists(
+                st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=k * d, max_size=k * d
+            ).map(lambda v: np.array(v, dtype=np.float32).reshape(k, d))
         )
     )
 )
@@ -226,8 +229,9 @@ def test_sparse_storage_is_named(storage, name):
     assert f"{name} storage (type {storage})" in message and "dense" in message
 
 
-@pytest.mark.parametrize("flag,name", [(1, "float64"), (2, "float16"), (4, "int32"), (6, "int64"), (12, "bfloat16"),
-                                       (99, "unknown")])
+@pytest.mark.parametrize(
+    "flag,name", [(1, "float64"), (2, "float16"), (4, "int32"), (6, "int64"), (12, "bfloat16"), (99, "unknown")]
+)
 def test_dtypes_other_than_float32_are_named(flag, name):
     message = error_of(tar_bytes({"model_algo-1": list_bytes([array_bytes(dtype_flag=flag)])}))
     assert f"dtype is {name} (flag {flag})" in message and "float32" in message
@@ -269,17 +273,30 @@ def test_truncation_at_every_field_names_what_was_being_read_and_where():
     data = list_bytes([array_bytes((2, 3))])  # 8+8+8 | 4+4+4 | 8+8 | 4+4+4 | 24 | 8  = 96 bytes
     assert len(data) == 96
     expected = {
-        0: "the list magic", 5: "the list magic", 8: "the reserved field", 16: "the array count",
-        24: "the array magic", 28: "the storage type", 32: "the number of dimensions", 36: "dimension 0 of the shape",
-        44: "dimension 1 of the shape", 52: "the device type", 56: "the device id", 60: "the dtype flag",
-        64: "the 2 x 3 float32 centroid values", 87: "the 2 x 3 float32 centroid values", 88: "the name count",
+        0: "the list magic",
+        5: "the list magic",
+        8: "the reserved field",
+        16: "the array count",
+        24: "the array magic",
+        28: "the storage type",
+        32: "the number of dimensions",
+        36: "dimension 0 of the shape",
+        44: "dimension 1 of the shape",
+        52: "the device type",
+        56: "the device id",
+        60: "the dtype flag",
+        64: "the 2 x 3 float32 centroid values",
+        87: "the 2 x 3 float32 centroid values",
+        88: "the name count",
         95: "the name count",
     }
     for cut, what in expected.items():
         message = error_of(tar_bytes({"model_algo-1": data[:cut]}))
         field_start = max(o for o in (0, 8, 16, 24, 28, 32, 36, 44, 52, 56, 60, 64, 88) if o <= cut)
         assert re.search(rf"truncated: reading {re.escape(what)} needs \d+ bytes at offset {field_start}\b", message), (
-            cut, message)
+            cut,
+            message,
+        )
         assert message.startswith("model_algo-1 in the model artifact bytes")
 
 

@@ -26,7 +26,9 @@ def test_a_block_parses_as_the_sample_data_does():
     rows = list(csv.reader(io.StringIO(bench.block(np.random.default_rng(1), 5000).decode())))
     assert len(rows) == 5000 and all(len(r) == 2 for r in rows)
     assert {int(code) for code, _ in rows} == {1, 2, 3, 4, 5}
-    assert all(float(amount) >= 0 and amount.split(".")[1].isdigit() and len(amount.split(".")[1]) == 2 for _, amount in rows)
+    assert all(
+        float(amount) >= 0 and amount.split(".")[1].isdigit() and len(amount.split(".")[1]) == 2 for _, amount in rows
+    )
     atm = [float(a) for code, a in rows if code == "2"]
     assert sum(a % 20 == 0 for a in atm) >= 0.9 * len(atm)  # withdrawals are multiples of $20, anomalies aside
 
@@ -50,10 +52,12 @@ def result(rate: float, peak_mb: float, rows: int = 10, out_bytes: int = 100, in
 
 
 def test_goals_compare_core_with_polars_and_the_seed_and_the_core_with_itself():
-    results = {"text": {
-        10: {"polars": result(5e6, 400), "seed": result(4e5, 2000), "core": result(6e6, 100)},
-        40: {"polars": result(5e6, 800), "seed": result(5e5, 6000), "core": result(4e6, 120)},
-    }}
+    results = {
+        "text": {
+            10: {"polars": result(5e6, 400), "seed": result(4e5, 2000), "core": result(6e6, 100)},
+            40: {"polars": result(5e6, 800), "seed": result(5e5, 6000), "core": result(4e6, 120)},
+        }
+    }
     checks = {what: (measured, met) for what, measured, _, met in bench.goals(results)}
     assert checks["rows/s core/polars, text, 10 rows"] == ("1.20x", True)
     assert checks["rows/s core/polars, text, 40 rows"] == ("0.80x", False)
@@ -96,7 +100,10 @@ def test_a_child_measures_a_tool_on_a_small_file(approach, tmp_path, monkeypatch
 
 
 def test_projection_uses_the_largest_run_and_extends_memory_growth():
-    flat = {10_000_000: result(2e6, 100, out_bytes=80_000_000), 40_000_000: result(1e6, 90, out_bytes=320_000_000, in_bytes=400_000_000)}
+    flat = {
+        10_000_000: result(2e6, 100, out_bytes=80_000_000),
+        40_000_000: result(1e6, 90, out_bytes=320_000_000, in_bytes=400_000_000),
+    }
     time_, with_s3, memory = bench.projection(flat)
     assert time_[3] and time_[1].startswith("100 s")
     # 100 M rows: 1,000 MB in and 800 MB out at the assumed 50 MB/s add 36 s.
@@ -119,8 +126,12 @@ def history_events() -> list[dict]:
     for _ in range(3):
         events += [entered("Wait for tuning"), entered("Check tuning job"), invoke(), entered("Has tuning finished?")]
     for _ in range(2):
-        events += [entered("Wait for endpoint"), entered("Check endpoint"),
-                   {"type": "LambdaFunctionScheduled"}, entered("Is the endpoint in service?")]
+        events += [
+            entered("Wait for endpoint"),
+            entered("Check endpoint"),
+            {"type": "LambdaFunctionScheduled"},
+            entered("Is the endpoint in service?"),
+        ]
     return events + [entered("Model deployed"), {"type": "ExecutionSucceeded"}]
 
 

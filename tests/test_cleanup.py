@@ -6,12 +6,12 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-
 from conftest import REGION
+from test_hostile_input import FAST, GOOD
+
 from kmeans_pipeline.cleanup import clean_up
 from kmeans_pipeline.resolve import resolve
 from offline.runner import OfflineAWS
-from test_hostile_input import FAST, GOOD
 
 
 def names_in(aws, run_ids=None):
@@ -51,17 +51,51 @@ def test_configs_in_use_being_deployed_or_newer_than_this_run_are_never_deleted(
     client = boto3.client("sagemaker", region_name=REGION)
     stub = Stubber(client)
     stamp = lambda n: f"2026-11-23T10:00:0{n}Z"  # noqa: E731
-    stub.add_response("list_endpoint_configs", {"EndpointConfigs": [
-        {"EndpointConfigName": n, "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint-config/{n}", "CreationTime": stamp(t)}
-        for n, t in created.items()] + [
-        {"EndpointConfigName": "kmeans-dev2-0123456789", "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/x", "CreationTime": stamp(0)}]})
-    stub.add_response("list_models", {"Models": [
-        {"ModelName": n, "ModelArn": f"arn:aws:sagemaker:{REGION}:123456789012:model/{n}", "CreationTime": stamp(t)}
-        for n, t in created.items()]})
-    stub.add_response("describe_endpoint", {
-        "EndpointName": "kmeans-dev", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev",
-        "EndpointConfigName": serving, "EndpointStatus": "Updating", "CreationTime": stamp(1), "LastModifiedTime": stamp(1),
-        "PendingDeploymentSummary": {"EndpointConfigName": pending}})
+    stub.add_response(
+        "list_endpoint_configs",
+        {
+            "EndpointConfigs": [
+                {
+                    "EndpointConfigName": n,
+                    "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint-config/{n}",
+                    "CreationTime": stamp(t),
+                }
+                for n, t in created.items()
+            ]
+            + [
+                {
+                    "EndpointConfigName": "kmeans-dev2-0123456789",
+                    "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/x",
+                    "CreationTime": stamp(0),
+                }
+            ]
+        },
+    )
+    stub.add_response(
+        "list_models",
+        {
+            "Models": [
+                {
+                    "ModelName": n,
+                    "ModelArn": f"arn:aws:sagemaker:{REGION}:123456789012:model/{n}",
+                    "CreationTime": stamp(t),
+                }
+                for n, t in created.items()
+            ]
+        },
+    )
+    stub.add_response(
+        "describe_endpoint",
+        {
+            "EndpointName": "kmeans-dev",
+            "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev",
+            "EndpointConfigName": serving,
+            "EndpointStatus": "Updating",
+            "CreationTime": stamp(1),
+            "LastModifiedTime": stamp(1),
+            "PendingDeploymentSummary": {"EndpointConfigName": pending},
+        },
+    )
     for name in (old1, old2):
         stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": name})
         stub.add_response("delete_model", {}, {"ModelName": name})

@@ -51,10 +51,20 @@ def model(tmp_path) -> Path:
 
 def report(**changes) -> dict:
     body = {
-        "schemaVersion": 1, "runId": "r1", "modelArtifact": "s3://bucket/models/r1/output/model.tar.gz",
-        "featureColumns": ["tranCode", "Amount"], "standardization": None, "k": 3, "anomalyPercentile": 99.0,
-        "testMsd": 1.0, "evaluatedRows": 10, "thresholds": {"overall": 3.0, "perCluster": [1.0, 2.0, None]},
-        "clusters": [], "distance": {}, "flagged": {}, "headline": "promote",
+        "schemaVersion": 1,
+        "runId": "r1",
+        "modelArtifact": "s3://bucket/models/r1/output/model.tar.gz",
+        "featureColumns": ["tranCode", "Amount"],
+        "standardization": None,
+        "k": 3,
+        "anomalyPercentile": 99.0,
+        "testMsd": 1.0,
+        "evaluatedRows": 10,
+        "thresholds": {"overall": 3.0, "perCluster": [1.0, 2.0, None]},
+        "clusters": [],
+        "distance": {},
+        "flagged": {},
+        "headline": "promote",
     }
     body.update(changes)
     return body
@@ -97,8 +107,10 @@ def test_model_and_report_from_s3(tmp_path, capsys):
         # Missing key: one line, exit 2
         assert main(["export-centroids", "s3://models/r2/model.tar.gz"]) == 2
         err = capsys.readouterr().err
-        assert err == ("python -m kmeans_cli: error: s3://models/r2/model.tar.gz does not exist (NoSuchKey): "
-                       "no model artifact at that key\n")
+        assert err == (
+            "python -m kmeans_cli: error: s3://models/r2/model.tar.gz does not exist (NoSuchKey): "
+            "no model artifact at that key\n"
+        )
         # The report from S3 too
         path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
         assert main(["score", "s3://models/r1/model.tar.gz", str(path), "--report", "s3://models/r1/report.json"]) == 0
@@ -169,7 +181,9 @@ def test_report_standardization_is_applied_unless_the_csv_is_standardized(model,
     write_csv(tmp_path / "raw.csv", [["Amount", "tranCode"]] + [[repr(float(a)), repr(float(t))] for t, a in raw])
     code, out, _ = run(capsys, "score", model, tmp_path / "raw.csv", "--report", rep)
     assert code == 0
-    closest, distance = score(encode(legacy(["tranCode", "Amount"], standardization), raw)[0].astype(np.float32), CENTROIDS)
+    closest, distance = score(
+        encode(legacy(["tranCode", "Amount"], standardization), raw)[0].astype(np.float32), CENTROIDS
+    )
     got = read_csv(out)[1:]
     assert [int(r[2]) for r in got] == closest.tolist() and [r[3] for r in got] == [repr(float(d)) for d in distance]
     code, out, _ = run(capsys, "score", model, tmp_path / "raw.csv", "--report", rep, "--standardized")
@@ -185,12 +199,17 @@ def test_a_headerless_csv_with_a_report_takes_the_columns_in_the_reports_order(m
 def test_stdin_and_blank_lines(model, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "kmeans_cli", "score", str(model), "-"],
-        input=b"\xef\xbb\xbfa,b\n1,1\n\n10,10\n", capture_output=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'shared'}{os.pathsep}{ROOT}"}, timeout=60,
+        input=b"\xef\xbb\xbfa,b\n1,1\n\n10,10\n",
+        capture_output=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'shared'}{os.pathsep}{ROOT}"},
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == [
-        "a,b,closest_cluster,distance_to_cluster", "1,1,0,1.4142135381698608", "10,10,1,0.0",
+        "a,b,closest_cluster,distance_to_cluster",
+        "1,1,0,1.4142135381698608",
+        "10,10,1,0.0",
     ]
 
 
@@ -199,19 +218,25 @@ def test_stdin_and_blank_lines(model, tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rows,extra,message", [
-    ([["1", "2"], ["3", "abc"]], [], "line 2, column 2 (column 2): 'abc' is not a number"),
-    ([["x", "y"], ["1", "2"], ["", "2"]], [], "line 3, column 1 (x): '' is not a number"),
-    ([["1", "2"], ["3", "nan"]], [], "line 2, column 2 (column 2): 'nan' is not a finite number"),
-    ([["1", "2"], ["3"]], [], "line 2 has 1 columns, line 1 has 2"),
-    ([["1", "2", "3"]], [], "has 3 columns, but the model has feature_dim 2"),
-    ([["id", "tranCode", "Amount"], ["a", "1", "1e999"]], ["--report"],
-     "line 2, column 3 (Amount): '1e999' is not a finite number"),
-    ([["id", "tranCode", "amount"], ["a", "1", "2"]], ["--report"], "header has no column 'Amount'"),
-    ([["id", "tranCode", "Amount"], ["a", "1", "2"]], ["--overall"], "--overall needs --report"),
-    ([["1", "2", "3"]], ["--report"], "has no header row, so its 3 columns cannot be matched"),
-    ([["ID", "TRANCODE", "AMOUNT"], ["a", "1", "2"]], ["--report"], "header has no column 'tranCode', 'Amount'"),
-])
+@pytest.mark.parametrize(
+    "rows,extra,message",
+    [
+        ([["1", "2"], ["3", "abc"]], [], "line 2, column 2 (column 2): 'abc' is not a number"),
+        ([["x", "y"], ["1", "2"], ["", "2"]], [], "line 3, column 1 (x): '' is not a number"),
+        ([["1", "2"], ["3", "nan"]], [], "line 2, column 2 (column 2): 'nan' is not a finite number"),
+        ([["1", "2"], ["3"]], [], "line 2 has 1 columns, line 1 has 2"),
+        ([["1", "2", "3"]], [], "has 3 columns, but the model has feature_dim 2"),
+        (
+            [["id", "tranCode", "Amount"], ["a", "1", "1e999"]],
+            ["--report"],
+            "line 2, column 3 (Amount): '1e999' is not a finite number",
+        ),
+        ([["id", "tranCode", "amount"], ["a", "1", "2"]], ["--report"], "header has no column 'Amount'"),
+        ([["id", "tranCode", "Amount"], ["a", "1", "2"]], ["--overall"], "--overall needs --report"),
+        ([["1", "2", "3"]], ["--report"], "has no header row, so its 3 columns cannot be matched"),
+        ([["ID", "TRANCODE", "AMOUNT"], ["a", "1", "2"]], ["--report"], "header has no column 'tranCode', 'Amount'"),
+    ],
+)
 def test_bad_csv_values_name_the_line_and_column(model, tmp_path, capsys, rows, extra, message):
     path = write_csv(tmp_path / "bad.csv", rows)
     if extra == ["--report"]:
@@ -230,15 +255,18 @@ def test_a_bad_value_after_the_first_chunk_keeps_its_line_number(model, tmp_path
     assert code == 2 and "bad.csv line 51, column 2 (column 2): '4x' is not a number" in err
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"schemaVersion": 3}, "schemaVersion 3"),
-    ({"featureColumns": ["a"]}, "names 1 featureColumns that make 1 features, the model has feature_dim 2"),
-    ({"featureColumns": "tranCode"}, "featureColumns must be a non-empty list"),
-    ({"k": 4}, "is for k=4, the model has 3 centroids"),
-    ({"thresholds": {"overall": 1.0, "perCluster": [1.0]}}, "1 thresholds.perCluster for k=3"),
-    ({"thresholds": {"overall": "high"}}, "thresholds.overall must be a finite number or null"),
-    ({"standardization": {"mean": [0.0], "std": [1.0]}}, "standardization has 1 features, featureColumns 2"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"schemaVersion": 3}, "schemaVersion 3"),
+        ({"featureColumns": ["a"]}, "names 1 featureColumns that make 1 features, the model has feature_dim 2"),
+        ({"featureColumns": "tranCode"}, "featureColumns must be a non-empty list"),
+        ({"k": 4}, "is for k=4, the model has 3 centroids"),
+        ({"thresholds": {"overall": 1.0, "perCluster": [1.0]}}, "1 thresholds.perCluster for k=3"),
+        ({"thresholds": {"overall": "high"}}, "thresholds.overall must be a finite number or null"),
+        ({"standardization": {"mean": [0.0], "std": [1.0]}}, "standardization has 1 features, featureColumns 2"),
+    ],
+)
 def test_bad_reports_are_named(model, tmp_path, capsys, changes, message):
     path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
     code, _, err = run(capsys, "score", model, path, "--report", write_report(tmp_path, **changes))
@@ -248,13 +276,15 @@ def test_bad_reports_are_named(model, tmp_path, capsys, changes, message):
 def test_other_failures_are_one_line_too(tmp_path, capsys, model):
     (tmp_path / "model.zip").write_bytes(b"PK\x03\x04" + b"\0" * 40)
     code, _, err = run(capsys, "export-centroids", tmp_path / "model.zip")
-    assert code == 2 and err.strip().endswith("is a zip archive; SageMaker's K-Means artifact is a tar.gz holding "
-                                              "model_algo-1")
+    assert code == 2 and err.strip().endswith(
+        "is a zip archive; SageMaker's K-Means artifact is a tar.gz holding model_algo-1"
+    )
     code, _, err = run(capsys, "score", model, tmp_path / "missing.csv")
     assert code == 2 and "No such file or directory" in err and err.count("\n") == 1
     (tmp_path / "r.json").write_text("{not json")
-    code, _, err = run(capsys, "score", model, write_csv(tmp_path / "a.csv", [["1", "2"]]), "--report",
-                       tmp_path / "r.json")
+    code, _, err = run(
+        capsys, "score", model, write_csv(tmp_path / "a.csv", [["1", "2"]]), "--report", tmp_path / "r.json"
+    )
     assert code == 2 and "is not JSON" in err
     (tmp_path / "latin1.csv").write_bytes(b"x,y\n1,2\n3,\xe9\n")
     code, _, err = run(capsys, "score", model, tmp_path / "latin1.csv")

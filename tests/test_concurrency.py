@@ -12,9 +12,20 @@ pytestmark = pytest.mark.slow  # three whole executions at once
 
 
 def test_concurrent_runs_leave_the_endpoint_serving_one_of_their_models(capsys, tmp_path):
-    code = main(["--rows", "4000", "--concurrent", "3", "--json", "--output", str(tmp_path),
-                 # This is about deployments racing, so every run's model passes the quality gate.
-                 "--input", json.dumps({"maxTrainingJobs": 2, "k": 4, "gateTolerancePercent": 1000})])
+    code = main(
+        [
+            "--rows",
+            "4000",
+            "--concurrent",
+            "3",
+            "--json",
+            "--output",
+            str(tmp_path),
+            # This is about deployments racing, so every run's model passes the quality gate.
+            "--input",
+            json.dumps({"maxTrainingJobs": 2, "k": 4, "gateTolerancePercent": 1000}),
+        ]
+    )
     report = json.loads(capsys.readouterr().out)
     executions = report["executions"]
     assert len(executions) == 3

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kmeans_pipeline.scoring import score
-from kmeans_pipeline.treatment import encode, legacy
 from kmeans_pipeline.split import split_stream
+from kmeans_pipeline.treatment import encode, legacy
 from offline import report_view
 from offline.__main__ import build_parser, main, outcome_line, summary
 from offline.runner import ExecutionResult
@@ -39,15 +39,33 @@ def hand_made_report(standardization: dict | None = None) -> dict:
         "thresholds": {"overall": 35.5, "perCluster": [10.25, 40.0]},
         "centroids": [[1.0, 45.0], [4.0, 2500.0]],
         "clusters": [
-            {"index": 0, "size": 900, "share": 0.9, "threshold": 10.25, "centroid": [1.0, 45.0],
-             "distance": {"p50": 2.0, "p90": 5.0, "p95": 7.0, "p99": 10.25, "p999": 11.0, "max": 12.0}},
-            {"index": 1, "size": 100, "share": 0.1, "threshold": 40.0, "centroid": [4.0, 2500.0],
-             "distance": {"p50": 20.0, "p90": 30.0, "p95": 35.0, "p99": 40.0, "p999": 41.0, "max": 1234.5}},
+            {
+                "index": 0,
+                "size": 900,
+                "share": 0.9,
+                "threshold": 10.25,
+                "centroid": [1.0, 45.0],
+                "distance": {"p50": 2.0, "p90": 5.0, "p95": 7.0, "p99": 10.25, "p999": 11.0, "max": 12.0},
+            },
+            {
+                "index": 1,
+                "size": 100,
+                "share": 0.1,
+                "threshold": 40.0,
+                "centroid": [4.0, 2500.0],
+                "distance": {"p50": 20.0, "p90": 30.0, "p95": 35.0, "p99": 40.0, "p999": 41.0, "max": 1234.5},
+            },
         ],
         "distance": {"p50": 2.5, "p90": 15.0, "p95": 25.0, "p99": 35.5, "p999": 40.5, "max": 1234.5},
         "flagged": {"perCluster": 10, "perClusterShare": 0.01, "overall": 10, "overallShare": 0.01},
-        "gate": {"decision": "keep", "reason": "test MSD 12.4 against the serving model's 10 on the same 1,000 test rows",
-                 "newMsd": 12.4, "servingMsd": 10.0, "tolerancePercent": 5, "servingModel": "kmeans-dev-old"},
+        "gate": {
+            "decision": "keep",
+            "reason": "test MSD 12.4 against the serving model's 10 on the same 1,000 test rows",
+            "newMsd": 12.4,
+            "servingMsd": 10.0,
+            "tolerancePercent": 5,
+            "servingModel": "kmeans-dev-old",
+        },
         "headline": "keep: the serving model kmeans-dev-old keeps serving. 1.00% of 1,000 test records lie beyond",
     }
 
@@ -86,10 +104,29 @@ def test_report_table_says_how_each_column_became_features():
     table = report_view.report_table(hand_made_report({"mean": [2.0, 500.0], "std": [1.0, 900.0]}))
     assert "  tranCode: numeric, z-scored (requested)" in table and "  Amount: numeric, z-scored (requested)" in table
     report = hand_made_report()
-    report["schemaVersion"], report["treatment"] = 2, {"columns": [
-        {"column": "tranCode", "kind": "category", "levels": [1, 4], "decided": "auto", "reason": "2 distinct whole numbers"},
-        {"column": "Amount", "kind": "log", "standardize": True, "mean": 5.0, "std": 1.5, "decided": "auto",
-         "reason": "a long right tail"}]}
+    report["schemaVersion"], report["treatment"] = (
+        2,
+        {
+            "columns": [
+                {
+                    "column": "tranCode",
+                    "kind": "category",
+                    "levels": [1, 4],
+                    "decided": "auto",
+                    "reason": "2 distinct whole numbers",
+                },
+                {
+                    "column": "Amount",
+                    "kind": "log",
+                    "standardize": True,
+                    "mean": 5.0,
+                    "std": 1.5,
+                    "decided": "auto",
+                    "reason": "a long right tail",
+                },
+            ]
+        },
+    )
     table = report_view.report_table(report)
     assert "  tranCode: category, one-hot over 2 levels (auto: 2 distinct whole numbers)" in table
     assert "  Amount: log1p, z-scored (auto: a long right tail)" in table
@@ -159,8 +196,9 @@ def test_save_picture_writes_a_png(tmp_path):
     closest, distance, flagged = report_view.anomaly_scores(None, report, None, X=X)
     anomalies = np.zeros(len(X), dtype=bool)
     anomalies[::300] = True
-    path = report_view.save_picture(tmp_path / "out" / "report.png", report, X, closest, distance, flagged,
-                                    anomalies=anomalies)
+    path = report_view.save_picture(
+        tmp_path / "out" / "report.png", report, X, closest, distance, flagged, anomalies=anomalies
+    )
     data = path.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
 
@@ -179,12 +217,22 @@ def test_approve_and_reject_exclude_each_other(capsys):
 
 
 def test_a_kept_run_says_so(capsys):
-    gate = {"decision": "keep", "reason": "test MSD 12 against the serving model's 10", "servingModel": "kmeans-dev-old"}
-    output = {"outcome": "kept", "tuningJob": "t", "trainingJobs": {"completed": 2},
-              "bestTrainingJob": {"trainingJobName": "t-1", "testMsd": 12.0, "hyperparameters": {"k": "5"}},
-              "evaluation": {"gate": gate}, "endpoint": "kmeans-dev"}
-    result = ExecutionResult(name="demo", arn="arn", status="SUCCEEDED", output=output, error=None, cause=None,
-                             seconds=1.0)
+    gate = {
+        "decision": "keep",
+        "reason": "test MSD 12 against the serving model's 10",
+        "servingModel": "kmeans-dev-old",
+    }
+    output = {
+        "outcome": "kept",
+        "tuningJob": "t",
+        "trainingJobs": {"completed": 2},
+        "bestTrainingJob": {"trainingJobName": "t-1", "testMsd": 12.0, "hyperparameters": {"k": "5"}},
+        "evaluation": {"gate": gate},
+        "endpoint": "kmeans-dev",
+    }
+    result = ExecutionResult(
+        name="demo", arn="arn", status="SUCCEEDED", output=output, error=None, cause=None, seconds=1.0
+    )
     import sys
 
     summary(result, sys.stdout)
@@ -256,8 +304,10 @@ def run_demo(tmp_path, csv_bytes: bytes, overrides: dict, capsys) -> tuple[int, 
 OWN_CSVS = {
     "a byte-order mark": lambda rows: "\ufeffAmount,tranCode\n" + "".join(f"{a},{c}\n" for a, c in rows),
     "quoted header names": lambda rows: '"Amount","tranCode"\r\n' + "".join(f"{a},{c}\r\n" for a, c in rows),
-    "text columns that are not features": lambda rows: "id,Amount,merchant,tranCode\n" + "".join(
-        f'tx-{i},{a},"Shop {i % 7}, Inc",{c}\n' for i, (a, c) in enumerate(rows)),
+    "text columns that are not features": lambda rows: (
+        "id,Amount,merchant,tranCode\n"
+        + "".join(f'tx-{i},{a},"Shop {i % 7}, Inc",{c}\n' for i, (a, c) in enumerate(rows))
+    ),
 }
 
 
@@ -300,8 +350,13 @@ def accepted_demo_csvs(draw):
     style = draw(st.sampled_from(["{}", "{:.6e}", '"{}"']))
     lines = [",".join(f'"{n}"' if quote else n for n in header)]
     for i, (amount, code) in enumerate(rows):
-        values = {"Amount": style.format(amount), "tranCode": str(code), "id": f"tx-{i}",
-                  "merchant": f'"Shop {i % 5}, ""Ltd"""', "note": ""}
+        values = {
+            "Amount": style.format(amount),
+            "tranCode": str(code),
+            "id": f"tx-{i}",
+            "merchant": f'"Shop {i % 5}, ""Ltd"""',
+            "note": "",
+        }
         lines.append(",".join(values[n] for n in header))
         if draw(st.integers(0, 30)) == 0:
             lines.append("")
@@ -310,14 +365,17 @@ def accepted_demo_csvs(draw):
 
 
 @pytest.mark.slow  # runs the demo: whole executions
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(case=accepted_demo_csvs())
 def test_the_demo_runs_clean_on_csvs_the_data_step_accepts(case, tmp_path_factory, capsys):
     data, rows = case
     # Only CSVs the data step itself accepts (this raises on any other).
     split_stream([data], io.BytesIO(), io.BytesIO(), feature_columns=["Amount", "tranCode"], k=2)
-    code, result, err = run_demo(tmp_path_factory.mktemp("own"), data, {**FAST_OWN, "featureColumns": ["Amount", "tranCode"]},
-                                 capsys)
+    code, result, err = run_demo(
+        tmp_path_factory.mktemp("own"), data, {**FAST_OWN, "featureColumns": ["Amount", "tranCode"]}, capsys
+    )
     assert code == 0, err
     assert result["status"] == "SUCCEEDED" and COMPLETE <= set(result) and result["demoError"] is None
     assert result["report"]["records"]["scored"] == rows and result["report"]["picture"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-
 from conftest import REGION
+from test_tuning import Recorder
+
 from kmeans_pipeline.deploy import check_endpoint, create_model, deploy
 from kmeans_pipeline.errors import (
     EndpointUnavailableError,
@@ -16,7 +17,6 @@ from kmeans_pipeline.errors import (
 )
 from kmeans_pipeline.models import BestTrainingJob
 from kmeans_pipeline.resolve import resolve
-from test_tuning import Recorder
 
 START = "2026-11-23T10:00:00.000Z"
 NEW, OLD = "kmeans-dev-newconfig1", "kmeans-dev-oldconfig0"
@@ -89,7 +89,13 @@ def run_deploy(settings, *responses, expect=()):
         else:
             stub.add_response("describe_endpoint", response)
     for operation, params in expect:
-        stub.add_response(operation, {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev"} if operation != "delete_endpoint" else {}, params)
+        stub.add_response(
+            operation,
+            {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev"}
+            if operation != "delete_endpoint"
+            else {},
+            params,
+        )
     with stub:
         result = deploy(make_config(settings), NEW, settings, client)
     stub.assert_no_pending_responses()
@@ -100,14 +106,20 @@ def test_first_deploy_creates_the_endpoint_with_tags(settings):
     client = boto3.client("sagemaker", region_name=REGION)
     stub = Stubber(client)
     stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint kmeans-dev.")
-    stub.add_response("create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev"})
+    stub.add_response(
+        "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev"}
+    )
     with stub:
         result = deploy(make_config(settings), NEW, settings, client)
     assert result.action == "created" and result.endpoint_name == settings.endpoint_name
 
 
 def test_in_service_endpoint_is_updated_in_place(settings):
-    result = run_deploy(settings, endpoint("InService"), expect=[("update_endpoint", {"EndpointName": "kmeans-dev", "EndpointConfigName": NEW})])
+    result = run_deploy(
+        settings,
+        endpoint("InService"),
+        expect=[("update_endpoint", {"EndpointName": "kmeans-dev", "EndpointConfigName": NEW})],
+    )
     assert result.action == "updated" and result.previous_endpoint_config_name == OLD
 
 
@@ -121,7 +133,9 @@ def test_a_retry_after_our_own_update_does_not_update_twice(settings):
 
 
 def test_failed_endpoint_is_deleted_to_be_created_again(settings):
-    result = run_deploy(settings, endpoint("Failed", reason="x"), expect=[("delete_endpoint", {"EndpointName": "kmeans-dev"})])
+    result = run_deploy(
+        settings, endpoint("Failed", reason="x"), expect=[("delete_endpoint", {"EndpointName": "kmeans-dev"})]
+    )
     assert result.action == "deletingFailed"
 
 
@@ -146,9 +160,19 @@ def test_throttled_update_is_retryable(settings):
         (endpoint("Updating", OLD), "running", None, None),
         (endpoint("InService", NEW), "inService", None, None),
         (endpoint("Updating", NEW, pending="kmeans-dev-laterrun"), "inService", None, None),
-        (endpoint("InService", OLD, reason="Model failed health check"), "failed", "EndpointUpdateRolledBack", "Model failed health check"),
+        (
+            endpoint("InService", OLD, reason="Model failed health check"),
+            "failed",
+            "EndpointUpdateRolledBack",
+            "Model failed health check",
+        ),
         (endpoint("InService", OLD), "failed", "EndpointUpdateRolledBack", "no FailureReason"),
-        (endpoint("Failed", NEW, reason="ClientError: cannot load model.tar.gz"), "failed", "EndpointFailed", "ClientError: cannot load model.tar.gz"),
+        (
+            endpoint("Failed", NEW, reason="ClientError: cannot load model.tar.gz"),
+            "failed",
+            "EndpointFailed",
+            "ClientError: cannot load model.tar.gz",
+        ),
         (endpoint("UpdateRollbackFailed", OLD, reason="stuck"), "failed", "EndpointFailed", "stuck"),
         (endpoint("InService", "kmeans-dev-thirdconfig"), "failed", "EndpointSuperseded", "another execution"),
         ("missing", "failed", "EndpointMissing", "no longer exists"),
@@ -193,6 +217,8 @@ def test_a_create_refused_for_another_reason_is_reported(settings):
 def test_sagemaker_server_errors_are_retryable(settings):
     client = boto3.client("sagemaker", region_name=REGION)
     stub = Stubber(client)
-    stub.add_client_error("describe_endpoint", "InternalFailure", "We encountered an internal error", http_status_code=500)
+    stub.add_client_error(
+        "describe_endpoint", "InternalFailure", "We encountered an internal error", http_status_code=500
+    )
     with stub, pytest.raises(SageMakerUnavailableError):
         check_endpoint(make_config(settings), NEW, client)

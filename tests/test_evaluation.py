@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-
 from conftest import reset_faults, without_endpoint
+
 from kmeans_pipeline.artifact import read_centroids
 from kmeans_pipeline.scoring import score
 from offline.runner import OfflineAWS
@@ -20,8 +20,14 @@ pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 KEY = "incoming/transactions.csv"
 # Raw numbers ("standardize": false) unless a test says otherwise: the report's centroids are then the model's.
-FAST = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 5,
-        "standardize": False}
+FAST = {
+    "dataKey": KEY,
+    "pollSeconds": 0,
+    "maxTrainingJobs": 2,
+    "maxParallelTrainingJobs": 2,
+    "k": 5,
+    "standardize": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +112,9 @@ def test_a_worse_model_is_not_deployed_and_the_serving_one_keeps_serving(stack):
     [announcement] = published(result)
     assert "the serving model is kept" in announcement["Subject"]
     scores = dict(re.findall(r"^(New|Serving) model test MSD: ([\d.e+]+)$", announcement["Message"], re.M))
-    assert float(scores["New"]) == pytest.approx(gate["newMsd"]) and float(scores["Serving"]) == pytest.approx(gate["servingMsd"])
+    assert float(scores["New"]) == pytest.approx(gate["newMsd"]) and float(scores["Serving"]) == pytest.approx(
+        gate["servingMsd"]
+    )
     assert gate["reason"] in announcement["Message"]
     names = stack.state_output(result.arn, "Resolve run configuration")["names"]
     made = stack.sagemaker_resources(names)
@@ -169,7 +177,9 @@ def test_a_first_deploy_that_fails_its_check_leaves_no_endpoint(first_deploy):
     assert result.status == "FAILED" and result.error == "EndpointCheckFailed"
     assert "first deploy and is being deleted" in result.cause
     try:
-        status = first_deploy.client("sagemaker").describe_endpoint(EndpointName=first_deploy.endpoint_name)["EndpointStatus"]
+        status = first_deploy.client("sagemaker").describe_endpoint(EndpointName=first_deploy.endpoint_name)[
+            "EndpointStatus"
+        ]
     except ClientError as exc:
         status = exc.response["Error"]["Code"]
     assert status in {"Deleting", "ValidationException"}  # going or gone: nothing serves the failed model
@@ -181,7 +191,8 @@ def test_offline_scoring_equals_the_endpoints_answer(stack, sample):
     rows = np.loadtxt(sample.csv_path, delimiter=",", skiprows=1, max_rows=300)
     body = "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
     answer = stack.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName=stack.endpoint_name, ContentType="text/csv", Accept="application/json", Body=body)
+        EndpointName=stack.endpoint_name, ContentType="text/csv", Accept="application/json", Body=body
+    )
     predictions = json.loads(answer["Body"].read())["predictions"]
     centroids = read_centroids(result.output["bestTrainingJob"]["artifactUri"], s3=stack.client("s3"))
     closest, distance = score(rows, centroids)

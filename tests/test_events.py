@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
-
-import importlib
-import re
 
 import pytest
 
@@ -100,13 +99,17 @@ def state_machine_payloads() -> list[tuple[str, str, dict]]:
     return found
 
 
-@pytest.mark.parametrize("state, step, payload", state_machine_payloads(), ids=[s for s, _, _ in state_machine_payloads()])
+@pytest.mark.parametrize(
+    "state, step, payload", state_machine_payloads(), ids=[s for s, _, _ in state_machine_payloads()]
+)
 def test_the_state_machine_sends_each_step_what_its_input_model_requires(state, step, payload):
     """Every field a step requires is in the Payload its state sends, and every key sent is one the step reads."""
     model = INPUTS[step]
     declared = {field.alias for field in model.model_fields.values()}
     assert set(required_fields(model)) <= set(payload), f"{state} does not send all {model.__name__} requires"
-    assert set(payload) <= declared, f"{state} sends {sorted(set(payload) - declared)}, which {model.__name__} does not read"
+    assert set(payload) <= declared, (
+        f"{state} sends {sorted(set(payload) - declared)}, which {model.__name__} does not read"
+    )
 
 
 def test_the_asl_calls_every_state_machine_step():

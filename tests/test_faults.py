@@ -6,10 +6,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from conftest import reset_faults, without_endpoint
-from offline.runner import OfflineAWS
 from test_hostile_input import FAST, GOOD
+
+from offline.runner import OfflineAWS
 
 pytestmark = pytest.mark.slow
 _names = itertools.count(1)
@@ -57,7 +57,10 @@ def test_a_step_that_dies_after_its_create_is_retried_and_finds_its_own_resource
     assert len(sm.list_models(NameContains=run_id)["Models"]) == 1
     assert len(sm.list_endpoint_configs(NameContains=run_id)["EndpointConfigs"]) == 1
     endpoint = sm.describe_endpoint(EndpointName=fresh.endpoint_name)
-    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", result.output["endpointConfig"])
+    assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == (
+        "InService",
+        result.output["endpointConfig"],
+    )
 
 
 @pytest.mark.parametrize("step", ["PrepareDataFunction", "CheckTuningFunction", "CheckEndpointFunction"])
@@ -81,7 +84,10 @@ def test_an_account_quota_ends_the_run_with_sagemakers_message_and_the_old_model
     result = good_run(fresh, "quota", seed=3)
     assert result.status == "FAILED" and result.error == "SageMakerLimitExceededError"
     assert result.cause.startswith(f"{step} failed: ") and f"limit for {operation}" in result.cause
-    assert fresh.client("sagemaker").describe_endpoint(EndpointName=fresh.endpoint_name)["EndpointConfigName"] == first.output["endpointConfig"]
+    assert (
+        fresh.client("sagemaker").describe_endpoint(EndpointName=fresh.endpoint_name)["EndpointConfigName"]
+        == first.output["endpointConfig"]
+    )
 
 
 def test_an_endpoint_quota_on_the_first_deploy_is_reported(first_deploy):

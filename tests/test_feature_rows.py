@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.channels import parse_rows
+from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.split import read_feature_rows, split_stream
 
 
@@ -30,7 +30,7 @@ def sorted_rows(matrix: np.ndarray) -> np.ndarray:
 
 
 NUMBER_TEXT = st.one_of(
-    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**6), 10**6).map(str),
     st.floats(-1e6, 1e6, allow_nan=False).map(repr),
     st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: f"{v:.3e}"),
     st.sampled_from(["+4", ".5", "5.", "-.5", "007", " 12 ", '"3.25"', '" 7"']),
@@ -66,19 +66,22 @@ def accepted_csvs(draw):
 @given(case=accepted_csvs(), block_bytes=st.sampled_from([16, 64, 1 << 20]))
 def test_the_reader_reads_the_rows_the_data_step_splits_with_the_same_values(case, block_bytes):
     data, features = case
-    names, X, lines = read_feature_rows([data[i : i + 7] for i in range(0, len(data), 7)], features,
-                                        block_bytes=block_bytes)
+    names, X, lines = read_feature_rows(
+        [data[i : i + 7] for i in range(0, len(data), 7)], features, block_bytes=block_bytes
+    )
     assert names == features
     np.testing.assert_array_equal(sorted_rows(X), channel_rows(data, features, block_bytes))
     assert len(lines) == len(X) and (np.diff(lines) > 0).all() and lines.min(initial=2) >= 2
 
 
 def test_the_reader_takes_a_bom_quoted_names_text_columns_and_names_each_rows_line():
-    data = ('\ufeff"id","Amount","merchant","tranCode"\r\n'
-            'tx-1,45.5,"Shop, Inc",1\r\n'
-            '\r\n'
-            'tx-2,2500,"Say ""hi""",4\r\n'
-            'tx-3,9000,"two\nlines",1\r\n').encode()
+    data = (
+        '\ufeff"id","Amount","merchant","tranCode"\r\n'
+        'tx-1,45.5,"Shop, Inc",1\r\n'
+        "\r\n"
+        'tx-2,2500,"Say ""hi""",4\r\n'
+        'tx-3,9000,"two\nlines",1\r\n'
+    ).encode()
     names, X, lines = read_feature_rows([data], ["tranCode", "Amount"])
     assert names == ["tranCode", "Amount"]
     assert X.tolist() == [[1, 45.5], [4, 2500], [1, 9000]]
@@ -91,11 +94,14 @@ def test_the_reader_reads_every_column_when_none_are_named_and_reads_gzip():
     assert names == ["a", "b"] and X.tolist() == [[1, 2], [3, 4]] and lines.tolist() == [2, 3]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (b"", "the object is empty"),
-    (b"Amount\n1\n", "feature column(s) tranCode not in the header"),
-    (b"Amount,tranCode\n1,x\n", "line 2, column tranCode: 'x' is not a number"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"", "the object is empty"),
+        (b"Amount\n1\n", "feature column(s) tranCode not in the header"),
+        (b"Amount,tranCode\n1,x\n", "line 2, column tranCode: 'x' is not a number"),
+    ],
+)
 def test_the_reader_refuses_what_the_data_step_refuses_with_the_same_words(text, message):
     with pytest.raises(DataValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_feature_rows([text], ["Amount", "tranCode"])

@@ -55,7 +55,9 @@ def probe_function(name_prefix: str) -> dict:
     return {
         "Type": "AWS::Serverless::Function",
         "Properties": {
-            "CodeUri": f"{PROBE}/", "Handler": "app.handler", "Runtime": "python3.13",
+            "CodeUri": f"{PROBE}/",
+            "Handler": "app.handler",
+            "Runtime": "python3.13",
             "Environment": {"Variables": {"NAME_PREFIX": name_prefix}},
         },
     }
@@ -105,7 +107,9 @@ def test_two_functions_running_at_once_each_read_their_own_variable(probe_stack)
     # The template's variables reached the handlers only: the process's environment never held them.
     assert "NAME_PREFIX" not in os.environ
     # Every call is recorded under the function that made it, though both ran at once.
-    calls = [(function, params["Bucket"]) for function, _, operation, params in aws.api_calls if operation == "HeadBucket"]
+    calls = [
+        (function, params["Bucket"]) for function, _, operation, params in aws.api_calls if operation == "HeadBucket"
+    ]
     assert sorted(set(calls)) == [("BlueFunction", "probe-blue"), ("RedFunction", "probe-red")]
     assert len(calls) == 50
     assert aws.invocations == {"RedFunction": 1, "BlueFunction": 1}

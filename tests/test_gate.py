@@ -23,8 +23,12 @@ SERVING = {"modelName": "kmeans-dev-0123456789", "modelDataUrl": "s3://b/m.tar.g
 
 
 def standardized(mean, std, features=("tranCode", "Amount")) -> FeatureTreatment:
-    return FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
-                                     for c, m, s in zip(features, mean, std)])
+    return FeatureTreatment(
+        columns=[
+            ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
+            for c, m, s in zip(features, mean, std)
+        ]
+    )
 
 
 def to_standardized(X, treatment: FeatureTreatment) -> np.ndarray:
@@ -34,9 +38,18 @@ def to_standardized(X, treatment: FeatureTreatment) -> np.ndarray:
 
 
 def dataset(treatment=None, features=("tranCode", "Amount")):
-    return Dataset(train_uri="s3://b/t/", test_uri="s3://b/s/", train_rows=10, test_rows=10, skipped_blank_lines=0,
-                   feature_columns=list(features), feature_dim=len(features), content_type="text/csv;label_size=0",
-                   source=SourceObject(bucket="b", key="k", etag="e", size=1), treatment=treatment)
+    return Dataset(
+        train_uri="s3://b/t/",
+        test_uri="s3://b/s/",
+        train_rows=10,
+        test_rows=10,
+        skipped_blank_lines=0,
+        feature_columns=list(features),
+        feature_dim=len(features),
+        content_type="text/csv;label_size=0",
+        source=SourceObject(bucket="b", key="k", etag="e", size=1),
+        treatment=treatment,
+    )
 
 
 def config(settings, tolerance=5.0):
@@ -48,12 +61,21 @@ def test_the_first_deploy_always_promotes(settings):
     assert decision.decision == "promote" and "first deploy" in decision.reason and decision.serving_msd is None
 
 
-@pytest.mark.parametrize(("new_worse_by", "tolerance", "decision"), [
-    (0.0, 0.0, "promote"), (0.04, 5.0, "promote"), (0.06, 5.0, "keep"), (0.5, 100.0, "promote")])
+@pytest.mark.parametrize(
+    ("new_worse_by", "tolerance", "decision"),
+    [(0.0, 0.0, "promote"), (0.04, 5.0, "promote"), (0.06, 5.0, "keep"), (0.5, 100.0, "promote")],
+)
 def test_promote_only_within_the_tolerance_of_the_serving_models_score(settings, new_worse_by, tolerance, decision):
     serving_msd = msd(X, CENTERS)
-    result = gate(X, serving_msd * (1 + new_worse_by), dataset(), config(settings, tolerance), SERVING,
-                  CENTERS.astype(np.float32), None)
+    result = gate(
+        X,
+        serving_msd * (1 + new_worse_by),
+        dataset(),
+        config(settings, tolerance),
+        SERVING,
+        CENTERS.astype(np.float32),
+        None,
+    )
     assert result.decision == decision
     assert result.serving_msd == pytest.approx(serving_msd) and result.serving_model == SERVING["modelName"]
 
@@ -66,14 +88,28 @@ def test_a_serving_model_with_other_statistics_is_scored_in_this_runs_units(sett
     serving_centroids = to_standardized(CENTERS, theirs).astype(np.float32)
     report = {"featureColumns": ["tranCode", "Amount"], "treatment": theirs.to_json()}
     Z = to_standardized(X, ours)
-    result = gate(Z, msd(Z, to_standardized(CENTERS, ours)), dataset(ours), config(settings, 0.0), SERVING,
-                  serving_centroids, report)
+    result = gate(
+        Z,
+        msd(Z, to_standardized(CENTERS, ours)),
+        dataset(ours),
+        config(settings, 0.0),
+        SERVING,
+        serving_centroids,
+        report,
+    )
     assert result.serving_msd == pytest.approx(msd(Z, to_standardized(CENTERS, ours)), rel=1e-5)
     assert result.decision == "promote" and "not comparable" not in result.reason
     # A report of schema version 1 says the same with its "standardization".
     legacy = {"featureColumns": ["tranCode", "Amount"], "standardization": {"mean": [3.0, 4.0], "std": [5.0, 2.0]}}
-    again = gate(Z, msd(Z, to_standardized(CENTERS, ours)), dataset(ours), config(settings, 0.0), SERVING,
-                 serving_centroids, legacy)
+    again = gate(
+        Z,
+        msd(Z, to_standardized(CENTERS, ours)),
+        dataset(ours),
+        config(settings, 0.0),
+        SERVING,
+        serving_centroids,
+        legacy,
+    )
     assert again.serving_msd == pytest.approx(result.serving_msd, rel=1e-6)
 
 
@@ -83,14 +119,29 @@ def test_a_change_of_treatment_is_not_comparable_and_the_new_model_is_deployed(s
     result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), report)
     assert result.decision == "promote" and "not comparable" in result.reason
     assert "column tranCode was treated as numeric, z-scored, now as numeric" in result.reason
-    logged = FeatureTreatment(columns=[ColumnTreatment(column="tranCode", kind="numeric"),
-                                       ColumnTreatment(column="Amount", kind="log", standardize=True, mean=1, std=1)])
+    logged = FeatureTreatment(
+        columns=[
+            ColumnTreatment(column="tranCode", kind="numeric"),
+            ColumnTreatment(column="Amount", kind="log", standardize=True, mean=1, std=1),
+        ]
+    )
     result = gate(X, 1e9, dataset(logged), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), None)
-    assert result.decision == "promote" and "column Amount was treated as numeric, now as log, z-scored" in result.reason
-    levels = [FeatureTreatment(columns=[ColumnTreatment(column="tranCode", kind="category", levels=lv)])
-              for lv in ([1, 2], [1, 2, 3])]
-    result = gate(X[:, :2], 1e9, dataset(levels[1], features=("tranCode",)), config(settings, 0.0), SERVING,
-                  CENTERS[:, :2].astype(np.float32), {"featureColumns": ["tranCode"], "treatment": levels[0].to_json()})
+    assert (
+        result.decision == "promote" and "column Amount was treated as numeric, now as log, z-scored" in result.reason
+    )
+    levels = [
+        FeatureTreatment(columns=[ColumnTreatment(column="tranCode", kind="category", levels=lv)])
+        for lv in ([1, 2], [1, 2, 3])
+    ]
+    result = gate(
+        X[:, :2],
+        1e9,
+        dataset(levels[1], features=("tranCode",)),
+        config(settings, 0.0),
+        SERVING,
+        CENTERS[:, :2].astype(np.float32),
+        {"featureColumns": ["tranCode"], "treatment": levels[0].to_json()},
+    )
     assert result.decision == "promote" and "had the levels [1.0, 2.0], now [1.0, 2.0, 3.0]" in result.reason
 
 
@@ -140,14 +191,29 @@ def test_no_lambda_sleeps_waiting_is_the_state_machines_job():
     assert code and not [str(p) for p in code if "sleep(" in p.read_text()]
 
 
-@pytest.mark.parametrize(("payload", "message"), [
-    (b"not json", "not K-Means' JSON"),
-    (json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": 1.0}]}).encode(), "1 predictions for 2 rows"),
-    (json.dumps({"predictions": [{"closest_cluster": 3.0, "distance_to_cluster": 1.0}] * 2}).encode(), "not a cluster of 0..2"),
-    (json.dumps({"predictions": [{"closest_cluster": 0.5, "distance_to_cluster": 1.0}] * 2}).encode(), "not a cluster"),
-    (json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": -1}] * 2}).encode(), "finite distance"),
-    (json.dumps({"predictions": [{"cluster": 0}] * 2}).encode(), "malformed"),
-])
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"not json", "not K-Means' JSON"),
+        (
+            json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": 1.0}]}).encode(),
+            "1 predictions for 2 rows",
+        ),
+        (
+            json.dumps({"predictions": [{"closest_cluster": 3.0, "distance_to_cluster": 1.0}] * 2}).encode(),
+            "not a cluster of 0..2",
+        ),
+        (
+            json.dumps({"predictions": [{"closest_cluster": 0.5, "distance_to_cluster": 1.0}] * 2}).encode(),
+            "not a cluster",
+        ),
+        (
+            json.dumps({"predictions": [{"closest_cluster": 0, "distance_to_cluster": -1}] * 2}).encode(),
+            "finite distance",
+        ),
+        (json.dumps({"predictions": [{"cluster": 0}] * 2}).encode(), "malformed"),
+    ],
+)
 def test_malformed_answers_are_named(payload, message):
     with pytest.raises(EndpointCheckError, match=message):
         parse_answer(payload, 2, 3, "request 1")
@@ -164,7 +230,11 @@ def test_answers_equal_to_float32_precision_pass_and_anything_else_is_a_mismatch
 
 def test_a_serving_model_that_cannot_be_read_is_named_and_the_new_one_deployed(settings):
     result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, None, None)
-    assert result.decision == "promote" and "cannot be compared" in result.reason and SERVING["modelDataUrl"] in result.reason
+    assert (
+        result.decision == "promote"
+        and "cannot be compared" in result.reason
+        and SERVING["modelDataUrl"] in result.reason
+    )
 
 
 def test_an_expired_serving_artifact_is_replaced_by_its_reports_centroids(settings):
@@ -177,8 +247,11 @@ def test_an_expired_serving_artifact_is_replaced_by_its_reports_centroids(settin
         def head_object(self, **kwargs):
             raise ClientError({"Error": {"Code": "404", "Message": "gone"}}, "HeadObject")
 
-    report = {"featureColumns": ["tranCode", "Amount"], "standardization": {"mean": [1, 2], "std": [3, 4]},
-              "centroids": CENTERS.tolist()}
+    report = {
+        "featureColumns": ["tranCode", "Amount"],
+        "standardization": {"mean": [1, 2], "std": [3, 4]},
+        "centroids": CENTERS.tolist(),
+    }
     centroids = _serving_centroids({**SERVING, "modelDataUrl": "s3://b/models/x/model.tar.gz"}, report, NoArtifact())
     np.testing.assert_array_equal(centroids, CENTERS.astype(np.float32))
     assert report["standardization"] is None  # original units: no mapping back through the old statistics
@@ -222,8 +295,10 @@ def test_a_failed_restore_keeps_the_checks_failure_and_says_who_must_act(setting
             return {"EndpointStatus": "InService", "EndpointConfigName": "kmeans-dev-new"}
 
         def update_endpoint(self, **kwargs):
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "Cannot update in-progress endpoint"}},
-                              "UpdateEndpoint")
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Cannot update in-progress endpoint"}},
+                "UpdateEndpoint",
+            )
 
     model = ModelCreated(model_name="m", endpoint_config_name="kmeans-dev-new", model_data_url="s3://b/m.tar.gz")
     cfg = config(settings).model_copy(update={"k": 3})
@@ -233,11 +308,17 @@ def test_a_failed_restore_keeps_the_checks_failure_and_says_who_must_act(setting
     assert "kmeans-dev-new still serves" in check.cause and "needs an operator" in check.cause
 
 
-@pytest.mark.parametrize("endpoint", [
-    {"EndpointStatus": "InService", "EndpointConfigName": "kmeans-dev-later"},
-    {"EndpointStatus": "Updating", "EndpointConfigName": "kmeans-dev-new",
-     "PendingDeploymentSummary": {"EndpointConfigName": "kmeans-dev-later"}},
-])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        {"EndpointStatus": "InService", "EndpointConfigName": "kmeans-dev-later"},
+        {
+            "EndpointStatus": "Updating",
+            "EndpointConfigName": "kmeans-dev-new",
+            "PendingDeploymentSummary": {"EndpointConfigName": "kmeans-dev-later"},
+        },
+    ],
+)
 def test_an_endpoint_another_run_took_over_is_neither_checked_nor_put_back(settings, monkeypatch, endpoint):
     # Two runs at once: putting "the previous config" back would undo the later run's deployment.
     from kmeans_pipeline import verify

@@ -11,9 +11,9 @@ import pytest
 from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
+from offline.standin import Faults
 
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
-from offline.standin import Faults
 
 KEY = "incoming/transactions.csv"
 RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}  # always deploy
@@ -81,7 +81,9 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple[str, str]]:
 def role_statements(aws: OfflineAWS, function: str) -> list[dict]:
     template, resolve = aws.builder.template, aws.builder.resolve
     role_ref = template["Resources"][function]["Properties"]["Role"]
-    role = role_ref["Fn::GetAtt"][0] if isinstance(role_ref["Fn::GetAtt"], list) else role_ref["Fn::GetAtt"].split(".")[0]
+    role = (
+        role_ref["Fn::GetAtt"][0] if isinstance(role_ref["Fn::GetAtt"], list) else role_ref["Fn::GetAtt"].split(".")[0]
+    )
     documents = [p["PolicyDocument"] for p in template["Resources"][role]["Properties"].get("Policies", [])]
     documents += [
         spec["Properties"]["PolicyDocument"]
@@ -107,14 +109,24 @@ def allows(statements: list[dict], action: str, resource: str) -> dict | None:
 def test_the_offline_runs_exercised_every_step(recorded):
     _, calls = recorded
     operations = {(function, operation) for function, _, operation, _ in calls}
-    for expected in [("ResolveInputFunction", "ListObjectsV2"), ("PrepareDataFunction", "PutObject"),
-                     ("StartTuningFunction", "CreateHyperParameterTuningJob"), ("CheckTuningFunction", "DescribeTrainingJob"),
-                     ("CreateModelFunction", "CreateEndpointConfig"), ("DeployEndpointFunction", "DeleteEndpoint"),
-                     ("DeployEndpointFunction", "UpdateEndpoint"), ("CheckEndpointFunction", "DescribeEndpoint"),
-                     ("CleanUpFunction", "ListEndpointConfigs"), ("EvaluateModelFunction", "DescribeModel"),
-                     ("EvaluateModelFunction", "PutObject"), ("VerifyEndpointFunction", "InvokeEndpoint"),
-                     ("ScoreRecordsFunction", "DescribeEndpoint"), ("ScoreRecordsFunction", "DescribeModel"),
-                     ("ScoreRecordsFunction", "GetObject"), ("ScoreRecordsFunction", "InvokeEndpoint")]:
+    for expected in [
+        ("ResolveInputFunction", "ListObjectsV2"),
+        ("PrepareDataFunction", "PutObject"),
+        ("StartTuningFunction", "CreateHyperParameterTuningJob"),
+        ("CheckTuningFunction", "DescribeTrainingJob"),
+        ("CreateModelFunction", "CreateEndpointConfig"),
+        ("DeployEndpointFunction", "DeleteEndpoint"),
+        ("DeployEndpointFunction", "UpdateEndpoint"),
+        ("CheckEndpointFunction", "DescribeEndpoint"),
+        ("CleanUpFunction", "ListEndpointConfigs"),
+        ("EvaluateModelFunction", "DescribeModel"),
+        ("EvaluateModelFunction", "PutObject"),
+        ("VerifyEndpointFunction", "InvokeEndpoint"),
+        ("ScoreRecordsFunction", "DescribeEndpoint"),
+        ("ScoreRecordsFunction", "DescribeModel"),
+        ("ScoreRecordsFunction", "GetObject"),
+        ("ScoreRecordsFunction", "InvokeEndpoint"),
+    ]:
         assert expected in operations
 
 

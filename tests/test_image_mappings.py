@@ -9,17 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import require
+
 from offline.cfn import load_template
 from tools import generate_image_mappings as generator
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
-
-
-
-
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,20 @@ import pytest
 
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
-from offline.standin import Faults
 
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 # gateTolerancePercent 1000: a second run always replaces the model here (tests/test_evaluation.py tests the gate).
 # Raw numbers ("standardize": false), so that these tests can send the CSV's own rows to the endpoint; the default
 # treatments are in tests/test_score_api.py.
-FAST = {"pollSeconds": 0, "maxTrainingJobs": 4, "maxParallelTrainingJobs": 2, "k": 5, "gateTolerancePercent": 1000,
-        "standardize": False}
+FAST = {
+    "pollSeconds": 0,
+    "maxTrainingJobs": 4,
+    "maxParallelTrainingJobs": 2,
+    "k": 5,
+    "gateTolerancePercent": 1000,
+    "standardize": False,
+}
 KEY = "incoming/transactions.csv"
 
 
@@ -51,7 +56,9 @@ def test_success_deploys_the_best_model_and_the_endpoint_answers(stack, sample):
     sm = stack.client("sagemaker")
     tuning = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=out["tuningJob"])
     assert best["trainingJobName"] == tuning["BestTrainingJob"]["TrainingJobName"]
-    summaries = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=out["tuningJob"])["TrainingJobSummaries"]
+    summaries = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=out["tuningJob"])[
+        "TrainingJobSummaries"
+    ]
     assert best["testMsd"] == min(s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries)
     assert endpoint(stack)["EndpointStatus"] == "InService"
     assert endpoint(stack)["EndpointConfigName"] == out["endpointConfig"]
@@ -141,8 +148,14 @@ def test_a_non_numeric_value_fails_naming_the_line(stack, sample):
 
 def test_the_upload_and_schedule_input_shapes_start_the_same_workflow(stack):
     upload_event = {
-        "version": "0", "id": "1", "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
-        "time": "2026-11-23T10:00:00Z", "region": "us-east-1", "resources": [],
+        "version": "0",
+        "id": "1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-23T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
         "detail": {"version": "0", "bucket": {"name": stack.bucket}, "object": {"key": KEY, "size": 1}},
     }
     # The upload and schedule shapes carry no overrides, so the stack's defaults apply (pollSeconds 60):
@@ -184,9 +197,12 @@ def test_several_training_instances_read_their_own_shards(sample):
         assert result.status == "SUCCEEDED", result.cause
         assert result.output["dataset"]["trainShards"] == 2
         tuning = aws.client("sagemaker").describe_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=result.output["tuningJob"])
+            HyperParameterTuningJobName=result.output["tuningJob"]
+        )
         definition = tuning["TrainingJobDefinition"]
         assert definition["ResourceConfig"]["InstanceCount"] == 2
-        distribution = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3DataDistributionType"]
-                        for c in definition["InputDataConfig"]}
+        distribution = {
+            c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+            for c in definition["InputDataConfig"]
+        }
         assert distribution == {"train": "ShardedByS3Key", "test": "FullyReplicated"}

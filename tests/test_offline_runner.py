@@ -22,8 +22,12 @@ REGION = "us-east-1"
 CAUGHT = [{"ErrorEquals": ["States.ALL"], "Output": {"caught": "{% $states.errorOutput %}"}, "Next": "Caught"}]
 
 
-def run(states: dict, handler: Callable[[Any], Any] = lambda event: event, execution_input: Any = None,
-        while_running: Callable[[Any, str, list], None] | None = None) -> dict:
+def run(
+    states: dict,
+    handler: Callable[[Any], Any] = lambda event: event,
+    execution_input: Any = None,
+    while_running: Callable[[Any, str, list], None] | None = None,
+) -> dict:
     """Run a JSONata state machine whose Task states call `handler` through the runner's Lambda seam; the
     execution's description, with its history under "events"."""
     definition = {"QueryLanguage": "JSONata", "StartAt": next(iter(states)), "States": states}
@@ -31,18 +35,25 @@ def run(states: dict, handler: Callable[[Any], Any] = lambda event: event, execu
         moto_patches.install(lambda name, event: handler(event))
         try:
             role = boto3.client("iam", region_name=REGION).create_role(
-                RoleName="runner", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+                RoleName="runner", AssumeRolePolicyDocument="{}"
+            )["Role"]["Arn"]
             package = io.BytesIO()
             with zipfile.ZipFile(package, "w") as archive:
                 archive.writestr("app.py", "")
             function = boto3.client("lambda", region_name=REGION).create_function(
-                FunctionName="step", Runtime="python3.12", Role=role, Handler="app.handler",
-                Code={"ZipFile": package.getvalue()})["FunctionArn"]
+                FunctionName="step",
+                Runtime="python3.12",
+                Role=role,
+                Handler="app.handler",
+                Code={"ZipFile": package.getvalue()},
+            )["FunctionArn"]
             sfn = boto3.client("stepfunctions", region_name=REGION)
-            machine = sfn.create_state_machine(name="machine", roleArn=role,
-                                               definition=json.dumps(definition).replace("FUNCTION", function))
-            arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="run-1",
-                                      input=json.dumps(execution_input or {}))["executionArn"]
+            machine = sfn.create_state_machine(
+                name="machine", roleArn=role, definition=json.dumps(definition).replace("FUNCTION", function)
+            )
+            arn = sfn.start_execution(
+                stateMachineArn=machine["stateMachineArn"], name="run-1", input=json.dumps(execution_input or {})
+            )["executionArn"]
             deadline = time.monotonic() + 30
             while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
                 assert time.monotonic() < deadline, "the execution did not end"
@@ -56,8 +67,13 @@ def run(states: dict, handler: Callable[[Any], Any] = lambda event: event, execu
 
 
 def task(**fields: Any) -> dict:
-    return {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-            "Arguments": {"FunctionName": "FUNCTION", "Payload": "{% $states.input %}"}, "End": True, **fields}
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Arguments": {"FunctionName": "FUNCTION", "Payload": "{% $states.input %}"},
+        "End": True,
+        **fields,
+    }
 
 
 def caught(**fields: Any) -> dict:
@@ -105,19 +121,28 @@ def test_a_jsonata_error_in_a_tasks_output_or_assign_is_caught_by_its_catch(fiel
 
 def test_an_output_that_evaluates_fine_is_the_states_output_once():
     calls = []
-    states = caught(Output={"doubled": "{% $states.result.Payload.n * 2 %}"}, Assign={"seen": "{% $states.result.Payload.n %}"})
+    states = caught(
+        Output={"doubled": "{% $states.result.Payload.n * 2 %}"}, Assign={"seen": "{% $states.result.Payload.n %}"}
+    )
     del states["T"]["End"]
     states["T"]["Next"] = "After"
-    states["After"] = {"Type": "Pass", "Output": {"doubled": "{% $states.input.doubled %}", "seen": "{% $seen %}"},
-                       "End": True}
+    states["After"] = {
+        "Type": "Pass",
+        "Output": {"doubled": "{% $states.input.doubled %}", "seen": "{% $seen %}"},
+        "End": True,
+    }
     assert output(run(states, handler=lambda event: calls.append(event) or {"n": 21}, execution_input={"x": 1})) == {
-        "doubled": 42, "seen": 21}
+        "doubled": 42,
+        "seen": 21,
+    }
     assert calls == [{"x": 1}]
 
 
 def test_send_task_failure_brings_its_error_and_cause_to_the_catch():
-    states = caught(Resource="arn:aws:states:::lambda:invoke.waitForTaskToken",
-                    Arguments={"FunctionName": "FUNCTION", "Payload": {"token": "{% $states.context.Task.Token %}"}})
+    states = caught(
+        Resource="arn:aws:states:::lambda:invoke.waitForTaskToken",
+        Arguments={"FunctionName": "FUNCTION", "Payload": {"token": "{% $states.context.Task.Token %}"}},
+    )
     tokens: list[str] = []
     answered: list[str] = []
 
@@ -136,10 +161,19 @@ def test_send_task_failure_brings_its_error_and_cause_to_the_catch():
 
 # jsonata-js: $string(n) is JSON.stringify(Number(n.toPrecision(15))), so JavaScript's Number#toString layout.
 JS_STRINGS = [
-    ("1e15", "1000000000000000"), ("-1e15", "-1000000000000000"), ("1e16", "10000000000000000"),
-    ("123456789012345678", "123456789012346000"), ("999999999999999999999", "1e+21"), ("1e21", "1e+21"),
-    ("1.5e300", "1.5e+300"), ("0.000001", "0.000001"), ("1e-7", "1e-7"), ("0.1 + 0.2", "0.3"), ("100", "100"),
-    ("2.5", "2.5"), ("{'a': 1e16, 'b': [0.1 + 0.2, true, null]}", '{"a":10000000000000000,"b":[0.3,true,null]}'),
+    ("1e15", "1000000000000000"),
+    ("-1e15", "-1000000000000000"),
+    ("1e16", "10000000000000000"),
+    ("123456789012345678", "123456789012346000"),
+    ("999999999999999999999", "1e+21"),
+    ("1e21", "1e+21"),
+    ("1.5e300", "1.5e+300"),
+    ("0.000001", "0.000001"),
+    ("1e-7", "1e-7"),
+    ("0.1 + 0.2", "0.3"),
+    ("100", "100"),
+    ("2.5", "2.5"),
+    ("{'a': 1e16, 'b': [0.1 + 0.2, true, null]}", '{"a":10000000000000000,"b":[0.3,true,null]}'),
     ("'x' & 1e15", "x1000000000000000"),
 ]
 
@@ -154,17 +188,29 @@ def test_string_of_a_number_is_written_as_jsonata_js_writes_it(expression, expec
 def test_a_character_outside_the_bmp_stays_one_character_in_a_variable():
     states = {
         "Keep": {"Type": "Pass", "Assign": {"name": "{% $states.input.name %}"}, "Next": "Use"},
-        "Use": {"Type": "Pass", "Output": {"name": "{% $name %}", "length": "{% $length($name) %}",
-                                           "first": "{% $substring($name, 0, 1) %}"}, "End": True},
+        "Use": {
+            "Type": "Pass",
+            "Output": {
+                "name": "{% $name %}",
+                "length": "{% $length($name) %}",
+                "first": "{% $substring($name, 0, 1) %}",
+            },
+            "End": True,
+        },
     }
-    assert output(run(states, execution_input={"name": "\U0001F600 caf\u00e9"})) == {
-        "name": "\U0001F600 caf\u00e9", "length": 6, "first": "\U0001F600"}
+    assert output(run(states, execution_input={"name": "\U0001f600 caf\u00e9"})) == {
+        "name": "\U0001f600 caf\u00e9",
+        "length": 6,
+        "first": "\U0001f600",
+    }
 
 
 def test_parse_reads_json_text_and_nothing_else():
     states = caught(Output={"value": "{% $parse($states.input.text) %}"})
     assert output(run(states, execution_input={"text": '{"errorMessage": "bad", "n": [1, null]}'}))["value"] == {
-        "errorMessage": "bad", "n": [1, None]}
+        "errorMessage": "bad",
+        "n": [1, None],
+    }
     for not_json in ("1 + 1", "$states", "NaN"):
         error = output(run(states, execution_input={"text": not_json}))["caught"]
         assert error["Error"] == "States.QueryEvaluationError", not_json
@@ -180,9 +226,18 @@ AWS_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 def test_the_context_objects_timestamps_have_step_functions_format():
     """The context object's example in the AWS guide: "StartTime": "2019-03-26T20:14:13.192Z"."""
-    states = {"T": task(Arguments={"FunctionName": "FUNCTION", "Payload": {
-        "started": "{% $states.context.Execution.StartTime %}", "entered": "{% $states.context.State.EnteredTime %}"}},
-        Output="{% $states.result.Payload %}")}
+    states = {
+        "T": task(
+            Arguments={
+                "FunctionName": "FUNCTION",
+                "Payload": {
+                    "started": "{% $states.context.Execution.StartTime %}",
+                    "entered": "{% $states.context.State.EnteredTime %}",
+                },
+            },
+            Output="{% $states.result.Payload %}",
+        )
+    }
     times = output(run(states))
     assert AWS_TIME.fullmatch(times["started"]) and AWS_TIME.fullmatch(times["entered"]), times
     assert times["started"] <= times["entered"]
@@ -201,14 +256,24 @@ def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path)
     sample = generate(tmp_path, rows=1000, seed=3)
     with OfflineAWS() as aws:
         aws.upload(sample.csv_path, "incoming/t.csv")
-        arn = aws.start({"dataKey": "incoming/t.csv", "pollSeconds": 0, "maxTrainingJobs": 2,
-                         "maxParallelTrainingJobs": 2, "k": 3, "approval": True}, name="refused")
+        arn = aws.start(
+            {
+                "dataKey": "incoming/t.csv",
+                "pollSeconds": 0,
+                "maxTrainingJobs": 2,
+                "maxParallelTrainingJobs": 2,
+                "k": 3,
+                "approval": True,
+            },
+            name="refused",
+        )
         deadline = time.monotonic() + 120
         while not (requests := aws.approval_requests(arn)):
             assert time.monotonic() < deadline, "no approval request"
             time.sleep(0.05)
-        aws.client("stepfunctions").send_task_failure(taskToken=requests[0]["token"], error="ApprovalSystemDown",
-                                                      cause="the change board's tool is offline")
+        aws.client("stepfunctions").send_task_failure(
+            taskToken=requests[0]["token"], error="ApprovalSystemDown", cause="the change board's tool is offline"
+        )
         result = aws.wait(arn, timeout=120)
     assert (result.status, result.error) == ("FAILED", "ApprovalSystemDown")
     assert result.cause == "Ask for approval failed: the change board's tool is offline"

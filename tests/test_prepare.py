@@ -5,12 +5,12 @@ from __future__ import annotations
 import boto3
 import numpy as np
 import pytest
-
 from conftest import REGION, put_csv, read_text
+
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
 from kmeans_pipeline.prepare import head_source, prepare, ranged_chunks
-from kmeans_pipeline.split import StratifiedSplitter
 from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.split import StratifiedSplitter
 
 START = "2026-11-23T10:00:00.000Z"
 
@@ -70,7 +70,11 @@ def test_split_is_seeded(settings):
 
 
 def test_feature_columns_select_and_order_the_channel_columns(settings):
-    put_csv(settings.data_bucket, "incoming/t.csv", "id,Amount,tranCode\n" + "".join(f"x{i},{i}.5,{i % 2}\n" for i in range(20)))
+    put_csv(
+        settings.data_bucket,
+        "incoming/t.csv",
+        "id,Amount,tranCode\n" + "".join(f"x{i},{i}.5,{i % 2}\n" for i in range(20)),
+    )
     dataset = prepare(
         config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], k=2),
         settings,
@@ -151,7 +155,10 @@ def test_handler_returns_uris_and_counts_never_data(settings_env, lambda_context
         # A quoted field keeps its line break, so it is no number (it used to be glued into 12).
         ('tranCode,Amount\n1,2\n"1\n2",3\n4,x\n', r"line 4, column tranCode: '1\\n2' is not a number"),
         ('tranCode,Amount\n1,2\n"1"2,3\n', "line 3: ',' expected after '\"'"),
-        ("tranCode,Amount\n1,2\n1," + "9" * 200_000 + "\n", "line 3, column Amount: '9999999999999999999999999999999999999999' is too large"),
+        (
+            "tranCode,Amount\n1,2\n1," + "9" * 200_000 + "\n",
+            "line 3, column Amount: '9999999999999999999999999999999999999999' is too large",
+        ),
         ("tranCode,Amount\n1,2\n" + "1" * (2 << 20), "line 3 is longer than"),
         (b"tranCode,Amount\n1,2\n1,\xff\n", "line 3: not UTF-8"),
     ],
@@ -168,8 +175,10 @@ def test_an_upload_event_trains_on_the_uploaded_version(settings):
     s3.put_bucket_versioning(Bucket=settings.data_bucket, VersioningConfiguration={"Status": "Enabled"})
     first = s3.put_object(Bucket=settings.data_bucket, Key="incoming/v.csv", Body=rows(20).encode())["VersionId"]
     s3.put_object(Bucket=settings.data_bucket, Key="incoming/v.csv", Body=b"replaced,by\n1,2\n")
-    event = {"detail-type": "Object Created",
-             "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/v.csv", "version-id": first}}}
+    event = {
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/v.csv", "version-id": first}},
+    }
     config = resolve(event, "versioned", START, settings, s3)
     dataset = prepare(config, settings, s3)
     assert dataset.source.version_id == first and dataset.feature_columns == ["tranCode", "Amount"]
@@ -177,8 +186,10 @@ def test_an_upload_event_trains_on_the_uploaded_version(settings):
 
 def test_a_url_encoded_key_from_an_event_is_found(settings):
     put_csv(settings.data_bucket, "incoming/my data (1).csv", rows(20))
-    event = {"detail-type": "Object Created",
-             "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/my+data+%281%29.csv"}}}
+    event = {
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/my+data+%281%29.csv"}},
+    }
     config = resolve(event, "encoded", START, settings, None)
     assert prepare(config, settings, boto3.client("s3", region_name=REGION)).source.key == "incoming/my data (1).csv"
 
@@ -186,8 +197,10 @@ def test_a_url_encoded_key_from_an_event_is_found(settings):
 def channel_objects(uri: str) -> list[dict]:
     bucket, prefix = uri[5:].split("/", 1)
     s3 = boto3.client("s3", region_name=REGION)
-    return [s3.head_object(Bucket=bucket, Key=o["Key"]) | {"Key": o["Key"]}
-            for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    return [
+        s3.head_object(Bucket=bucket, Key=o["Key"]) | {"Key": o["Key"]}
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    ]
 
 
 def big_rows(n: int) -> bytes:
@@ -221,7 +234,9 @@ def test_several_training_instances_get_a_balanced_shard_each(settings):
     texts = [read_text(settings.data_bucket, o["Key"]) for o in shards]
     assert sum(len(text.splitlines()) for text in texts) == 800
     # Balanced by volume, which is what an instance reads: within two lines of each other.
-    assert max(map(len, texts)) - min(map(len, texts)) <= 2 * max(len(line) + 1 for text in texts for line in text.splitlines())
+    assert max(map(len, texts)) - min(map(len, texts)) <= 2 * max(
+        len(line) + 1 for text in texts for line in text.splitlines()
+    )
 
 
 def test_more_training_instances_than_rows_is_refused_clearly(settings):
@@ -241,12 +256,18 @@ def test_a_failed_split_leaves_no_multipart_upload_behind(settings):
 
 
 def test_standardize_writes_z_scored_channels_with_the_training_statistics(settings):
-    put_csv(settings.data_bucket, "incoming/t.csv", "id,Amount,tranCode\n" + "".join(
-        f"x{i},{(i * 37) % 1000}.5,{i % 4}\n" for i in range(2000)))
+    put_csv(
+        settings.data_bucket,
+        "incoming/t.csv",
+        "id,Amount,tranCode\n" + "".join(f"x{i},{(i * 37) % 1000}.5,{i % 4}\n" for i in range(2000)),
+    )
     s3 = boto3.client("s3", region_name=REGION)
     config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], standardize=True)
     dataset = prepare(config, settings, s3)
-    assert [c.kind for c in dataset.treatment.columns] == ["numeric", "numeric"] and "features/train/" in dataset.train_uri
+    assert [c.kind for c in dataset.treatment.columns] == [
+        "numeric",
+        "numeric",
+    ] and "features/train/" in dataset.train_uri
     train = np.loadtxt(channel_text(dataset.train_uri).splitlines(), delimiter=",")
     raw_train = np.loadtxt(channel_text(dataset.train_uri.replace("features/", "")).splitlines(), delimiter=",")
     mean = np.array([c.mean for c in dataset.treatment.columns])

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
-
 from conftest import REGION, put_csv
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
 from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
 from kmeans_pipeline.names import run_id
 from kmeans_pipeline.resolve import resolve
@@ -39,7 +41,9 @@ def test_console_input_uses_the_stack_defaults_for_what_it_omits(settings):
 
 def test_s3_upload_event_names_the_uploaded_object(settings):
     event = {
-        "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
         "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/new.csv", "size": 10}},
     }
     config = resolve(event, "upload-1", START, settings, s3())
@@ -93,7 +97,11 @@ def test_input_that_is_not_an_object_is_refused(settings):
 
 @hyp_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # Step Functions refuses whitespace, < > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : / and control characters.
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_()!'.@=+é", min_size=1, max_size=80))
+@given(
+    st.text(
+        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_()!'.@=+é", min_size=1, max_size=80
+    )
+)
 def test_any_execution_name_gives_valid_unique_stable_names(settings, name):
     first = resolve({"dataKey": "k"}, name, START, settings, None)
     again = resolve({"dataKey": "k"}, name, START, settings, None)
@@ -123,6 +131,9 @@ def test_every_execution_input_event_resolves(settings, path):
 
 
 def test_a_folder_marker_upload_is_not_data(settings):
-    event = {"detail-type": "Object Created", "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/"}}}
+    event = {
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/"}},
+    }
     with pytest.raises(InvalidInputError, match="folder marker"):
         resolve(event, "folder", START, settings, s3())

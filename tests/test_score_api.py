@@ -41,7 +41,8 @@ def test_raw_records_get_the_endpoints_answer_on_the_treated_features_and_a_scor
     assert [c["kind"] for c in report["treatment"]["columns"]] == ["category", "log"]  # auto's decisions
     rows = np.array([[1, 45.5], [4, 2600.0], [2, 80.0], [1, 9000.0], [5, 4800.0]])
     body = "id,tranCode,Amount,merchant\n" + "".join(
-        f'r{i},{int(c)},{a},"Shop, {i}"\n' for i, (c, a) in enumerate(rows))
+        f'r{i},{int(c)},{a},"Shop, {i}"\n' for i, (c, a) in enumerate(rows)
+    )
     status, answer = score_api(aws, body)
     assert status == 200, answer
     assert answer["endpointConfig"] == result.output["endpointConfig"] and answer["features"] == ["tranCode", "Amount"]
@@ -67,37 +68,51 @@ def test_a_bad_record_gets_its_own_error_naming_the_field_and_the_others_are_sco
     assert status == 200 and (answer["scored"], answer["errors"]) == (3, 4)
     by_record = {r["record"]: r for r in answer["results"]}
     assert by_record[1]["error"] == "record 1, field Amount: 'twenty' is not a number"
-    assert by_record[2]["error"] == ("record 2, field Amount: -12 is negative, and the model takes log1p(Amount), "
-                                     "which needs values >= 0")
+    assert by_record[2]["error"] == (
+        "record 2, field Amount: -12 is negative, and the model takes log1p(Amount), which needs values >= 0"
+    )
     assert by_record[3]["error"] == "record 3: 1 fields, but the header has 2"
     assert by_record[4]["error"] == "record 4, field Amount: 'inf' is not a finite number"
     # A level the model never saw is scored with none set, and said.
     assert "closest_cluster" in by_record[5] and by_record[5]["warnings"] == [
-        "field tranCode: level 7 was not seen in training (levels 1, 2, 3, 4, 5); scored with none of them set"]
+        "field tranCode: level 7 was not seen in training (levels 1, 2, 3, 4, 5); scored with none of them set"
+    ]
     assert "warnings" not in by_record[6] and "error" not in by_record[0]
 
 
 def test_json_records_are_scored_like_csv_and_a_missing_field_is_named(served):
     aws, _, _ = served
     status, csv_answer = score_api(aws, "Amount,tranCode\n45.5,1\n")
-    records = {"records": [{"tranCode": 1, "Amount": 45.5}, {"tranCode": "1", "Amount": "45.5"}, {"tranCode": 1},
-                           {"tranCode": True, "Amount": 1}, [1, 2]]}
+    records = {
+        "records": [
+            {"tranCode": 1, "Amount": 45.5},
+            {"tranCode": "1", "Amount": "45.5"},
+            {"tranCode": 1},
+            {"tranCode": True, "Amount": 1},
+            [1, 2],
+        ]
+    }
     status, answer = score_api(aws, json.dumps(records), "application/json")
     assert status == 200
     first, second, missing, boolean, listed = answer["results"]
-    assert first["distance_to_cluster"] == second["distance_to_cluster"] == csv_answer["results"][0]["distance_to_cluster"]
+    assert (
+        first["distance_to_cluster"] == second["distance_to_cluster"] == csv_answer["results"][0]["distance_to_cluster"]
+    )
     assert missing["error"] == "record 2: field Amount is missing"
     assert boolean["error"] == "record 3, field tranCode: true is not a number"
     assert listed["error"] == "record 4 is not an object of column values"
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "message"), [
-    ("tranCode,Amount\n1,2\n", "application/xml", 415, "content-type application/xml is not text/csv"),
-    ("{not json", "application/json", 400, "the body is not JSON"),
-    ('{"rows": []}', "application/json", 400, 'expected {"records"'),
-    ("", "text/csv", 400, "the CSV is empty"),
-    ("tranCode,Amount\n" + "1,2\n" * 10_001, "text/csv", 413, "10,001 records in one request; send at most 10,000"),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        ("tranCode,Amount\n1,2\n", "application/xml", 415, "content-type application/xml is not text/csv"),
+        ("{not json", "application/json", 400, "the body is not JSON"),
+        ('{"rows": []}', "application/json", 400, 'expected {"records"'),
+        ("", "text/csv", 400, "the CSV is empty"),
+        ("tranCode,Amount\n" + "1,2\n" * 10_001, "text/csv", 413, "10,001 records in one request; send at most 10,000"),
+    ],
+)
 def test_a_request_that_cannot_be_read_is_refused_whole_with_its_reason(served, body, content_type, status, message):
     aws, _, _ = served
     got, answer = score_api(aws, body, content_type)
@@ -114,6 +129,8 @@ def test_after_a_new_deployment_the_api_uses_the_new_models_treatment(served):
     second = aws.run({**FAST, "standardize": True, "gateTolerancePercent": 1000}, "api-standardised", timeout=240)
     assert second.status == "SUCCEEDED", second.cause
     status, answer = score_api(aws, "tranCode,Amount\n7,60\n")
-    assert status == 200 and answer["endpointConfig"] == second.output["endpointConfig"] != first.output["endpointConfig"]
+    assert (
+        status == 200 and answer["endpointConfig"] == second.output["endpointConfig"] != first.output["endpointConfig"]
+    )
     # tranCode is a z-scored number now: 7 is just a large code, not an unseen level.
     assert "warnings" not in answer["results"][0] and "closest_cluster" in answer["results"][0]

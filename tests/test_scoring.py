@@ -38,8 +38,10 @@ def assert_same_answer(X, C, **kwargs) -> None:
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n,k,dim,scale", [(1, 1, 1, 1.0), (500, 3, 2, 10.0), (3000, 7, 5, 1e3), (257, 20, 33, 0.01),
-                                           (2000, 2, 1, 1e6), (100, 50, 200, 1.0)])
+@pytest.mark.parametrize(
+    "n,k,dim,scale",
+    [(1, 1, 1, 1.0), (500, 3, 2, 10.0), (3000, 7, 5, 1e3), (257, 20, 33, 0.01), (2000, 2, 1, 1e6), (100, 50, 200, 1.0)],
+)
 def test_bit_identical_to_the_standins_predict_on_random_data(n, k, dim, scale):
     rng = np.random.default_rng(n + k + dim)
     X = rng.normal(scale=scale, size=(n, dim)) * rng.uniform(0.01, 10, size=(n, 1))  # float64, as parsed
@@ -103,19 +105,35 @@ def endpoint():
         session = boto3.session.Session(region_name=REGION)
         s3 = session.client("s3")
         s3.create_bucket(Bucket=BUCKET)
-        standin = SageMakerStandIn(region=REGION, account_id=ACCOUNT, faults=Faults(),
-                                   timing=Timing(endpoint_seconds=0.05, endpoint_delete_seconds=0.01))
+        standin = SageMakerStandIn(
+            region=REGION,
+            account_id=ACCOUNT,
+            faults=Faults(),
+            timing=Timing(endpoint_seconds=0.05, endpoint_delete_seconds=0.01),
+        )
         standin.install()
         try:
             centroids = np.random.default_rng(8).normal(scale=5.0, size=(6, 3)).astype(np.float32)
             centroids[4] = centroids[1]  # a duplicate: ties must be broken the same way
             s3.put_object(Bucket=BUCKET, Key="model/model.tar.gz", Body=write_model_tar_gz(centroids))
             sm = session.client("sagemaker")
-            sm.create_model(ModelName="m", ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
-                            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/model/model.tar.gz"})
-            sm.create_endpoint_config(EndpointConfigName="m", ProductionVariants=[
-                {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large",
-                 "InitialInstanceCount": 1, "InitialVariantWeight": 1.0}])
+            sm.create_model(
+                ModelName="m",
+                ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/r",
+                PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/model/model.tar.gz"},
+            )
+            sm.create_endpoint_config(
+                EndpointConfigName="m",
+                ProductionVariants=[
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": "m",
+                        "InstanceType": "ml.m5.large",
+                        "InitialInstanceCount": 1,
+                        "InitialVariantWeight": 1.0,
+                    }
+                ],
+            )
             sm.create_endpoint(EndpointName="e", EndpointConfigName="m")
             deadline = time.monotonic() + 10
             while sm.describe_endpoint(EndpointName="e")["EndpointStatus"] == "Creating":
@@ -130,11 +148,13 @@ def endpoint():
 def test_offline_scoring_equals_what_the_offline_endpoint_answers(endpoint, tmp_path):
     runtime, s3, centroids = endpoint
     rng = np.random.default_rng(21)
-    X = np.vstack([
-        rng.normal(scale=8.0, size=(300, 3)),
-        centroids[[1, 4, 0]].astype(np.float64),  # exactly on centroids (ties between 1 and 4)
-        rng.integers(-3, 4, size=(50, 3)).astype(np.float64),
-    ])
+    X = np.vstack(
+        [
+            rng.normal(scale=8.0, size=(300, 3)),
+            centroids[[1, 4, 0]].astype(np.float64),  # exactly on centroids (ties between 1 and 4)
+            rng.integers(-3, 4, size=(50, 3)).astype(np.float64),
+        ]
+    )
     body = "\n".join(",".join(repr(float(v)) for v in row) for row in X)
     answer = runtime.invoke_endpoint(EndpointName="e", ContentType="text/csv", Accept="application/json", Body=body)
     predictions = json.loads(answer["Body"].read())["predictions"]
@@ -185,17 +205,38 @@ def test_summarise_by_hand():
     assert c0["threshold"] == c0["ownThreshold"] == pytest.approx(3.7)
     # Cluster 1's own 90th percentile (28) is above the overall one (24): its threshold is the overall one, so that
     # a cluster made of outliers does not make them normal.
-    assert c1 == {"index": 1, "size": 3, "share": pytest.approx(3 / 7), "threshold": pytest.approx(24.0),
-                  "ownThreshold": pytest.approx(28.0),
-                  "distance": {"p50": 20.0, "p90": pytest.approx(28.0), "p95": pytest.approx(29.0),
-                               "p99": pytest.approx(29.8), "p999": pytest.approx(29.98), "max": 30.0}}
-    assert c2 == {"index": 2, "size": 0, "share": 0.0, "threshold": None, "ownThreshold": None,
-                  "distance": {"p50": None, "p90": None, "p95": None, "p99": None, "p999": None, "max": None}}
+    assert c1 == {
+        "index": 1,
+        "size": 3,
+        "share": pytest.approx(3 / 7),
+        "threshold": pytest.approx(24.0),
+        "ownThreshold": pytest.approx(28.0),
+        "distance": {
+            "p50": 20.0,
+            "p90": pytest.approx(28.0),
+            "p95": pytest.approx(29.0),
+            "p99": pytest.approx(29.8),
+            "p999": pytest.approx(29.98),
+            "max": 30.0,
+        },
+    }
+    assert c2 == {
+        "index": 2,
+        "size": 0,
+        "share": 0.0,
+        "threshold": None,
+        "ownThreshold": None,
+        "distance": {"p50": None, "p90": None, "p95": None, "p99": None, "p999": None, "max": None},
+    }
     assert s["threshold"] == pytest.approx(24.0)
     assert s["distance"]["max"] == 30.0 and s["distance"]["p50"] == 4.0
     # Per cluster: 4 > 3.7 and 30 > 24; overall: only 30 > 24.
-    assert s["flagged"] == {"perCluster": 2, "perClusterShare": pytest.approx(2 / 7),
-                            "overall": 1, "overallShare": pytest.approx(1 / 7)}
+    assert s["flagged"] == {
+        "perCluster": 2,
+        "perClusterShare": pytest.approx(2 / 7),
+        "overall": 1,
+        "overallShare": pytest.approx(1 / 7),
+    }
     assert s["k"] == 3 and s["records"] == 7 and s["percentile"] == 90.0
 
 

@@ -23,7 +23,11 @@ def test_checkov_finds_no_failed_check():
         pytest.skip("checkov is not installed (make test installs it)")
     out = subprocess.run(
         [str(CHECKOV), "-f", "template.yaml", "--framework", "cloudformation", "-o", "json", "--quiet"],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"}, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        timeout=300,
     )
     report = json.loads(out.stdout)
     failed = [(c["check_id"], c["resource"], c["check_name"]) for c in report["results"].get("failed_checks", [])]

@@ -8,7 +8,6 @@ import io
 import itertools
 import tracemalloc
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,8 +17,34 @@ from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.split import split_stream
 
 NUMBERS = ["0", "7", "-3", "+4", "12.5", "-0.25", ".5", "5.", "-.5", "1e5", "2E-3", "1.5e+07", "007", "99999", "1e100"]
-NOT_NUMBERS = ["", " 3", "1.2.3", "1e", "e5", "--1", "1-2", "+", ".", "1e5.2", "1e5e2", "1e999",
-               "nan", "inf", "abc", '"4"', "1,5", "5+", ".e5", "+.e1", "1_000", "\uff11", "1 ", "1e+", "-.", "5.e3"]
+NOT_NUMBERS = [
+    "",
+    " 3",
+    "1.2.3",
+    "1e",
+    "e5",
+    "--1",
+    "1-2",
+    "+",
+    ".",
+    "1e5.2",
+    "1e5e2",
+    "1e999",
+    "nan",
+    "inf",
+    "abc",
+    '"4"',
+    "1,5",
+    "5+",
+    ".e5",
+    "+.e1",
+    "1_000",
+    "\uff11",
+    "1 ",
+    "1e+",
+    "-.",
+    "5.e3",
+]
 
 
 def run(data: bytes, *, exact_only: bool = False, block_bytes: int = 64, **options):
@@ -28,8 +53,9 @@ def run(data: bytes, *, exact_only: bool = False, block_bytes: int = 64, **optio
     if exact_only:
         split._scan = lambda *args: None
     try:
-        result = split_stream([data[i : i + 13] for i in range(0, len(data), 13)], train, test,
-                              block_bytes=block_bytes, **options)
+        result = split_stream(
+            [data[i : i + 13] for i in range(0, len(data), 13)], train, test, block_bytes=block_bytes, **options
+        )
         return result, train.getvalue(), test.getvalue()
     except DataValidationError as exc:
         return str(exc), None, None
@@ -45,7 +71,9 @@ def values(channel: bytes) -> list[list[float]]:
 def csv_files(draw):
     width = draw(st.integers(1, 3))
     header = ",".join(["tranCode", "Amount", "Other"][:width])
-    field = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NOT_NUMBERS))
+    field = st.one_of(
+        st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NOT_NUMBERS)
+    )
     row = st.lists(field, min_size=width, max_size=width).map(",".join)
     odd_row = st.sampled_from(["", "1,2,3,4", "5"])
     lines = draw(st.lists(st.one_of(row, row, row, row, odd_row), min_size=0, max_size=40))
@@ -55,11 +83,13 @@ def csv_files(draw):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=csv_files(), block_bytes=st.sampled_from([16, 64, 4096]), stratify=st.booleans(),
-       select=st.booleans())
+@given(data=csv_files(), block_bytes=st.sampled_from([16, 64, 4096]), stratify=st.booleans(), select=st.booleans())
 def test_the_fast_path_agrees_with_the_exact_path_on_every_input(data, block_bytes, stratify, select):
-    options = {"k": 1, "stratify_column": "tranCode" if stratify else None,
-               "feature_columns": ["tranCode"] if select else None}
+    options = {
+        "k": 1,
+        "stratify_column": "tranCode" if stratify else None,
+        "feature_columns": ["tranCode"] if select else None,
+    }
     fast = run(data, block_bytes=block_bytes, **options)
     exact = run(data, block_bytes=block_bytes, exact_only=True, **options)
     assert fast[0] == exact[0]  # the same counts, or the same error naming the same line and column
@@ -67,8 +97,29 @@ def test_the_fast_path_agrees_with_the_exact_path_on_every_input(data, block_byt
         assert values(fast[1]) == values(exact[1]) and values(fast[2]) == values(exact[2])
 
 
-TEXTS = ["", "x", "Acme", "T0001", "2026-11-23", "a b", '"Acme, Inc."', '"Joe""s, LLC"', '""', '"a\nb"',
-         '"a\r\nb"', '"1,5"', '" 3"', '"4"', "caf\u00e9", " lead", 'a"b', '"open', '"a"b', "x\ry", "\u00a0nb"]
+TEXTS = [
+    "",
+    "x",
+    "Acme",
+    "T0001",
+    "2026-11-23",
+    "a b",
+    '"Acme, Inc."',
+    '"Joe""s, LLC"',
+    '""',
+    '"a\nb"',
+    '"a\r\nb"',
+    '"1,5"',
+    '" 3"',
+    '"4"',
+    "caf\u00e9",
+    " lead",
+    'a"b',
+    '"open',
+    '"a"b',
+    "x\ry",
+    "\u00a0nb",
+]
 
 
 @st.composite
@@ -78,12 +129,20 @@ def mixed_csv_files(draw):
     numeric = draw(st.lists(st.sampled_from(["n1", "n2", "n3"]), min_size=1, max_size=3, unique=True))
     text = draw(st.lists(st.sampled_from(["id", "date", "merchant"]), min_size=0, max_size=3, unique=True))
     header = draw(st.permutations(numeric + text))
-    number = st.one_of(st.sampled_from(NUMBERS), st.sampled_from(NUMBERS), st.sampled_from(NUMBERS),
-                       st.sampled_from(NUMBERS).map(lambda v: f'"{v}"'), st.sampled_from(NOT_NUMBERS))
+    number = st.one_of(
+        st.sampled_from(NUMBERS),
+        st.sampled_from(NUMBERS),
+        st.sampled_from(NUMBERS),
+        st.sampled_from(NUMBERS).map(lambda v: f'"{v}"'),
+        st.sampled_from(NOT_NUMBERS),
+    )
     words = st.one_of(st.sampled_from(TEXTS), st.sampled_from(TEXTS[:8]), st.sampled_from(TEXTS[:8]))
     row = st.tuples(*[number if name in numeric else words for name in header]).map(",".join)
-    lines = draw(st.lists(st.one_of(row, row, row, row, st.sampled_from(["", ",".join([""] * len(header))])),
-                          min_size=0, max_size=30))
+    lines = draw(
+        st.lists(
+            st.one_of(row, row, row, row, st.sampled_from(["", ",".join([""] * len(header))])), min_size=0, max_size=30
+        )
+    )
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     final = draw(st.sampled_from([newline, ""]))
     bom = draw(st.sampled_from(["", "\ufeff"]))
@@ -106,8 +165,9 @@ def test_text_columns_quotes_and_any_column_order_get_the_same_answer_from_both_
 
 
 def test_well_formed_text_columns_and_quotes_stay_on_the_fast_path():
-    rows = b"".join(b'T%04d,2026-11-%02d,%d,%d.25,"Shop %d, ""Main"" St"\r\n' % (i, i % 28 + 1, i % 5, i, i)
-                    for i in range(3000))
+    rows = b"".join(
+        b'T%04d,2026-11-%02d,%d,%d.25,"Shop %d, ""Main"" St"\r\n' % (i, i % 28 + 1, i % 5, i, i) for i in range(3000)
+    )
     layout = split.parse_header(b"txnId,date,tranCode,Amount,merchant\r\n", ["Amount", "tranCode"], "date")
     scan = split._scan(rows, layout)
     assert scan is not None and scan.rows == 3000
@@ -121,9 +181,16 @@ def test_the_worker_pool_gives_the_same_channels_as_one_thread():
     outputs = []
     for workers in (1, 2, 3):
         train, test, seen = io.BytesIO(), io.BytesIO(), []
-        result = split_stream([data[i : i + 5000] for i in range(0, len(data), 5000)], train, test,
-                              feature_columns=["a"], stratify_column="a", block_bytes=4096, workers=workers,
-                              on_train=seen.append)
+        result = split_stream(
+            [data[i : i + 5000] for i in range(0, len(data), 5000)],
+            train,
+            test,
+            feature_columns=["a"],
+            stratify_column="a",
+            block_bytes=4096,
+            workers=workers,
+            on_train=seen.append,
+        )
         assert b"".join(seen) == train.getvalue()  # on_train sees the training channel in order
         outputs.append((result, train.getvalue(), test.getvalue()))
     assert outputs[0] == outputs[1] == outputs[2]
@@ -155,12 +222,15 @@ def test_the_fast_path_takes_plain_numbers_and_keeps_their_text():
     assert sorted(part.train.splitlines() + part.test.splitlines()) == sorted(block.splitlines())
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (b"a,b\n1,2\n3,x\n", "line 3, column b: 'x' is not a number"),
-    (b"a,b\n1,2\n\n\n3,4,5\n", "line 5: 3 fields, but the header has 2"),
-    (b"a,b\n1,2\n3,1e999\n", "line 3, column b: '1e999' is too large"),
-    (b"a,b\r\n1,2\r\n3,\r\n", "line 3, column b: '' is not a number"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"a,b\n1,2\n3,x\n", "line 3, column b: 'x' is not a number"),
+        (b"a,b\n1,2\n\n\n3,4,5\n", "line 5: 3 fields, but the header has 2"),
+        (b"a,b\n1,2\n3,1e999\n", "line 3, column b: '1e999' is too large"),
+        (b"a,b\r\n1,2\r\n3,\r\n", "line 3, column b: '' is not a number"),
+    ],
+)
 def test_errors_name_the_line_and_column_from_any_block(text, message):
     for block_bytes in (8, 64, 1 << 20):
         assert message in run(text, block_bytes=block_bytes, k=1)[0]

@@ -108,8 +108,7 @@ class ShapeChecker:
             return
         body = json.loads(response_dict["body"] or b"{}")
         if operation_model.output_shape is not None:
-            _check_shape(operation_model.output_shape, body, operation_model.name, self.errors,
-                         operation_model.name)
+            _check_shape(operation_model.output_shape, body, operation_model.name, self.errors, operation_model.name)
         self.checked.add(operation_model.name)
 
 
@@ -153,7 +152,9 @@ def aws():
 @pytest.fixture
 def standin(aws):
     s = SageMakerStandIn(
-        region=REGION, account_id=ACCOUNT, faults=Faults(),
+        region=REGION,
+        account_id=ACCOUNT,
+        faults=Faults(),
         timing=Timing(endpoint_seconds=0.15, endpoint_delete_seconds=0.05),
     )
     s.install()
@@ -186,24 +187,39 @@ def data(aws):
     aws.s3.put_object(Bucket=BUCKET, Key="data/train/part-0.csv", Body=csv_bytes(train[:2500]))
     aws.s3.put_object(Bucket=BUCKET, Key="data/train/part-1.csv", Body=csv_bytes(train[2500:]))
     aws.s3.put_object(Bucket=BUCKET, Key="data/test/test.csv", Body=csv_bytes(test))
-    return SimpleNamespace(train=train, test=test, train_uri=f"s3://{BUCKET}/data/train/",
-                           test_uri=f"s3://{BUCKET}/data/test/")
+    return SimpleNamespace(
+        train=train, test=test, train_uri=f"s3://{BUCKET}/data/train/", test_uri=f"s3://{BUCKET}/data/test/"
+    )
 
 
 def channel(name: str, uri: str, content_type: str | None = "text/csv;label_size=0") -> dict:
-    ch = {"ChannelName": name,
-          "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                          "S3DataDistributionType": "FullyReplicated"}}}
+    ch = {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+        },
+    }
     if content_type is not None:
         ch["ContentType"] = content_type
     return ch
 
 
-def tuning_request(name: str, *, train_uri: str, test_uri: str | None, kms_key: str | None = None,
-                   max_jobs: int = 4, parallel: int = 2, strategy: str = "Bayesian",
-                   static: dict | None = None, ranges: dict | None = None,
-                   objective: str = "test:msd", content_type: str | None = "text/csv;label_size=0",
-                   tags: list | None = None, image: str = IMAGE) -> dict:
+def tuning_request(
+    name: str,
+    *,
+    train_uri: str,
+    test_uri: str | None,
+    kms_key: str | None = None,
+    max_jobs: int = 4,
+    parallel: int = 2,
+    strategy: str = "Bayesian",
+    static: dict | None = None,
+    ranges: dict | None = None,
+    objective: str = "test:msd",
+    content_type: str | None = "text/csv;label_size=0",
+    tags: list | None = None,
+    image: str = IMAGE,
+) -> dict:
     channels = [channel("train", train_uri, content_type)]
     if test_uri:
         channels.append(channel("test", test_uri, content_type))
@@ -216,7 +232,9 @@ def tuning_request(name: str, *, train_uri: str, test_uri: str | None, kms_key: 
             "Strategy": strategy,
             "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": objective},
             "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": parallel},
-            "ParameterRanges": ranges if ranges is not None else {
+            "ParameterRanges": ranges
+            if ranges is not None
+            else {
                 "IntegerParameterRanges": [
                     {"Name": "extra_center_factor", "MinValue": "2", "MaxValue": "10"},
                     {"Name": "mini_batch_size", "MinValue": "300", "MaxValue": "2000"},
@@ -282,14 +300,21 @@ def put_model(aws, key: str, centroids) -> str:
 
 
 def make_model_and_config(sm, name: str, model_url: str, kms_key: str | None = None) -> None:
-    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE,
-                    PrimaryContainer={"Image": IMAGE, "ModelDataUrl": model_url})
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": model_url})
     kwargs = {"KmsKeyId": kms_key} if kms_key else {}
     sm.create_endpoint_config(
         EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large",
-                             "InitialInstanceCount": 1, "InitialVariantWeight": 1.0}],
-        **kwargs)
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1.0,
+            }
+        ],
+        **kwargs,
+    )
 
 
 def numpy_predictions(X, centroids):
@@ -323,7 +348,7 @@ def test_clients_made_before_install_are_answered_and_uninstall_hands_back_to_mo
     # moto answers again: its describe_endpoint raises its own error (no stand-in message)
     with pytest.raises(ClientError) as err:
         early.describe_endpoint(EndpointName="nope")
-    assert "arn:aws:sagemaker:us-east-1:123456789012:endpoint/nope\"." not in str(err.value)
+    assert 'arn:aws:sagemaker:us-east-1:123456789012:endpoint/nope".' not in str(err.value)
 
 
 def test_only_one_standin_at_a_time(standin):
@@ -342,10 +367,12 @@ def test_unsupported_operations_are_named(sm, rt):
 
 
 def test_moto_never_sees_the_requests(sm, aws, data):
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "moto-blind", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=1, parallel=1))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("moto-blind", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=1, parallel=1)
+    )
     wait_tuning(sm, "moto-blind")
     from moto.backends import get_backend
+
     backend = get_backend("sagemaker")[ACCOUNT][REGION]
     assert not backend.hyper_parameter_tuning_jobs
 
@@ -372,75 +399,156 @@ _DELETE = object()
 
 
 VALIDATION_CASES = [
-        ("HyperParameterTuningJobName", "a" * 33, "ValidationException", "length less than or equal to 32"),
-        ("HyperParameterTuningJobName", "bad_name", "ValidationException", "regular expression pattern"),
-        ("HyperParameterTuningJobName", "-lead", "ValidationException", "regular expression pattern"),
-        ("TrainingJobDefinition.StaticHyperParameters", {"feature_dim": "2"}, "ValidationException",
-         "required hyperparameter [k]"),
-        ("TrainingJobDefinition.StaticHyperParameters", {"k": "4"}, "ValidationException",
-         "required hyperparameter [feature_dim]"),
-        ("TrainingJobDefinition.StaticHyperParameters", {"k": "0", "feature_dim": "2"}, "ValidationException",
-         "k='0' must be an integer >= 1"),
-        ("TrainingJobDefinition.StaticHyperParameters", {"k": "4", "feature_dim": "2", "num_trees": "3"},
-         "ValidationException", "[num_trees] is not a hyperparameter of the kmeans algorithm"),
-        ("TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
-         "811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:1", "ValidationException",
-         "not the built-in K-Means algorithm"),
-        ("TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
-         "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:latest", "ValidationException", "tag '1'"),
-        ("TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
-         "174872318107.dkr.ecr.us-west-2.amazonaws.com/kmeans:1", "ValidationException", "region us-west-2"),
-        ("TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
-         "123456789012.dkr.ecr.us-east-1.amazonaws.com/kmeans:1", "ValidationException", "382416733822"),
-        ("TrainingJobDefinition.AlgorithmSpecification.MetricDefinitions", [{"Name": "a", "Regex": "b"}],
-         "ValidationException", "can't override the metric definitions"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"IntegerParameterRanges": [{"Name": "k", "MinValue": "2", "MaxValue": "5"}]},
-         "ValidationException", "untunable hyperparameters: [k]"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"IntegerParameterRanges": [{"Name": "epochs", "MinValue": "5", "MaxValue": "2"}]},
-         "ValidationException", "MinValue (5) of hyperparameter epochs must be less than or equal"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"IntegerParameterRanges": [{"Name": "mini_batch_size", "MinValue": "0", "MaxValue": "100"}]},
-         "ValidationException", "mini_batch_size='0' must be an integer >= 1"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"IntegerParameterRanges": [{"Name": "extra_center_factor", "MinValue": "1.5", "MaxValue": "4"}]},
-         "ValidationException", "not an integer"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++", "forgy"]}]},
-         "ValidationException", "init_method='forgy' must be one of kmeans++, random"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"ContinuousParameterRanges": [{"Name": "epochs", "MinValue": "1", "MaxValue": "4"}]},
-         "ValidationException", "use an IntegerParameterRange"),
-        ("HyperParameterTuningJobConfig.ParameterRanges", {}, "ValidationException", "at least one"),
-        ("HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName", "validation:msd",
-         "ValidationException", "isn't valid for the [kmeans] algorithm"),
-        ("HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.Type", "Maximize",
-         "ValidationException", "must be Minimize"),
-        ("HyperParameterTuningJobConfig.ParameterRanges",
-         {"CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++"]}]}, "ValidationException",
-         "The total number of hyperparameter combinations for the provided ranges [1.0] must be equal or greater "
-         "than the value of MaxNumberOfJobs, [2]"),
-        ("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs", 501, "ResourceLimitExceeded",
-         "500"),
-        ("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs", _DELETE, "ValidationException",
-         "MaxNumberOfTrainingJobs is required"),
-        ("HyperParameterTuningJobConfig.Strategy", "Hyperband", "ValidationException", "Hyperband"),
-        ("TrainingJobDefinition.InputDataConfig.1", _DELETE, "ValidationException", "add a channel named test"),
-        ("TrainingJobDefinition.InputDataConfig.0.ChannelName", "training", "ValidationException",
-         "Channel [training] is not supported"),
-        ("TrainingJobDefinition.InputDataConfig.0.ContentType", "application/json", "ValidationException",
-         "Content type application/json is not supported"),
-        ("TrainingJobDefinition.InputDataConfig.0.DataSource.S3DataSource.S3Uri", "https://example.com/x",
-         "ValidationException", "s3://bucket/prefix"),
-        ("TrainingJobDefinition.RoleArn", "arn:aws:iam::123456789012:user/someone", "ValidationException",
-         "roleArn"),
-        ("TrainingJobDefinition.OutputDataConfig.KmsKeyId", "arn:aws:kms:us-east-1:123456789012:key/missing",
-         "ValidationException", "does not exist or is not accessible"),
-        ("TrainingJobDefinition.ResourceConfig.VolumeKmsKeyId", "alias/not-there", "ValidationException",
-         "does not exist"),
-        ("TrainingJobDefinition.ResourceConfig.InstanceType", "ml.m5d.large", None, None),
-    ]
+    ("HyperParameterTuningJobName", "a" * 33, "ValidationException", "length less than or equal to 32"),
+    ("HyperParameterTuningJobName", "bad_name", "ValidationException", "regular expression pattern"),
+    ("HyperParameterTuningJobName", "-lead", "ValidationException", "regular expression pattern"),
+    (
+        "TrainingJobDefinition.StaticHyperParameters",
+        {"feature_dim": "2"},
+        "ValidationException",
+        "required hyperparameter [k]",
+    ),
+    (
+        "TrainingJobDefinition.StaticHyperParameters",
+        {"k": "4"},
+        "ValidationException",
+        "required hyperparameter [feature_dim]",
+    ),
+    (
+        "TrainingJobDefinition.StaticHyperParameters",
+        {"k": "0", "feature_dim": "2"},
+        "ValidationException",
+        "k='0' must be an integer >= 1",
+    ),
+    (
+        "TrainingJobDefinition.StaticHyperParameters",
+        {"k": "4", "feature_dim": "2", "num_trees": "3"},
+        "ValidationException",
+        "[num_trees] is not a hyperparameter of the kmeans algorithm",
+    ),
+    (
+        "TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
+        "811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:1",
+        "ValidationException",
+        "not the built-in K-Means algorithm",
+    ),
+    (
+        "TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
+        "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:latest",
+        "ValidationException",
+        "tag '1'",
+    ),
+    (
+        "TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
+        "174872318107.dkr.ecr.us-west-2.amazonaws.com/kmeans:1",
+        "ValidationException",
+        "region us-west-2",
+    ),
+    (
+        "TrainingJobDefinition.AlgorithmSpecification.TrainingImage",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",
+        "ValidationException",
+        "382416733822",
+    ),
+    (
+        "TrainingJobDefinition.AlgorithmSpecification.MetricDefinitions",
+        [{"Name": "a", "Regex": "b"}],
+        "ValidationException",
+        "can't override the metric definitions",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"IntegerParameterRanges": [{"Name": "k", "MinValue": "2", "MaxValue": "5"}]},
+        "ValidationException",
+        "untunable hyperparameters: [k]",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"IntegerParameterRanges": [{"Name": "epochs", "MinValue": "5", "MaxValue": "2"}]},
+        "ValidationException",
+        "MinValue (5) of hyperparameter epochs must be less than or equal",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"IntegerParameterRanges": [{"Name": "mini_batch_size", "MinValue": "0", "MaxValue": "100"}]},
+        "ValidationException",
+        "mini_batch_size='0' must be an integer >= 1",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"IntegerParameterRanges": [{"Name": "extra_center_factor", "MinValue": "1.5", "MaxValue": "4"}]},
+        "ValidationException",
+        "not an integer",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++", "forgy"]}]},
+        "ValidationException",
+        "init_method='forgy' must be one of kmeans++, random",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"ContinuousParameterRanges": [{"Name": "epochs", "MinValue": "1", "MaxValue": "4"}]},
+        "ValidationException",
+        "use an IntegerParameterRange",
+    ),
+    ("HyperParameterTuningJobConfig.ParameterRanges", {}, "ValidationException", "at least one"),
+    (
+        "HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.MetricName",
+        "validation:msd",
+        "ValidationException",
+        "isn't valid for the [kmeans] algorithm",
+    ),
+    (
+        "HyperParameterTuningJobConfig.HyperParameterTuningJobObjective.Type",
+        "Maximize",
+        "ValidationException",
+        "must be Minimize",
+    ),
+    (
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++"]}]},
+        "ValidationException",
+        "The total number of hyperparameter combinations for the provided ranges [1.0] must be equal or greater "
+        "than the value of MaxNumberOfJobs, [2]",
+    ),
+    ("HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs", 501, "ResourceLimitExceeded", "500"),
+    (
+        "HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs",
+        _DELETE,
+        "ValidationException",
+        "MaxNumberOfTrainingJobs is required",
+    ),
+    ("HyperParameterTuningJobConfig.Strategy", "Hyperband", "ValidationException", "Hyperband"),
+    ("TrainingJobDefinition.InputDataConfig.1", _DELETE, "ValidationException", "add a channel named test"),
+    (
+        "TrainingJobDefinition.InputDataConfig.0.ChannelName",
+        "training",
+        "ValidationException",
+        "Channel [training] is not supported",
+    ),
+    (
+        "TrainingJobDefinition.InputDataConfig.0.ContentType",
+        "application/json",
+        "ValidationException",
+        "Content type application/json is not supported",
+    ),
+    (
+        "TrainingJobDefinition.InputDataConfig.0.DataSource.S3DataSource.S3Uri",
+        "https://example.com/x",
+        "ValidationException",
+        "s3://bucket/prefix",
+    ),
+    ("TrainingJobDefinition.RoleArn", "arn:aws:iam::123456789012:user/someone", "ValidationException", "roleArn"),
+    (
+        "TrainingJobDefinition.OutputDataConfig.KmsKeyId",
+        "arn:aws:kms:us-east-1:123456789012:key/missing",
+        "ValidationException",
+        "does not exist or is not accessible",
+    ),
+    ("TrainingJobDefinition.ResourceConfig.VolumeKmsKeyId", "alias/not-there", "ValidationException", "does not exist"),
+    ("TrainingJobDefinition.ResourceConfig.InstanceType", "ml.m5d.large", None, None),
+]
 
 
 def test_create_tuning_job_validation(sm, aws, data):
@@ -479,10 +587,20 @@ def test_duplicate_names_are_refused_case_insensitively(sm, aws, data):
         sm.create_model(ModelName="dup", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
     assert code_of(err.value) == "ValidationException"
     assert err.value.response["Error"]["Message"] == (
-        f'Cannot create already existing model "arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/dup".')
+        f'Cannot create already existing model "arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/dup".'
+    )
     with pytest.raises(ClientError) as err:
-        sm.create_endpoint_config(EndpointConfigName="DUP", ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": "Dup", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+        sm.create_endpoint_config(
+            EndpointConfigName="DUP",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "Dup",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+        )
     assert "Cannot create already existing endpoint configuration" in str(err.value)
     sm.create_endpoint(EndpointName="Dup", EndpointConfigName="Dup")
     with pytest.raises(ClientError) as err:
@@ -495,21 +613,44 @@ def test_duplicate_names_are_refused_case_insensitively(sm, aws, data):
 
 def test_not_found_errors_use_sagemakers_codes(sm, rt):
     cases = [
-        (lambda: sm.describe_training_job(TrainingJobName="nope"), "ValidationException", "Requested resource not found."),
-        (lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="nope"), "ResourceNotFound",
-         "Amazon SageMaker can't find a tuning job with name nope"),
-        (lambda: sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="nope"), "ResourceNotFound", "can't find"),
+        (
+            lambda: sm.describe_training_job(TrainingJobName="nope"),
+            "ValidationException",
+            "Requested resource not found.",
+        ),
+        (
+            lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="nope"),
+            "ResourceNotFound",
+            "Amazon SageMaker can't find a tuning job with name nope",
+        ),
+        (
+            lambda: sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="nope"),
+            "ResourceNotFound",
+            "can't find",
+        ),
         (lambda: sm.describe_model(ModelName="nope"), "ValidationException", 'Could not find model "arn:aws:sagemaker'),
         (lambda: sm.delete_model(ModelName="nope"), "ValidationException", "Could not find model"),
-        (lambda: sm.describe_endpoint_config(EndpointConfigName="nope"), "ValidationException",
-         "Could not find endpoint configuration"),
+        (
+            lambda: sm.describe_endpoint_config(EndpointConfigName="nope"),
+            "ValidationException",
+            "Could not find endpoint configuration",
+        ),
         (lambda: sm.delete_endpoint(EndpointName="nope"), "ValidationException", "Could not find endpoint"),
-        (lambda: sm.update_endpoint(EndpointName="nope", EndpointConfigName="c"), "ValidationException",
-         "Could not find endpoint"),
-        (lambda: sm.create_endpoint(EndpointName="e", EndpointConfigName="nope"), "ValidationException",
-         "Could not find endpoint configuration"),
-        (lambda: sm.list_tags(ResourceArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/nope"), "ValidationException",
-         "not found"),
+        (
+            lambda: sm.update_endpoint(EndpointName="nope", EndpointConfigName="c"),
+            "ValidationException",
+            "Could not find endpoint",
+        ),
+        (
+            lambda: sm.create_endpoint(EndpointName="e", EndpointConfigName="nope"),
+            "ValidationException",
+            "Could not find endpoint configuration",
+        ),
+        (
+            lambda: sm.list_tags(ResourceArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/nope"),
+            "ValidationException",
+            "not found",
+        ),
     ]
     for call, code, message in cases:
         with pytest.raises(ClientError) as err:
@@ -524,20 +665,35 @@ def test_not_found_errors_use_sagemakers_codes(sm, rt):
 
 def test_create_model_checks_image_and_artifact(sm, aws):
     with pytest.raises(ClientError) as err:
-        sm.create_model(ModelName="m", ExecutionRoleArn=ROLE,
-                        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/missing/model.tar.gz"})
+        sm.create_model(
+            ModelName="m",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/missing/model.tar.gz"},
+        )
     assert err.value.response["Error"]["Message"] == f"Could not find model data at s3://{BUCKET}/missing/model.tar.gz."
     url = put_model(aws, "m/model.tar.gz", CENTERS)
     with pytest.raises(ClientError) as err:
-        sm.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={
-            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1", "ModelDataUrl": url})
+        sm.create_model(
+            ModelName="m",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={
+                "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1",
+                "ModelDataUrl": url,
+            },
+        )
     assert "not the built-in K-Means" in str(err.value)
     with pytest.raises(ClientError) as err:
-        sm.create_model(ModelName="bad--", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
+        sm.create_model(
+            ModelName="bad--", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url}
+        )
     assert "regular expression pattern" in str(err.value)
-    arn = sm.create_model(ModelName="m", ExecutionRoleArn=ROLE, EnableNetworkIsolation=True,
-                          PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url},
-                          Tags=[{"Key": "project", "Value": "kmeans"}])["ModelArn"]
+    arn = sm.create_model(
+        ModelName="m",
+        ExecutionRoleArn=ROLE,
+        EnableNetworkIsolation=True,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url},
+        Tags=[{"Key": "project", "Value": "kmeans"}],
+    )["ModelArn"]
     d = sm.describe_model(ModelName="M")
     assert d["ModelArn"] == arn == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/m"
     assert d["PrimaryContainer"] == {"Image": IMAGE, "ModelDataUrl": url}
@@ -548,19 +704,29 @@ def test_create_model_checks_image_and_artifact(sm, aws):
 def test_endpoint_config_kms_validation_and_echo(sm, aws):
     url = put_model(aws, "m/model.tar.gz", CENTERS)
     sm.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
-    variant = {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.g4dn.xlarge", "InitialInstanceCount": 1}
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": "m",
+        "InstanceType": "ml.g4dn.xlarge",
+        "InitialInstanceCount": 1,
+    }
     with pytest.raises(ClientError) as err:
         sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant], KmsKeyId=aws.key)
     assert "local NVMe" in str(err.value)
     variant["InstanceType"] = "ml.m5.large"
     with pytest.raises(ClientError) as err:
-        sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant],
-                                  KmsKeyId="arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000")
+        sm.create_endpoint_config(
+            EndpointConfigName="c",
+            ProductionVariants=[variant],
+            KmsKeyId="arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+        )
     assert "does not exist" in str(err.value)
     with pytest.raises(ClientError) as err:
         sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[dict(variant, ModelName="ghost")])
     assert 'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/ghost"' in str(err.value)
-    arn = sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant], KmsKeyId=aws.key)["EndpointConfigArn"]
+    arn = sm.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[variant], KmsKeyId=aws.key)[
+        "EndpointConfigArn"
+    ]
     d = sm.describe_endpoint_config(EndpointConfigName="c")
     assert d["EndpointConfigArn"] == arn and d["KmsKeyId"] == aws.key
     assert d["ProductionVariants"][0]["ModelName"] == "m"
@@ -573,16 +739,29 @@ def test_endpoint_config_kms_validation_and_echo(sm, aws):
 
 def test_tuning_job_searches_and_reports_like_sagemaker(sm, aws, data, checker):
     tags = [{"Key": "project", "Value": "kmeans"}, {"Key": "stage", "Value": "test"}]
-    arn = sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "search", train_uri=data.train_uri, test_uri=data.test_uri, kms_key=aws.key, max_jobs=8, parallel=2,
-        tags=tags))["HyperParameterTuningJobArn"]
+    arn = sm.create_hyper_parameter_tuning_job(
+        **tuning_request(
+            "search",
+            train_uri=data.train_uri,
+            test_uri=data.test_uri,
+            kms_key=aws.key,
+            max_jobs=8,
+            parallel=2,
+            tags=tags,
+        )
+    )["HyperParameterTuningJobArn"]
     assert arn == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/search"
     first = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="search")
     assert first["HyperParameterTuningJobStatus"] == "InProgress"
     d = wait_tuning(sm, "search")
     assert d["HyperParameterTuningJobStatus"] == "Completed"
-    assert d["TrainingJobStatusCounters"] == {"Completed": 8, "InProgress": 0, "RetryableError": 0,
-                                              "NonRetryableError": 0, "Stopped": 0}
+    assert d["TrainingJobStatusCounters"] == {
+        "Completed": 8,
+        "InProgress": 0,
+        "RetryableError": 0,
+        "NonRetryableError": 0,
+        "Stopped": 0,
+    }
     assert d["ObjectiveStatusCounters"] == {"Succeeded": 8, "Pending": 0, "Failed": 0}
     assert isinstance(d["CreationTime"], datetime.datetime) and d["CreationTime"].tzinfo is not None
     assert d["HyperParameterTuningEndTime"] >= d["CreationTime"]
@@ -618,24 +797,38 @@ def test_tuning_job_searches_and_reports_like_sagemaker(sm, aws, data, checker):
     assert len(page["TrainingJobSummaries"]) == 3 and "NextToken" in page
     assert [j["TrainingJobName"] for j in page["TrainingJobSummaries"]] == names[:3]
     by_metric = sm.list_training_jobs_for_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName="search", SortBy="FinalObjectiveMetricValue", SortOrder="Ascending", MaxResults=100)
+        HyperParameterTuningJobName="search", SortBy="FinalObjectiveMetricValue", SortOrder="Ascending", MaxResults=100
+    )
     values = [j["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for j in by_metric["TrainingJobSummaries"]]
     assert values == sorted(values)
-    assert sm.list_training_jobs_for_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName="search", StatusEquals="Failed")["TrainingJobSummaries"] == []
+    assert (
+        sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="search", StatusEquals="Failed"
+        )["TrainingJobSummaries"]
+        == []
+    )
 
     # the best training job, its artifact (SSE-KMS with the request's key) and tags
     tj = sm.describe_training_job(TrainingJobName=bt["TrainingJobName"])
     assert tj["TrainingJobStatus"] == "Completed" and tj["SecondaryStatus"] == "Completed"
     assert tj["TuningJobArn"] == arn
-    assert tj["HyperParameters"] == {"k": "4", "feature_dim": "2", "_tuning_objective_metric": "test:msd",
-                                     **bt["TunedHyperParameters"]}
+    assert tj["HyperParameters"] == {
+        "k": "4",
+        "feature_dim": "2",
+        "_tuning_objective_metric": "test:msd",
+        **bt["TunedHyperParameters"],
+    }
     metrics = {m["MetricName"]: m["Value"] for m in tj["FinalMetricDataList"]}
     assert set(metrics) == {"test:msd", "test:ssd"}
     assert metrics["test:msd"] == pytest.approx(bt["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
     assert metrics["test:ssd"] == pytest.approx(metrics["test:msd"] * len(data.test))
     assert [t["Status"] for t in tj["SecondaryStatusTransitions"]] == [
-        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
     assert tj["EnableNetworkIsolation"] is True
     assert tj["OutputDataConfig"]["KmsKeyId"] == aws.key
     artifact = tj["ModelArtifacts"]["S3ModelArtifacts"]
@@ -651,8 +844,13 @@ def test_tuning_job_searches_and_reports_like_sagemaker(sm, aws, data, checker):
     assert metrics["test:msd"] == pytest.approx(msd, rel=1e-6)
     assert sm.list_tags(ResourceArn=arn)["Tags"] == tags
     assert sm.list_tags(ResourceArn=tj["TrainingJobArn"])["Tags"] == tags
-    assert {"DescribeHyperParameterTuningJob", "ListTrainingJobsForHyperParameterTuningJob",
-            "DescribeTrainingJob", "CreateHyperParameterTuningJob", "ListTags"} <= checker.checked
+    assert {
+        "DescribeHyperParameterTuningJob",
+        "ListTrainingJobsForHyperParameterTuningJob",
+        "DescribeTrainingJob",
+        "CreateHyperParameterTuningJob",
+        "ListTags",
+    } <= checker.checked
 
 
 def test_best_result_within_5_percent_of_scikit_learn(sm, aws):
@@ -662,14 +860,24 @@ def test_best_result_within_5_percent_of_scikit_learn(sm, aws):
     train, test = blobs(30000, seed=11, centers=centers, std=2.0), blobs(6000, seed=12, centers=centers, std=2.0)
     aws.s3.put_object(Bucket=BUCKET, Key="q/train/train.csv", Body=csv_bytes(train))
     aws.s3.put_object(Bucket=BUCKET, Key="q/test/test.csv", Body=csv_bytes(test))
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "quality", train_uri=f"s3://{BUCKET}/q/train", test_uri=f"s3://{BUCKET}/q/test",
-        static={"k": "5", "feature_dim": "2"}, max_jobs=6, parallel=2, ranges={
-            "IntegerParameterRanges": [
-                {"Name": "extra_center_factor", "MinValue": "4", "MaxValue": "10"},
-                {"Name": "mini_batch_size", "MinValue": "3000", "MaxValue": "15000"},
-                {"Name": "epochs", "MinValue": "1", "MaxValue": "10"}],
-            "CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++", "random"]}]}))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request(
+            "quality",
+            train_uri=f"s3://{BUCKET}/q/train",
+            test_uri=f"s3://{BUCKET}/q/test",
+            static={"k": "5", "feature_dim": "2"},
+            max_jobs=6,
+            parallel=2,
+            ranges={
+                "IntegerParameterRanges": [
+                    {"Name": "extra_center_factor", "MinValue": "4", "MaxValue": "10"},
+                    {"Name": "mini_batch_size", "MinValue": "3000", "MaxValue": "15000"},
+                    {"Name": "epochs", "MinValue": "1", "MaxValue": "10"},
+                ],
+                "CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++", "random"]}],
+            },
+        )
+    )
     d = wait_tuning(sm, "quality")
     best = d["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
     train_r = np.loadtxt(io.BytesIO(csv_bytes(train)), delimiter=",")
@@ -681,18 +889,36 @@ def test_best_result_within_5_percent_of_scikit_learn(sm, aws):
 
 
 def test_random_and_grid_strategies(sm, data):
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "rand", train_uri=data.train_uri, test_uri=data.test_uri, strategy="Random", max_jobs=3, parallel=3,
-        objective="test:ssd"))
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "grid", train_uri=data.train_uri, test_uri=data.test_uri, strategy="Grid", max_jobs=2, parallel=2,
-        ranges={"CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++", "random"]}]}))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request(
+            "rand",
+            train_uri=data.train_uri,
+            test_uri=data.test_uri,
+            strategy="Random",
+            max_jobs=3,
+            parallel=3,
+            objective="test:ssd",
+        )
+    )
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request(
+            "grid",
+            train_uri=data.train_uri,
+            test_uri=data.test_uri,
+            strategy="Grid",
+            max_jobs=2,
+            parallel=2,
+            ranges={"CategoricalParameterRanges": [{"Name": "init_method", "Values": ["kmeans++", "random"]}]},
+        )
+    )
     d = wait_tuning(sm, "rand")
     assert d["HyperParameterTuningJobStatus"] == "Completed"
     assert d["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["MetricName"] == "test:ssd"
     d = wait_tuning(sm, "grid")
-    assert sorted(j["TunedHyperParameters"]["init_method"] for j in all_training_jobs(sm, "grid")) == ["kmeans++", "random"]
-
+    assert sorted(j["TunedHyperParameters"]["init_method"] for j in all_training_jobs(sm, "grid")) == [
+        "kmeans++",
+        "random",
+    ]
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -700,24 +926,32 @@ def test_bayesian_search_tries_every_categorical_value_before_exploiting(seed):
     # Two first draws of init_method=random (bad on skewed data) must not leave the search stuck there.
     from offline.standin.service import _Range, _Searcher
 
-    ranges = [_Range("extra_center_factor", "Integer", 4, 10), _Range("init_method", "Categorical", values=["kmeans++", "random"])]
+    ranges = [
+        _Range("extra_center_factor", "Integer", 4, 10),
+        _Range("init_method", "Categorical", values=["kmeans++", "random"]),
+    ]
     searcher = _Searcher(ranges, "Bayesian", max_jobs=6, rng=np.random.default_rng(seed))
     first = searcher.propose([], [])
     second = searcher.propose([], [first])
     assert {first["init_method"], second["init_method"]} == {"kmeans++", "random"}
 
+
 BAD_DATA_CASES = [
-        ({"train/a.csv": b"1,2\n3,abc\n"}, "text/csv;label_size=0", None, "could not convert 'abc' to a float"),
-        ({"train/a.csv": b"1,2,3\n4,5,6\n"}, "text/csv;label_size=0", None, "has 3 feature columns"),
-        ({"train/a.csv": b"1,2\n4,5,6\n"}, "text/csv;label_size=0", None, "has 3 feature columns"),
-        ({"train/a.csv": b"1,2\n3,4\n"}, "text/csv", None, "has 1 feature columns (label_size=1)"),
-        ({}, "text/csv;label_size=0", None, "no objects found under"),
-        ({"train/a.csv": b""}, "text/csv;label_size=0", None, "No records found"),
-        ({"train/a.csv": b"1,2\n3,4\n5,6\n"}, "text/csv;label_size=0", None, "fewer than k=4"),
-        ({"train/a.csv": b"1,2\n3,4\n"}, None, None, "application/x-recordio-protobuf"),
-        ({"train/a.csv": b"1,2\n3,4\n"}, "text/csv;label_size=0", {"k": "1", "feature_dim": "2", "local_lloyd_tol": "x"},
-         "local_lloyd_tol='x' must be a number"),
-    ]
+    ({"train/a.csv": b"1,2\n3,abc\n"}, "text/csv;label_size=0", None, "could not convert 'abc' to a float"),
+    ({"train/a.csv": b"1,2,3\n4,5,6\n"}, "text/csv;label_size=0", None, "has 3 feature columns"),
+    ({"train/a.csv": b"1,2\n4,5,6\n"}, "text/csv;label_size=0", None, "has 3 feature columns"),
+    ({"train/a.csv": b"1,2\n3,4\n"}, "text/csv", None, "has 1 feature columns (label_size=1)"),
+    ({}, "text/csv;label_size=0", None, "no objects found under"),
+    ({"train/a.csv": b""}, "text/csv;label_size=0", None, "No records found"),
+    ({"train/a.csv": b"1,2\n3,4\n5,6\n"}, "text/csv;label_size=0", None, "fewer than k=4"),
+    ({"train/a.csv": b"1,2\n3,4\n"}, None, None, "application/x-recordio-protobuf"),
+    (
+        {"train/a.csv": b"1,2\n3,4\n"},
+        "text/csv;label_size=0",
+        {"k": "1", "feature_dim": "2", "local_lloyd_tol": "x"},
+        "local_lloyd_tol='x' must be a number",
+    ),
+]
 
 
 def test_bad_data_fails_training_jobs_with_client_error(sm, aws, data):
@@ -725,8 +959,15 @@ def test_bad_data_fails_training_jobs_with_client_error(sm, aws, data):
     for i, (files, content_type, static, reason) in enumerate(BAD_DATA_CASES):
         for key, body in files.items():
             aws.s3.put_object(Bucket=BUCKET, Key=f"bad{i}/{key}", Body=body)
-        req = tuning_request(f"baddata{i}", train_uri=f"s3://{BUCKET}/bad{i}/train/", test_uri=data.test_uri,
-                             content_type=content_type, max_jobs=2, parallel=2, static=static)
+        req = tuning_request(
+            f"baddata{i}",
+            train_uri=f"s3://{BUCKET}/bad{i}/train/",
+            test_uri=data.test_uri,
+            content_type=content_type,
+            max_jobs=2,
+            parallel=2,
+            static=static,
+        )
         if static and "local_lloyd_tol" in static:  # invalid static values are refused up front
             with pytest.raises(ClientError) as err:
                 sm.create_hyper_parameter_tuning_job(**req)
@@ -739,8 +980,10 @@ def test_bad_data_fails_training_jobs_with_client_error(sm, aws, data):
     for name, reason in started:
         d = wait_tuning(sm, name)
         assert d["HyperParameterTuningJobStatus"] == "Failed"
-        assert d["FailureReason"] == ("No training job succeeded after 2 attempts. Please take a look at the "
-                                      "training job failures to get more details.")
+        assert d["FailureReason"] == (
+            "No training job succeeded after 2 attempts. Please take a look at the "
+            "training job failures to get more details."
+        )
         assert "BestTrainingJob" not in d
         assert d["TrainingJobStatusCounters"]["NonRetryableError"] == 2
         assert d["ObjectiveStatusCounters"] == {"Succeeded": 0, "Pending": 0, "Failed": 2}
@@ -757,13 +1000,21 @@ def test_csv_with_a_label_column_and_recordio_protobuf_channels_train(sm, aws, d
     aws.s3.put_object(Bucket=BUCKET, Key="lab/train/a.csv", Body=csv_bytes(labelled))
     aws.s3.put_object(Bucket=BUCKET, Key="rio/train/a.pbr", Body=write_recordio_protobuf(data.train))
     aws.s3.put_object(Bucket=BUCKET, Key="rio/test/a.pbr", Body=write_recordio_protobuf(data.test))
-    req = tuning_request("labelled", train_uri=f"s3://{BUCKET}/lab/train/", test_uri=data.test_uri,
-                         max_jobs=1, parallel=1)
+    req = tuning_request(
+        "labelled", train_uri=f"s3://{BUCKET}/lab/train/", test_uri=data.test_uri, max_jobs=1, parallel=1
+    )
     req["TrainingJobDefinition"]["InputDataConfig"][0]["ContentType"] = "text/csv"
     sm.create_hyper_parameter_tuning_job(**req)
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "recordio", train_uri=f"s3://{BUCKET}/rio/train/", test_uri=f"s3://{BUCKET}/rio/test/",
-        content_type="application/x-recordio-protobuf", max_jobs=1, parallel=1))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request(
+            "recordio",
+            train_uri=f"s3://{BUCKET}/rio/train/",
+            test_uri=f"s3://{BUCKET}/rio/test/",
+            content_type="application/x-recordio-protobuf",
+            max_jobs=1,
+            parallel=1,
+        )
+    )
     for name in ("labelled", "recordio"):
         d = wait_tuning(sm, name)
         assert d["HyperParameterTuningJobStatus"] == "Completed", d.get("FailureReason")
@@ -771,11 +1022,14 @@ def test_csv_with_a_label_column_and_recordio_protobuf_channels_train(sm, aws, d
 
 
 def test_warm_start_from_a_parent_tuning_job(sm, data):
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "parent", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=3, parallel=3))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("parent", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=3, parallel=3)
+    )
     req = tuning_request("child", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=3, parallel=1)
-    req["WarmStartConfig"] = {"ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "parent"}],
-                              "WarmStartType": "IdenticalDataAndAlgorithm"}
+    req["WarmStartConfig"] = {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "parent"}],
+        "WarmStartType": "IdenticalDataAndAlgorithm",
+    }
     with pytest.raises(ClientError) as err:  # the parent is still running
         sm.create_hyper_parameter_tuning_job(**req)
     assert code_of(err.value) == "ValidationException"
@@ -796,8 +1050,9 @@ def test_warm_start_from_a_parent_tuning_job(sm, data):
 
 def test_stop_tuning_job(sm, standin, data):
     standin.timing.training_job_min_seconds = 0.4
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "stopme", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=6, parallel=1))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("stopme", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=6, parallel=1)
+    )
     time.sleep(0.1)
     sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopme")
     d = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopme")
@@ -813,12 +1068,14 @@ def test_stop_tuning_job(sm, standin, data):
 
 
 def test_uninstall_stops_running_work_promptly(aws, data):
-    standin = SageMakerStandIn(region=REGION, account_id=ACCOUNT,
-                               timing=Timing(training_job_min_seconds=30, endpoint_seconds=30))
+    standin = SageMakerStandIn(
+        region=REGION, account_id=ACCOUNT, timing=Timing(training_job_min_seconds=30, endpoint_seconds=30)
+    )
     standin.install()
     sm = boto3.client("sagemaker", region_name=REGION)
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "longrun", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=4, parallel=2))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("longrun", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=4, parallel=2)
+    )
     time.sleep(0.2)
     started = time.monotonic()
     standin.uninstall()
@@ -833,8 +1090,9 @@ def test_uninstall_stops_running_work_promptly(aws, data):
 
 def test_fault_tuning_job_fails(sm, standin, data):
     standin.faults.tuning_job_fails = "InternalServerError: injected tuning failure"
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "tfail", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=2))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("tfail", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=2)
+    )
     d = wait_tuning(sm, "tfail")
     assert d["HyperParameterTuningJobStatus"] == "Failed"
     assert d["FailureReason"] == "InternalServerError: injected tuning failure"
@@ -843,8 +1101,9 @@ def test_fault_tuning_job_fails(sm, standin, data):
 
 def test_fault_training_jobs_fail(sm, standin, data):
     standin.faults = Faults(training_jobs_fail="AlgorithmError: injected")
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "jfail", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=10, parallel=2))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("jfail", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=10, parallel=2)
+    )
     d = wait_tuning(sm, "jfail")
     assert d["HyperParameterTuningJobStatus"] == "Failed"
     assert d["FailureReason"].startswith("No training job succeeded after ")
@@ -853,8 +1112,9 @@ def test_fault_training_jobs_fail(sm, standin, data):
     assert 5 <= len(jobs) <= 6  # SageMaker gives up after 5 failures without a success
     assert {j["FailureReason"] for j in jobs} == {"AlgorithmError: injected"}
     standin.faults = Faults()  # later jobs are unaffected
-    sm.create_hyper_parameter_tuning_job(**tuning_request(
-        "jok", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=1, parallel=1))
+    sm.create_hyper_parameter_tuning_job(
+        **tuning_request("jok", train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=1, parallel=1)
+    )
     assert wait_tuning(sm, "jok")["HyperParameterTuningJobStatus"] == "Completed"
 
 
@@ -919,8 +1179,9 @@ def test_endpoint_lifecycle_create_update_delete(sm, aws, rt, checker):
     make_model_and_config(sm, "v1", put_model(aws, "v1/model.tar.gz", CENTERS), kms_key=aws.key)
     moved = CENTERS + np.array([100.0, 0.0])
     make_model_and_config(sm, "v2", put_model(aws, "v2/model.tar.gz", moved), kms_key=aws.key)
-    arn = sm.create_endpoint(EndpointName="live", EndpointConfigName="v1",
-                             Tags=[{"Key": "project", "Value": "kmeans"}])["EndpointArn"]
+    arn = sm.create_endpoint(
+        EndpointName="live", EndpointConfigName="v1", Tags=[{"Key": "project", "Value": "kmeans"}]
+    )["EndpointArn"]
     assert arn == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/live"
     d = sm.describe_endpoint(EndpointName="live")
     assert d["EndpointStatus"] == "Creating"
@@ -964,8 +1225,17 @@ def test_endpoint_lifecycle_create_update_delete(sm, aws, rt, checker):
     sm.delete_model(ModelName="v1")
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["v2"]
     assert [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]] == ["v2"]
-    assert {"DescribeEndpoint", "ListEndpoints", "ListModels", "ListEndpointConfigs", "CreateEndpoint",
-            "UpdateEndpoint", "DeleteEndpoint", "DeleteModel", "DeleteEndpointConfig"} <= checker.checked
+    assert {
+        "DescribeEndpoint",
+        "ListEndpoints",
+        "ListModels",
+        "ListEndpointConfigs",
+        "CreateEndpoint",
+        "UpdateEndpoint",
+        "DeleteEndpoint",
+        "DeleteModel",
+        "DeleteEndpointConfig",
+    } <= checker.checked
 
 
 def _zip_bytes() -> bytes:
@@ -988,8 +1258,9 @@ def test_endpoint_fails_on_missing_or_corrupt_artifact_and_update_rolls_back(sm,
     sm.create_endpoint(EndpointName="good", EndpointConfigName="good")
     d = wait_endpoint(sm, "gone")
     assert d["EndpointStatus"] == "Failed"
-    assert d["FailureReason"].startswith('Failed to download model data for container "container_1" from URL: '
-                                         f'"s3://{BUCKET}/gone/model.tar.gz".')
+    assert d["FailureReason"].startswith(
+        f'Failed to download model data for container "container_1" from URL: "s3://{BUCKET}/gone/model.tar.gz".'
+    )
     d = wait_endpoint(sm, "zip")
     assert d["EndpointStatus"] == "Failed"
     assert "did not pass the ping health check" in d["FailureReason"] and "zip archive" in d["FailureReason"]
@@ -1034,26 +1305,37 @@ def test_invoke_csv_json_jsonlines_match_numpy(rt, live):
     assert preds_json == preds
 
     lines = "\n".join(json.dumps({"features": [float(a), float(b)]}) for a, b in X)
-    r = rt.invoke_endpoint(EndpointName="serve", ContentType="application/jsonlines",
-                           Accept="application/jsonlines", Body=lines)
+    r = rt.invoke_endpoint(
+        EndpointName="serve", ContentType="application/jsonlines", Accept="application/jsonlines", Body=lines
+    )
     assert [json.loads(line) for line in r["Body"].read().decode().splitlines()] == preds
 
-    r = rt.invoke_endpoint(EndpointName="serve", ContentType="application/x-recordio-protobuf",
-                           Accept="application/json", Body=write_recordio_protobuf(X))
-    np.testing.assert_allclose([p["distance_to_cluster"] for p in json.loads(r["Body"].read())["predictions"]],
-                               want_dist, rtol=1e-5)
+    r = rt.invoke_endpoint(
+        EndpointName="serve",
+        ContentType="application/x-recordio-protobuf",
+        Accept="application/json",
+        Body=write_recordio_protobuf(X),
+    )
+    np.testing.assert_allclose(
+        [p["distance_to_cluster"] for p in json.loads(r["Body"].read())["predictions"]], want_dist, rtol=1e-5
+    )
 
 
 BAD_PAYLOADS = [
-        ("text/csv", b"1,2\n3,x\n", 400, "could not convert 'x' to a float"),
-        ("text/csv", b"1,2,3\n", 400, "Feature size of csv inference data 3 is not consistent with feature size of trained model 2"),
-        ("text/csv", b"1,2\n3\n", 400, "line 2 has 1 columns"),
-        ("application/json", b'{"instances": [{"features": [1, "a"]}]}', 400, "'a' is not a finite number"),
-        ("application/json", b'{"rows": []}', 400, 'expected {"instances"'),
-        ("application/json", b"{not json", 400, "invalid JSON"),
-        ("text/csv", b"", 400, "no records"),
-        ("application/x-npy", b"1,2", 415, "Content-type application/x-npy not supported"),
-    ]
+    ("text/csv", b"1,2\n3,x\n", 400, "could not convert 'x' to a float"),
+    (
+        "text/csv",
+        b"1,2,3\n",
+        400,
+        "Feature size of csv inference data 3 is not consistent with feature size of trained model 2",
+    ),
+    ("text/csv", b"1,2\n3\n", 400, "line 2 has 1 columns"),
+    ("application/json", b'{"instances": [{"features": [1, "a"]}]}', 400, "'a' is not a finite number"),
+    ("application/json", b'{"rows": []}', 400, 'expected {"instances"'),
+    ("application/json", b"{not json", 400, "invalid JSON"),
+    ("text/csv", b"", 400, "no records"),
+    ("application/x-npy", b"1,2", 415, "Content-type application/x-npy not supported"),
+]
 
 
 def test_invoke_bad_payloads_are_model_errors(rt, live):
@@ -1090,27 +1372,41 @@ def test_throttling_seen_without_retries_and_absorbed_with_standard_retries(stan
     retrying = boto3.client("sagemaker", region_name=REGION, config=Config(retries={"mode": "standard"}))
     standin.faults.throttle_creates = 1
     with pytest.raises(ClientError) as err:
-        no_retry.create_model(ModelName="t1", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
+        no_retry.create_model(
+            ModelName="t1", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url}
+        )
     assert code_of(err.value) == "ThrottlingException"
     assert err.value.response["Error"]["Message"] == "Rate exceeded"
     no_retry.create_model(ModelName="t1", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
     # a new count for every Create* operation; describes are never throttled
     no_retry.describe_model(ModelName="t1")
     standin.faults = Faults(throttle_creates=2)
-    r = retrying.create_model(ModelName="t2", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
+    r = retrying.create_model(
+        ModelName="t2", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url}
+    )
     assert r["ResponseMetadata"]["RetryAttempts"] == 2
     standin.faults.throttle_creates = 1  # changing the count restarts counting
     with pytest.raises(ClientError) as err:
-        no_retry.create_endpoint_config(EndpointConfigName="c", ProductionVariants=[
-            {"VariantName": "AllTraffic", "ModelName": "t2", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+        no_retry.create_endpoint_config(
+            EndpointConfigName="c",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "t2",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+        )
     assert code_of(err.value) == "ThrottlingException"
 
 
 def test_add_tags_and_list_paging(sm, aws):
     url = put_model(aws, "tg/model.tar.gz", CENTERS)
     for i in range(5):
-        sm.create_model(ModelName=f"model-{i}", ExecutionRoleArn=ROLE,
-                        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
+        sm.create_model(
+            ModelName=f"model-{i}", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url}
+        )
     arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/model-1"
     assert sm.add_tags(ResourceArn=arn, Tags=[{"Key": "a", "Value": "1"}])["Tags"] == [{"Key": "a", "Value": "1"}]
     sm.add_tags(ResourceArn=arn, Tags=[{"Key": "b", "Value": "2"}, {"Key": "a", "Value": "3"}])

@@ -36,8 +36,7 @@ def test_exact_byte_layout_of_one_kmeans_array():
 
 
 def test_round_trip_of_several_arrays_and_float64_input():
-    arrays = [np.arange(6, dtype=np.float64).reshape(2, 3), np.array([0.5], dtype=np.float32),
-              np.ones((2, 2, 2))]
+    arrays = [np.arange(6, dtype=np.float64).reshape(2, 3), np.array([0.5], dtype=np.float32), np.ones((2, 2, 2))]
     back = read_ndarray_list(write_ndarray_list(arrays))
     assert [a.shape for a in back] == [(2, 3), (1,), (2, 2, 2)]
     for a, b in zip(arrays, back):
@@ -55,7 +54,7 @@ def _good() -> bytes:
 
 
 def _patch(data: bytes, offset: int, fmt: str, value) -> bytes:
-    return data[:offset] + struct.pack(fmt, value) + data[offset + struct.calcsize(fmt):]
+    return data[:offset] + struct.pack(fmt, value) + data[offset + struct.calcsize(fmt) :]
 
 
 @pytest.mark.parametrize(

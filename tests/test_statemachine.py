@@ -13,8 +13,11 @@ ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.a
 ASL = json.loads(ASL_PATH.read_text())
 STATES = ASL["States"]
 LAMBDA_ERRORS = {
-    "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
 }
 TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task" and s["Resource"].endswith(":lambda:invoke")}
 SNS_TASKS = {name: s for name, s in STATES.items() if s["Type"] == "Task" and ":sns:" in s["Resource"]}
@@ -78,9 +81,17 @@ def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
 def test_throttling_is_retried_by_name_on_every_sagemaker_step():
     from kmeans_pipeline import errors
 
-    for name in ("Start hyperparameter tuning", "Check tuning job", "Evaluate model", "Create model and endpoint config",
-                 "Deploy to endpoint", "Check endpoint", "Verify endpoint", "Check the previous model",
-                 "Clean up superseded models"):
+    for name in (
+        "Start hyperparameter tuning",
+        "Check tuning job",
+        "Evaluate model",
+        "Create model and endpoint config",
+        "Deploy to endpoint",
+        "Check endpoint",
+        "Verify endpoint",
+        "Check the previous model",
+        "Clean up superseded models",
+    ):
         retried = {e for r in TASKS[name]["Retry"] for e in r["ErrorEquals"]}
         assert "SageMakerThrottlingError" in retried, name
     every_retried = {e for t in TASKS.values() for r in t["Retry"] for e in r["ErrorEquals"]} - LAMBDA_ERRORS
@@ -112,7 +123,9 @@ def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
     assert ask["TimeoutSeconds"] == "{% $config.approvalTimeoutSeconds %}"
     assert "$states.context.Task.Token" in ask["Arguments"]["Message"]
     assert [(c["ErrorEquals"], c["Next"]) for c in ask["Catch"]] == [
-        (["States.Timeout"], "Approval timed out"), (["States.ALL"], "A step failed")]
+        (["States.Timeout"], "Approval timed out"),
+        (["States.ALL"], "A step failed"),
+    ]
     assert STATES["Approval timed out"]["Error"] == "ApprovalTimedOut"
     assert STATES["Model rejected"]["Error"] == "ModelRejected"
 
@@ -168,7 +181,9 @@ def test_step_failure_cause_names_the_step_and_quotes_the_error_message():
     failure = {
         "step": "Prepare training data",
         "error": "DataValidationError",
-        "cause": json.dumps({"errorType": "DataValidationError", "errorMessage": 'line 3, column Amount: "x" is not a number'}),
+        "cause": json.dumps(
+            {"errorType": "DataValidationError", "errorMessage": 'line 3, column Amount: "x" is not a number'}
+        ),
     }
     cause.assign("failure", failure)
     cause.register_lambda("parse", lambda text: json.loads(text))  # Step Functions' $parse

@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import require
-from offline.cfn import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
 TAGS = {"Project": "NamePrefix", "Environment": "EnvironmentName", "Owner": "Owner"}
 KEY_ARN = {"Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]}
-PSEUDO = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012",
-          "AWS::URLSuffix": "amazonaws.com"}
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+}
 FUNCTIONS = {
     "ResolveInputFunction": "functions/resolve_input/",
     "PrepareDataFunction": "functions/prepare_data/",
@@ -43,12 +45,32 @@ FUNCTIONS = {
 # What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
 STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
 ENVIRONMENT = {
-    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE", "NAME_PREFIX",
-    "ENDPOINT_NAME", "DATA_BUCKET", "KMS_KEY_ARN", "SAGEMAKER_ROLE_ARN", "KMEANS_IMAGE_URI",
-    "TRAINING_INSTANCE_TYPE", "HOSTING_INSTANCE_TYPE", "DEFAULT_K", "MAX_TRAINING_JOBS",
-    "MAX_PARALLEL_TRAINING_JOBS", "FEATURE_COLUMNS", "MAX_INPUT_MEGABYTES", "SHARD_MEGABYTES", "TRAINING_INSTANCE_COUNT",
-    "KEEP_MODELS", "DEFAULT_POLL_SECONDS", "RESOURCE_TAGS", "ANOMALY_PERCENTILE", "GATE_TOLERANCE_PERCENT",
-    "APPROVAL_REQUIRED", "APPROVAL_TIMEOUT_HOURS", "ENDPOINT_CHECK_ROWS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "NAME_PREFIX",
+    "ENDPOINT_NAME",
+    "DATA_BUCKET",
+    "KMS_KEY_ARN",
+    "SAGEMAKER_ROLE_ARN",
+    "KMEANS_IMAGE_URI",
+    "TRAINING_INSTANCE_TYPE",
+    "HOSTING_INSTANCE_TYPE",
+    "DEFAULT_K",
+    "MAX_TRAINING_JOBS",
+    "MAX_PARALLEL_TRAINING_JOBS",
+    "FEATURE_COLUMNS",
+    "MAX_INPUT_MEGABYTES",
+    "SHARD_MEGABYTES",
+    "TRAINING_INSTANCE_COUNT",
+    "KEEP_MODELS",
+    "DEFAULT_POLL_SECONDS",
+    "RESOURCE_TAGS",
+    "ANOMALY_PERCENTILE",
+    "GATE_TOLERANCE_PERCENT",
+    "APPROVAL_REQUIRED",
+    "APPROVAL_TIMEOUT_HOURS",
+    "ENDPOINT_CHECK_ROWS",
 }
 # The evaluation, gate, approval and endpoint-check parameters: (environment variable, Type, Default, range).
 EVALUATION_PARAMETERS = {
@@ -60,17 +82,26 @@ EVALUATION_PARAMETERS = {
 }
 # Actions that have no resource-level permission, so that "*" is the only Resource they take.
 NO_RESOURCE_LEVEL = {
-    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
-    "cloudwatch:PutMetricData", "ecr:GetAuthorizationToken",
-    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
-    "sagemaker:ListModels", "sagemaker:ListEndpointConfigs",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "cloudwatch:PutMetricData",
+    "ecr:GetAuthorizationToken",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "sagemaker:ListModels",
+    "sagemaker:ListEndpointConfigs",
 }
 # No role attaches an AWS managed policy: every role, the state machine's too, is written out in the template.
 ALLOWED_MANAGED_POLICIES: set[str] = set()
 EBS_ONLY_FAMILIES = {"t2", "t3", "m4", "m5", "c4", "c5", "r5", "m6i", "c6i", "r6i"}
-
-
 
 
 # -- fixtures ---------------------------------------------------------------------------------------------------
@@ -189,9 +220,19 @@ def grants(stmts: list[dict[str, Any]]) -> dict[str, set[str]]:
 @pytest.mark.slow  # an external linter; `make lint` runs it on its own
 def test_cfn_lint_with_serverless_rules_reports_nothing():
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())",
-         str(TEMPLATE), "-a", "cfn_lint_serverless.rules"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.exit(main())",
+            str(TEMPLATE),
+            "-a",
+            "cfn_lint_serverless.rules",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
@@ -209,10 +250,19 @@ def test_sam_validate_lint_passes():
         if os.environ.get("CI"):
             pytest.fail("the SAM CLI is missing: pip install -e '.[dev]' installs aws-sam-cli")
         pytest.skip("the SAM CLI is not installed (aws-sam-cli, a development dependency)")
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
     result = subprocess.run(
         [sam, "validate", "--lint", "--template", str(TEMPLATE)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout + result.stderr
@@ -234,9 +284,18 @@ def test_every_taggable_resource_after_the_sam_transform_has_the_stack_tags(tran
         for key, parameter in TAGS.items():
             assert given.get(key) == {"Ref": parameter}, f"{logical_id} lacks tag {key}"
     # The transform made roles, functions and the state machine; all of them count.
-    assert {"AWS::KMS::Key", "AWS::S3::Bucket", "AWS::IAM::Role", "AWS::Lambda::Function", "AWS::Logs::LogGroup",
-            "AWS::SNS::Topic", "AWS::StepFunctions::StateMachine", "AWS::Events::Rule", "AWS::SQS::Queue",
-            "AWS::CloudWatch::Alarm"} <= taggable
+    assert {
+        "AWS::KMS::Key",
+        "AWS::S3::Bucket",
+        "AWS::IAM::Role",
+        "AWS::Lambda::Function",
+        "AWS::Logs::LogGroup",
+        "AWS::SNS::Topic",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::Events::Rule",
+        "AWS::SQS::Queue",
+        "AWS::CloudWatch::Alarm",
+    } <= taggable
 
 
 def test_sagemaker_resources_get_the_stack_tags_from_the_environment(template):
@@ -251,13 +310,11 @@ def test_every_wildcard_resource_has_a_comment_right_above_it(template, raw_line
     wildcard_lines = []
     for number, line in enumerate(raw_lines):
         if re.match(r"^\s*(-\s*)?(Resource:\s*)?[\"']\*[\"']\s*$", line):
-            assert "Resource:" in line, f"line {number + 1}: write a wildcard resource as Resource: \"*\""
+            assert "Resource:" in line, f'line {number + 1}: write a wildcard resource as Resource: "*"'
             wildcard_lines.append(number)
             above = raw_lines[number - 1].strip()
-            assert above.startswith("#"), f"line {number + 1}: Resource \"*\" without a comment right above it"
-    in_template = sum(
-        1 for _, s in statements(template["Resources"]) if "*" in as_list(s.get("Resource", []))
-    )
+            assert above.startswith("#"), f'line {number + 1}: Resource "*" without a comment right above it'
+    in_template = sum(1 for _, s in statements(template["Resources"]) if "*" in as_list(s.get("Resource", [])))
     assert len(wildcard_lines) == in_template  # no "*" hidden in another YAML spelling
 
 
@@ -270,7 +327,8 @@ def test_no_allow_statement_uses_a_wildcard_action(transformed):
         if statement.get("Sid") == "EnableIamPolicies" and path.startswith("/Key/Properties/KeyPolicy"):
             # The key policy's account statement, as AWS writes it: it lets IAM policies grant the key.
             assert actions == ["kms:*"] and statement["Principal"] == {
-                "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+                "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+            }
             continue
         for action in actions:
             assert "*" not in action, f"{path}: wildcard action {action}"
@@ -303,7 +361,8 @@ def test_pass_role_only_passes_the_sagemaker_role_to_sagemaker(transformed):
 def test_sagemaker_role_is_trusted_by_sagemaker_only_and_reaches_only_its_prefixes(resources):
     role = resources["SageMakerExecutionRole"]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
     stmts = role_statements(resources, "SageMakerExecutionRole")
     (listing,) = allows(stmts, "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "datasets/*"}}
@@ -326,14 +385,18 @@ def test_function_roles_reach_only_their_own_resources(resources, template):
     (put,) = allows(stmts["PrepareDataFunction"], "s3:PutObject")
     assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}
     sagemaker_arns = [
-        r for s in (x for v in stmts.values() for x in v) for r in as_list(s["Resource"])
+        r
+        for s in (x for v in stmts.values() for x in v)
+        for r in as_list(s["Resource"])
         if any(a.startswith("sagemaker:") for a in as_list(s["Action"]))
         and r != "*"  # List actions, which have no resource-level permission (commented in the template)
     ]
     assert sagemaker_arns and all(prefix in arn["Fn::Sub"] for arn in sagemaker_arns)
     endpoint = f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:endpoint/{prefix}"
     for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"):
-        targets = {r["Fn::Sub"] for s in allows(stmts["DeployEndpointFunction"], action) for r in as_list(s["Resource"])}
+        targets = {
+            r["Fn::Sub"] for s in allows(stmts["DeployEndpointFunction"], action) for r in as_list(s["Resource"])
+        }
         assert endpoint in targets
     (describe,) = allows(stmts["CheckEndpointFunction"], "sagemaker:DescribeEndpoint")
     assert describe["Resource"] == {"Fn::Sub": endpoint}
@@ -377,7 +440,9 @@ def test_key_policy_names_the_evaluation_verification_and_approval_roles(resourc
     # The evaluation writes its report under reports/ (SSE-KMS with the stack's key).
     writer = by_sid["AllowEvaluateModelToWriteReports"]
     assert (principals("AllowEvaluateModelToWriteReports"), writer["Action"]) == (
-        [role("EvaluateModelFunctionRole")], "kms:GenerateDataKey")
+        [role("EvaluateModelFunctionRole")],
+        "kms:GenerateDataKey",
+    )
     # The verify step's rollback is an UpdateEndpoint to an encrypted endpoint config, as the deploy step's is.
     for sid in ("AllowAttachmentOfPersistentResources", "AllowHostingStepsToDescribe"):
         assert role("VerifyEndpointFunctionRole") in principals(sid), sid
@@ -386,10 +451,16 @@ def test_key_policy_names_the_evaluation_verification_and_approval_roles(resourc
     publish = by_sid["AllowPipelineToPublishToTheTopic"]
     assert principals("AllowPipelineToPublishToTheTopic") == [role("PipelineStateMachineRole")]
     assert sorted(as_list(publish["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
-    assert publish["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}}
+    assert publish["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}
+    }
     # Every role the stack makes that uses the key is named in the key policy.
-    named = {p["Fn::GetAtt"][0] for s in by_sid.values() for p in as_list(s["Principal"].get("AWS", []))
-             if isinstance(p, dict) and "Fn::GetAtt" in p}
+    named = {
+        p["Fn::GetAtt"][0]
+        for s in by_sid.values()
+        for p in as_list(s["Principal"].get("AWS", []))
+        if isinstance(p, dict) and "Fn::GetAtt" in p
+    }
     roles = {k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
     assert named == roles - {"PipelineTriggerRole"}  # EventBridge's role never touches the key
 
@@ -400,8 +471,10 @@ def test_everything_at_rest_uses_the_one_key(resources, template):
     assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
     assert resources["DeliveryDeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
     (rule,) = resources["DataBucket"]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule == {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN},
-                    "BucketKeyEnabled": True}
+    assert rule == {
+        "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY_ARN},
+        "BucketKeyEnabled": True,
+    }
     assert template["Outputs"]["KmsKeyArn"]["Value"] == KEY_ARN
 
 
@@ -412,7 +485,8 @@ def test_bucket_is_private_versioned_and_notifies_eventbridge(resources):
     assert bucket["DeletionPolicy"] == "Retain"
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
     assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
-        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True)
+        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True
+    )
     assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
     assert properties["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     rules = properties["LifecycleConfiguration"]["Rules"]
@@ -420,8 +494,11 @@ def test_bucket_is_private_versioned_and_notifies_eventbridge(resources):
     assert any("AbortIncompleteMultipartUpload" in r for r in rules)
     expiry = {r.get("Prefix"): r.get("ExpirationInDays") for r in rules if "ExpirationInDays" in r}
     # Reports live as long as the models they judge: the quality gate reads the serving model's report.
-    assert expiry == {"datasets/": {"Ref": "DatasetRetentionDays"}, "models/": {"Ref": "ModelRetentionDays"},
-                      "reports/": {"Ref": "ModelRetentionDays"}}
+    assert expiry == {
+        "datasets/": {"Ref": "DatasetRetentionDays"},
+        "models/": {"Ref": "ModelRetentionDays"},
+        "reports/": {"Ref": "ModelRetentionDays"},
+    }
 
 
 def test_bucket_policy_denies_plain_http_and_puts_with_other_encryption_or_keys(resources):
@@ -441,7 +518,9 @@ def test_bucket_policy_denies_plain_http_and_puts_with_other_encryption_or_keys(
     keys = by_sid["DenyPutsWithAnotherKey"]
     assert (keys["Effect"], keys["Action"]) == ("Deny", "s3:PutObject")
     assert keys["Condition"]["StringNotEquals"] == {
-        "s3:x-amz-server-side-encryption-aws-kms-key-id": {"Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]}
+        "s3:x-amz-server-side-encryption-aws-kms-key-id": {
+            "Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]
+        }
     }
 
 
@@ -482,13 +561,15 @@ def test_evaluation_and_verification_functions(resources, template):
     assert evaluate(evaluate_model["FunctionName"], template) == "kmeans-dev-evaluate-model"
     assert (evaluate_model["MemorySize"], evaluate_model["Timeout"]) == (3008, 900)
     assert evaluate_model["Description"] == (
-        "Scores the held-out test set with the best model, writes the evaluation report and decides whether to promote")
+        "Scores the held-out test set with the best model, writes the evaluation report and decides whether to promote"
+    )
     verify = resources["VerifyEndpointFunction"]["Properties"]
     assert evaluate(verify["FunctionName"], template) == "kmeans-dev-verify-endpoint"
     assert (verify["MemorySize"], verify["Timeout"]) == (1024, 300)
     assert verify["Description"] == (
         "Scores test rows through the endpoint and compares with offline scoring; puts the previous config back on"
-        " a mismatch")
+        " a mismatch"
+    )
     for name in ("EvaluateModelFunction", "VerifyEndpointFunction"):
         skips = {s["id"] for s in resources[name]["Metadata"]["checkov"]["skip"]}
         assert skips == {s["id"] for s in resources["CheckEndpointFunction"]["Metadata"]["checkov"]["skip"]}, name
@@ -503,10 +584,12 @@ def test_evaluation_role_has_exactly_what_the_step_calls(resources):
     assert grants(stmts) == {
         "logs:CreateLogStream": {
             "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
-            "${NamePrefix}-${EnvironmentName}-evaluate-model:*"},
+            "${NamePrefix}-${EnvironmentName}-evaluate-model:*"
+        },
         "logs:PutLogEvents": {
             "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
-            "${NamePrefix}-${EnvironmentName}-evaluate-model:*"},
+            "${NamePrefix}-${EnvironmentName}-evaluate-model:*"
+        },
         "xray:PutTraceSegments": {"*"},
         "xray:PutTelemetryRecords": {"*"},
         "sagemaker:DescribeEndpoint": {f"{sagemaker}:endpoint/${{NamePrefix}}-${{EnvironmentName}}"},
@@ -528,8 +611,10 @@ def test_verification_role_has_exactly_what_the_step_calls(resources):
     sagemaker = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}"
     endpoint = f"{sagemaker}:endpoint/${{NamePrefix}}-${{EnvironmentName}}"
     configs = f"{sagemaker}:endpoint-config/${{NamePrefix}}-${{EnvironmentName}}-*"
-    log_group = ("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
-                 "${NamePrefix}-${EnvironmentName}-verify-endpoint:*")
+    log_group = (
+        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
+        "${NamePrefix}-${EnvironmentName}-verify-endpoint:*"
+    )
     assert grants(stmts) == {
         "logs:CreateLogStream": {log_group},
         "logs:PutLogEvents": {log_group},
@@ -558,12 +643,17 @@ def test_verification_role_has_exactly_what_the_step_calls(resources):
 
 
 def test_environment_holds_the_stack_configuration(template):
-    variables = {k: evaluate(v, template) for k, v in template["Globals"]["Function"]["Environment"]["Variables"].items()}
+    variables = {
+        k: evaluate(v, template) for k, v in template["Globals"]["Function"]["Environment"]["Variables"].items()
+    }
     assert variables["NAME_PREFIX"] == variables["ENDPOINT_NAME"] == "kmeans-dev"
     assert variables["DATA_BUCKET"] == {"Ref": "DataBucket"}
     assert variables["SAGEMAKER_ROLE_ARN"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
     assert (variables["DEFAULT_K"], variables["MAX_TRAINING_JOBS"], variables["MAX_PARALLEL_TRAINING_JOBS"]) == (
-        "8", "10", "2")
+        "8",
+        "10",
+        "2",
+    )
     assert variables["FEATURE_COLUMNS"] == ""
     image = template["Globals"]["Function"]["Environment"]["Variables"]["KMEANS_IMAGE_URI"]["Fn::Sub"]
     assert image[0] == "${Account}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/kmeans:1"
@@ -574,7 +664,8 @@ def test_layer_ships_pinned_pydantic_and_powertools_only():
     layer = (ROOT / "layers" / "shared" / "requirements.txt").read_text(encoding="utf-8")
     pins = dict(
         re.match(r"^([A-Za-z0-9_.\[\]-]+)==(\S+)$", line).groups()
-        for line in layer.splitlines() if line.strip() and not line.startswith("#")
+        for line in layer.splitlines()
+        if line.strip() and not line.startswith("#")
     )
     # No [tracer] extra: it would bring aws-xray-sdk and a second botocore into every function.
     assert set(pins) == {"pydantic", "aws-lambda-powertools"}
@@ -614,10 +705,14 @@ def test_state_machine_runs_with_its_own_written_out_role(resources):
     assert machine["DependsOn"] == "PipelineStateMachineAccessPolicy"
     assert resources["PipelineStateMachineAccessPolicy"]["Properties"]["Roles"] == [{"Ref": "PipelineStateMachineRole"}]
     role = resources["PipelineStateMachineRole"]["Properties"]
-    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
-        "Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
-    }]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "states.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+        }
+    ]
     assert "ManagedPolicyArns" not in role
     # Nothing in the role itself may refer to the key or to what refers to it: the key policy names the role.
     inline = json.dumps(role["Policies"])
@@ -634,8 +729,14 @@ def test_state_machine_may_invoke_the_pipeline_functions_and_nothing_else(resour
 def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
     stmts = role_statements(resources, "PipelineStateMachineRole")
     log_delivery = {
-        "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-        "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
     }
     xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
     assert grants(stmts) == {
@@ -657,7 +758,9 @@ def test_state_machine_may_publish_only_to_the_notification_topic(resources):
     (use_key,) = allows(stmts, "kms:GenerateDataKey")
     assert sorted(as_list(use_key["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert use_key["Resource"] == KEY_ARN
-    assert use_key["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}}
+    assert use_key["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}
+    }
     assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
     # No other role of the stack may publish anywhere.
     for logical_id, resource in resources.items():
@@ -685,13 +788,15 @@ def test_a_run_outlasts_the_longest_approval_wait(template):
     timeout = json.loads(ASL.read_text(encoding="utf-8"))["TimeoutSeconds"]
     assert timeout > longest_wait, (
         f"statemachine/pipeline.asl.json TimeoutSeconds={timeout} is shorter than the longest approval wait "
-        f"({longest_wait} s, ApprovalTimeoutHours' MaxValue) plus the rest of a run")
+        f"({longest_wait} s, ApprovalTimeoutHours' MaxValue) plus the rest of a run"
+    )
 
 
 def test_uploads_and_the_schedule_start_the_pipeline_with_their_native_events(resources):
     upload = resources["UploadTriggerRule"]["Properties"]
     assert upload["EventPattern"] == {
-        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
         "detail": {"bucket": {"name": [{"Ref": "DataBucket"}]}, "object": {"key": [{"prefix": "incoming/"}]}},
     }
     schedule = resources["ScheduleTriggerRule"]["Properties"]
@@ -791,8 +896,14 @@ def test_instance_type_parameters_refuse_local_nvme_types(template):
 
 def test_outputs(template):
     assert set(template["Outputs"]) == {
-        "DataBucketName", "StateMachineArn", "EndpointName", "NotificationTopicArn", "KmsKeyArn", "SageMakerRoleArn",
-        "ScoreApiUrl"}
+        "DataBucketName",
+        "StateMachineArn",
+        "EndpointName",
+        "NotificationTopicArn",
+        "KmsKeyArn",
+        "SageMakerRoleArn",
+        "ScoreApiUrl",
+    }
     assert template["Outputs"]["ScoreApiUrl"]["Value"] == {"Fn::GetAtt": ["ScoreRecordsFunctionUrl", "FunctionUrl"]}
     assert evaluate(template["Outputs"]["EndpointName"]["Value"], template) == "kmeans-dev"
 
@@ -836,11 +947,22 @@ def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_s
     assert api["FunctionUrlConfig"] == {"AuthType": "AWS_IAM"}  # never NONE: callers sign their requests
     assert evaluate(api["FunctionName"], template) == "kmeans-dev-score-records"
     role = resources["ScoreRecordsFunctionRole"]["Properties"]
-    actions = sorted(a for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]
-                     for a in as_list(statement["Action"]))
-    assert actions == ["logs:CreateLogStream", "logs:PutLogEvents", "sagemaker:DescribeEndpoint",
-                       "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel", "sagemaker:InvokeEndpoint",
-                       "xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    actions = sorted(
+        a
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for a in as_list(statement["Action"])
+    )
+    assert actions == [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:DescribeModel",
+        "sagemaker:InvokeEndpoint",
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    ]
     data = resources["ScoreRecordsDataAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert {s["Sid"]: (s["Action"], s["Resource"]) for s in data} == {
         "ReadReports": ("s3:GetObject", {"Fn::Sub": "${DataBucket.Arn}/reports/*"}),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import boto3
 import numpy as np
 import pytest
-
 from conftest import REGION, put_csv, read_text
+
+from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.errors import DataValidationError, InvalidInputError
 from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment
 from kmeans_pipeline.prepare import prepare
 from kmeans_pipeline.resolve import resolve
-from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.treatment import (
     MAX_CATEGORY_LEVELS,
     TreatmentLearner,
@@ -38,7 +38,8 @@ def transactions(n: int, seed: int = 1) -> str:
     codes = rng.integers(1, 5, n)
     amounts = np.round(rng.lognormal(np.log(50), 1.5, n), 2)
     return "id,tranCode,Amount,merchant\n" + "".join(
-        f"t{i},{c},{a},\"Shop, {i % 7}\"\n" for i, (c, a) in enumerate(zip(codes, amounts)))
+        f't{i},{c},{a},"Shop, {i % 7}"\n' for i, (c, a) in enumerate(zip(codes, amounts))
+    )
 
 
 def channel(uri: str) -> np.ndarray:
@@ -50,20 +51,34 @@ def channel(uri: str) -> np.ndarray:
 
 def test_auto_one_hot_encodes_a_few_whole_numbers_and_logs_a_long_tailed_amount(settings):
     put_csv(settings.data_bucket, "incoming/t.csv", transactions(3000))
-    dataset = prepare(config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"]), settings,
-                      boto3.client("s3", region_name=REGION))
+    dataset = prepare(
+        config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"]),
+        settings,
+        boto3.client("s3", region_name=REGION),
+    )
     code, amount = dataset.treatment.columns
     assert (code.kind, code.levels, code.decided) == ("category", [1.0, 2.0, 3.0, 4.0], "auto")
     assert "4 distinct whole numbers" in code.reason
-    assert (amount.kind, amount.standardize, amount.decided) == ("log", True, "auto") and "long right tail" in amount.reason
+    assert (amount.kind, amount.standardize, amount.decided) == (
+        "log",
+        True,
+        "auto",
+    ) and "long right tail" in amount.reason
     assert dataset.feature_dim == 5 and dataset.treatment.feature_names == [
-        "tranCode=1", "tranCode=2", "tranCode=3", "tranCode=4", "log1p(Amount)"]
+        "tranCode=1",
+        "tranCode=2",
+        "tranCode=3",
+        "tranCode=4",
+        "log1p(Amount)",
+    ]
     # The channels hold the treated rows, z-scored with the training rows' statistics; the raw test rows stay,
     # in the same order.
     train, test, raw_test = channel(dataset.train_uri), channel(dataset.test_uri), channel(dataset.raw_test_uri)
     assert train.shape == (dataset.train_rows, 5) and test.shape == (dataset.test_rows, 5)
     assert set(np.unique(train[:, :4])) == {0.0, 1.0} and (train[:, :4].sum(1) == 1).all()
-    np.testing.assert_allclose(train[:, 4].mean(), 0, atol=1e-6) and np.testing.assert_allclose(train[:, 4].std(), 1, atol=1e-5)
+    np.testing.assert_allclose(train[:, 4].mean(), 0, atol=1e-6) and np.testing.assert_allclose(
+        train[:, 4].std(), 1, atol=1e-5
+    )
     want, _ = encode(dataset.treatment, raw_test)
     np.testing.assert_allclose(test, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(test[:, :4].argmax(1) + 1, raw_test[:, 0])
@@ -84,13 +99,29 @@ def test_requested_treatments_win_over_auto_and_standardize_false_keeps_raw_numb
     put_csv(settings.data_bucket, "incoming/t.csv", transactions(500))
     s3 = boto3.client("s3", region_name=REGION)
     features = ["tranCode", "Amount"]
-    dataset = prepare(config_for(settings, "incoming/t.csv", featureColumns=features, treatments={"tranCode": "numeric"},
-                                 standardize=False), settings, s3)
+    dataset = prepare(
+        config_for(
+            settings, "incoming/t.csv", featureColumns=features, treatments={"tranCode": "numeric"}, standardize=False
+        ),
+        settings,
+        s3,
+    )
     assert [(c.kind, c.standardize, c.decided) for c in dataset.treatment.columns] == [
-        ("numeric", False, "requested"), ("numeric", False, "requested")]
+        ("numeric", False, "requested"),
+        ("numeric", False, "requested"),
+    ]
     assert dataset.treatment.is_identity and dataset.raw_test_uri is None and "features/" not in dataset.train_uri
-    dataset = prepare(config_for(settings, "incoming/t.csv", featureColumns=features,
-                                 treatments={"tranCode": "category", "Amount": "log"}, standardize=False), settings, s3)
+    dataset = prepare(
+        config_for(
+            settings,
+            "incoming/t.csv",
+            featureColumns=features,
+            treatments={"tranCode": "category", "Amount": "log"},
+            standardize=False,
+        ),
+        settings,
+        s3,
+    )
     assert [(c.kind, c.decided) for c in dataset.treatment.columns] == [("category", "requested"), ("log", "requested")]
 
 
@@ -98,8 +129,11 @@ def test_requested_treatments_win_over_auto_and_standardize_false_keeps_raw_numb
 def test_a_negative_value_in_a_log_column_is_refused_with_its_line_and_column(settings, merchant):
     lines = [f"{i % 3},{10.5 + i}" + (f',"Shop, {i}"' if merchant else "") for i in range(200)]
     lines[120] = "1,-3.25" + (',"Shop, x"' if merchant else "")
-    put_csv(settings.data_bucket, "incoming/t.csv", "tranCode,Amount" + (",merchant" if merchant else "") + "\n"
-            + "\n".join(lines) + "\n")
+    put_csv(
+        settings.data_bucket,
+        "incoming/t.csv",
+        "tranCode,Amount" + (",merchant" if merchant else "") + "\n" + "\n".join(lines) + "\n",
+    )
     config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], treatments={"Amount": "log"})
     with pytest.raises(DataValidationError, match=r"line 122, column Amount: '-3.25' is negative, and a log treatment"):
         prepare(config, settings, boto3.client("s3", region_name=REGION))
@@ -117,8 +151,11 @@ def test_category_levels_come_from_every_row_so_a_level_seen_only_in_test_is_kno
     # 1000 rows of code 1 or 2 and a single row of code 9: wherever the split sends it, 9 is a level.
     text = "code,Amount\n" + "".join(f"{1 + i % 2},{i % 13}.5\n" for i in range(1000)) + "9,3.5\n"
     put_csv(settings.data_bucket, "incoming/t.csv", text)
-    dataset = prepare(config_for(settings, "incoming/t.csv", treatments={"code": "category"}, k=2), settings,
-                      boto3.client("s3", region_name=REGION))
+    dataset = prepare(
+        config_for(settings, "incoming/t.csv", treatments={"code": "category"}, k=2),
+        settings,
+        boto3.client("s3", region_name=REGION),
+    )
     assert dataset.treatment.columns[0].levels == [1.0, 2.0, 9.0]
 
 
@@ -130,11 +167,13 @@ def test_treatments_must_name_feature_columns(settings):
 
 
 def test_encode_reports_an_unseen_level_and_to_original_goes_back_to_the_csvs_units():
-    treatment = FeatureTreatment(columns=[
-        ColumnTreatment(column="code", kind="category", levels=[1.0, 2.0, 5.0]),
-        ColumnTreatment(column="Amount", kind="log", standardize=True, mean=3.0, std=2.0),
-        ColumnTreatment(column="age", kind="numeric", standardize=True, mean=40.0, std=0.0),
-    ])
+    treatment = FeatureTreatment(
+        columns=[
+            ColumnTreatment(column="code", kind="category", levels=[1.0, 2.0, 5.0]),
+            ColumnTreatment(column="Amount", kind="log", standardize=True, mean=3.0, std=2.0),
+            ColumnTreatment(column="age", kind="numeric", standardize=True, mean=40.0, std=0.0),
+        ]
+    )
     X = np.array([[5.0, 99.0, 30.0], [7.0, 0.0, 40.0]])
     Z, unseen = encode(treatment, X)
     np.testing.assert_allclose(Z[0], [0, 0, 1, (np.log1p(99.0) - 3) / 2, -10.0])  # a std of 0 counts as 1
@@ -204,17 +243,20 @@ def test_a_constant_column_gets_a_std_of_0_not_rounding_noise():
     assert (np.abs(z[:, 0]) < 1e-9).all()  # (x - mean) / 1, not (x - mean) / 1e-14
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"mean": [1.0]}, "must be"),
-    ({"mean": [1.0], "std": [1.0], "extra": 1}, "must be"),
-    ({"mean": [1.0, 2.0], "std": [1.0]}, "one mean and one std per feature"),
-    ({"mean": ["1"], "std": [1.0]}, "mean must be a list of numbers"),
-    ({"mean": [1.0], "std": [True]}, "std must be a list of numbers"),
-    ({"mean": [1.0], "std": [-1.0]}, "not negative"),
-    ({"mean": [], "std": []}, "one mean and one std per feature"),
-    ({"mean": [1.0, 2.0], "std": [1.0, 1.0]}, "standardization has 2 features, featureColumns 1"),
-    ("z", "must be"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"mean": [1.0]}, "must be"),
+        ({"mean": [1.0], "std": [1.0], "extra": 1}, "must be"),
+        ({"mean": [1.0, 2.0], "std": [1.0]}, "one mean and one std per feature"),
+        ({"mean": ["1"], "std": [1.0]}, "mean must be a list of numbers"),
+        ({"mean": [1.0], "std": [True]}, "std must be a list of numbers"),
+        ({"mean": [1.0], "std": [-1.0]}, "not negative"),
+        ({"mean": [], "std": []}, "one mean and one std per feature"),
+        ({"mean": [1.0, 2.0], "std": [1.0, 1.0]}, "standardization has 2 features, featureColumns 1"),
+        ("z", "must be"),
+    ],
+)
 def test_a_version_1_standardization_is_checked(data, message):
     with pytest.raises(ValueError, match=message):
         legacy(["a"], data)

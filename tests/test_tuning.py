@@ -5,8 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-
 from conftest import REGION
+
 from kmeans_pipeline.errors import SageMakerRequestError, SageMakerThrottlingError
 from kmeans_pipeline.models import Dataset, SourceObject
 from kmeans_pipeline.resolve import resolve
@@ -23,8 +23,12 @@ def make_dataset(settings, train_rows=80_000, test_rows=20_000, dim=2) -> Datase
     return Dataset(
         train_uri=f"s3://{settings.data_bucket}/datasets/r/train/",
         test_uri=f"s3://{settings.data_bucket}/datasets/r/test/",
-        train_rows=train_rows, test_rows=test_rows, skipped_blank_lines=0,
-        feature_columns=[f"f{i}" for i in range(dim)], feature_dim=dim, content_type="text/csv;label_size=0",
+        train_rows=train_rows,
+        test_rows=test_rows,
+        skipped_blank_lines=0,
+        feature_columns=[f"f{i}" for i in range(dim)],
+        feature_dim=dim,
+        content_type="text/csv;label_size=0",
         source=SourceObject(bucket=settings.data_bucket, key="incoming/t.csv", etag='"x"', size=10),
     )
 
@@ -58,7 +62,9 @@ def test_tuning_request_is_what_the_article_and_aws_facts_ask_for(settings, aws)
     ranges = {r["Name"]: r for r in tuning["ParameterRanges"]["IntegerParameterRanges"]}
     assert (ranges["extra_center_factor"]["MinValue"], ranges["extra_center_factor"]["MaxValue"]) == ("4", "10")
     assert (ranges["mini_batch_size"]["MinValue"], ranges["mini_batch_size"]["MaxValue"]) == ("3000", "15000")
-    assert tuning["ParameterRanges"]["CategoricalParameterRanges"] == [{"Name": "init_method", "Values": ["kmeans++", "random"]}]
+    assert tuning["ParameterRanges"]["CategoricalParameterRanges"] == [
+        {"Name": "init_method", "Values": ["kmeans++", "random"]}
+    ]
 
     definition = request["TrainingJobDefinition"]
     assert definition["StaticHyperParameters"] == {"k": "7", "feature_dim": "3"}
@@ -81,7 +87,9 @@ def test_tuning_request_is_what_the_article_and_aws_facts_ask_for(settings, aws)
 
 def test_mini_batch_size_never_exceeds_the_training_rows(settings):
     request = tuning_request(make_config(settings), make_dataset(settings, train_rows=5000), settings)
-    ranges = {r["Name"]: r for r in request["HyperParameterTuningJobConfig"]["ParameterRanges"]["IntegerParameterRanges"]}
+    ranges = {
+        r["Name"]: r for r in request["HyperParameterTuningJobConfig"]["ParameterRanges"]["IntegerParameterRanges"]
+    }
     assert ranges["mini_batch_size"]["MaxValue"] == "5000"
     small = tuning_request(make_config(settings), make_dataset(settings, train_rows=900), settings)
     names = [r["Name"] for r in small["HyperParameterTuningJobConfig"]["ParameterRanges"]["IntegerParameterRanges"]]
@@ -100,6 +108,7 @@ def test_a_retried_start_finds_its_own_tuning_job(settings, aws):
 
 # --- check_tuning against every status DescribeHyperParameterTuningJob can return ----------------------------
 
+
 def describe_response(status, best=None, reason=None, counters=None):
     response = {
         "HyperParameterTuningJobName": "kmeans-dev-abc",
@@ -110,7 +119,8 @@ def describe_response(status, best=None, reason=None, counters=None):
         },
         "HyperParameterTuningJobStatus": status,
         "CreationTime": "2026-11-23T10:00:00Z",
-        "TrainingJobStatusCounters": counters or {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0},
+        "TrainingJobStatusCounters": counters
+        or {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0},
         "ObjectiveStatusCounters": {"Succeeded": 0, "Pending": 0, "Failed": 0},
     }
     if best:
@@ -137,8 +147,14 @@ def stubbed():
 
 def test_in_progress_reports_progress_and_best_so_far(settings):
     client, stub = stubbed()
-    stub.add_response("describe_hyper_parameter_tuning_job", describe_response(
-        "InProgress", best=BEST, counters={"Completed": 3, "InProgress": 2, "RetryableError": 0, "NonRetryableError": 1, "Stopped": 0}))
+    stub.add_response(
+        "describe_hyper_parameter_tuning_job",
+        describe_response(
+            "InProgress",
+            best=BEST,
+            counters={"Completed": 3, "InProgress": 2, "RetryableError": 0, "NonRetryableError": 1, "Stopped": 0},
+        ),
+    )
     with stub:
         status = check_tuning(make_config(settings), "kmeans-dev-abc", client)
     assert status.outcome == "running"
@@ -152,13 +168,25 @@ def test_completed_describes_the_best_training_job_for_its_artifact(settings):
     stub.add_response(
         "describe_training_job",
         {
-            "TrainingJobName": BEST["TrainingJobName"], "TrainingJobArn": BEST["TrainingJobArn"],
+            "TrainingJobName": BEST["TrainingJobName"],
+            "TrainingJobArn": BEST["TrainingJobArn"],
             "ModelArtifacts": {"S3ModelArtifacts": "s3://b/models/r/x/output/model.tar.gz"},
-            "TrainingJobStatus": "Completed", "SecondaryStatus": "Completed",
-            "HyperParameters": {"k": "8", "feature_dim": "2", "_tuning_objective_metric": "test:msd", **BEST["TunedHyperParameters"]},
+            "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed",
+            "HyperParameters": {
+                "k": "8",
+                "feature_dim": "2",
+                "_tuning_objective_metric": "test:msd",
+                **BEST["TunedHyperParameters"],
+            },
             "AlgorithmSpecification": {"TrainingInputMode": "File"},
-            "ResourceConfig": {"VolumeSizeInGB": 30}, "StoppingCondition": {}, "CreationTime": "2026-11-23T10:00:00Z",
-            "FinalMetricDataList": [{"MetricName": "test:msd", "Value": 1.25}, {"MetricName": "test:ssd", "Value": 9.0}],
+            "ResourceConfig": {"VolumeSizeInGB": 30},
+            "StoppingCondition": {},
+            "CreationTime": "2026-11-23T10:00:00Z",
+            "FinalMetricDataList": [
+                {"MetricName": "test:msd", "Value": 1.25},
+                {"MetricName": "test:ssd", "Value": 9.0},
+            ],
         },
         {"TrainingJobName": BEST["TrainingJobName"]},
     )
@@ -176,7 +204,13 @@ REASON = "ClientError: Unable to read data channel 'train'. Requested content-ty
 @pytest.mark.parametrize(
     ("status", "best", "reason", "error", "quoted"),
     [
-        ("Failed", None, "Insufficient capacity for ml.m5.xlarge", "TuningJobFailed", "Insufficient capacity for ml.m5.xlarge"),
+        (
+            "Failed",
+            None,
+            "Insufficient capacity for ml.m5.xlarge",
+            "TuningJobFailed",
+            "Insufficient capacity for ml.m5.xlarge",
+        ),
         ("Failed", None, "", "TuningJobFailed", REASON),
         ("Stopped", None, None, "TuningJobStopped", "was stopped"),
         ("Completed", None, None, "NoBestTrainingJob", REASON),
@@ -186,13 +220,24 @@ REASON = "ClientError: Unable to read data channel 'train'. Requested content-ty
 def test_every_failure_ends_with_sagemakers_own_reason(settings, status, best, reason, error, quoted):
     client, stub = stubbed()
     counters = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 2, "Stopped": 0}
-    stub.add_response("describe_hyper_parameter_tuning_job", describe_response(status, best=best, reason=reason, counters=counters))
+    stub.add_response(
+        "describe_hyper_parameter_tuning_job", describe_response(status, best=best, reason=reason, counters=counters)
+    )
     stub.add_response(
         "list_training_jobs_for_hyper_parameter_tuning_job",
-        {"TrainingJobSummaries": [
-            {"TrainingJobName": f"kmeans-dev-abc-00{i}-0000000{i}", "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:training-job/x{i}",
-             "CreationTime": "2026-11-23T10:00:00Z", "TrainingJobStatus": "Failed", "TunedHyperParameters": {}, "FailureReason": REASON}
-            for i in (1, 2)]},
+        {
+            "TrainingJobSummaries": [
+                {
+                    "TrainingJobName": f"kmeans-dev-abc-00{i}-0000000{i}",
+                    "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:training-job/x{i}",
+                    "CreationTime": "2026-11-23T10:00:00Z",
+                    "TrainingJobStatus": "Failed",
+                    "TunedHyperParameters": {},
+                    "FailureReason": REASON,
+                }
+                for i in (1, 2)
+            ]
+        },
     )
     with stub:
         result = check_tuning(make_config(settings), "kmeans-dev-abc", client)
@@ -211,6 +256,8 @@ def test_throttled_describe_is_a_typed_error_the_state_machine_retries(settings)
 
 def test_other_sagemaker_errors_quote_sagemaker(settings):
     client, stub = stubbed()
-    stub.add_client_error("describe_hyper_parameter_tuning_job", "ResourceNotFound", "Amazon SageMaker can't find a tuning job")
+    stub.add_client_error(
+        "describe_hyper_parameter_tuning_job", "ResourceNotFound", "Amazon SageMaker can't find a tuning job"
+    )
     with stub, pytest.raises(SageMakerRequestError, match="can't find a tuning job"):
         check_tuning(make_config(settings), "kmeans-dev-abc", client)

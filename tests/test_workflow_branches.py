@@ -25,8 +25,11 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ASL = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.asl.json"
 DEFINITION = json.loads(ASL.read_text())
-LAMBDA_STATES = [name for name, state in DEFINITION["States"].items()
-                 if state.get("Resource", "").endswith(":states:::lambda:invoke")]
+LAMBDA_STATES = [
+    name
+    for name, state in DEFINITION["States"].items()
+    if state.get("Resource", "").endswith(":states:::lambda:invoke")
+]
 Stub = Callable[[Any], Any]
 
 
@@ -36,35 +39,60 @@ def function_name(state: str) -> str:
 
 # -- what each step answers when all goes well (the steps' own output models) --------------------------------
 
-NAMES = models.ResourceNames(tuning_job="kmeans-t-run", model="kmeans-m-run", endpoint_config="kmeans-ec-run",
-                             endpoint="kmeans-dev")
-BEST = models.BestTrainingJob(training_job_name="kmeans-t-run-001-abc", hyperparameters={"k": "5"}, test_msd=1.5,
-                              artifact_uri="s3://data/models/run/model.tar.gz")
+NAMES = models.ResourceNames(
+    tuning_job="kmeans-t-run", model="kmeans-m-run", endpoint_config="kmeans-ec-run", endpoint="kmeans-dev"
+)
+BEST = models.BestTrainingJob(
+    training_job_name="kmeans-t-run-001-abc",
+    hyperparameters={"k": "5"},
+    test_msd=1.5,
+    artifact_uri="s3://data/models/run/model.tar.gz",
+)
 
 
 def config(event: dict) -> dict:
     """Resolve run configuration: the stack's defaults, with the execution input's fields on top."""
     defaults = models.RunConfig(
-        execution_name=event["execution"]["name"], run_id="run", trigger="console",
-        source=models.S3Location(bucket="data", key="incoming/t.csv"), k=5, feature_columns=None,
-        stratify_column=None, test_fraction=0.2, seed=42, max_training_jobs=2, max_parallel_training_jobs=2,
-        poll_seconds=0, max_tuning_poll_rounds=5, max_endpoint_poll_rounds=4, names=NAMES,
-        dataset_prefix="datasets/run", model_prefix="models/run", approval_timeout_seconds=3600,
+        execution_name=event["execution"]["name"],
+        run_id="run",
+        trigger="console",
+        source=models.S3Location(bucket="data", key="incoming/t.csv"),
+        k=5,
+        feature_columns=None,
+        stratify_column=None,
+        test_fraction=0.2,
+        seed=42,
+        max_training_jobs=2,
+        max_parallel_training_jobs=2,
+        poll_seconds=0,
+        max_tuning_poll_rounds=5,
+        max_endpoint_poll_rounds=4,
+        names=NAMES,
+        dataset_prefix="datasets/run",
+        model_prefix="models/run",
+        approval_timeout_seconds=3600,
     ).to_json()
     return {**defaults, **event["input"]}
 
 
 DATASET = models.Dataset(
-    train_uri="s3://data/datasets/run/train/", test_uri="s3://data/datasets/run/test/", train_rows=80, test_rows=20,
-    skipped_blank_lines=0, feature_columns=["tranCode", "Amount"], feature_dim=2, content_type="text/csv",
+    train_uri="s3://data/datasets/run/train/",
+    test_uri="s3://data/datasets/run/test/",
+    train_rows=80,
+    test_rows=20,
+    skipped_blank_lines=0,
+    feature_columns=["tranCode", "Amount"],
+    feature_dim=2,
+    content_type="text/csv",
     source=models.SourceObject(bucket="data", key="incoming/t.csv", etag="e", size=10),
 ).to_json()
 STARTED = models.TuningJobStarted(tuning_job_name=NAMES.tuning_job, tuning_job_arn="arn:tuning", reused=False).to_json()
 
 
 def tuning(outcome: str, status: str, **fields: Any) -> dict:
-    return models.TuningStatus(outcome=outcome, status=status, training_jobs={"completed": 2}, budget=2,
-                               **fields).to_json()
+    return models.TuningStatus(
+        outcome=outcome, status=status, training_jobs={"completed": 2}, budget=2, **fields
+    ).to_json()
 
 
 COMPLETED = tuning("completed", "Completed", best=BEST)
@@ -72,24 +100,38 @@ RUNNING = tuning("running", "InProgress")
 
 
 def evaluation(decision: str) -> dict:
-    gate = models.GateDecision(decision=decision, reason=f"{decision}: because", new_msd=1.5,
-                               serving_msd=None if decision == "promote" else 1.0, tolerance_percent=5)
-    return models.Evaluation(report_uri="s3://data/reports/run/report.json", headline=f"{decision}: headline",
-                             gate=gate, evaluated_rows=20, flagged_share=0.01, overall_threshold=2.0).to_json()
+    gate = models.GateDecision(
+        decision=decision,
+        reason=f"{decision}: because",
+        new_msd=1.5,
+        serving_msd=None if decision == "promote" else 1.0,
+        tolerance_percent=5,
+    )
+    return models.Evaluation(
+        report_uri="s3://data/reports/run/report.json",
+        headline=f"{decision}: headline",
+        gate=gate,
+        evaluated_rows=20,
+        flagged_share=0.01,
+        overall_threshold=2.0,
+    ).to_json()
 
 
-CREATED = models.ModelCreated(model_name=NAMES.model, endpoint_config_name=NAMES.endpoint_config,
-                              model_data_url=BEST.artifact_uri).to_json()
+CREATED = models.ModelCreated(
+    model_name=NAMES.model, endpoint_config_name=NAMES.endpoint_config, model_data_url=BEST.artifact_uri
+).to_json()
 
 
 def deployment(action: str, status: str | None, previous: str | None = None) -> dict:
-    return models.DeployResult(action=action, endpoint_name=NAMES.endpoint, endpoint_status=status,
-                               previous_endpoint_config_name=previous).to_json()
+    return models.DeployResult(
+        action=action, endpoint_name=NAMES.endpoint, endpoint_status=status, previous_endpoint_config_name=previous
+    ).to_json()
 
 
 def endpoint(outcome: str, status: str, **fields: Any) -> dict:
-    return models.EndpointStatus(outcome=outcome, status=status, endpoint_config_name=NAMES.endpoint_config,
-                                 **fields).to_json()
+    return models.EndpointStatus(
+        outcome=outcome, status=status, endpoint_config_name=NAMES.endpoint_config, **fields
+    ).to_json()
 
 
 def check(passed: bool, **fields: Any) -> dict:
@@ -177,29 +219,34 @@ class Workflow:
         return self.stubs[state](event)
 
     def deploy(self) -> None:
-        role = boto3.client("iam", region_name=REGION).create_role(
-            RoleName="pipeline", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        role = boto3.client("iam", region_name=REGION).create_role(RoleName="pipeline", AssumeRolePolicyDocument="{}")[
+            "Role"
+        ]["Arn"]
         self.topic = boto3.client("sns", region_name=REGION).create_topic(Name="notifications")["TopicArn"]
         definition = copy.deepcopy(DEFINITION)
         for state in LAMBDA_STATES:
             definition["States"][state]["Arguments"]["FunctionName"] = (
-                f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name(state)}")
+                f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name(state)}"
+            )
         text = json.dumps(definition).replace("${Partition}", "aws").replace("${NotificationTopicArn}", self.topic)
         assert "${" not in text, "a substitution the harness does not fill"
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.machine = self.sfn.create_state_machine(name="pipeline", roleArn=role, definition=text)["stateMachineArn"]
 
-    def run(self, execution_input: dict | None = None, answer: Callable[[Any, dict], None] | None = None,
-            **stubs: Any) -> Run:
+    def run(
+        self, execution_input: dict | None = None, answer: Callable[[Any, dict], None] | None = None, **stubs: Any
+    ) -> Run:
         """One execution with the HAPPY answers, except those given (keyword: the state name with spaces as
         underscores and without "?"); `answer(sfn, event)` sees each history event while the run waits."""
         chosen = {**HAPPY, **{_state(key): value for key, value in stubs.items()}}
-        self.stubs = {state: value if getattr(value, "is_stub", False) else answers(value)
-                      for state, value in chosen.items()}
+        self.stubs = {
+            state: value if getattr(value, "is_stub", False) else answers(value) for state, value in chosen.items()
+        }
         self.calls, self.missing = [], []
         self.count += 1
-        arn = self.sfn.start_execution(stateMachineArn=self.machine, name=f"branch-{self.count}",
-                                       input=json.dumps(execution_input or {}))["executionArn"]
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.machine, name=f"branch-{self.count}", input=json.dumps(execution_input or {})
+        )["executionArn"]
         deadline, seen = time.monotonic() + 30, 0
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, "the execution did not end"
@@ -244,12 +291,22 @@ def approve_with(output: Any) -> Callable[[Any, dict], None]:
     def answer(sfn: Any, event: dict) -> None:
         if token := token_of(event):
             sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
     return answer
 
 
-DEPLOY_PATH = ["Create model and endpoint config", "Deploy to endpoint", "Is the endpoint free?", "Wait for endpoint",
-               "Check endpoint", "Is the endpoint in service?", "Verify endpoint", "Did the endpoint pass its check?",
-               "Clean up superseded models", "Model deployed"]
+DEPLOY_PATH = [
+    "Create model and endpoint config",
+    "Deploy to endpoint",
+    "Is the endpoint free?",
+    "Wait for endpoint",
+    "Check endpoint",
+    "Is the endpoint in service?",
+    "Verify endpoint",
+    "Did the endpoint pass its check?",
+    "Clean up superseded models",
+    "Model deployed",
+]
 
 
 # -- tuning ---------------------------------------------------------------------------------------------------
@@ -258,9 +315,18 @@ DEPLOY_PATH = ["Create model and endpoint config", "Deploy to endpoint", "Is the
 def test_a_run_that_goes_well_deploys_and_reports_every_step(workflow):
     run = workflow.run()
     assert run.status == "SUCCEEDED", run.cause
-    assert run.path == ["Resolve run configuration", "Prepare training data", "Start hyperparameter tuning",
-                        "Wait for tuning", "Check tuning job", "Has tuning finished?", "Evaluate model",
-                        "Announce the decision", "Promote the new model?", *DEPLOY_PATH]
+    assert run.path == [
+        "Resolve run configuration",
+        "Prepare training data",
+        "Start hyperparameter tuning",
+        "Wait for tuning",
+        "Check tuning job",
+        "Has tuning finished?",
+        "Evaluate model",
+        "Announce the decision",
+        "Promote the new model?",
+        *DEPLOY_PATH,
+    ]
     out = run.output
     assert (out["outcome"], out["deployment"], out["model"]) == ("deployed", "created", NAMES.model)
     assert out["bestTrainingJob"] == BEST.to_json() and out["dataset"] == DATASET
@@ -279,15 +345,21 @@ def test_tuning_is_polled_until_it_completes(workflow):
 def test_a_failed_tuning_job_ends_the_run_with_its_error_and_reason(workflow):
     failed = tuning("failed", "Failed", error="TuningJobFailed", cause="Tuning job kmeans-t-run failed: bad data")
     run = workflow.run(check_tuning_job=failed)
-    assert (run.status, run.error, run.cause) == ("FAILED", "TuningJobFailed", "Tuning job kmeans-t-run failed: bad data")
+    assert (run.status, run.error, run.cause) == (
+        "FAILED",
+        "TuningJobFailed",
+        "Tuning job kmeans-t-run failed: bad data",
+    )
     assert run.path[-1] == "Tuning failed" and run.invoked("Evaluate model") == 0
 
 
 def test_tuning_that_takes_too_long_stops_after_the_poll_budget(workflow):
     run = workflow.run({"maxTuningPollRounds": 3}, check_tuning_job=RUNNING)
     assert (run.status, run.error) == ("FAILED", "PollLimitExceeded")
-    assert run.cause == ("Tuning job kmeans-t-run was still InProgress after 3 status checks (maxTuningPollRounds); "
-                         "it keeps running in SageMaker: stop it or raise the limit.")
+    assert run.cause == (
+        "Tuning job kmeans-t-run was still InProgress after 3 status checks (maxTuningPollRounds); "
+        "it keeps running in SageMaker: stop it or raise the limit."
+    )
     assert run.invoked("Check tuning job") == 3
 
 
@@ -305,11 +377,17 @@ def test_a_kept_model_ends_the_run_without_touching_the_endpoint(workflow):
 def test_an_approved_model_is_deployed(workflow):
     run = workflow.run({"approval": True}, answer=approve_with({"approved": True, "by": "ana"}))
     assert run.status == "SUCCEEDED", run.cause
-    assert run.path[run.path.index("Promote the new model?"):] == ["Promote the new model?", "Ask for approval",
-                                                                   "Approved?", *DEPLOY_PATH]
+    assert run.path[run.path.index("Promote the new model?") :] == [
+        "Promote the new model?",
+        "Ask for approval",
+        "Approved?",
+        *DEPLOY_PATH,
+    ]
 
 
-@pytest.mark.parametrize("answer", [{"approved": False, "by": "ana", "comment": "too few rows"}, "yes", {"approved": "true"}])
+@pytest.mark.parametrize(
+    "answer", [{"approved": False, "by": "ana", "comment": "too few rows"}, "yes", {"approved": "true"}]
+)
 def test_anything_but_an_approval_object_rejects_the_model_and_leaves_the_endpoint(workflow, answer):
     run = workflow.run({"approval": True}, answer=approve_with(answer))
     assert (run.status, run.error) == ("FAILED", "ModelRejected")
@@ -332,7 +410,11 @@ def test_a_failed_approval_task_ends_the_run_with_its_cause(workflow):
             sfn.send_task_failure(taskToken=token, error="ApprovalSystemDown", cause="the tool is offline")
 
     run = workflow.run({"approval": True}, answer=refuse)
-    assert (run.status, run.error, run.cause) == ("FAILED", "ApprovalSystemDown", "Ask for approval failed: the tool is offline")
+    assert (run.status, run.error, run.cause) == (
+        "FAILED",
+        "ApprovalSystemDown",
+        "Ask for approval failed: the tool is offline",
+    )
 
 
 # -- deploying ------------------------------------------------------------------------------------------------
@@ -350,8 +432,10 @@ def test_a_busy_endpoint_is_waited_for_then_deployed(workflow):
 def test_an_endpoint_that_never_becomes_free_ends_the_run_without_deploying(workflow, action):
     run = workflow.run({"maxEndpointPollRounds": 2}, deploy_to_endpoint=deployment(action, "Updating"))
     assert (run.status, run.error) == ("FAILED", "PollLimitExceeded")
-    assert run.cause == (f"Endpoint {NAMES.endpoint} stayed Updating for 2 status checks; "
-                         f"the new config {NAMES.endpoint_config} was not deployed.")
+    assert run.cause == (
+        f"Endpoint {NAMES.endpoint} stayed Updating for 2 status checks; "
+        f"the new config {NAMES.endpoint_config} was not deployed."
+    )
     assert run.invoked("Check endpoint") == 0
 
 
@@ -362,8 +446,10 @@ def test_the_endpoint_is_polled_until_it_is_in_service(workflow):
 
 
 def test_a_failed_or_rolled_back_deployment_ends_the_run_with_its_reason(workflow):
-    for error, cause in [("EndpointFailed", "the model did not pass the ping health check"),
-                         ("EndpointUpdateRolledBack", "update failed; kmeans-ec-old serves again")]:
+    for error, cause in [
+        ("EndpointFailed", "the model did not pass the ping health check"),
+        ("EndpointUpdateRolledBack", "update failed; kmeans-ec-old serves again"),
+    ]:
         run = workflow.run(check_endpoint=endpoint("failed", "Failed", error=error, cause=cause))
         assert (run.status, run.error, run.cause) == ("FAILED", error, cause)
         assert run.path[-1] == "Deployment failed" and run.invoked("Verify endpoint") == 0
@@ -389,23 +475,39 @@ def test_a_first_deploy_that_fails_its_check_ends_without_a_restore(workflow):
 
 def test_a_failed_check_waits_for_the_previous_config_to_serve_again(workflow):
     restoring = check(restore="updating", restored_endpoint_config_name="kmeans-ec-old", **WRONG)
-    run = workflow.run(verify_endpoint=restoring,
-                       check_the_previous_model=answers(endpoint("running", "Updating"), endpoint("inService", "InService")))
+    run = workflow.run(
+        verify_endpoint=restoring,
+        check_the_previous_model=answers(endpoint("running", "Updating"), endpoint("inService", "InService")),
+    )
     assert (run.status, run.error) == ("FAILED", "EndpointCheckFailed")
     assert run.cause == "the endpoint's answers disagree with the model. The previous config serves again."
     assert run.invoked("Check the previous model") == 2
-    assert all(event["endpointConfigName"] == "kmeans-ec-old" for state, event in run.calls if state == "Check the previous model")
+    assert all(
+        event["endpointConfigName"] == "kmeans-ec-old"
+        for state, event in run.calls
+        if state == "Check the previous model"
+    )
 
 
 def test_a_restore_that_fails_or_takes_too_long_is_named_in_the_cause(workflow):
     restoring = check(restore="updating", restored_endpoint_config_name="kmeans-ec-old", **WRONG)
-    failed = workflow.run(verify_endpoint=restoring,
-                          check_the_previous_model=endpoint("failed", "Failed", error="EndpointFailed", cause="restore broke"))
-    assert failed.cause == "the endpoint's answers disagree with the model. Putting the previous config back did not finish: restore broke"
-    slow = workflow.run({"maxEndpointPollRounds": 2}, verify_endpoint=restoring,
-                        check_the_previous_model=endpoint("running", "Updating"))
-    assert slow.cause == ("the endpoint's answers disagree with the model. Putting the previous config back did not "
-                          "finish: the endpoint was still Updating after 2 status checks")
+    failed = workflow.run(
+        verify_endpoint=restoring,
+        check_the_previous_model=endpoint("failed", "Failed", error="EndpointFailed", cause="restore broke"),
+    )
+    assert (
+        failed.cause
+        == "the endpoint's answers disagree with the model. Putting the previous config back did not finish: restore broke"
+    )
+    slow = workflow.run(
+        {"maxEndpointPollRounds": 2},
+        verify_endpoint=restoring,
+        check_the_previous_model=endpoint("running", "Updating"),
+    )
+    assert slow.cause == (
+        "the endpoint's answers disagree with the model. Putting the previous config back did not "
+        "finish: the endpoint was still Updating after 2 status checks"
+    )
     assert (failed.error, slow.error) == ("EndpointCheckFailed", "EndpointCheckFailed")
 
 
@@ -413,8 +515,11 @@ def test_a_clean_up_error_leaves_the_deployment_standing_with_a_warning(workflow
     run = workflow.run(clean_up_superseded_models=fault("SageMakerAccessDenied", "not allowed"))
     assert run.status == "SUCCEEDED", run.cause
     assert run.output["outcome"] == "deployed"
-    assert run.output["cleanup"] == {"kept": [], "deleted": [], "warning": (
-        "Clean up superseded models failed (the deployment stands): SageMakerAccessDenied")}
+    assert run.output["cleanup"] == {
+        "kept": [],
+        "deleted": [],
+        "warning": ("Clean up superseded models failed (the deployment stands): SageMakerAccessDenied"),
+    }
 
 
 def test_a_failed_announcement_does_not_stop_the_run(workflow):
@@ -481,7 +586,11 @@ def test_a_step_still_throttled_after_six_retries_fails_naming_the_step(workflow
 
 def test_throttling_is_not_retried_where_no_sagemaker_call_is_made(workflow):
     run = workflow.run(resolve_run_configuration=fault("SageMakerThrottlingError", "Rate exceeded"))
-    assert (run.status, run.error, run.invoked("Resolve run configuration")) == ("FAILED", "SageMakerThrottlingError", 1)
+    assert (run.status, run.error, run.invoked("Resolve run configuration")) == (
+        "FAILED",
+        "SageMakerThrottlingError",
+        1,
+    )
 
 
 def test_an_account_quota_is_not_retried_and_names_the_step(workflow):

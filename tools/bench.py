@@ -64,8 +64,13 @@ POLL_LOOPS = {  # loop -> (Wait, Task, Choice) states of statemachine/pipeline.a
     "endpoint": ("Wait for endpoint", "Check endpoint", "Is the endpoint in service?"),
 }
 ASSUMED_MINUTES = {"tuning": 30, "endpoint": 8}  # a typical real run; assumptions, not measurements
-HISTORY_INPUT = {"dataKey": "incoming/transactions.csv", "pollSeconds": 0, "maxTrainingJobs": 4,
-                 "maxParallelTrainingJobs": 2, "k": 5}
+HISTORY_INPUT = {
+    "dataKey": "incoming/transactions.csv",
+    "pollSeconds": 0,
+    "maxTrainingJobs": 4,
+    "maxParallelTrainingJobs": 2,
+    "k": 5,
+}
 
 
 # -- data -------------------------------------------------------------------------------------------------------
@@ -151,8 +156,16 @@ def join_columns(columns) -> bytes:
     return np.hstack(pieces)[np.hstack(keeps)].tobytes()
 
 
-MERCHANTS = [b'"Acme, Inc."', b'"Joe""s Diner, LLC"', b'"Corner Shop"', b'"Fuel & Go, Station 12"',
-             b'"Books, Maps, and More"', b"Grocer", b'"Pharmacy, 24h"', b'"Caf\xc3\xa9 Nord, Ltd."']
+MERCHANTS = [
+    b'"Acme, Inc."',
+    b'"Joe""s Diner, LLC"',
+    b'"Corner Shop"',
+    b'"Fuel & Go, Station 12"',
+    b'"Books, Maps, and More"',
+    b"Grocer",
+    b'"Pharmacy, 24h"',
+    b'"Caf\xc3\xa9 Nord, Ltd."',
+]
 HEADERS = {
     "numeric2": b"tranCode,Amount\n",
     "numeric8": b"tranCode,Amount,hour,items,lat,lon,score,balance\n",
@@ -172,21 +185,28 @@ def file_block(kind: str, rng, rows: int, first_row: int) -> bytes:
     cents = np.rint(np.fromstring(base.replace(b"\n", b","), sep=",").reshape(-1, 2)[:, 1] * 100).astype(np.int64)
     code, amount = number_column(codes), number_column(cents, 2)
     if kind == "numeric8":
-        return join_columns([
-            code, amount,
-            number_column(rng.integers(0, 24, rows)),
-            number_column(rng.integers(1, 21, rows)),
-            number_column(rng.integers(-900_000, 900_001, rows), 4),
-            number_column(rng.integers(-1_800_000, 1_800_001, rows), 4),
-            number_column(rng.integers(0, 1001, rows), 3),
-            number_column(rng.integers(-5_000_000, 50_000_000_000, rows), 2),
-        ])
+        return join_columns(
+            [
+                code,
+                amount,
+                number_column(rng.integers(0, 24, rows)),
+                number_column(rng.integers(1, 21, rows)),
+                number_column(rng.integers(-900_000, 900_001, rows), 4),
+                number_column(rng.integers(-1_800_000, 1_800_001, rows), 4),
+                number_column(rng.integers(0, 1001, rows), 3),
+                number_column(rng.integers(-5_000_000, 50_000_000_000, rows), 2),
+            ]
+        )
     ids = number_column(first_row + np.arange(rows) + 10**11)  # 12 digits
-    ids = (np.hstack([np.full((rows, 1), ord("T"), dtype=np.uint8), ids[0]]),
-           np.hstack([np.ones((rows, 1), dtype=bool), ids[1]]))
+    ids = (
+        np.hstack([np.full((rows, 1), ord("T"), dtype=np.uint8), ids[0]]),
+        np.hstack([np.ones((rows, 1), dtype=bool), ids[1]]),
+    )
     days = np.datetime64("2026-01-01") + rng.integers(0, 334, rows).astype("timedelta64[D]")
-    dates = (np.frombuffer(np.datetime_as_string(days).astype("S10").tobytes(), dtype=np.uint8).reshape(rows, 10),
-             np.ones((rows, 10), dtype=bool))
+    dates = (
+        np.frombuffer(np.datetime_as_string(days).astype("S10").tobytes(), dtype=np.uint8).reshape(rows, 10),
+        np.ones((rows, 10), dtype=bool),
+    )
     return join_columns([ids, dates, code, amount, text_column(MERCHANTS, rng.integers(0, len(MERCHANTS), rows))])
 
 
@@ -209,8 +229,11 @@ def dataset(rows: int, kind: str = "numeric2", seed: int = 7) -> Path:
             out.write(file_block(kind, rng, min(BLOCK_ROWS, rows - start), start))
     partial.replace(path)
     marker.write_text(json.dumps({"rows": rows, "bytes": path.stat().st_size, "seed": seed}))
-    print(f"generated {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:,.0f} MB) in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"generated {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:,.0f} MB) in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     return path
 
 
@@ -264,13 +287,18 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
         import polars as pl
 
         started = time.perf_counter()
-        frame = (pl.scan_csv(source, schema_overrides={name: pl.Float64 for name in features})
-                 .select(features).with_row_index("row")
-                 .with_columns(test=pl.col("row").hash(42) % 5 == 0))
-        pl.collect_all([
-            frame.filter(~pl.col("test")).select(features).sink_csv(train_path, include_header=False, lazy=True),
-            frame.filter(pl.col("test")).select(features).sink_csv(test_path, include_header=False, lazy=True),
-        ])
+        frame = (
+            pl.scan_csv(source, schema_overrides={name: pl.Float64 for name in features})
+            .select(features)
+            .with_row_index("row")
+            .with_columns(test=pl.col("row").hash(42) % 5 == 0)
+        )
+        pl.collect_all(
+            [
+                frame.filter(~pl.col("test")).select(features).sink_csv(train_path, include_header=False, lazy=True),
+                frame.filter(pl.col("test")).select(features).sink_csv(test_path, include_header=False, lazy=True),
+            ]
+        )
     elif approach == "duckdb":
         import duckdb
 
@@ -279,15 +307,23 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
         con.execute(f"SET threads = {THREADS}")
         names = ", ".join(f'"{name}"' for name in features)
         types = ", ".join(f"'{name}': 'DOUBLE'" for name in features)
-        con.execute(f"COPY (SELECT {names}, hash({names}) % 5 = 0 AS test FROM read_csv('{source}', "
-                    f"types = {{{types}}})) TO '{out}/parts' (FORMAT csv, HEADER false, PARTITION_BY (test))")
+        con.execute(
+            f"COPY (SELECT {names}, hash({names}) % 5 = 0 AS test FROM read_csv('{source}', "
+            f"types = {{{types}}})) TO '{out}/parts' (FORMAT csv, HEADER false, PARTITION_BY (test))"
+        )
         con.close()
         parts = {flag: list(Path(out, "parts", f"test={flag}").glob("*.csv")) for flag in ("false", "true")}
         seconds = time.perf_counter() - started
         counts = tuple(sum(count_lines(p) for p in parts[flag]) for flag in ("false", "true"))
         out_bytes = sum(p.stat().st_size for flag in parts for p in parts[flag])
-        return {"seconds": seconds, "train_rows": counts[0], "test_rows": counts[1], "peak_kb": peak_rss_kb(),
-                "in_bytes": os.path.getsize(source), "out_bytes": out_bytes}
+        return {
+            "seconds": seconds,
+            "train_rows": counts[0],
+            "test_rows": counts[1],
+            "peak_kb": peak_rss_kb(),
+            "in_bytes": os.path.getsize(source),
+            "out_bytes": out_bytes,
+        }
     elif approach == "copy":
         started = time.perf_counter()
         with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
@@ -298,23 +334,34 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
 
         started = time.perf_counter()
         with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
-            result = split_stream(iter(lambda: src.read(CHUNK_BYTES), b""), train, test, feature_columns=features,
-                                  workers=THREADS)
+            result = split_stream(
+                iter(lambda: src.read(CHUNK_BYTES), b""), train, test, feature_columns=features, workers=THREADS
+            )
         counts = result.train_rows, result.test_rows
     seconds = time.perf_counter() - started
     if counts is None:  # outside the timing
         counts = count_lines(train_path), count_lines(test_path)
         if approach == "copy":
             counts = (counts[0] + counts[1] - 1, 0)  # the header line, copied too
-    return {"seconds": seconds, "train_rows": counts[0], "test_rows": counts[1], "peak_kb": peak_rss_kb(),
-            "in_bytes": os.path.getsize(source), "out_bytes": train_path.stat().st_size + test_path.stat().st_size}
+    return {
+        "seconds": seconds,
+        "train_rows": counts[0],
+        "test_rows": counts[1],
+        "peak_kb": peak_rss_kb(),
+        "in_bytes": os.path.getsize(source),
+        "out_bytes": train_path.stat().st_size + test_path.stat().st_size,
+    }
 
 
 def run_child(approach: str, path: Path, features: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
-        return subprocess.run([sys.executable, __file__, "--child", approach, str(path), out, ",".join(features)],
-                              capture_output=True, text=True, env=env)
+        return subprocess.run(
+            [sys.executable, __file__, "--child", approach, str(path), out, ",".join(features)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
 
 
 def measure(approach: str, path: Path, rows: int, features: list[str]) -> dict:
@@ -323,9 +370,15 @@ def measure(approach: str, path: Path, rows: int, features: list[str]) -> dict:
         raise SystemExit(f"{approach} on {path.name} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["train_rows"] + result["test_rows"] != rows:
-        raise SystemExit(f"{approach} on {path.name} wrote {result['train_rows'] + result['test_rows']} rows, not {rows}")
-    return {**result, "rate": rows / result["seconds"], "peak_mb": result["peak_kb"] / 1024,
-            "mb_s": result["in_bytes"] / 1e6 / result["seconds"]}
+        raise SystemExit(
+            f"{approach} on {path.name} wrote {result['train_rows'] + result['test_rows']} rows, not {rows}"
+        )
+    return {
+        **result,
+        "rate": rows / result["seconds"],
+        "peak_mb": result["peak_kb"] / 1024,
+        "mb_s": result["in_bytes"] / 1e6 / result["seconds"],
+    }
 
 
 def validates(approach: str, kind: str, directory: Path) -> bool:
@@ -345,20 +398,39 @@ def goals(results: dict[str, dict[int, dict[str, dict]]]) -> list[tuple[str, str
             if "polars" in by:
                 speed = core["rate"] / by["polars"]["rate"]
                 memory = core["peak_mb"] / by["polars"]["peak_mb"]
-                rows.append((f"rows/s core/polars, {where}", f"{speed:.2f}x", f">= {GOALS['polars']:g}x",
-                             speed >= GOALS["polars"]))
-                rows.append((f"peak RSS core/polars, {where}", f"{memory:.0%}", f"<= {GOALS['memory']:.0%}",
-                             memory <= GOALS["memory"]))
+                rows.append(
+                    (
+                        f"rows/s core/polars, {where}",
+                        f"{speed:.2f}x",
+                        f">= {GOALS['polars']:g}x",
+                        speed >= GOALS["polars"],
+                    )
+                )
+                rows.append(
+                    (
+                        f"peak RSS core/polars, {where}",
+                        f"{memory:.0%}",
+                        f"<= {GOALS['memory']:.0%}",
+                        memory <= GOALS["memory"],
+                    )
+                )
             if "seed" in by:
                 speed = core["rate"] / by["seed"]["rate"]
-                rows.append((f"rows/s core/seed, {where}", f"{speed:.1f}x", f">= {GOALS['seed']:g}x",
-                             speed >= GOALS["seed"]))
+                rows.append(
+                    (f"rows/s core/seed, {where}", f"{speed:.1f}x", f">= {GOALS['seed']:g}x", speed >= GOALS["seed"])
+                )
         cores = [(size, by["core"]) for size, by in sorted(sizes.items()) if "core" in by]
         if len(cores) > 1:
             (small, first), (big, last) = cores[0], cores[-1]
             flat = last["peak_mb"] / first["peak_mb"]
-            rows.append((f"core peak RSS {big:,} / {small:,} rows, {kind}", f"{flat:.2f}", f"<= {GOALS['flat']:.2f}",
-                         flat <= GOALS["flat"]))
+            rows.append(
+                (
+                    f"core peak RSS {big:,} / {small:,} rows, {kind}",
+                    f"{flat:.2f}",
+                    f"<= {GOALS['flat']:.2f}",
+                    flat <= GOALS["flat"],
+                )
+            )
     return rows
 
 
@@ -369,19 +441,34 @@ def projection(cores: dict[int, dict]) -> list[tuple[str, str, str, bool]]:
     seconds = PROJECTED_ROWS / last["rate"]
     growth = (last["peak_mb"] - first["peak_mb"]) / (big - small) if big > small else 0.0
     peak_mb = last["peak_mb"] + max(growth, 0.0) * (PROJECTED_ROWS - big)
-    how = f"{last['peak_mb']:,.0f} MB at {big:,} rows" + (f", {first['peak_mb']:,.0f} at {small:,}" if big > small else "")
+    how = f"{last['peak_mb']:,.0f} MB at {big:,} rows" + (
+        f", {first['peak_mb']:,.0f} at {small:,}" if big > small else ""
+    )
     in_mb = last["in_bytes"] / big * PROJECTED_ROWS / 1e6
     out_mb = last["out_bytes"] / big * PROJECTED_ROWS / 1e6
     # Reading and parsing overlap in the data step, but count them one after the other: a safe upper bound.
     io_seconds = (in_mb + out_mb) / ASSUMED_S3_MB_PER_S
     total = seconds + io_seconds
     return [
-        ("time", f"{seconds:,.0f} s ({PROJECTED_ROWS:,} rows / {last['rate']:,.0f} rows/s)",
-         f"<= {LAMBDA_SECONDS} s", seconds <= LAMBDA_SECONDS),
-        ("time with S3", f"{total:,.0f} s ({in_mb:,.0f} MB read + {out_mb:,.0f} MB written at an assumed "
-         f"{ASSUMED_S3_MB_PER_S} MB/s)", f"<= {LAMBDA_SECONDS} s", total <= LAMBDA_SECONDS),
-        ("peak RSS", f"{peak_mb:,.0f} MB ({how}; plus two 8 MiB multipart buffers in the Lambda)",
-         f"<= {LAMBDA_MB} MB", peak_mb + 16 <= LAMBDA_MB),
+        (
+            "time",
+            f"{seconds:,.0f} s ({PROJECTED_ROWS:,} rows / {last['rate']:,.0f} rows/s)",
+            f"<= {LAMBDA_SECONDS} s",
+            seconds <= LAMBDA_SECONDS,
+        ),
+        (
+            "time with S3",
+            f"{total:,.0f} s ({in_mb:,.0f} MB read + {out_mb:,.0f} MB written at an assumed "
+            f"{ASSUMED_S3_MB_PER_S} MB/s)",
+            f"<= {LAMBDA_SECONDS} s",
+            total <= LAMBDA_SECONDS,
+        ),
+        (
+            "peak RSS",
+            f"{peak_mb:,.0f} MB ({how}; plus two 8 MiB multipart buffers in the Lambda)",
+            f"<= {LAMBDA_MB} MB",
+            peak_mb + 16 <= LAMBDA_MB,
+        ),
     ]
 
 
@@ -451,24 +538,32 @@ def history() -> bool:
                 break
         handled = sum(aws.invocations.values())
     summary = summarize(count_history(events))
-    print(f"\nOffline execution {result.name}: {result.status} in {result.seconds:.1f} s "
-          f"({sample.rows:,} rows, input {json.dumps(HISTORY_INPUT)})")
+    print(
+        f"\nOffline execution {result.name}: {result.status} in {result.seconds:.1f} s "
+        f"({sample.rows:,} rows, input {json.dumps(HISTORY_INPUT)})"
+    )
     print(f"  {'':<28} {'transitions':>12} {'Lambda invocations':>19} {'history events':>15}")
     for label, c in (("whole execution", summary["total"]), ("outside the poll loops", summary["fixed"])):
         print(f"  {label:<28} {c['transitions']:>12} {c['lambdas']:>19} {c['events']:>15}")
     for loop, c in summary["loops"].items():
         n, label = max(c["rounds"], 1), f"{loop} loop, {c['rounds']} rounds"
-        print(f"  {label:<28} {c['transitions']:>5} ({c['transitions'] / n:.1f}/round) {c['lambdas']:>8} "
-              f"({c['lambdas'] / n:.1f}/round) {c['events']:>5} ({c['events'] / n:.1f}/round)")
-    print(f"  (the offline runner handled {handled} Lambda invocations; models.py budgets {EVENTS_PER_POLL_ROUND} "
-          f"history events per poll round)")
+        print(
+            f"  {label:<28} {c['transitions']:>5} ({c['transitions'] / n:.1f}/round) {c['lambdas']:>8} "
+            f"({c['lambdas'] / n:.1f}/round) {c['events']:>5} ({c['events'] / n:.1f}/round)"
+        )
+    print(
+        f"  (the offline runner handled {handled} Lambda invocations; models.py budgets {EVENTS_PER_POLL_ROUND} "
+        f"history events per poll round)"
+    )
     if not all(c["rounds"] for c in summary["loops"].values()):
         print("  a poll loop did not run: no per-round figures for a real run")
         return False
     default = StackSettings.model_fields["default_poll_seconds"].default
-    print(f"\nA real run, assuming tuning takes {ASSUMED_MINUTES['tuning']} min and the endpoint "
-          f"{ASSUMED_MINUTES['endpoint']} min (assumptions, not measurements).\nA Standard workflow is billed per "
-          "state transition, so the poll interval sets most of the bill:")
+    print(
+        f"\nA real run, assuming tuning takes {ASSUMED_MINUTES['tuning']} min and the endpoint "
+        f"{ASSUMED_MINUTES['endpoint']} min (assumptions, not measurements).\nA Standard workflow is billed per "
+        "state transition, so the poll interval sets most of the bill:"
+    )
     print(f"  {'pollSeconds':>11} {'poll rounds':>12} {'transitions':>12} {'Lambda invocations':>19}")
     for poll in sorted({10, default, 300}):
         rounds, transitions, lambdas = real_run(summary, poll)
@@ -500,20 +595,29 @@ def main(argv: list[str] | None = None) -> int:
     took: dict[str, float] = {}
     results: dict[str, dict[int, dict[str, dict]]] = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} CPUs (load average {load:.2f} at the start); "
-          f"each measurement in a fresh interpreter; {THREADS} threads for every tool but seed and copy.")
+    print(
+        f"Python {sys.version.split()[0]} on {os.cpu_count()} CPUs (load average {load:.2f} at the start); "
+        f"each measurement in a fresh interpreter; {THREADS} threads for every tool but seed and copy."
+    )
     with tempfile.TemporaryDirectory(prefix="bench-bad-") as tmp:
         checked = {a: {kind: validates(a, kind, Path(tmp)) for kind in kinds} for a in approaches if a != "copy"}
-    print("Validates values ('abc' in a feature column mid-file fails the run): " + ", ".join(
-        f"{a} {'yes' if all(v.values()) else 'no' if not any(v.values()) else 'partly'}" for a, v in checked.items()))
+    print(
+        "Validates values ('abc' in a feature column mid-file fails the run): "
+        + ", ".join(
+            f"{a} {'yes' if all(v.values()) else 'no' if not any(v.values()) else 'partly'}" for a, v in checked.items()
+        )
+    )
     for kind in kinds:
         for size in sizes:
             started = time.perf_counter()
             path = dataset(size, kind)
             took[f"data {kind} {size:,}"] = time.perf_counter() - started
-            print(f"\n{kind}, {size:,} rows ({path.stat().st_size / 1e6:,.0f} MB; features {', '.join(FEATURES[kind])})"
-                  f"\n  {'tool':<8} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
-                  f"{'x copy time':>12} {'validates':>10}", flush=True)
+            print(
+                f"\n{kind}, {size:,} rows ({path.stat().st_size / 1e6:,.0f} MB; features {', '.join(FEATURES[kind])})"
+                f"\n  {'tool':<8} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
+                f"{'x copy time':>12} {'validates':>10}",
+                flush=True,
+            )
             by = results.setdefault(kind, {}).setdefault(size, {})
             for approach in ("copy", *[a for a in approaches if a != "copy"]):
                 if approach not in approaches:
@@ -523,19 +627,27 @@ def main(argv: list[str] | None = None) -> int:
                 took[f"{approach} {kind} {size:,}"] = time.perf_counter() - started
                 ratio = f"{result['seconds'] / by['copy']['seconds']:.1f}" if "copy" in by else "-"
                 valid = "-" if approach == "copy" else "yes" if checked[approach][kind] else "no"
-                print(f"  {approach:<8} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
-                      f"{result['peak_mb']:>12,.0f} {ratio:>12} {valid:>10}", flush=True)
+                print(
+                    f"  {approach:<8} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
+                    f"{result['peak_mb']:>12,.0f} {ratio:>12} {valid:>10}",
+                    flush=True,
+                )
     checks = goals(results)
     if checks:
         print_checks("Goals", checks)
     cores = {size: by["core"] for size, by in results.get("numeric2", {}).items() if "core" in by}
     if cores:
         plan = projection(cores)
-        print_checks(f"{PROJECTED_ROWS:,} rows (numeric2) in one data-step Lambda ({LAMBDA_SECONDS} s, {LAMBDA_MB} MB), "
-                     "projected from the core's runs", plan)
-        print(f"  Assumes the Lambda runs split_stream as fast as {THREADS} cores of this machine (AWS documents one "
-              f"vCPU's\n  worth of CPU at 1,769 MB, so about 1.7 at {LAMBDA_MB} MB). The S3 rate is an assumption: "
-              "the channels\n  stream to S3 in multipart uploads (nothing is staged in /tmp).")
+        print_checks(
+            f"{PROJECTED_ROWS:,} rows (numeric2) in one data-step Lambda ({LAMBDA_SECONDS} s, {LAMBDA_MB} MB), "
+            "projected from the core's runs",
+            plan,
+        )
+        print(
+            f"  Assumes the Lambda runs split_stream as fast as {THREADS} cores of this machine (AWS documents one "
+            f"vCPU's\n  worth of CPU at 1,769 MB, so about 1.7 at {LAMBDA_MB} MB). The S3 rate is an assumption: "
+            "the channels\n  stream to S3 in multipart uploads (nothing is staged in /tmp)."
+        )
         checks += plan
     if not args.skip_history:
         started = time.perf_counter()

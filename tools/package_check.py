@@ -84,9 +84,12 @@ def import_goal(function: str) -> float:
 
 def size_failures(sizes: dict[str, tuple[int, int]]) -> list[str]:
     """sizes: function -> (code bytes, layer bytes). One message per function over its limit."""
-    return [f"{function} is {sum(size) / MIB:.1f} MiB unzipped, {(sum(size) - size_limit(function)) / MIB:.1f} MiB "
-            f"over its {size_limit(function) / MIB:.0f} MiB limit"
-            for function, size in sizes.items() if sum(size) > size_limit(function)]
+    return [
+        f"{function} is {sum(size) / MIB:.1f} MiB unzipped, {(sum(size) - size_limit(function)) / MIB:.1f} MiB "
+        f"over its {size_limit(function) / MIB:.0f} MiB limit"
+        for function, size in sizes.items()
+        if sum(size) > size_limit(function)
+    ]
 
 
 def tree_bytes(path: Path) -> int:
@@ -127,8 +130,19 @@ def sam_build(template_text: str, build: Path, path_prefix: Path | None) -> str 
     (OUT / "template.yaml").write_text(template_text, encoding="utf-8")
     path = os.pathsep.join(filter(None, [str(path_prefix or ""), os.environ["PATH"]]))
     env = dict(os.environ, SAM_CLI_TELEMETRY="0", PATH=path)
-    command = [str(Path(sys.executable).parent / "sam"), "build", "--template-file", str(OUT / "template.yaml"),
-               "--base-dir", str(ROOT), "--build-dir", str(build), "--no-cached", "--parallel", "--debug"]
+    command = [
+        str(Path(sys.executable).parent / "sam"),
+        "build",
+        "--template-file",
+        str(OUT / "template.yaml"),
+        "--base-dir",
+        str(ROOT),
+        "--build-dir",
+        str(build),
+        "--no-cached",
+        "--parallel",
+        "--debug",
+    ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     (OUT / "sam-build.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
@@ -142,16 +156,40 @@ def pip_build(source: Path, target: Path, runtime: str) -> None:
     if not requirements.exists():
         return
     version = runtime.removeprefix("python")
-    platforms = ["manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64",
-                 "manylinux_2_34_aarch64", "linux_aarch64"]
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-               "--target", str(target), "-r", str(requirements), "--only-binary=:all:", "--implementation", "cp",
-               "--python-version", version, "--abi", "cp" + version.replace(".", "")]
-    result = subprocess.run(command + [arg for platform in platforms for arg in ("--platform", platform)],
-                            capture_output=True, text=True)
+    platforms = [
+        "manylinux2014_aarch64",
+        "manylinux_2_17_aarch64",
+        "manylinux_2_28_aarch64",
+        "manylinux_2_34_aarch64",
+        "linux_aarch64",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        version,
+        "--abi",
+        "cp" + version.replace(".", ""),
+    ]
+    result = subprocess.run(
+        command + [arg for platform in platforms for arg in ("--platform", platform)], capture_output=True, text=True
+    )
     if result.returncode:
-        raise SystemExit(f"pip could not install {requirements.relative_to(ROOT)} for {runtime}/arm64:\n"
-                         + result.stderr.strip())
+        raise SystemExit(
+            f"pip could not install {requirements.relative_to(ROOT)} for {runtime}/arm64:\n" + result.stderr.strip()
+        )
 
 
 def build_all(template: dict[str, Any], mode: str) -> Path:
@@ -167,8 +205,10 @@ def build_all(template: dict[str, Any], mode: str) -> Path:
             print(f"Building with `sam build` for {runtime}/arm64, with {found / runtime if found else runtime}.")
         else:
             why = f"{runtime} does not run here" if mode == "auto" else "--mode local"
-            print(f"{why}: building with `sam build` from a copy of the template whose runtime is {local} (the local "
-                  "Python), still arm64.")
+            print(
+                f"{why}: building with `sam build` from a copy of the template whose runtime is {local} (the local "
+                "Python), still arm64."
+            )
             text = rewrite_runtime(text, runtime, local)
         failure = sam_build(text, build, found)
         if failure:
@@ -202,8 +242,14 @@ def import_times(module: str, env: dict[str, str], runs: int) -> tuple[list[floa
     """Seconds each fresh `import module` took, and the third-party top-level packages it loaded."""
     times, packages = [], set()
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE.format(module=module)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()[-1]
         elapsed, loaded = json.loads(out)
         times.append(elapsed)
         packages.update(loaded)
@@ -214,8 +260,11 @@ def top_level_names(directory: Path) -> set[str]:
     """Importable top-level names in a package directory: numpy/, typing_extensions.py, _x.cpython-313-....so
     (not numpy.libs/ nor *.dist-info/)."""
     paths = directory.iterdir() if directory.is_dir() else []
-    return {p.name.split(".")[0] for p in paths
-            if (p.is_dir() and p.name.isidentifier()) or (p.is_file() and p.suffix in (".py", ".so"))}
+    return {
+        p.name.split(".")[0]
+        for p in paths
+        if (p.is_dir() and p.name.isidentifier()) or (p.is_file() and p.suffix in (".py", ".so"))
+    }
 
 
 def import_env(function: str) -> dict[str, str]:
@@ -235,12 +284,17 @@ def check_sizes(template: dict[str, Any], build: Path) -> list[str]:
     print(f"\n{'function':<24} {'code MiB':>9} {'layers MiB':>11} {'total MiB':>10} {'limit MiB':>10}  result  layers")
     for name in resources_of(template, "AWS::Serverless::Function"):
         layers = function_layers(template, name)
-        failures += [f"{name} uses layer {layer}, which this stack does not build: not measured"
-                     for layer in layers if layer not in layer_sizes]
+        failures += [
+            f"{name} uses layer {layer}, which this stack does not build: not measured"
+            for layer in layers
+            if layer not in layer_sizes
+        ]
         code, layer_bytes = sizes[name] = (tree_bytes(build / name), sum(layer_sizes.get(x, 0) for x in layers))
         total, limit = code + layer_bytes, size_limit(name)
-        print(f"{name:<24} {code / MIB:>9.3f} {layer_bytes / MIB:>11.2f} {total / MIB:>10.2f} {limit / MIB:>10.0f}  "
-              f"{'OK' if total <= limit else 'OVER':<6}  {', '.join(layers) or '-'}")
+        print(
+            f"{name:<24} {code / MIB:>9.3f} {layer_bytes / MIB:>11.2f} {total / MIB:>10.2f} {limit / MIB:>10.0f}  "
+            f"{'OK' if total <= limit else 'OVER':<6}  {', '.join(layers) or '-'}"
+        )
     libraries: dict[str, int] = {}
     for part in [*layer_sizes, *sizes]:
         for machine, count in native_libraries(build / part).items():
@@ -253,15 +307,19 @@ def check_sizes(template: dict[str, Any], build: Path) -> list[str]:
 
 def check_imports(template: dict[str, Any], build: Path, runs: int) -> list[str]:
     failures = []
-    print(f"\nCold import of each handler module in a fresh {sys.executable} ({os.uname().machine}, Python "
-          f"{sys.version.split()[0]}), best and median of {runs}; the goal applies to the best (least disturbed).\n"
-          "The arm64 build itself cannot be imported on this machine: this imports the repo's code with the venv's "
-          "packages.")
+    print(
+        f"\nCold import of each handler module in a fresh {sys.executable} ({os.uname().machine}, Python "
+        f"{sys.version.split()[0]}), best and median of {runs}; the goal applies to the best (least disturbed).\n"
+        "The arm64 build itself cannot be imported on this machine: this imports the repo's code with the venv's "
+        "packages."
+    )
     # boto3 comes with the runtime: what it loads here (this venv's optional botocore extras too) is not shipped.
     _, boto3_loads = import_times("boto3", dict(os.environ), 1)
     if extras := sorted(boto3_loads - RUNTIME_PROVIDED):
-        print(f"This venv's boto3 also loads {', '.join(extras)} (optional extras Lambda's runtime is not known to "
-              "ship): the times below include them, so they overstate Lambda's a little.")
+        print(
+            f"This venv's boto3 also loads {', '.join(extras)} (optional extras Lambda's runtime is not known to "
+            "ship): the times below include them, so they overstate Lambda's a little."
+        )
     print(f"{'function':<24} {'module':<32} {'best s':>7} {'median s':>9} {'goal s':>7}  result")
     for name, resource in resources_of(template, "AWS::Serverless::Function").items():
         module = "functions." + Path(resource["Properties"]["CodeUri"]).name + ".app"
@@ -271,15 +329,20 @@ def check_imports(template: dict[str, Any], build: Path, runs: int) -> list[str]
             failures.append(f"{module} does not import: {(exc.stderr.strip().splitlines() or ['?'])[-1]}")
             continue
         best, goal = min(times), import_goal(name)
-        print(f"{name:<24} {module:<32} {best:>7.3f} {statistics.median(times):>9.3f} {goal:>7.1f}  "
-              f"{'OK' if best <= goal else 'SLOW'}")
+        print(
+            f"{name:<24} {module:<32} {best:>7.3f} {statistics.median(times):>9.3f} {goal:>7.1f}  "
+            f"{'OK' if best <= goal else 'SLOW'}"
+        )
         if best > goal:
             failures.append(f"{name} imports in {best:.3f} s at best, {best - goal:.3f} s over its {goal} s goal")
         shipped = top_level_names(build / name).union(
-            *(top_level_names(build / layer / "python") for layer in function_layers(template, name)))
+            *(top_level_names(build / layer / "python") for layer in function_layers(template, name))
+        )
         if missing := sorted(packages - shipped - RUNTIME_PROVIDED - boto3_loads):
-            failures.append(f"{module} imports {', '.join(missing)}, which neither {name}'s package nor its layers "
-                            "ship (it would fail on Lambda)")
+            failures.append(
+                f"{module} imports {', '.join(missing)}, which neither {name}'s package nor its layers "
+                "ship (it would fail on Lambda)"
+            )
     return failures
 
 
@@ -291,8 +354,11 @@ def main() -> int:
     template = load_template(ROOT / "template.yaml")
     build = build_all(template, args.mode)
     failures = check_sizes(template, build) + check_imports(template, build, args.runs)
-    print("\n" + "\n".join(f"FAIL: {failure}" for failure in failures) if failures else
-          "\nEvery package is within its size limit and every handler imports within its goal.")
+    print(
+        "\n" + "\n".join(f"FAIL: {failure}" for failure in failures)
+        if failures
+        else "\nEvery package is within its size limit and every handler imports within its goal."
+    )
     return 1 if failures else 0
 
 

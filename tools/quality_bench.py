@@ -102,14 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     overrides = json.loads(args.input)
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, make in (("transactions", lambda d, s: transactions(d, 7 + s, args.rows)),
-                            ("breast cancer", breast_cancer)):
+        for label, make in (
+            ("transactions", lambda d, s: transactions(d, 7 + s, args.rows)),
+            ("breast cancer", breast_cancer),
+        ):
             if args.only and args.only != label.replace(" ", "-"):
                 continue
-            print(f"\n{label}: the pipeline with input {json.dumps(overrides)} against IsolationForest, "
-                  f"{args.seeds} seeds")
-            print(f"  {'seed':<5} {'AP dist':>8} {'AP score':>9} {'overall r/p':>13} {'cluster r/p':>13} "
-                  f"{'AP IForest':>11} {'seconds':>8}  k, treatments")
+            print(
+                f"\n{label}: the pipeline with input {json.dumps(overrides)} against IsolationForest, "
+                f"{args.seeds} seeds"
+            )
+            print(
+                f"  {'seed':<5} {'AP dist':>8} {'AP score':>9} {'overall r/p':>13} {'cluster r/p':>13} "
+                f"{'AP IForest':>11} {'seconds':>8}  k, treatments"
+            )
             found = []
             for seed in range(args.seeds):
                 directory = Path(tmp) / f"{label.replace(' ', '-')}-{seed}"
@@ -118,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 m = measure(csv_path, lines, f"quality-{label.replace(' ', '-')}-{seed}", overrides)
                 found.append(m)
-                print(f"  {seed:<5} {m['ap_distance']:>8.3f} {m['ap_score']:>9.3f} "
-                      f"{m['overall'][0]:>6.0%}/{m['overall'][1]:<6.0%} {m['per_cluster'][0]:>6.0%}/"
-                      f"{m['per_cluster'][1]:<6.0%} {m['ap_forest']:>11.3f} {time.perf_counter() - started:>8.1f}  "
-                      f"{m['k']}, {m['treatments']}", flush=True)
+                print(
+                    f"  {seed:<5} {m['ap_distance']:>8.3f} {m['ap_score']:>9.3f} "
+                    f"{m['overall'][0]:>6.0%}/{m['overall'][1]:<6.0%} {m['per_cluster'][0]:>6.0%}/"
+                    f"{m['per_cluster'][1]:<6.0%} {m['ap_forest']:>11.3f} {time.perf_counter() - started:>8.1f}  "
+                    f"{m['k']}, {m['treatments']}",
+                    flush=True,
+                )
             mean = {key: float(np.mean([m[key] for m in found])) for key in ("ap_distance", "ap_score", "ap_forest")}
             print(f"  mean  {mean['ap_distance']:>8.3f} {mean['ap_score']:>9.3f} {'':>27} {mean['ap_forest']:>11.3f}")
             if label == "transactions":
@@ -131,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                     if m["overall"][0] < GOAL_RECALL:
                         missed.append(f"transactions seed {seed}: recall {m['overall'][0]:.0%} < {GOAL_RECALL:.0%}")
             elif mean["ap_distance"] < mean["ap_forest"]:
-                missed.append(f"breast cancer: mean AP {mean['ap_distance']:.3f} < IsolationForest's "
-                              f"{mean['ap_forest']:.3f}")
+                missed.append(
+                    f"breast cancer: mean AP {mean['ap_distance']:.3f} < IsolationForest's {mean['ap_forest']:.3f}"
+                )
     print("\nGoals: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
     return 1 if missed else 0
 

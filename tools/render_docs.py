@@ -63,9 +63,13 @@ def render(asl: dict) -> str:
         for catch in state.get("Catch", []):
             edges.append(f"  {node} -. error .-> {_node_id(catch['Next'], ids)}")
     lines.extend(edges)
-    lines.append('  sm_start -. "execution ends: succeeded, failed, timed out, aborted" .-> notify(["SNS topic (KMS)"])')
+    lines.append(
+        '  sm_start -. "execution ends: succeeded, failed, timed out, aborted" .-> notify(["SNS topic (KMS)"])'
+    )
     # Beside the state machine: the scoring API callers use once a model serves.
-    lines.append('  callers(["Callers (IAM-signed POST of raw records)"]) --> score_api["Score records (function URL)"]')
+    lines.append(
+        '  callers(["Callers (IAM-signed POST of raw records)"]) --> score_api["Score records (function URL)"]'
+    )
     lines.append('  score_api -- "treated features" --> endpoint[("SageMaker endpoint")]')
     lines.append(f'  {_node_id("Deploy to endpoint", ids)} -. "creates or updates" .-> endpoint')
     lines.append("  classDef fail fill:#fdd,stroke:#c00")
@@ -87,8 +91,12 @@ def input_table() -> str:
         kind = kinds[0] if kinds else "any"
         if kind == "array":
             kind = "list of strings"
-        bounds = [f"{label} {spec_part[key]}" for spec_part in spec.get("anyOf", [spec])
-                  for key, label in (("minimum", ">="), ("maximum", "<=")) if key in spec_part]
+        bounds = [
+            f"{label} {spec_part[key]}"
+            for spec_part in spec.get("anyOf", [spec])
+            for key, label in (("minimum", ">="), ("maximum", "<="))
+            if key in spec_part
+        ]
         default = spec.get("default")
         shown = "-" if default is None else f"`{json.dumps(default)}`"
         meaning = spec.get("description", "")

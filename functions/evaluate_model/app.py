@@ -14,8 +14,11 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = EvaluateModelInput.from_event(event)
-    result = evaluate(step.config, step.dataset, step.best, StackSettings.from_env(), aws.client("s3"),
-                      aws.client("sagemaker"))
-    logger.info("Model evaluated", extra={"report": result.report_uri, "decision": result.gate.decision,
-                                          "headline": result.headline})
+    result = evaluate(
+        step.config, step.dataset, step.best, StackSettings.from_env(), aws.client("s3"), aws.client("sagemaker")
+    )
+    logger.info(
+        "Model evaluated",
+        extra={"report": result.report_uri, "decision": result.gate.decision, "headline": result.headline},
+    )
     return result.to_json()

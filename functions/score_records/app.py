@@ -13,7 +13,13 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     settings = StackSettings.from_env()
-    response = handle(event, settings.endpoint_name, settings.data_bucket, aws.client("sagemaker"), aws.client("s3"),
-                      aws.client("sagemaker-runtime"))
+    response = handle(
+        event,
+        settings.endpoint_name,
+        settings.data_bucket,
+        aws.client("sagemaker"),
+        aws.client("s3"),
+        aws.client("sagemaker-runtime"),
+    )
     logger.info("Records scored", extra={"status": response["statusCode"]})
     return response

@@ -13,8 +13,15 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = VerifyEndpointInput.from_event(event)
-    check = verify_endpoint(step.config, step.dataset, step.model, step.previous_endpoint_config_name,
-                            step.deployment_action == "created", aws.client("s3"), aws.client("sagemaker"),
-                            aws.client("sagemaker-runtime"))
+    check = verify_endpoint(
+        step.config,
+        step.dataset,
+        step.model,
+        step.previous_endpoint_config_name,
+        step.deployment_action == "created",
+        aws.client("s3"),
+        aws.client("sagemaker"),
+        aws.client("sagemaker-runtime"),
+    )
     logger.info("Endpoint checked", extra={"passed": check.passed, "rows": check.checked_rows, "cause": check.cause})
     return check.to_json()

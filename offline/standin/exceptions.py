@@ -73,8 +73,9 @@ class ModelError(StandInError):
     code = "ModelError"
     status = 424
 
-    def __init__(self, original_status: int, original_message: str, *, endpoint_name: str, region: str,
-                 account_id: str):
+    def __init__(
+        self, original_status: int, original_message: str, *, endpoint_name: str, region: str, account_id: str
+    ):
         log_group = f"/aws/sagemaker/Endpoints/{endpoint_name}"
         super().__init__(
             f'Received client error ({original_status}) from primary with message "{original_message}". See '

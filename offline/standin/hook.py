@@ -100,9 +100,7 @@ def install(standin: Answerer) -> None:
     global _active
     with _lock:
         if _active is not None and _active is not standin:
-            raise RuntimeError(
-                "another SageMakerStandIn is installed; uninstall() it before installing a new one"
-            )
+            raise RuntimeError("another SageMakerStandIn is installed; uninstall() it before installing a new one")
         if _active is standin:
             return
         _active = standin

@@ -18,13 +18,10 @@ from .ndarray import read_model_tar_gz
 from .state import State
 from .validators import parse_s3_uri
 
-
 log = logging.getLogger(__name__)
 
 
-def deploy(
-    state: State, ep: Endpoint, config_name: str, generation: int, fault: str | None, update: bool
-) -> None:
+def deploy(state: State, ep: Endpoint, config_name: str, generation: int, fault: str | None, update: bool) -> None:
     """Creating/Updating -> InService (or Failed / back to the old config)."""
     if state.sleep(state.timing.endpoint_seconds):
         return
@@ -83,9 +80,9 @@ def _load_variants(state: State, config_name: str) -> list[Variant]:
     for spec in specs:
         req = models[spec["VariantName"]]
         container = req.get("PrimaryContainer") or (req.get("Containers") or [{}])[0]
-        url = container.get("ModelDataUrl") or (
-            (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
-        ).get("S3Uri")
+        url = container.get("ModelDataUrl") or ((container.get("ModelDataSource") or {}).get("S3DataSource") or {}).get(
+            "S3Uri"
+        )
         health = (
             f"The primary container for production variant {spec['VariantName']} did not pass "
             "the ping health check. Please check CloudWatch logs for this endpoint."

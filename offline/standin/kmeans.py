@@ -17,8 +17,8 @@ import json
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -107,14 +107,10 @@ def check_value(name: str, value: str) -> None:
             try:
                 _positive_int(name, value)
             except ValueError:
-                raise ValueError(
-                    f"hyperparameter {name}={value!r} must be 'auto' or an integer >= 1"
-                ) from None
+                raise ValueError(f"hyperparameter {name}={value!r} must be 'auto' or an integer >= 1") from None
     elif name in ("init_method", "local_lloyd_init_method"):
         if value not in INIT_METHODS:
-            raise ValueError(
-                f"hyperparameter {name}={value!r} must be one of {', '.join(INIT_METHODS)}"
-            )
+            raise ValueError(f"hyperparameter {name}={value!r} must be one of {', '.join(INIT_METHODS)}")
     elif name == "local_lloyd_tol":
         _float(name, value, minimum=0.0)
     elif name == "eval_metrics":
@@ -140,7 +136,7 @@ class KMeansParams:
     eval_metrics: tuple[str, ...] = ("msd",)
 
     @classmethod
-    def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> "KMeansParams":
+    def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> KMeansParams:
         """Parse the string hyperparameters of a training job (ValueError on a bad value)."""
         hp = dict(DEFAULTS)
         hp.update({k: v for k, v in hyperparameters.items() if not k.startswith("_")})
@@ -155,9 +151,7 @@ class KMeansParams:
             k=int(hp["k"]),
             feature_dim=int(hp["feature_dim"]),
             mini_batch_size=int(hp["mini_batch_size"]),
-            extra_center_factor=None
-            if hp["extra_center_factor"] == "auto"
-            else int(hp["extra_center_factor"]),
+            extra_center_factor=None if hp["extra_center_factor"] == "auto" else int(hp["extra_center_factor"]),
             init_method=hp["init_method"],
             epochs=int(hp["epochs"]),
             local_lloyd_init_method=hp["local_lloyd_init_method"],
@@ -189,9 +183,7 @@ def parse_content_type(content_type: str | None) -> tuple[str, dict[str, str]]:
     return parts[0].lower(), params
 
 
-def parse_csv(
-    data: bytes, *, label_size: int, feature_dim: int | None, source: str = "data"
-) -> np.ndarray:
+def parse_csv(data: bytes, *, label_size: int, feature_dim: int | None, source: str = "data") -> np.ndarray:
     """Header-less CSV floats -> (n, feature_dim) float64; the first ``label_size`` columns dropped."""
     try:
         text = data.decode("utf-8")
@@ -213,8 +205,7 @@ def parse_csv(
                 f"(label_size={label_size}), but feature_dim is {feature_dim}"
             )
         raise DataError(
-            f"{source} line {lines[i][0]} has {int(widths[i])} columns, line {lines[0][0]} has "
-            f"{int(widths[0])}"
+            f"{source} line {lines[i][0]} has {int(widths[i])} columns, line {lines[0][0]} has {int(widths[0])}"
         )
     try:
         arr = np.array(rows, dtype=np.float64)
@@ -225,8 +216,7 @@ def parse_csv(
                     float(cell)
                 except ValueError:
                     raise DataError(
-                        f"{source} line {no} column {col}: could not convert {cell.strip()!r} "
-                        "to a float"
+                        f"{source} line {no} column {col}: could not convert {cell.strip()!r} to a float"
                     ) from None
         raise  # pragma: no cover - numpy and float() disagree
     arr = arr[:, label_size:]
@@ -363,10 +353,7 @@ def parse_recordio_protobuf(data: bytes, *, feature_dim: int, source: str = "dat
         if vector is None:
             raise DataError(f"{source} record {index} has no 'values' feature tensor")
         if vector.size != feature_dim:
-            raise DataError(
-                f"{source} record {index} has {vector.size} features, but feature_dim is "
-                f"{feature_dim}"
-            )
+            raise DataError(f"{source} record {index} has {vector.size} features, but feature_dim is {feature_dim}")
         rows.append(vector)
     if not rows:
         return np.zeros((0, feature_dim))

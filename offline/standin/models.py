@@ -324,7 +324,10 @@ class Endpoint:
             "LastDeploymentConfig": copy.deepcopy(self.deployment_config),
         }
         if self.pending_config:
-            out["PendingDeploymentSummary"] = {"EndpointConfigName": self.pending_config, "StartTime": self.pending_since}
+            out["PendingDeploymentSummary"] = {
+                "EndpointConfigName": self.pending_config,
+                "StartTime": self.pending_since,
+            }
         return out
 
     def summary(self) -> dict:

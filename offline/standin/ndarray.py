@@ -94,9 +94,7 @@ def read_ndarray_list(data: bytes) -> list[np.ndarray]:
     r = _Reader(bytes(data))
     (magic,) = r.unpack("<Q", "list magic")
     if magic != LIST_MAGIC:
-        raise ValueError(
-            f"not an MXNet NDArray list: list magic is {magic:#x}, expected {LIST_MAGIC:#x}"
-        )
+        raise ValueError(f"not an MXNet NDArray list: list magic is {magic:#x}, expected {LIST_MAGIC:#x}")
     (_reserved,) = r.unpack("<Q", "reserved field")
     (count,) = r.unpack("<Q", "array count")
     if count > 1_000_000:
@@ -112,9 +110,7 @@ def read_ndarray_list(data: bytes) -> list[np.ndarray]:
         (stype,) = r.unpack("<i", f"array {index} storage type")
         if stype != STORAGE_DENSE:
             name = _STORAGE_NAMES.get(stype, "unknown")
-            raise ValueError(
-                f"array {index}: storage type {stype} ({name}) is not supported, only dense (0)"
-            )
+            raise ValueError(f"array {index}: storage type {stype} ({name}) is not supported, only dense (0)")
         (ndim,) = r.unpack("<i", f"array {index} ndim")
         if ndim < 1 or ndim > 32:
             raise ValueError(f"array {index}: unsupported number of dimensions {ndim}")
@@ -125,9 +121,7 @@ def read_ndarray_list(data: bytes) -> list[np.ndarray]:
         (flag,) = r.unpack("<i", f"array {index} dtype flag")
         if flag != DTYPE_FLAG_FLOAT32:
             name = _DTYPE_FLAG_NAMES.get(flag, "unknown")
-            raise ValueError(
-                f"array {index}: dtype flag {flag} ({name}) is not supported, only float32 (0)"
-            )
+            raise ValueError(f"array {index}: dtype flag {flag} ({name}) is not supported, only float32 (0)")
         n = int(np.prod(dims, dtype=np.int64))
         raw = r.take(4 * n, f"array {index} data ({n} float32 values)")
         arrays.append(np.frombuffer(raw, dtype="<f4").reshape(dims).astype(np.float32))
@@ -138,9 +132,7 @@ def read_ndarray_list(data: bytes) -> list[np.ndarray]:
         (length,) = r.unpack("<Q", f"name {index} length")
         r.take(length, f"name {index}")
     if r.pos != len(r.data):
-        raise ValueError(
-            f"trailing garbage: {len(r.data) - r.pos} unexpected bytes after the NDArray list"
-        )
+        raise ValueError(f"trailing garbage: {len(r.data) - r.pos} unexpected bytes after the NDArray list")
     return arrays
 
 
@@ -170,9 +162,7 @@ def read_model_tar_gz(data: bytes) -> np.ndarray:
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         raise ValueError("model artifact is a zip archive, expected a tar.gz archive")
     if data[:2] != b"\x1f\x8b":
-        raise ValueError(
-            "model artifact is not gzip-compressed (no gzip magic 1f 8b), expected a tar.gz archive"
-        )
+        raise ValueError("model artifact is not gzip-compressed (no gzip magic 1f 8b), expected a tar.gz archive")
     try:
         raw = gzip.decompress(data)
     except (OSError, EOFError, ValueError) as exc:
@@ -183,9 +173,7 @@ def read_model_tar_gz(data: bytes) -> np.ndarray:
             wanted = [m for m in members if m.name.lstrip("./") == MODEL_FILE_NAME]
             if not wanted:
                 names = ", ".join(m.name for m in members) or "no files"
-                raise ValueError(
-                    f"model artifact has no {MODEL_FILE_NAME} file (it holds: {names})"
-                )
+                raise ValueError(f"model artifact has no {MODEL_FILE_NAME} file (it holds: {names})")
             fh = tar.extractfile(wanted[0])
             payload = fh.read() if fh is not None else b""
     except tarfile.TarError as exc:
@@ -198,9 +186,7 @@ def read_model_tar_gz(data: bytes) -> np.ndarray:
         raise ValueError(f"{MODEL_FILE_NAME} holds {len(arrays)} arrays, K-Means expects exactly 1")
     centroids = arrays[0]
     if centroids.ndim != 2 or centroids.shape[0] < 1 or centroids.shape[1] < 1:
-        raise ValueError(
-            f"{MODEL_FILE_NAME} array has shape {centroids.shape}, expected (k, feature_dim)"
-        )
+        raise ValueError(f"{MODEL_FILE_NAME} array has shape {centroids.shape}, expected (k, feature_dim)")
     if not np.all(np.isfinite(centroids)):
         raise ValueError(f"{MODEL_FILE_NAME} centroids contain NaN or infinite values")
     return centroids

@@ -47,7 +47,7 @@ def make_response(url: str, status: int, headers: dict[str, str], body: bytes) -
 
 
 def respond(
-    sagemaker: "SageMakerBackend", runtime: "SageMakerRuntimeBackend", service: str, operation: str, request
+    sagemaker: SageMakerBackend, runtime: SageMakerRuntimeBackend, service: str, operation: str, request
 ) -> AWSResponse:
     """Answer one request of ``service`` ("sagemaker" or "sagemaker-runtime")."""
     url = request.url
@@ -66,7 +66,7 @@ def respond(
         return error_response(url, service, err)
 
 
-def _invoke(runtime: "SageMakerRuntimeBackend", operation: str, request) -> AWSResponse:
+def _invoke(runtime: SageMakerRuntimeBackend, operation: str, request) -> AWSResponse:
     url = request.url
     if operation != "InvokeEndpoint":
         raise UnknownOperationException(

@@ -19,7 +19,6 @@ from .exceptions import ModelError, ValidationError
 from .models import Variant
 from .state import State
 
-
 MAX_INVOKE_BODY = 6 * 1024 * 1024  # 6,291,456 bytes
 
 

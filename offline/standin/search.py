@@ -97,9 +97,7 @@ class Searcher:
     def __init__(self, ranges: list[Range], strategy: str, max_jobs: int, rng: np.random.Generator):
         self.ranges, self.strategy, self.max_jobs, self.rng = ranges, strategy, max_jobs, rng
         self.n_random = max(2, min(5, max_jobs // 3))
-        self._grid = (
-            list(itertools.product(*[r.values for r in ranges])) if strategy == "Grid" else []
-        )
+        self._grid = list(itertools.product(*[r.values for r in ranges])) if strategy == "Grid" else []
         self._grid_pos = 0
 
     @staticmethod
@@ -121,9 +119,11 @@ class Searcher:
             return {r.name: v for r, v in zip(self.ranges, combo)}
         seen = {self.key(v) for v, _ in history} | {self.key(v) for v in pending}
         scored = [(v, y) for v, y in history if y is not None and math.isfinite(y)]
-        if self.strategy == "Bayesian" and len(scored) >= max(2, self.n_random) and len(
-            history
-        ) + len(pending) >= self.n_random:
+        if (
+            self.strategy == "Bayesian"
+            and len(scored) >= max(2, self.n_random)
+            and len(history) + len(pending) >= self.n_random
+        ):
             proposal = self._bayesian(scored, seen)
             if proposal is not None:
                 return proposal
@@ -163,9 +163,7 @@ class Searcher:
                 c = {}
                 for r in self.ranges:
                     if r.kind == "Categorical":
-                        c[r.name] = (
-                            r.decode(r.random(self.rng)) if self.rng.random() < 0.25 else base[r.name]
-                        )
+                        c[r.name] = r.decode(r.random(self.rng)) if self.rng.random() < 0.25 else base[r.name]
                     else:
                         u = float(r.encode(base[r.name])[0]) + self.rng.normal(0.0, 0.12)
                         c[r.name] = r.decode(min(max(u, 0.0), 1.0))

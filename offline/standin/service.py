@@ -25,7 +25,7 @@ class SageMakerStandIn(SageMakerBackend):
         super().__init__(*args, **kwargs)
         self.runtime = SageMakerRuntimeBackend(self)
 
-    def install(self) -> "SageMakerStandIn":
+    def install(self) -> SageMakerStandIn:
         hook.install(self)
         self.halted.clear()
         return self
@@ -39,7 +39,7 @@ class SageMakerStandIn(SageMakerBackend):
     def installed(self) -> bool:
         return hook.active() is self
 
-    def __enter__(self) -> "SageMakerStandIn":
+    def __enter__(self) -> SageMakerStandIn:
         return self.install()
 
     def __exit__(self, *exc) -> None:

@@ -22,7 +22,6 @@ from .ndarray import write_model_tar_gz
 from .state import State
 from .validators import parse_s3_uri
 
-
 log = logging.getLogger(__name__)
 
 NO_SUCCESS_ATTEMPTS = 5  # SageMaker gives up a tuning job after this many failures and no success
@@ -207,9 +206,7 @@ def load_channels(s3, definition: dict, params: kmeans.KMeansParams) -> dict[str
                     if not obj["Key"].endswith("/"):
                         objects.append(obj["Key"])
         except botocore.exceptions.ClientError as exc:
-            raise kmeans.DataError(
-                f"Data download failed: could not list {uri} for channel '{cname}': {exc}"
-            ) from None
+            raise kmeans.DataError(f"Data download failed: could not list {uri} for channel '{cname}': {exc}") from None
         if not objects:
             raise kmeans.DataError(f"Data download failed: no objects found under {uri} for channel '{cname}'.")
         parts = []

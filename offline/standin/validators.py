@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import botocore.exceptions
 
@@ -56,8 +57,30 @@ _IMAGE_RE = re.compile(
 )
 # Instance families whose storage is local NVMe: SageMaker refuses a KMS key for their volumes.
 _NVME_FAMILIES = {
-    "m5d", "c5d", "r5d", "m5ad", "r5ad", "m6id", "c6id", "r6id", "g4dn", "g4ad", "g5", "g6",
-    "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n", "inf2", "i3", "i3en",
+    "m5d",
+    "c5d",
+    "r5d",
+    "m5ad",
+    "r5ad",
+    "m6id",
+    "c6id",
+    "r6id",
+    "g4dn",
+    "g4ad",
+    "g5",
+    "g6",
+    "g6e",
+    "p3dn",
+    "p4d",
+    "p4de",
+    "p5",
+    "p5e",
+    "p5en",
+    "trn1",
+    "trn1n",
+    "inf2",
+    "i3",
+    "i3en",
 }
 
 # name patterns and lengths from the botocore service model
@@ -109,7 +132,8 @@ def check_name(value: Any, field: str, rule: str | None = None) -> str:
 def check_role(value: Any, field: str) -> None:
     if not isinstance(value, str) or not (20 <= len(value) <= 2048) or not _ROLE_ARN_RE.fullmatch(value):
         raise constraint_error(
-            value, _camel(field),
+            value,
+            _camel(field),
             r"Member must satisfy regular expression pattern: ^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$",
         )
 
@@ -156,8 +180,7 @@ def check_tags(tags: Any) -> list[dict[str, str]]:
 
 def check_vpc(vpc: dict | None) -> None:
     if vpc is not None and (
-        not 1 <= len(vpc.get("Subnets") or []) <= 16
-        or not 1 <= len(vpc.get("SecurityGroupIds") or []) <= 5
+        not 1 <= len(vpc.get("Subnets") or []) <= 16 or not 1 <= len(vpc.get("SecurityGroupIds") or []) <= 5
     ):
         raise ValidationException("VpcConfig needs 1-16 Subnets and 1-5 SecurityGroupIds.")
 
@@ -185,18 +208,15 @@ def check_image(image: Any, field: str, region: str) -> None:
         )
     if m.group("tag") != "1":
         raise ValidationException(
-            f"{field} '{image}': use the K-Means image with tag '1' ({expected}), not "
-            f"'{m.group('tag') or 'no tag'}'."
+            f"{field} '{image}': use the K-Means image with tag '1' ({expected}), not '{m.group('tag') or 'no tag'}'."
         )
     if m.group("region") != region:
         raise ValidationException(
-            f"{field} '{image}' is in region {m.group('region')}, but SageMaker runs in "
-            f"{region}: use {expected}."
+            f"{field} '{image}' is in region {m.group('region')}, but SageMaker runs in {region}: use {expected}."
         )
     if expected_account and m.group("account") != expected_account:
         raise ValidationException(
-            f"{field} '{image}': the K-Means image of {region} is in account "
-            f"{expected_account} ({expected})."
+            f"{field} '{image}': the K-Means image of {region} is in account {expected_account} ({expected})."
         )
 
 
@@ -346,9 +366,7 @@ def _check_tunable(name: Any) -> None:
         raise ValidationException(
             f"The hyperparameter tuning job that you requested has the following "
             f"{'untunable' if known else 'unknown'} hyperparameters: [{name}]. Tunable "
-            "hyperparameters of the kmeans algorithm: "
-            + ", ".join(sorted(kmeans.TUNABLE))
-            + "."
+            "hyperparameters of the kmeans algorithm: " + ", ".join(sorted(kmeans.TUNABLE)) + "."
         )
 
 

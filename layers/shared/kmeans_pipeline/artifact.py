@@ -42,8 +42,19 @@ _OTHER_ARRAY_MAGICS = {0xF993FAC8: "NDArray V1", 0xF993FACA: "NDArray V3 (numpy 
 _STORAGE_TYPES = {-1: "undefined", 0: "dense", 1: "row_sparse", 2: "csr"}
 # mshadow's type flags (mshadow/base.h), only to name what is not float32.
 _DTYPES = {
-    0: "float32", 1: "float64", 2: "float16", 3: "uint8", 4: "int32", 5: "int8", 6: "int64", 7: "bool",
-    8: "int16", 9: "uint16", 10: "uint32", 11: "uint64", 12: "bfloat16",
+    0: "float32",
+    1: "float64",
+    2: "float16",
+    3: "uint8",
+    4: "int32",
+    5: "int8",
+    6: "int64",
+    7: "bool",
+    8: "int16",
+    9: "uint16",
+    10: "uint32",
+    11: "uint64",
+    12: "bfloat16",
 }
 _MAX_NDIM = 32
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -53,7 +64,9 @@ _MISSING_S3_CODES = {"NoSuchKey", "404", "NotFound"}
 _DENIED_S3_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidObjectState"}
 
 
-def read_centroids(source: str | os.PathLike | bytes | bytearray | memoryview, *, s3: S3Client | None = None) -> np.ndarray:
+def read_centroids(
+    source: str | os.PathLike | bytes | bytearray | memoryview, *, s3: S3Client | None = None
+) -> np.ndarray:
     """The (k, feature_dim) float32 centroids in a K-Means artifact: a local path, an s3:// URI or bytes.
 
     ``s3`` is a boto3 S3 client, used for s3:// sources (one is created when it is None).
@@ -162,8 +175,10 @@ def _centroids_from_container(data: bytes, name: str) -> np.ndarray:
         if _is_tar(inner):
             return _from_tar(inner, name)
         if inner.startswith(_ZIP_MAGICS):
-            raise ModelArtifactError(f"{name} is a gzip-compressed zip archive; SageMaker's K-Means artifact is a "
-                                     f"tar.gz holding {MODEL_MEMBER}")
+            raise ModelArtifactError(
+                f"{name} is a gzip-compressed zip archive; SageMaker's K-Means artifact is a "
+                f"tar.gz holding {MODEL_MEMBER}"
+            )
         if _starts_with_list_magic(inner):
             # A gzipped bare model_algo-1: unusual but unambiguous.
             return _parse_ndarray_list(inner, f"{name} (gzip-compressed NDArray list)")
@@ -214,9 +229,7 @@ def _gunzip(data: bytes, name: str) -> bytes:
             )
         rest = inflater.unused_data.lstrip(b"\0")  # gzip allows zero padding between and after members
         if rest and not rest.startswith(_GZIP_MAGIC):
-            raise ModelArtifactError(
-                f"{name} has {len(rest)} bytes of trailing data after its gzip stream"
-            )
+            raise ModelArtifactError(f"{name} has {len(rest)} bytes of trailing data after its gzip stream")
     return bytes(out)
 
 
@@ -229,8 +242,7 @@ def _from_tar(data: bytes, name: str) -> np.ndarray:
                 held = [m.name + ("/" if m.isdir() else "") for m in members]
                 listing = ", ".join(held[:20]) + (f" and {len(held) - 20} more" if len(held) > 20 else "")
                 raise ModelArtifactError(
-                    f"{name} is a tar archive without {MODEL_MEMBER}; it holds "
-                    + (listing if held else "nothing")
+                    f"{name} is a tar archive without {MODEL_MEMBER}; it holds " + (listing if held else "nothing")
                 )
             member = wanted[-1]  # tar semantics: the last copy of a name wins
             if not member.isfile():
@@ -311,17 +323,13 @@ def _parse_array(cur: _Cursor) -> np.ndarray:
     storage = cur.field("i", "the storage type")
     if storage != 0:
         kind = _STORAGE_TYPES.get(storage, "unknown")
-        raise cur.fail(
-            f"the array has {kind} storage (type {storage}); K-Means centroids are a dense array (type 0)"
-        )
+        raise cur.fail(f"the array has {kind} storage (type {storage}); K-Means centroids are a dense array (type 0)")
     ndim = cur.field("i", "the number of dimensions")
     if not 0 <= ndim <= _MAX_NDIM:
         raise cur.fail(f"the array claims {ndim} dimensions: corrupt header at offset {cur.offset - 4}")
     shape = tuple(cur.field("q", f"dimension {i} of the shape") for i in range(ndim))
     if ndim != 2:
-        raise cur.fail(
-            f"the array is {ndim}-D with shape {shape}; K-Means centroids are 2-D (k, feature_dim)"
-        )
+        raise cur.fail(f"the array is {ndim}-D with shape {shape}; K-Means centroids are 2-D (k, feature_dim)")
     k, dim = shape
     if k < 1 or dim < 1:
         raise cur.fail(f"the array has shape {shape}; K-Means centroids need k >= 1 and feature_dim >= 1")

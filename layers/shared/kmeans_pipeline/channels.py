@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-
 def parse_rows(text: bytes, dim: int) -> np.ndarray:
     """Channel rows (plain numbers, one row per line) as a float64 matrix, with numpy's C parser."""
     body = text[:-1] if text.endswith(b"\n") else text
@@ -106,8 +105,11 @@ def format_rows(Z: np.ndarray) -> bytes:
         chars[:, : before_point - 1][leading] = 0
         parts = [np.where(negative, ord("-"), 0).astype(np.uint8)[:, None]]
         if decimals_used:
-            parts += [chars[:, : width - decimals_used], np.full((n, 1), ord("."), np.uint8),
-                      chars[:, width - decimals_used :]]
+            parts += [
+                chars[:, : width - decimals_used],
+                np.full((n, 1), ord("."), np.uint8),
+                chars[:, width - decimals_used :],
+            ]
         else:
             parts.append(chars)
         parts.append(np.full((n, 1), ord("," if j < d - 1 else "\n"), np.uint8))

@@ -32,7 +32,9 @@ def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: SageMakerClie
     with sagemaker_call("ListEndpointConfigs", prefix):
         configs = _run_resources(
             sagemaker.get_paginator("list_endpoint_configs").paginate(NameContains=prefix),
-            "EndpointConfigs", "EndpointConfigName", pattern,
+            "EndpointConfigs",
+            "EndpointConfigName",
+            pattern,
         )
         models = _run_resources(
             sagemaker.get_paginator("list_models").paginate(NameContains=prefix), "Models", "ModelName", pattern

@@ -21,7 +21,9 @@ VARIANT_NAME = "AllTraffic"
 TRANSITIONAL = {"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"}
 
 
-def create_model(config: RunConfig, best: BestTrainingJob, settings: StackSettings, sagemaker: SageMakerClient) -> ModelCreated:
+def create_model(
+    config: RunConfig, best: BestTrainingJob, settings: StackSettings, sagemaker: SageMakerClient
+) -> ModelCreated:
     tags = settings.tag_list(RunId=config.run_id, ExecutionName=config.execution_name)
     model_name, config_name = config.names.model, config.names.endpoint_config
     with sagemaker_call("CreateModel", model_name):
@@ -29,7 +31,12 @@ def create_model(config: RunConfig, best: BestTrainingJob, settings: StackSettin
 
 
 def _create_model(
-    sagemaker: SageMakerClient, settings: StackSettings, best: BestTrainingJob, model_name: str, config_name: str, tags: list
+    sagemaker: SageMakerClient,
+    settings: StackSettings,
+    best: BestTrainingJob,
+    model_name: str,
+    config_name: str,
+    tags: list,
 ) -> ModelCreated:
     model, _ = create_or_reuse(
         create=lambda: sagemaker.create_model(
@@ -67,7 +74,9 @@ def _create_model(
     return ModelCreated(model_name=model_name, endpoint_config_name=config_name, model_data_url=best.artifact_uri)
 
 
-def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: SageMakerClient) -> DeployResult:
+def deploy(
+    config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: SageMakerClient
+) -> DeployResult:
     """Create the endpoint, or update it in place (blue/green); report "busy" while another deploy runs."""
     name = config.names.endpoint
     endpoint = describe_endpoint(sagemaker, name)
@@ -84,15 +93,18 @@ def deploy(config: RunConfig, endpoint_config_name: str, settings: StackSettings
             if endpoint is None:
                 raise translate(exc, "CreateEndpoint", name) from exc
             ours = endpoint.current == endpoint_config_name
-            return DeployResult(action="inProgress" if ours else "busy", endpoint_name=name,
-                                endpoint_status=endpoint.status)
+            return DeployResult(
+                action="inProgress" if ours else "busy", endpoint_name=name, endpoint_status=endpoint.status
+            )
         return DeployResult(action="created", endpoint_name=name, endpoint_status="Creating")
 
     status, current = endpoint.status, endpoint.current
     if endpoint_config_name in endpoint.configs and status in TRANSITIONAL | {"InService"}:
         # A retry of this step after our own Create/Update went through: nothing more to start.
         return DeployResult(
-            action="inProgress", endpoint_name=name, endpoint_status=status,
+            action="inProgress",
+            endpoint_name=name,
+            endpoint_status=status,
             previous_endpoint_config_name=current if current != endpoint_config_name else None,
         )
     if status == "InService":
@@ -126,7 +138,10 @@ def check_endpoint(
     endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:
         return EndpointStatus(
-            outcome="failed", status="Missing", endpoint_config_name=None, error="EndpointMissing",
+            outcome="failed",
+            status="Missing",
+            endpoint_config_name=None,
+            error="EndpointMissing",
             cause=f"Endpoint {name} no longer exists (deleted while the deployment of {endpoint_config_name} ran)",
         )
     status, current, pending, reason = endpoint.status, endpoint.current, endpoint.pending, endpoint.reason
@@ -139,19 +154,28 @@ def check_endpoint(
         return EndpointStatus(outcome="inService", status=status, endpoint_config_name=current)
     if status == "InService" and not reason and current != previous_config_name:
         return EndpointStatus(
-            outcome="failed", status=status, endpoint_config_name=current, error="EndpointSuperseded",
+            outcome="failed",
+            status=status,
+            endpoint_config_name=current,
+            error="EndpointSuperseded",
             cause=f"Endpoint {name} serves {current}, deployed by another execution after this run's "
             f"{endpoint_config_name}: this run's model is not the one serving",
         )
     if status == "InService":
         return EndpointStatus(
-            outcome="failed", status=status, endpoint_config_name=current, error="EndpointUpdateRolledBack",
+            outcome="failed",
+            status=status,
+            endpoint_config_name=current,
+            error="EndpointUpdateRolledBack",
             failure_reason=reason,
             cause=f"Endpoint {name} still serves {current}: the update to {endpoint_config_name} was rolled back: "
             + (reason or "SageMaker gave no FailureReason"),
         )
     return EndpointStatus(
-        outcome="failed", status=status, endpoint_config_name=current, error="EndpointFailed",
+        outcome="failed",
+        status=status,
+        endpoint_config_name=current,
+        error="EndpointFailed",
         failure_reason=reason,
         cause=f"Endpoint {name} is {status}: " + (reason or "SageMaker gave no FailureReason"),
     )

@@ -82,11 +82,15 @@ def gate(
     """Promote the new model, or keep the serving one; X holds the evaluation rows in the new model's units."""
     tolerance = config.gate_tolerance_percent
     if serving is None:
-        return GateDecision(decision="promote", reason="first deploy: no model serves yet", new_msd=new_msd,
-                            tolerance_percent=tolerance)
+        return GateDecision(
+            decision="promote", reason="first deploy: no model serves yet", new_msd=new_msd, tolerance_percent=tolerance
+        )
     if serving_centroids is None:
         return GateDecision(
-            decision="promote", new_msd=new_msd, tolerance_percent=tolerance, serving_model=serving["modelName"],
+            decision="promote",
+            new_msd=new_msd,
+            tolerance_percent=tolerance,
+            serving_model=serving["modelName"],
             reason=f"the serving model {serving['modelName']} cannot be compared: neither its artifact "
             f"{serving['modelDataUrl']} nor its report can be read (expired?), so the new model is deployed",
         )
@@ -98,7 +102,10 @@ def gate(
         different = f"the serving model has {serving_centroids.shape[1]} features, this one {ours.feature_dim}"
     if different:
         return GateDecision(
-            decision="promote", new_msd=new_msd, tolerance_percent=tolerance, serving_model=serving["modelName"],
+            decision="promote",
+            new_msd=new_msd,
+            tolerance_percent=tolerance,
+            serving_model=serving["modelName"],
             reason=f"{serving['modelName']} is not comparable with this model ({different}): "
             "their scores are not comparable, so the new features are deployed",
         )
@@ -113,11 +120,22 @@ def gate(
         f"(at most {limit:,.6g} allowed with a {tolerance:g}% tolerance)"
     )
     if new_msd <= limit:
-        return GateDecision(decision="promote", reason=verdict, new_msd=new_msd, serving_msd=serving_msd,
-                            tolerance_percent=tolerance, serving_model=serving["modelName"])
-    return GateDecision(decision="keep", reason=verdict + f": {serving['modelName']} keeps serving",
-                        new_msd=new_msd, serving_msd=serving_msd, tolerance_percent=tolerance,
-                        serving_model=serving["modelName"])
+        return GateDecision(
+            decision="promote",
+            reason=verdict,
+            new_msd=new_msd,
+            serving_msd=serving_msd,
+            tolerance_percent=tolerance,
+            serving_model=serving["modelName"],
+        )
+    return GateDecision(
+        decision="keep",
+        reason=verdict + f": {serving['modelName']} keeps serving",
+        new_msd=new_msd,
+        serving_msd=serving_msd,
+        tolerance_percent=tolerance,
+        serving_model=serving["modelName"],
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -126,12 +144,22 @@ def gate(
 
 
 def _record(treatment: FeatureTreatment, raw: np.ndarray, distance: np.ndarray, scores: np.ndarray, i: int) -> dict:
-    return {"values": dict(zip(treatment.input_columns, raw[i].tolist())), "distance": float(distance[i]),
-            "score": float(scores[i])}
+    return {
+        "values": dict(zip(treatment.input_columns, raw[i].tolist())),
+        "distance": float(distance[i]),
+        "score": float(scores[i]),
+    }
 
 
-def _cluster_view(treatment: FeatureTreatment, centroids: np.ndarray, raw: np.ndarray, closest: np.ndarray,
-                  distance: np.ndarray, scores: np.ndarray, cluster: dict) -> dict:
+def _cluster_view(
+    treatment: FeatureTreatment,
+    centroids: np.ndarray,
+    raw: np.ndarray,
+    closest: np.ndarray,
+    distance: np.ndarray,
+    scores: np.ndarray,
+    cluster: dict,
+) -> dict:
     """What a person reads of one cluster: its normal range per column, the share it flags, and the test records
     nearest inside and farthest beyond its threshold, in the CSV's units."""
     index, threshold = cluster["index"], cluster["threshold"]
@@ -151,7 +179,12 @@ def _cluster_view(treatment: FeatureTreatment, centroids: np.ndarray, raw: np.nd
 
 
 def evaluate(
-    config: RunConfig, dataset: Dataset, best: BestTrainingJob, settings: StackSettings, s3: S3Client, sagemaker: SageMakerClient
+    config: RunConfig,
+    dataset: Dataset,
+    best: BestTrainingJob,
+    settings: StackSettings,
+    s3: S3Client,
+    sagemaker: SageMakerClient,
 ) -> Evaluation:
     centroids = read_centroids(best.artifact_uri, s3=s3)
     if centroids.shape != (config.k, dataset.feature_dim):
@@ -185,8 +218,11 @@ def evaluate(
         f"the {config.anomaly_percentile:g}th-percentile distance of their cluster)"
     )
     clusters = [
-        {**cluster, **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster),
-         "centroid": original[cluster["index"]].tolist()}
+        {
+            **cluster,
+            **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster),
+            "centroid": original[cluster["index"]].tolist(),
+        }
         for cluster in summary["clusters"]
     ]
     body = {
@@ -196,8 +232,14 @@ def evaluate(
         "trainingJob": best.training_job_name,
         "hyperparameters": best.hyperparameters,
         "modelArtifact": best.artifact_uri,
-        "dataset": {"trainUri": dataset.train_uri, "testUri": dataset.test_uri, "rawTestUri": dataset.raw_test_uri,
-                    "trainRows": dataset.train_rows, "testRows": dataset.test_rows, "source": dataset.source.to_json()},
+        "dataset": {
+            "trainUri": dataset.train_uri,
+            "testUri": dataset.test_uri,
+            "rawTestUri": dataset.raw_test_uri,
+            "trainRows": dataset.train_rows,
+            "testRows": dataset.test_rows,
+            "source": dataset.source.to_json(),
+        },
         "featureColumns": dataset.feature_columns,
         "treatment": treatment.to_json(),
         "featureNames": treatment.feature_names,
@@ -217,8 +259,12 @@ def evaluate(
     }
     key = f"{config.report_prefix}{REPORT_NAME}"
     s3.put_object(
-        Bucket=settings.data_bucket, Key=key, Body=json.dumps(body, indent=1).encode(),
-        ContentType="application/json", ServerSideEncryption="aws:kms", SSEKMSKeyId=settings.kms_key_arn,
+        Bucket=settings.data_bucket,
+        Key=key,
+        Body=json.dumps(body, indent=1).encode(),
+        ContentType="application/json",
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=settings.kms_key_arn,
     )
     return Evaluation(
         report_uri=f"s3://{settings.data_bucket}/{key}",

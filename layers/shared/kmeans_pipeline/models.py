@@ -50,21 +50,33 @@ class RunRequest(_Model):
     )
     k: int | None = Field(default=None, ge=2, le=1000, description="Number of clusters; default: the stack's DefaultK.")
     feature_columns: list[str] | None = Field(
-        default=None, min_length=1, description="CSV columns to cluster on; default: the stack's FeatureColumns, else every column."
+        default=None,
+        min_length=1,
+        description="CSV columns to cluster on; default: the stack's FeatureColumns, else every column.",
     )
     stratify_column: str | None = Field(
-        default=None, min_length=1, description="Column whose values keep their share in train and test (e.g. tranCode); default: a plain seeded random split."
+        default=None,
+        min_length=1,
+        description="Column whose values keep their share in train and test (e.g. tranCode); default: a plain seeded random split.",
     )
     test_fraction: float = Field(default=0.2, ge=0.05, le=0.5, description="Share of rows held out for test.")
     seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed of the train/test split.")
     max_training_jobs: int | None = Field(
-        default=None, ge=1, le=500, description="Training jobs the tuning job may run; default: the stack's MaxTrainingJobs."
+        default=None,
+        ge=1,
+        le=500,
+        description="Training jobs the tuning job may run; default: the stack's MaxTrainingJobs.",
     )
     max_parallel_training_jobs: int | None = Field(
-        default=None, ge=1, le=100, description="Training jobs run at once; default: the stack's MaxParallelTrainingJobs."
+        default=None,
+        ge=1,
+        le=100,
+        description="Training jobs run at once; default: the stack's MaxParallelTrainingJobs.",
     )
     poll_seconds: int | None = Field(
-        default=None, ge=0, le=3600,
+        default=None,
+        ge=0,
+        le=3600,
         description="Seconds between status checks of the tuning job and the endpoint; default: the stack's DefaultPollSeconds (60).",
     )
     treatments: dict[str, TreatmentKind] = Field(
@@ -76,19 +88,33 @@ class RunRequest(_Model):
         description="true: z-score every numeric column with the training set's mean and standard deviation; false: raw numbers. Either way, columns not named in treatments are numeric instead of auto.",
     )
     anomaly_percentile: float | None = Field(
-        default=None, ge=50, le=99.99, description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99)."
+        default=None,
+        ge=50,
+        le=99.99,
+        description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99).",
     )
     gate_tolerance_percent: float | None = Field(
-        default=None, ge=0, le=1000, description="How much worse (in %) the new model's test MSD may be than the serving model's and still be deployed; default: the stack's GateTolerancePercent (5)."
+        default=None,
+        ge=0,
+        le=1000,
+        description="How much worse (in %) the new model's test MSD may be than the serving model's and still be deployed; default: the stack's GateTolerancePercent (5).",
     )
     approval: bool | None = Field(
-        default=None, description="Wait for a person's approval (SNS notification with a task token) before deploying; default: the stack's ApprovalRequired."
+        default=None,
+        description="Wait for a person's approval (SNS notification with a task token) before deploying; default: the stack's ApprovalRequired.",
     )
     approval_timeout_seconds: int | None = Field(
-        default=None, ge=1, le=MAX_APPROVAL_SECONDS, description="How long to wait for the approval before the run ends; default: the stack's ApprovalTimeoutHours."
+        default=None,
+        ge=1,
+        le=MAX_APPROVAL_SECONDS,
+        description="How long to wait for the approval before the run ends; default: the stack's ApprovalTimeoutHours.",
     )
-    max_tuning_poll_rounds: int = Field(default=720, ge=1, description="Status checks before the run stops waiting for tuning (720 x 60 s = 12 h).")
-    max_endpoint_poll_rounds: int = Field(default=120, ge=1, description="Status checks before the run stops waiting for the endpoint (120 x 60 s = 2 h).")
+    max_tuning_poll_rounds: int = Field(
+        default=720, ge=1, description="Status checks before the run stops waiting for tuning (720 x 60 s = 12 h)."
+    )
+    max_endpoint_poll_rounds: int = Field(
+        default=120, ge=1, description="Status checks before the run stops waiting for the endpoint (120 x 60 s = 2 h)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RunRequest:

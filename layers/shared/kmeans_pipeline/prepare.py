@@ -117,7 +117,9 @@ class _Shard:
 
     def _flush(self) -> None:
         if self._upload_id is None:
-            self._upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self.key, **self._extra)["UploadId"]
+            self._upload_id = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self.key, **self._extra)[
+                "UploadId"
+            ]
         number = len(self._parts) + 1
         answer = self._s3.upload_part(
             Bucket=self._bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
@@ -156,14 +158,19 @@ def head_source(s3: Any, bucket: str, key: str, version_id: str | None = None) -
                 continue
             raise SourceObjectError(f"s3://{bucket}/{candidate} cannot be read: {code} {error_message(exc)}") from exc
         return SourceObject(
-            bucket=bucket, key=candidate, version_id=head.get("VersionId"), etag=head["ETag"], size=head["ContentLength"]
+            bucket=bucket,
+            key=candidate,
+            version_id=head.get("VersionId"),
+            etag=head["ETag"],
+            size=head["ContentLength"],
         )
     version = f" (version {version_id})" if version_id else ""
     raise SourceObjectError(f"s3://{bucket}/{key}{version} does not exist")
 
 
-def ranged_chunks(s3: Any, source: SourceObject, *, range_bytes: int = RANGE_BYTES,
-                  in_flight: int = RANGES_IN_FLIGHT) -> Generator[bytes, None, None]:
+def ranged_chunks(
+    s3: Any, source: SourceObject, *, range_bytes: int = RANGE_BYTES, in_flight: int = RANGES_IN_FLIGHT
+) -> Generator[bytes, None, None]:
     """The object's bytes in order, fetched as parallel ranged GETs of the exact version (or ETag) checked.
 
     At most ``in_flight`` ranges are held at once, so memory stays ``in_flight x range_bytes``.
@@ -213,10 +220,17 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
     chunks = ranged_chunks(s3, source)
     extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_arn, "ContentType": "text/csv"}
     shard_bytes = settings.shard_megabytes << 20
-    train_out = ShardedChannel(s3, settings.data_bucket, f"{config.dataset_prefix}train/",
-                               shard_bytes=shard_bytes, lanes=settings.training_instance_count, extra=extra)
-    test_out = ShardedChannel(s3, settings.data_bucket, f"{config.dataset_prefix}test/",
-                              shard_bytes=shard_bytes, lanes=1, extra=extra)
+    train_out = ShardedChannel(
+        s3,
+        settings.data_bucket,
+        f"{config.dataset_prefix}train/",
+        shard_bytes=shard_bytes,
+        lanes=settings.training_instance_count,
+        extra=extra,
+    )
+    test_out = ShardedChannel(
+        s3, settings.data_bucket, f"{config.dataset_prefix}test/", shard_bytes=shard_bytes, lanes=1, extra=extra
+    )
     # Raw numbers as they are, asked for in so many words: nothing to learn. Otherwise the treatments' statistics
     # are learned in the same pass (levels over every row, the rest over the training rows).
     learner = None
@@ -252,15 +266,18 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
     if learner is None:
-        treatment = FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric") for c in result.feature_columns])
+        treatment = FeatureTreatment(
+            columns=[ColumnTreatment(column=c, kind="numeric") for c in result.feature_columns]
+        )
     else:
         treatment = learner.decide(result.feature_columns, config.treatments, config.standardize)
     shards, raw_test_uri = len(train_out.keys), None
     if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
         train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
-        shards = _treat(s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes,
-                        settings.training_instance_count, extra)
+        shards = _treat(
+            s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes, settings.training_instance_count, extra
+        )
         _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
     return Dataset(
         train_uri=f"s3://{bucket}/{train_prefix}",
@@ -278,8 +295,16 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
     )
 
 
-def _treat(s3: Any, bucket: str, keys: list[str], prefix: str, treatment: FeatureTreatment, shard_bytes: int,
-           lanes: int, extra: dict[str, str]) -> int:
+def _treat(
+    s3: Any,
+    bucket: str,
+    keys: list[str],
+    prefix: str,
+    treatment: FeatureTreatment,
+    shard_bytes: int,
+    lanes: int,
+    extra: dict[str, str],
+) -> int:
     """Write the channel objects ``keys`` again under ``prefix``, treated; returns how many objects it made."""
     width = len(treatment.columns)
     out = ShardedChannel(s3, bucket, prefix, shard_bytes=shard_bytes, lanes=lanes, extra=extra)

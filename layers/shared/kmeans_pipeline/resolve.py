@@ -46,7 +46,9 @@ def resolve(
     elif detail_type == SCHEDULED_EVENT:
         trigger, request, source = "schedule", RunRequest(), None
     elif detail_type is not None:
-        raise InvalidInputError(f"Unsupported EventBridge event {detail_type!r}: expected S3 Object Created or a schedule")
+        raise InvalidInputError(
+            f"Unsupported EventBridge event {detail_type!r}: expected S3 Object Created or a schedule"
+        )
     else:
         trigger = "console"
         try:
@@ -90,7 +92,9 @@ def resolve(
         standardize=request.standardize,
         anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
         gate_tolerance_percent=(
-            settings.gate_tolerance_percent if request.gate_tolerance_percent is None else request.gate_tolerance_percent
+            settings.gate_tolerance_percent
+            if request.gate_tolerance_percent is None
+            else request.gate_tolerance_percent
         ),
         approval=settings.approval_required if request.approval is None else request.approval,
         approval_timeout_seconds=request.approval_timeout_seconds or settings.approval_timeout_hours * 3600,

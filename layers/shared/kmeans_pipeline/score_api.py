@@ -88,8 +88,11 @@ def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3C
 
 def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
     if report is None:
-        raise RequestError(503, f"The serving model {serving['modelName']} has no evaluation report, so its "
-                                "features and thresholds are unknown: deploy a model trained by this pipeline")
+        raise RequestError(
+            503,
+            f"The serving model {serving['modelName']} has no evaluation report, so its "
+            "features and thresholds are unknown: deploy a model trained by this pipeline",
+        )
     run = serving["modelName"].rsplit("-", 1)[-1]
     thresholds = report.get("thresholds") or {}
     k = int(report.get("k") or len(thresholds.get("perCluster") or []))
@@ -161,14 +164,17 @@ def _value(record: Any, column: str, number: int) -> float:
         try:  # the data step's own rules for what is a number
             return parse_float(value, number, column)
         except DataValidationError as exc:
-            raise DataValidationError(str(exc).replace(f"line {number}, column ", f"record {number}, field ", 1)) from None
+            raise DataValidationError(
+                str(exc).replace(f"line {number}, column ", f"record {number}, field ", 1)
+            ) from None
     if not math.isfinite(value):
         raise DataValidationError(f"record {number}, field {column}: {value} is not a finite number")
     return float(value)
 
 
-def encode_records(records: list[Any], treatment: FeatureTreatment) -> tuple[np.ndarray, list[int], dict[int, str],
-                                                                              dict[int, list[str]]]:
+def encode_records(
+    records: list[Any], treatment: FeatureTreatment
+) -> tuple[np.ndarray, list[int], dict[int, str], dict[int, list[str]]]:
     """(model features of the good records, their indexes, errors by index, warnings by index)."""
     columns = treatment.input_columns
     good, rows, errors = [], [], {}
@@ -183,8 +189,10 @@ def encode_records(records: list[Any], treatment: FeatureTreatment) -> tuple[np.
     keep = np.asarray(~negative.any(1), dtype=bool)
     for r in np.flatnonzero(~keep):
         j = int(np.flatnonzero(negative[r])[0])
-        errors[good[r]] = (f"record {good[r]}, field {columns[j]}: {X[r, j]:g} is negative, and the model takes "
-                           f"log1p({columns[j]}), which needs values >= 0")
+        errors[good[r]] = (
+            f"record {good[r]}, field {columns[j]}: {X[r, j]:g} is negative, and the model takes "
+            f"log1p({columns[j]}), which needs values >= 0"
+        )
     good = [g for g, k in zip(good, keep.tolist()) if k]
     Z, unseen = encode(treatment, X[keep])
     warnings: dict[int, list[str]] = {}
@@ -203,16 +211,18 @@ def encode_records(records: list[Any], treatment: FeatureTreatment) -> tuple[np.
 
 def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
     try:
-        answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="application/json",
-                                         Body=body)
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body=body
+        )
         return answer["Body"].read()
     except ClientError as exc:
         error = translate(exc, "InvokeEndpoint", endpoint)
         status = 429 if isinstance(error, SageMakerThrottlingError) else 502
         if isinstance(error, SageMakerUnavailableError) or error_code(exc) == "ModelNotReadyException":
             status = 503
-        raise RequestError(status, f"the endpoint {endpoint} refused the request: {error_code(exc)}: "
-                                   f"{error_message(exc)}") from exc
+        raise RequestError(
+            status, f"the endpoint {endpoint} refused the request: {error_code(exc)}: {error_message(exc)}"
+        ) from exc
 
 
 def score_records(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> dict:
@@ -225,15 +235,21 @@ def score_records(records: list[Any], view: ServingView, endpoint: str, runtime:
     for number, (start, body) in enumerate(pieces, 1):
         end = pieces[number][0] if number < len(pieces) else len(good)
         try:
-            closest[start:end], distance[start:end] = parse_answer(invoke(runtime, endpoint, body), end - start,
-                                                                   view.k, f"request {number} of {len(pieces)}")
+            closest[start:end], distance[start:end] = parse_answer(
+                invoke(runtime, endpoint, body), end - start, view.k, f"request {number} of {len(pieces)}"
+            )
         except EndpointCheckError as exc:
             raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
     scores = anomaly_score(closest, distance, view.thresholds, view.overall)
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
     for r, i in enumerate(good):
-        result: dict[str, Any] = {"record": i, "closest_cluster": int(closest[r]), "distance_to_cluster": float(distance[r]),
-                  "score": float(scores[r]) if math.isfinite(scores[r]) else None, "anomaly": bool(scores[r] > 1)}
+        result: dict[str, Any] = {
+            "record": i,
+            "closest_cluster": int(closest[r]),
+            "distance_to_cluster": float(distance[r]),
+            "score": float(scores[r]) if math.isfinite(scores[r]) else None,
+            "anomaly": bool(scores[r] > 1),
+        }
         if i in warnings:
             result["warnings"] = warnings[i]
         results.append(result)
@@ -261,7 +277,9 @@ def _response(status: int, body: dict) -> dict:
     return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
 
 
-def handle(event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient) -> dict:
+def handle(
+    event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient
+) -> dict:
     """A function URL event (payload format 2.0) in, an HTTP response out."""
     try:
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")

@@ -58,8 +58,10 @@ def _limits(closest, distance, thresholds: list[float | None], overall: float | 
     if closest.shape != distance.shape or closest.ndim != 1:
         raise ValueError(f"closest {closest.shape} and distance {distance.shape} must be two equal 1-D arrays")
     if len(closest) and (closest.min() < 0 or closest.max() >= len(thresholds)):
-        raise ValueError(f"closest clusters range over {closest.min()}..{closest.max()}, but there are "
-                         f"{len(thresholds)} cluster thresholds")
+        raise ValueError(
+            f"closest clusters range over {closest.min()}..{closest.max()}, but there are "
+            f"{len(thresholds)} cluster thresholds"
+        )
     fallback = math.inf if overall is None else float(overall)
     limits = np.array([fallback if t is None else float(t) for t in thresholds], dtype=np.float64)
     return distance, limits[closest] if len(closest) else np.zeros(0)
@@ -104,16 +106,18 @@ def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
     for index in range(k):
         d = distance[order[bounds[index] : bounds[index + 1]]]
         own = float(np.percentile(d, percentile)) if d.size else None
-        clusters.append({
-            "index": index,
-            "size": int(d.size),
-            "share": d.size / n if n else 0.0,
-            "distance": percentiles(d),
-            # A cluster's threshold is its own percentile, but never above the overall one: a cluster that
-            # K-Means gave to outliers must not make them normal.
-            "threshold": None if own is None or overall is None else min(own, overall),
-            "ownThreshold": own,
-        })
+        clusters.append(
+            {
+                "index": index,
+                "size": int(d.size),
+                "share": d.size / n if n else 0.0,
+                "distance": percentiles(d),
+                # A cluster's threshold is its own percentile, but never above the overall one: a cluster that
+                # K-Means gave to outliers must not make them normal.
+                "threshold": None if own is None or overall is None else min(own, overall),
+                "ownThreshold": own,
+            }
+        )
     per_cluster = flag(closest, distance, [cluster["threshold"] for cluster in clusters], overall)
     beyond_overall = flag(closest, distance, [None] * k, overall)
     return {

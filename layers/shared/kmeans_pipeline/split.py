@@ -192,8 +192,12 @@ class Layout:
         return [self.header[i] for i in self.features]
 
 
-def parse_header(raw: bytes, feature_columns: list[str] | None, stratify_column: str | None,
-                 nonnegative_columns: list[str] | None = None) -> Layout:
+def parse_header(
+    raw: bytes,
+    feature_columns: list[str] | None,
+    stratify_column: str | None,
+    nonnegative_columns: list[str] | None = None,
+) -> Layout:
     try:
         line = raw.decode("utf-8").removeprefix("\ufeff").removesuffix("\n").removesuffix("\r")
     except UnicodeDecodeError as exc:
@@ -277,14 +281,20 @@ def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
     field_start = prev >= _COMMA
     dot, sign, exp = kind == _DOT, kind == _SIGN, kind == _EXP
     # A dot: after a digit, a sign or the field's start; not before a dot or a sign; next to a digit.
-    dot_ok = (((prev == _DIGIT) | (prev == _SIGN) | field_start) & (nxt != _DOT) & (nxt != _SIGN)
-              & ((prev == _DIGIT) | (nxt == _DIGIT)))
+    dot_ok = (
+        ((prev == _DIGIT) | (prev == _SIGN) | field_start)
+        & (nxt != _DOT)
+        & (nxt != _SIGN)
+        & ((prev == _DIGIT) | (nxt == _DIGIT))
+    )
     # A sign: at the field's start before a digit (or a dot and a digit), or right after an exponent before a digit.
-    sign_ok = ((field_start & ((nxt == _DIGIT) | ((nxt == _DOT) & (nxt2 == _DIGIT))))
-               | ((prev == _EXP) & (nxt == _DIGIT)))
+    sign_ok = (field_start & ((nxt == _DIGIT) | ((nxt == _DOT) & (nxt2 == _DIGIT)))) | (
+        (prev == _EXP) & (nxt == _DIGIT)
+    )
     # An exponent: after a mantissa digit (perhaps then a dot), before a digit or a sign and a digit.
-    exp_ok = (((prev == _DIGIT) | ((prev == _DOT) & (prev2 == _DIGIT)))
-              & ((nxt == _DIGIT) | ((nxt == _SIGN) & (nxt2 == _DIGIT))))
+    exp_ok = ((prev == _DIGIT) | ((prev == _DOT) & (prev2 == _DIGIT))) & (
+        (nxt == _DIGIT) | ((nxt == _SIGN) & (nxt2 == _DIGIT))
+    )
     if not np.where(dot, dot_ok, np.where(sign, sign_ok, exp_ok)).all():
         return False
     # At most one dot and one exponent per field, no dot after the exponent, exponents of at most two digits.
@@ -315,7 +325,12 @@ def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
 _ORDINARY, _K_COMMA, _K_NL, _K_QUOTE, _K_CR, _K_NUL = range(6)
 _KIND = np.zeros(256, dtype=np.uint8)
 _KIND[ord(",")], _KIND[ord("\n")], _KIND[ord('"')], _KIND[ord("\r")], _KIND[0] = (
-    _K_COMMA, _K_NL, _K_QUOTE, _K_CR, _K_NUL)
+    _K_COMMA,
+    _K_NL,
+    _K_QUOTE,
+    _K_CR,
+    _K_NUL,
+)
 
 
 _NUMERIC_BYTES = b"0123456789.+-eE,\r\n"
@@ -463,8 +478,9 @@ def _scan(block: bytes, layout: Layout) -> _Scan | None:
         return None  # a ragged row: the exact path names it
     if not rows:
         return _Scan(0, len(nl), lines, a[:0], np.empty(0, np.int64), None)
-    identity = (not quoted and rows == len(nl) and layout.features == list(range(layout.width))
-                and not (line_ends != nl).any())
+    identity = (
+        not quoted and rows == len(nl) and layout.features == list(range(layout.width)) and not (line_ends != nl).any()
+    )
     if rows < len(nl):
         keep = np.ones(len(delims), dtype=bool)
         keep[nl_index[blank]] = False
@@ -526,8 +542,9 @@ def _route(scan: _Scan, is_test: np.ndarray) -> _Block:
     if not tested:
         return _Block(scan.rows, 0, scan.blank, scan.lines, scan.out.tobytes(), b"")
     per_byte = np.repeat(is_test, scan.row_lengths)
-    return _Block(scan.rows, tested, scan.blank, scan.lines, scan.out[~per_byte].tobytes(),
-                  scan.out[per_byte].tobytes())
+    return _Block(
+        scan.rows, tested, scan.blank, scan.lines, scan.out[~per_byte].tobytes(), scan.out[per_byte].tobytes()
+    )
 
 
 def _fast(block: bytes, layout: Layout, splitter: StratifiedSplitter) -> _Block | None:
@@ -599,7 +616,9 @@ def _exact(block: bytes, first_line: int, layout: Layout, splitter: StratifiedSp
     except UnicodeDecodeError as exc:
         line_start = block.rfind(b"\n", 0, exc.start) + 1
         line = first_line + block.count(b"\n", 0, exc.start)
-        raise DataValidationError(f"line {line}: not UTF-8 text ({exc.reason} at byte {exc.start - line_start})") from exc
+        raise DataValidationError(
+            f"line {line}: not UTF-8 text ({exc.reason} at byte {exc.start - line_start})"
+        ) from exc
     lines = text.count("\n")
     # The csv module sees the line endings, so a quoted field keeps its newline (and is then no number), and
     # strict mode refuses text after a closing quote ("1"2) instead of gluing it on.

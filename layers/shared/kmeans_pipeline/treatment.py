@@ -120,7 +120,9 @@ class TreatmentLearner:
         self.sample[slots[keep]] = rows[keep]  # a later row taking the same slot wins, as in the sequential form
         self._sampled += len(rows)
 
-    def decide(self, columns: list[str], requested: dict[str, TreatmentKind], standardize: bool | None) -> FeatureTreatment:
+    def decide(
+        self, columns: list[str], requested: dict[str, TreatmentKind], standardize: bool | None
+    ) -> FeatureTreatment:
         """Each column's treatment: what the run asked for, else (auto) what the data suggests, with the reason."""
         if not self.rows:
             self._start(len(columns))
@@ -139,19 +141,40 @@ class TreatmentLearner:
                         f"column {column}: more than {MAX_CATEGORY_LEVELS} distinct values, too many for a category "
                         "(treat it as numeric or log)"
                     )
-                treated.append(ColumnTreatment(column=column, kind="category", levels=sorted(levels),
-                                               decided=decided, reason=reason))
+                treated.append(
+                    ColumnTreatment(
+                        column=column, kind="category", levels=sorted(levels), decided=decided, reason=reason
+                    )
+                )
             elif kind == "log":
                 if self.minimum[j] < 0:  # the data step refuses negative values of a log column with their line
-                    raise DataValidationError(f"column {column}: log needs values >= 0, the data has {self.minimum[j]:g}")
-                treated.append(ColumnTreatment(column=column, kind="log", standardize=True, mean=float(self.logged.mean[j]),
-                                               std=float(std_log[j]), decided=decided, reason=reason))
+                    raise DataValidationError(
+                        f"column {column}: log needs values >= 0, the data has {self.minimum[j]:g}"
+                    )
+                treated.append(
+                    ColumnTreatment(
+                        column=column,
+                        kind="log",
+                        standardize=True,
+                        mean=float(self.logged.mean[j]),
+                        std=float(std_log[j]),
+                        decided=decided,
+                        reason=reason,
+                    )
+                )
             else:
                 scaled = True if decided == "auto" else bool(standardize)
-                treated.append(ColumnTreatment(
-                    column=column, kind="numeric", standardize=scaled, decided=decided, reason=reason,
-                    mean=float(self.raw.mean[j]) if scaled else None, std=float(std_raw[j]) if scaled else None,
-                ))
+                treated.append(
+                    ColumnTreatment(
+                        column=column,
+                        kind="numeric",
+                        standardize=scaled,
+                        decided=decided,
+                        reason=reason,
+                        mean=float(self.raw.mean[j]) if scaled else None,
+                        std=float(std_raw[j]) if scaled else None,
+                    )
+                )
         return FeatureTreatment(columns=treated)
 
     def _auto(self, j: int, levels: set[float] | None) -> tuple[str, str]:
@@ -162,8 +185,10 @@ class TreatmentLearner:
             p50, p99 = np.percentile(self.sample[:, j], [50, 99])
             if p99 > 0 and (p50 <= 0 or p99 / p50 >= TAIL_RATIO):
                 ratio = "above a median of 0" if p50 <= 0 else f"{p99 / p50:,.0f}x the median {p50:,.6g}"
-                return "log", (f"never negative, with a long right tail (99th percentile {p99:,.6g}, {ratio}): "
-                               "log1p, then z-scored")
+                return "log", (
+                    f"never negative, with a long right tail (99th percentile {p99:,.6g}, {ratio}): "
+                    "log1p, then z-scored"
+                )
         return "numeric", "numeric, z-scored with the training set's mean and standard deviation"
 
 
@@ -265,8 +290,13 @@ def axis_range(treatment: FeatureTreatment, centroid: np.ndarray, radius: float)
     for j, column in enumerate(treatment.columns):
         if column.kind == "category":
             weights = base[at : at + column.width]
-            ranges.append({"column": column.column, "level": float(original[j]),
-                           "weight": float(weights.max()) if column.width else None})
+            ranges.append(
+                {
+                    "column": column.column,
+                    "level": float(original[j]),
+                    "weight": float(weights.max()) if column.width else None,
+                }
+            )
         else:
             _, std = _scale(column)
             low, high = base[at] - radius * std, base[at] + radius * std
@@ -303,8 +333,9 @@ def legacy(columns: list[str], standardization: dict | None) -> FeatureTreatment
         raise ValueError(f'standardization must be {{"mean": [...], "std": [...]}}, got {str(standardization)[:80]}')
     for key in ("mean", "std"):
         values = standardization[key]
-        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                   for v in values):
+        if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
             raise ValueError(f"standardization {key} must be a list of numbers, got {str(values)[:80]}")
     mean, std = [float(v) for v in standardization["mean"]], [float(v) for v in standardization["std"]]
     if len(mean) != len(std) or not mean:
@@ -313,9 +344,12 @@ def legacy(columns: list[str], standardization: dict | None) -> FeatureTreatment
         raise ValueError("standardization means and stds must be finite, stds not negative")
     if len(mean) != len(columns):
         raise ValueError(f"standardization has {len(mean)} features, featureColumns {len(columns)}")
-    return FeatureTreatment(columns=[
-        ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s) for c, m, s in zip(columns, mean, std)
-    ])
+    return FeatureTreatment(
+        columns=[
+            ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
+            for c, m, s in zip(columns, mean, std)
+        ]
+    )
 
 
 def from_report(report: dict) -> FeatureTreatment:

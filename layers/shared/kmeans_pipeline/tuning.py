@@ -28,7 +28,11 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
     """The CreateHyperParameterTuningJob request for this run (pure, so tests can read it whole)."""
     static = {"k": str(config.k), "feature_dim": str(dataset.feature_dim)}
     integer_ranges = [
-        {"Name": "extra_center_factor", "MinValue": str(EXTRA_CENTER_FACTOR[0]), "MaxValue": str(EXTRA_CENTER_FACTOR[1])}
+        {
+            "Name": "extra_center_factor",
+            "MinValue": str(EXTRA_CENTER_FACTOR[0]),
+            "MaxValue": str(EXTRA_CENTER_FACTOR[1]),
+        }
     ]
     instances = settings.training_instance_count
     # A mini-batch larger than one instance's share of the training set is meaningless: cap the range there.
@@ -107,7 +111,9 @@ def _describe_tuning_job(sagemaker: SageMakerClient, name: str) -> Mapping[str, 
         raise
 
 
-def start_tuning(config: RunConfig, dataset: Dataset, settings: StackSettings, sagemaker: SageMakerClient) -> TuningJobStarted:
+def start_tuning(
+    config: RunConfig, dataset: Dataset, settings: StackSettings, sagemaker: SageMakerClient
+) -> TuningJobStarted:
     request = tuning_request(config, dataset, settings)
     name = request["HyperParameterTuningJobName"]
     with sagemaker_call("DescribeHyperParameterTuningJob", name):
@@ -147,8 +153,16 @@ def failed_training_reasons(sagemaker: SageMakerClient, name: str, limit: int = 
     return reasons[:limit]
 
 
-def _failure(sagemaker: SageMakerClient, name: str, status: str, job: Mapping[str, Any], counters: dict, budget: int, error: str,
-             what: str) -> TuningStatus:
+def _failure(
+    sagemaker: SageMakerClient,
+    name: str,
+    status: str,
+    job: Mapping[str, Any],
+    counters: dict,
+    budget: int,
+    error: str,
+    what: str,
+) -> TuningStatus:
     reason = job.get("FailureReason", "") or ""
     training_reasons = failed_training_reasons(sagemaker, name) if counters["failed"] else []
     cause = f"Tuning job {name} {what}"
@@ -159,8 +173,13 @@ def _failure(sagemaker: SageMakerClient, name: str, status: str, job: Mapping[st
     elif not reason:
         cause += " (SageMaker gave no FailureReason)"
     return TuningStatus(
-        outcome="failed", status=status, error=error, cause=cause, failure_reason=reason,
-        training_jobs=counters, budget=budget,
+        outcome="failed",
+        status=status,
+        error=error,
+        cause=cause,
+        failure_reason=reason,
+        training_jobs=counters,
+        budget=budget,
     )
 
 
@@ -179,17 +198,36 @@ def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: SageMakerCl
             )
         if status == "Completed" and best:
             return TuningStatus(
-                outcome="completed", status=status, training_jobs=counters, budget=budget, best_so_far=best_value,
+                outcome="completed",
+                status=status,
+                training_jobs=counters,
+                budget=budget,
+                best_so_far=best_value,
                 best=_best_training_job(sagemaker, best),
             )
         if status == "Completed":
-            return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "NoBestTrainingJob",
-                            "completed without a best training job")
+            return _failure(
+                sagemaker,
+                tuning_job_name,
+                status,
+                job,
+                counters,
+                budget,
+                "NoBestTrainingJob",
+                "completed without a best training job",
+            )
         if status == "Stopped":
-            return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "TuningJobStopped",
-                            "was stopped before it chose a model")
-        return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "TuningJobFailed",
-                        f"ended {status}")
+            return _failure(
+                sagemaker,
+                tuning_job_name,
+                status,
+                job,
+                counters,
+                budget,
+                "TuningJobStopped",
+                "was stopped before it chose a model",
+            )
+        return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "TuningJobFailed", f"ended {status}")
 
 
 def _best_training_job(sagemaker: SageMakerClient, best: Mapping[str, Any]) -> BestTrainingJob:

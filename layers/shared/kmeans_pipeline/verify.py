@@ -44,8 +44,9 @@ def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes
     SageMakerThrottlingError / SageMakerUnavailableError, which the state machine retries (the check is
     idempotent), so that no Lambda sleeps. Any other refusal is the endpoint failing its check."""
     try:
-        answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv",
-                                         Accept="application/json", Body=body)
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body=body
+        )
         return answer["Body"].read()
     except ClientError as exc:
         error = translate(exc, "InvokeEndpoint", endpoint)
@@ -79,7 +80,9 @@ def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance:
 RestoreAction = Literal["none", "updating", "deleted", "unknown", "failed"]
 
 
-def restore(config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: SageMakerClient) -> tuple[RestoreAction, str | None]:
+def restore(
+    config: RunConfig, previous: str | None, first_deploy: bool, sagemaker: SageMakerClient
+) -> tuple[RestoreAction, str | None]:
     """Put the previous config back on the endpoint, or delete the endpoint if this run created it."""
     name = config.names.endpoint
     if previous:
@@ -105,8 +108,9 @@ def _overtaken(config: RunConfig, model: ModelCreated, sagemaker: SageMakerClien
     if current != model.endpoint_config_name:
         return f"Endpoint {name} serves {current}, deployed by another execution after this run's {model.endpoint_config_name}"
     if endpoint.status != "InService" or pending not in {None, current}:
-        return (f"Endpoint {name} is {endpoint.status}"
-                + (f", moving to {pending} for another execution" if pending not in {None, current} else ""))
+        return f"Endpoint {name} is {endpoint.status}" + (
+            f", moving to {pending} for another execution" if pending not in {None, current} else ""
+        )
     return None
 
 
@@ -126,8 +130,12 @@ def verify_endpoint(
     # to check, and putting "the previous config" back would undo that newer deployment. That run checks its own.
     overtaken = _overtaken(config, model, sagemaker)
     if overtaken:
-        return EndpointCheck(passed=False, checked_rows=0, error="EndpointSuperseded",
-                             cause=f"{overtaken}: this run's model is not the one serving, so it was not checked")
+        return EndpointCheck(
+            passed=False,
+            checked_rows=0,
+            error="EndpointSuperseded",
+            cause=f"{overtaken}: this run's model is not the one serving, so it was not checked",
+        )
     try:
         centroids = read_centroids(model.model_data_url, s3=s3)
         if centroids.shape[0] != config.k:
@@ -146,14 +154,20 @@ def verify_endpoint(
     except (EndpointCheckError, ModelArtifactError) as exc:
         overtaken = _overtaken(config, model, sagemaker)
         if overtaken:  # the answers may have come from the other execution's model
-            return EndpointCheck(passed=False, checked_rows=checked, error="EndpointSuperseded",
-                                 cause=f"{overtaken} while this run checked it: this run's model is not the one serving")
+            return EndpointCheck(
+                passed=False,
+                checked_rows=checked,
+                error="EndpointSuperseded",
+                cause=f"{overtaken} while this run checked it: this run's model is not the one serving",
+            )
         try:
             action, restored = restore(config, previous_config_name, first_deploy, sagemaker)
-        except Exception as failure:  # noqa: BLE001 - the check's failure must not be lost with the restore's
+        except Exception as failure:  # any failure: the check's must not be lost with the restore's
             action, restored = "failed", previous_config_name
-            then = (f"putting back {previous_config_name or 'nothing'} failed too ({failure}): "
-                    f"{model.endpoint_config_name} still serves on {config.names.endpoint} and needs an operator")
+            then = (
+                f"putting back {previous_config_name or 'nothing'} failed too ({failure}): "
+                f"{model.endpoint_config_name} still serves on {config.names.endpoint} and needs an operator"
+            )
         else:
             then = {
                 "updating": f"the previous config {restored} is being put back on {config.names.endpoint}",
@@ -162,8 +176,11 @@ def verify_endpoint(
                 f"on {config.names.endpoint} and needs an operator",
             }[action]
         return EndpointCheck(
-            passed=False, checked_rows=checked, error=type(exc).__name__ if isinstance(exc, ModelArtifactError)
-            else "EndpointCheckFailed", cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
-            restore=action, restored_endpoint_config_name=restored,
+            passed=False,
+            checked_rows=checked,
+            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else "EndpointCheckFailed",
+            cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
+            restore=action,
+            restored_endpoint_config_name=restored,
         )
     return EndpointCheck(passed=True, checked_rows=checked)
