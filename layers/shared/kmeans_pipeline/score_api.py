@@ -22,19 +22,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import error_code, error_message, translate
 from kmeans_pipeline.errors import (
     DataValidationError,
     EndpointCheckError,
     PipelineError,
+    SageMakerRequestError,
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
 from kmeans_pipeline.models import FeatureTreatment
 from kmeans_pipeline.scoring import anomaly_score
-from kmeans_pipeline.serving import batches, model_of_config, parse_answer, serving_config, serving_report
+from kmeans_pipeline.serving import (
+    batches,
+    invoke_endpoint,
+    model_of_config,
+    parse_answer,
+    serving_config,
+    serving_report,
+)
 from kmeans_pipeline.split import parse_float
 from kmeans_pipeline.treatment import encode, from_report, negative_log_values
 
@@ -211,18 +217,13 @@ def encode_records(
 
 def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
     try:
-        answer = runtime.invoke_endpoint(
-            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body=body
-        )
-        return answer["Body"].read()
-    except ClientError as exc:
-        error = translate(exc, "InvokeEndpoint", endpoint)
-        status = 429 if isinstance(error, SageMakerThrottlingError) else 502
-        if isinstance(error, SageMakerUnavailableError) or error_code(exc) == "ModelNotReadyException":
-            status = 503
-        raise RequestError(
-            status, f"the endpoint {endpoint} refused the request: {error_code(exc)}: {error_message(exc)}"
-        ) from exc
+        return invoke_endpoint(runtime, endpoint, body)
+    except SageMakerThrottlingError as exc:
+        raise RequestError(429, f"the endpoint {endpoint} is throttling requests: {exc}") from exc
+    except SageMakerUnavailableError as exc:
+        raise RequestError(503, f"the endpoint {endpoint} cannot answer now: {exc}") from exc
+    except SageMakerRequestError as exc:
+        raise RequestError(502, f"the endpoint {endpoint} refused the request: {exc}") from exc
 
 
 def score_records(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> dict:

@@ -9,13 +9,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import error_code, sagemaker_call
+from kmeans_pipeline.aws import error_code, error_message, sagemaker_call, translate
 from kmeans_pipeline.endpoints import describe_endpoint
-from kmeans_pipeline.errors import EndpointCheckError
+from kmeans_pipeline.errors import (
+    EndpointCheckError,
+    SageMakerRequestError,
+    SageMakerThrottlingError,
+    SageMakerUnavailableError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 REPORT_NAME = "report.json"
 # InvokeEndpoint takes at most 6 MB per request: stay well below it.
@@ -102,3 +108,27 @@ def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndar
             )
         closest[i], distance[i] = int(c), d
     return closest, distance
+
+
+# Transient: the endpoint's container is still loading the model.
+NOT_READY = {"ModelNotReadyException"}
+
+
+def invoke_endpoint(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
+    """One text/csv scoring request. The client retries throttling and 5xx itself; what still fails that way is
+    raised as SageMakerThrottlingError or SageMakerUnavailableError (so is a model not ready yet), anything else as
+    SageMakerRequestError naming the error code: each caller decides what they mean for it."""
+    try:
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body=body
+        )
+        return answer["Body"].read()
+    except ClientError as exc:
+        error = translate(exc, "InvokeEndpoint", endpoint)
+        if isinstance(error, (SageMakerThrottlingError, SageMakerUnavailableError)):
+            raise error from exc
+        if error_code(exc) in NOT_READY:
+            raise SageMakerUnavailableError(str(error)) from exc
+        raise SageMakerRequestError(
+            f"InvokeEndpoint on {endpoint} failed with {error_code(exc)}: {error_message(exc)}"
+        ) from exc

@@ -12,51 +12,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from botocore.exceptions import ClientError
 
 from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.aws import error_code, error_message, sagemaker_call, translate
+from kmeans_pipeline.aws import sagemaker_call
 from kmeans_pipeline.channels import read_rows
 from kmeans_pipeline.endpoints import describe_endpoint
-from kmeans_pipeline.errors import (
-    EndpointCheckError,
-    ModelArtifactError,
-    SageMakerThrottlingError,
-    SageMakerUnavailableError,
-)
+from kmeans_pipeline.errors import EndpointCheckError, ModelArtifactError, SageMakerRequestError
 from kmeans_pipeline.models import Dataset, EndpointCheck, ModelCreated, RunConfig
 from kmeans_pipeline.scoring import score
-from kmeans_pipeline.serving import batches, parse_answer
+from kmeans_pipeline.serving import batches, invoke_endpoint, parse_answer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
-# Transient: the state machine retries the step (ModelNotReadyException: the endpoint's container is still loading).
-RETRYABLE = {"ModelNotReadyException"}
 # float32 keeps about 7 significant digits; the container and numpy may sum in another order.
 RELATIVE_TOLERANCE = 1e-5
 
 
 def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes:
-    """One scoring request. The client retries throttling and 5xx itself; what still fails that way is raised as
+    """One scoring request. Throttling and server errors (and a model not ready yet) are raised as
     SageMakerThrottlingError / SageMakerUnavailableError, which the state machine retries (the check is
     idempotent), so that no Lambda sleeps. Any other refusal is the endpoint failing its check."""
     try:
-        answer = runtime.invoke_endpoint(
-            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body=body
-        )
-        return answer["Body"].read()
-    except ClientError as exc:
-        error = translate(exc, "InvokeEndpoint", endpoint)
-        if isinstance(error, (SageMakerThrottlingError, SageMakerUnavailableError)):
-            raise error from exc
-        if error_code(exc) in RETRYABLE:
-            raise SageMakerUnavailableError(str(error)) from exc
-        raise EndpointCheckError(
-            f"InvokeEndpoint on {endpoint} failed with {error_code(exc)}: {error_message(exc)}"
-        ) from exc
+        return invoke_endpoint(runtime, endpoint, body)
+    except SageMakerRequestError as exc:
+        raise EndpointCheckError(str(exc)) from exc
 
 
 def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance: np.ndarray) -> str | None:
