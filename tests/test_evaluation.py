@@ -131,7 +131,7 @@ def test_a_model_as_good_as_the_serving_one_is_promoted(stack):
 
 
 def test_approval_pauses_notifies_and_deploys_when_approved(stack):
-    result = run(stack, "approved", approve=True, approval=True)
+    result = run(stack, "approved", approve=True, approval=True, gateTolerancePercent=1000)
     assert result.status == "SUCCEEDED", result.cause
     [request] = stack.approval_requests(result.arn)
     assert result.output["evaluation"]["headline"] in request["message"]
@@ -186,7 +186,7 @@ def test_a_first_deploy_that_fails_its_check_leaves_no_endpoint(first_deploy):
 
 
 def test_offline_scoring_equals_the_endpoints_answer(stack, sample):
-    result = run(stack, "scored")
+    result = run(stack, "scored", gateTolerancePercent=1000)
     assert result.status == "SUCCEEDED", result.cause
     rows = np.loadtxt(sample.csv_path, delimiter=",", skiprows=1, max_rows=300)
     body = "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
@@ -201,7 +201,7 @@ def test_offline_scoring_equals_the_endpoints_answer(stack, sample):
 
 
 def test_a_standardised_run_trains_evaluates_and_checks_in_standard_units(stack):
-    result = run(stack, "standardised", standardize=True)
+    result = run(stack, "standardised", standardize=True, gateTolerancePercent=1000)
     assert result.status == "SUCCEEDED", result.cause
     out = result.output
     treatment = out["dataset"]["treatment"]
