@@ -25,10 +25,10 @@ from botocore.exceptions import ClientError
 from kmeans_pipeline.aws import error_code, error_message
 from kmeans_pipeline.channels import parse_rows
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from kmeans_pipeline.models import ColumnTreatment, Dataset, FeatureTreatment, RunConfig, SourceObject
+from kmeans_pipeline.models import Dataset, FeatureTreatment, RunConfig, SourceObject
 from kmeans_pipeline.settings import StackSettings
 from kmeans_pipeline.split import line_blocks, split_stream
-from kmeans_pipeline.treatment import TreatmentLearner, channel_text
+from kmeans_pipeline.treatment import TreatmentLearner, channel_text, legacy
 
 CHANNEL_CONTENT_TYPE = "text/csv;label_size=0"
 READ_BYTES = 1 << 20
@@ -266,9 +266,7 @@ def prepare(config: RunConfig, settings: StackSettings, s3: Any, workdir: str | 
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
     if learner is None:
-        treatment = FeatureTreatment(
-            columns=[ColumnTreatment(column=c, kind="numeric") for c in result.feature_columns]
-        )
+        treatment = legacy(result.feature_columns, None)  # the raw numbers
     else:
         treatment = learner.decide(result.feature_columns, config.treatments, config.standardize)
     shards, raw_test_uri = len(train_out.keys), None

@@ -38,6 +38,7 @@ from kmeans_pipeline.serving import (
     invoke_endpoint,
     model_of_config,
     parse_answer,
+    report_key,
     serving_config,
     serving_report,
 )
@@ -99,13 +100,12 @@ def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
             f"The serving model {serving['modelName']} has no evaluation report, so its "
             "features and thresholds are unknown: deploy a model trained by this pipeline",
         )
-    run = serving["modelName"].rsplit("-", 1)[-1]
     thresholds = report.get("thresholds") or {}
     k = int(report.get("k") or len(thresholds.get("perCluster") or []))
     return ServingView(
         endpoint_config=serving["endpointConfigName"],
         model_name=serving["modelName"],
-        report_uri=f"s3://{bucket}/reports/{run}/report.json",
+        report_uri=f"s3://{bucket}/{report_key(serving['modelName'])}",
         treatment=from_report(report),
         thresholds=list(thresholds.get("perCluster") or [None] * k),
         overall=thresholds.get("overall"),

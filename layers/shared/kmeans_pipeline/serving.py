@@ -56,11 +56,15 @@ def serving_model(sagemaker: SageMakerClient, endpoint_name: str) -> dict | None
     return None if config_name is None else model_of_config(sagemaker, config_name)
 
 
+def report_key(model_name: str) -> str:
+    """Where the evaluation report of the run that made a model is (a model's name ends with its run's id)."""
+    return f"reports/{model_name.rsplit('-', 1)[-1]}/{REPORT_NAME}"
+
+
 def serving_report(s3: S3Client, bucket: str, model_name: str) -> dict | None:
-    """The evaluation report of the run that made the serving model (its name ends with that run's id)."""
-    run = model_name.rsplit("-", 1)[-1]
+    """The evaluation report of the run that made the serving model."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=f"reports/{run}/{REPORT_NAME}")["Body"]
+        body = s3.get_object(Bucket=bucket, Key=report_key(model_name))["Body"]
     except ClientError as exc:
         if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
             return None  # deployed before reports existed: assume the same features, not standardised

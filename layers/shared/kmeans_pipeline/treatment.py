@@ -238,27 +238,24 @@ def negative_log_values(treatment: FeatureTreatment, X: np.ndarray) -> np.ndarra
     return (X < 0) & logs[None, :]
 
 
+def _affine(treatment: FeatureTreatment) -> tuple[np.ndarray, np.ndarray]:
+    """Per model feature, the (mean, std) of its standardisation; (0, 1) where there is none (one-hot features)."""
+    scales = [_scale(c) if c.kind != "category" else (0.0, 1.0) for c in treatment.columns]
+    widths = [c.width for c in treatment.columns]
+    mean = np.repeat([m for m, _ in scales], widths)
+    std = np.repeat([s for _, s in scales], widths)
+    return mean, std
+
+
 def to_base(treatment: FeatureTreatment, Z: np.ndarray) -> np.ndarray:
     """Model features (or centroids) with the standardisation undone: x, log1p(x) or the one-hot weights."""
-    B = np.array(Z, dtype=np.float64)
-    at = 0
-    for column in treatment.columns:
-        mean, std = _scale(column)
-        if column.kind != "category":
-            B[:, at] = B[:, at] * std + mean
-        at += column.width
-    return B
+    mean, std = _affine(treatment)
+    return np.asarray(Z, dtype=np.float64) * std + mean
 
 
 def from_base(treatment: FeatureTreatment, B: np.ndarray) -> np.ndarray:
-    Z = np.array(B, dtype=np.float64)
-    at = 0
-    for column in treatment.columns:
-        mean, std = _scale(column)
-        if column.kind != "category":
-            Z[:, at] = (Z[:, at] - mean) / std
-        at += column.width
-    return Z
+    mean, std = _affine(treatment)
+    return (np.asarray(B, dtype=np.float64) - mean) / std
 
 
 def to_original(treatment: FeatureTreatment, Z: np.ndarray) -> np.ndarray:
