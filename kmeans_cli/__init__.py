@@ -39,7 +39,9 @@ score
     Anomalies: ``score`` is the distance over the record's cluster's threshold (``thresholds.perCluster``: the
     report's ``anomalyPercentile`` of that cluster's test distances, never above the overall one; the overall
     threshold for a cluster that had no test records), and ``anomaly`` is ``true`` when the score is above 1;
-    with ``--overall``, the overall threshold (``thresholds.overall``) for every cluster.
+    with ``--overall``, the overall threshold (``thresholds.overall``) for every cluster. A record closest to a
+    cluster the report calls small (``smallClusters``) is scored against the nearest other cluster, as the scoring
+    API scores it.
 
     The CSV is read and scored ``--chunk-rows`` rows at a time (default 10000), so its size does not matter.
     Blank lines are skipped. Every value of a feature column must be a finite number; the first one that is
@@ -67,7 +69,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,7 +78,7 @@ import numpy as np
 from kmeans_pipeline.artifact import centroids_to_json, read_centroids, split_s3_uri
 from kmeans_pipeline.errors import PipelineError
 from kmeans_pipeline.models import FeatureTreatment
-from kmeans_pipeline.scoring import anomaly_score, flag, score
+from kmeans_pipeline.scoring import anomaly_score, flag, refer, report_small_clusters, score
 from kmeans_pipeline.treatment import encode, from_report, legacy, negative_log_values
 
 PROG = "python -m kmeans_cli"
@@ -116,6 +118,8 @@ class ReportView:
     k: int | None
     per_cluster: list[float | None] | None
     overall: float | None
+    # Clusters whose records are scored against the nearest other one (the report's smallClusters).
+    small: list[int] = field(default_factory=list)
 
     @property
     def has_thresholds(self) -> bool:
@@ -172,7 +176,14 @@ def parse_report(data: Any, source: str) -> ReportView:
             per_cluster = [
                 _number_or_none(v, f"report {source}: thresholds.perCluster[{i}]") for i, v in enumerate(raw)
             ]
-    return ReportView(source, columns, treatment, k, per_cluster, overall)
+    small = data.get("smallClusters")
+    if small is not None:
+        listed = small.get("clusters") if isinstance(small, dict) else None
+        if not isinstance(listed, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < (k or len(per_cluster or [])) for i in listed
+        ):
+            raise ValueError(f"report {source}: smallClusters.clusters must be a list of cluster indexes")
+    return ReportView(source, columns, treatment, k, per_cluster, overall, report_small_clusters(data))
 
 
 def load_report(source: str, clients: _Clients) -> ReportView:
@@ -331,6 +342,7 @@ def score_csv(
                     )
     elif overall:
         raise ValueError("--overall needs --report (the thresholds are in the report)")
+    small = report.small if report is not None else []
     # The report's treatment turns the CSV's columns into the model's features, unless the CSV holds those already.
     treatment = report.treatment if report is not None and not standardized else None
     wanted = (
@@ -376,8 +388,9 @@ def score_csv(
         closest, distance = score(X, centroids)
         columns = [[str(c) for c in closest.tolist()], [repr(d) for d in distance.astype(np.float64).tolist()]]
         if thresholds is not None:
-            flags = flag(closest, distance, thresholds, report.overall)
-            scores = anomaly_score(closest, distance, thresholds, report.overall)
+            reference, referred = refer(X, closest, distance, centroids, small)
+            flags = flag(reference, referred, thresholds, report.overall)
+            scores = anomaly_score(reference, referred, thresholds, report.overall)
             columns.append([repr(float(v)) for v in scores.tolist()])
             columns.append(["true" if f else "false" for f in flags.tolist()])
         writer.writerows(row + list(values) for (_, row), values in zip(pending, zip(*columns)))

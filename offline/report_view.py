@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kmeans_pipeline.scoring import anomaly_score, flag, score
+from kmeans_pipeline.scoring import anomaly_score, flag, refer, report_small_clusters, score
 from kmeans_pipeline.split import BLOCK_BYTES, read_feature_rows
 from kmeans_pipeline.treatment import encode, from_report
 
@@ -183,16 +183,20 @@ def model_centroids(report: dict) -> np.ndarray:
 def anomaly_scores(
     csv_path: Path | None, report: dict, centroids: np.ndarray | None = None, *, X: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(closest cluster, distance, flagged) of every data row of the CSV, as the endpoint and the report see them.
+    """(cluster, distance, flagged) of every data row of the CSV, as the report and the scoring API see them: the
+    endpoint's closest cluster and distance, or, for a row closest to a cluster the report calls small, the nearest
+    other cluster and the distance to it.
 
-    The feature columns are taken by name from the report; its treatment is applied before scoring. ``centroids`` are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted,
-    when None). A row is flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in
+    The feature columns are taken by name from the report; its treatment is applied before scoring. ``centroids``
+    are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted, when None). A row is flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in
     original units when already read (``read_features``), instead of reading ``csv_path``.
     """
     if X is None:
         X = read_features(Path(csv_path), report["featureColumns"])
     Z, _ = encode(from_report(report), X)
-    closest, distance = score(Z.astype(np.float32), model_centroids(report) if centroids is None else centroids)
+    C = model_centroids(report) if centroids is None else centroids
+    closest, distance = score(Z.astype(np.float32), C)
+    closest, distance = refer(Z, closest, distance, C, report_small_clusters(report))
     thresholds = report["thresholds"]
     flagged = flag(closest, distance, thresholds["perCluster"], thresholds["overall"])
     return closest, distance, flagged

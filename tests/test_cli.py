@@ -167,6 +167,23 @@ def test_score_with_a_report_picks_features_by_name_and_flags_anomalies(model, t
     assert [r[7] for r in read_csv(out)[1:]] == ["false", "false", "true", "false"]
 
 
+def test_a_record_closest_to_a_small_cluster_is_scored_against_the_nearest_other_one(model, tmp_path, capsys):
+    path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
+    small = {"rule": "anomalous", "clusters": [2]}
+    code, out, err = run(capsys, "score", model, path, "--report", write_report(tmp_path, smallClusters=small))
+    assert code == 0 and err == ""
+    got = read_csv(out)[1:]
+    # The endpoint's answer is unchanged: (-14, 9) is closest to cluster 2, at 5.66.
+    assert [int(r[4]) for r in got] == [0, 1, 2, 0]
+    # But cluster 2 is no normal pattern: (-14, 9) is scored against cluster 0 (16.64 away, threshold 1), the
+    # others as before.
+    referred = float(np.hypot(-14, 9))
+    np.testing.assert_allclose(
+        [float(r[6]) for r in got], [np.sqrt(2) / 1, np.hypot(1, 1.5) / 2, referred / 1, np.hypot(0.1, 0.2)], rtol=1e-6
+    )
+    assert [r[7] for r in got] == ["true", "false", "true", "false"]
+
+
 def test_a_report_without_thresholds_gives_no_anomaly_column(model, tmp_path, capsys):
     path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
     rep = write_report(tmp_path, thresholds={"overall": None, "perCluster": [None, None, None]})
@@ -265,6 +282,7 @@ def test_a_bad_value_after_the_first_chunk_keeps_its_line_number(model, tmp_path
         ({"thresholds": {"overall": 1.0, "perCluster": [1.0]}}, "1 thresholds.perCluster for k=3"),
         ({"thresholds": {"overall": "high"}}, "thresholds.overall must be a finite number or null"),
         ({"standardization": {"mean": [0.0], "std": [1.0]}}, "standardization has 1 features, featureColumns 2"),
+        ({"smallClusters": {"clusters": [3]}}, "smallClusters.clusters must be a list of cluster indexes"),
     ],
 )
 def test_bad_reports_are_named(model, tmp_path, capsys, changes, message):

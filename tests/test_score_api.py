@@ -134,3 +134,34 @@ def test_after_a_new_deployment_the_api_uses_the_new_models_treatment(served):
     )
     # tranCode is a z-scored number now: 7 is just a large code, not an unseen level.
     assert "warnings" not in answer["results"][0] and "closest_cluster" in answer["results"][0]
+
+
+def test_with_small_clusters_anomalous_a_record_of_a_rare_group_is_scored_against_a_large_cluster(served):
+    aws, _, _ = served
+    run = aws.run({**FAST, "smallClusters": "anomalous", "gateTolerancePercent": 1000}, "api-small", timeout=240)
+    assert run.status == "SUCCEEDED", run.cause
+    bucket, key = run.output["evaluation"]["reportUri"][5:].split("/", 1)
+    report = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    small = report["smallClusters"]["clusters"]
+    # Wire transfers are 5% of the sample: once the bigger lines of business hold 90% of it, theirs is small.
+    assert report["smallClusters"]["rule"] == "anomalous" and small
+    assert [c["index"] for c in report["clusters"] if c["small"]] == small
+    assert all(c["size"] == 0 and c["threshold"] is None for c in report["clusters"] if c["small"])
+    assert "scored against the nearest of the others" in report["headline"]
+
+    rows = np.array([[5, 4800.0], [1, 45.5]])
+    status, answer = score_api(aws, "tranCode,Amount\n5,4800\n1,45.5\n")
+    assert status == 200 and answer["endpointConfig"] == run.output["endpointConfig"]
+    wire, card = answer["results"]
+    centroids = read_centroids(run.output["bestTrainingJob"]["artifactUri"], s3=aws.client("s3"))
+    Z, _ = encode(from_report(report), rows)
+    closest, distance = score(Z, centroids)
+    # The endpoint's own answer is still given; the score is against the nearest cluster that is not small.
+    assert wire["closest_cluster"] == closest[0] and closest[0] in small
+    large = [i for i in range(report["k"]) if i not in small]
+    nearest, far = score(Z[:1], centroids[large])
+    assert wire["reference_cluster"] == large[int(nearest[0])] and wire["distance_to_reference"] == float(far[0])
+    threshold = report["thresholds"]["perCluster"][wire["reference_cluster"]]
+    assert wire["score"] == pytest.approx(float(far[0]) / threshold) and wire["anomaly"] is (wire["score"] > 1)
+    # A card purchase is closest to a large cluster, and scored as before.
+    assert card["closest_cluster"] not in small and "reference_cluster" not in card and card["anomaly"] is False

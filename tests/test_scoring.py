@@ -286,3 +286,55 @@ def test_the_anomaly_score_is_above_one_exactly_where_a_record_is_flagged():
     assert (scores > 1).tolist() == flag(closest, distance, thresholds, overall=24.0).tolist()
     # A threshold of 0 (a cluster of identical records): any distance at all is infinitely far beyond it.
     assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, np.inf]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Small clusters (smallClusters: anomalous)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sizes,small",
+    [
+        # The biggest clusters are taken until they hold 90% of the records: 50 + 30 + 12 = 92 of 100.
+        ([30, 50, 12, 5, 3], [3, 4]),
+        # Or until the next one is 5 times smaller: 41 + 40 hold 81%, and 40 >= 5 x 7.
+        ([40, 41, 7, 6, 6], [2, 3, 4]),
+        # An empty cluster is small; even clusters are all large.
+        ([25, 25, 25, 25, 0], [4]),
+        ([20] * 5, []),
+    ],
+)
+def test_small_clusters_are_those_left_once_the_biggest_hold_most_records(sizes, small):
+    closest = np.repeat(np.arange(len(sizes)), sizes)
+    np.random.default_rng(0).shuffle(closest)
+    assert scoring.small_clusters(closest, len(sizes)) == small
+
+
+def test_no_records_make_no_cluster_small():
+    assert scoring.small_clusters(np.zeros(0, dtype=np.int64), 3) == []
+
+
+def test_a_record_closest_to_a_small_cluster_is_referred_to_the_nearest_large_one():
+    centroids = np.array([[0, 0], [10, 0], [0, 10], [3, 0]], dtype=np.float32)
+    X = np.array([[1, 0], [9, 1], [3.5, 0], [2.5, 9], [100, 100]], dtype=np.float32)
+    closest, distance = score(X, centroids)
+    assert closest.tolist() == [0, 1, 3, 2, 1]
+    reference, referred = scoring.refer(X, closest, distance, centroids, [2, 3])
+    # Only the records closest to clusters 2 and 3 move, each to the nearest of 0 and 1, at that distance, as
+    # scoring against clusters 0 and 1 alone computes it.
+    assert reference.tolist() == [0, 1, 0, 0, 1]
+    only_large, d_large = score(X, centroids[:2])
+    assert referred.tolist() == d_large.tolist() and reference.tolist() == only_large.tolist()
+    assert referred.dtype == np.float32
+    # With no small cluster, nothing moves; with every cluster small, there is nothing to score against.
+    same, d = scoring.refer(X, closest, distance, centroids, [])
+    assert same.tolist() == closest.tolist() and d.tolist() == distance.tolist()
+    with pytest.raises(ValueError, match="every one of the 4 clusters is small"):
+        scoring.refer(X, closest, distance, centroids, [0, 1, 2, 3])
+
+
+def test_a_report_names_its_small_clusters_or_none():
+    assert scoring.report_small_clusters({"smallClusters": {"rule": "anomalous", "clusters": [1, 4]}}) == [1, 4]
+    assert scoring.report_small_clusters({"smallClusters": {"rule": "normal", "clusters": []}}) == []
+    assert scoring.report_small_clusters({"schemaVersion": 2}) == []

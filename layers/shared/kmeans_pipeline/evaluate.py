@@ -8,7 +8,9 @@ scores are not comparable); a model that is not promoted ends the run successful
 
 The report carries what scoring needs (the treatment, the model's centroids, each cluster's threshold) and what a
 person reads: each cluster's centroid and normal range in the CSV's units, the share it flags, and the test records
-nearest inside and farthest beyond its threshold.
+nearest inside and farthest beyond its threshold. With ``smallClusters: anomalous``, the records closest to a
+small cluster (``scoring.small_clusters``) are measured against the nearest other one, here and wherever the
+model's records are scored; the report lists those clusters.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kmeans_pipeline.artifact import read_centroids
 from kmeans_pipeline.channels import read_rows
 from kmeans_pipeline.errors import ModelArtifactError
 from kmeans_pipeline.models import BestTrainingJob, Dataset, Evaluation, FeatureTreatment, GateDecision, RunConfig
-from kmeans_pipeline.scoring import anomaly_score, score, summarise
+from kmeans_pipeline.scoring import LARGE_SHARE, SIZE_RATIO, anomaly_score, refer, score, small_clusters, summarise
 from kmeans_pipeline.serving import REPORT_NAME, serving_model, serving_report
 from kmeans_pipeline.settings import StackSettings
 from kmeans_pipeline.treatment import axis_range, comparable, from_base, from_report, legacy, to_base, to_original
@@ -196,6 +198,14 @@ def evaluate(
     X = read_rows(s3, dataset.test_uri, limit, dataset.feature_dim)
     closest, distance = score(X, centroids)
     new_msd = float(np.mean(distance.astype(np.float64) ** 2))
+    closest_share = np.bincount(closest, minlength=config.k) / max(len(closest), 1)
+    # From here on, each record is measured against the cluster it is scored against (its closest one, unless the
+    # run calls that one small). Which clusters are small is a property of the training data, read from its rows.
+    small: list[int] = []
+    if config.small_clusters == "anomalous":
+        trained, _ = score(read_rows(s3, dataset.train_uri, limit, dataset.feature_dim), centroids)
+        small = small_clusters(trained, config.k)
+    closest, distance = refer(X, closest, distance, centroids, small)
     summary = summarise(closest, distance, config.k, config.anomaly_percentile)
 
     serving = serving_model(sagemaker, config.names.endpoint)
@@ -217,9 +227,16 @@ def evaluate(
         f"{decision.decision}: {decision.reason}. {flagged:.2%} of {len(X):,} test records score above 1 (beyond "
         f"the {config.anomaly_percentile:g}th-percentile distance of their cluster)"
     )
+    if small:
+        headline += (
+            f"; the {float(closest_share[small].sum()):.2%} of them closest to the small cluster(s) "
+            f"{', '.join(map(str, small))} are scored against the nearest of the others"
+        )
     clusters = [
         {
             **cluster,
+            "small": cluster["index"] in small,
+            "closestShare": float(closest_share[cluster["index"]]),
             **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster),
             "centroid": original[cluster["index"]].tolist(),
         }
@@ -248,6 +265,12 @@ def evaluate(
         "evaluationMsd": new_msd,
         "evaluatedRows": int(len(X)),
         "anomalyPercentile": config.anomaly_percentile,
+        "smallClusters": {
+            "rule": config.small_clusters,
+            "clusters": small,
+            "largeShare": LARGE_SHARE,
+            "sizeRatio": SIZE_RATIO,
+        },
         "thresholds": {"overall": summary["threshold"], "perCluster": thresholds},
         "centroids": original.tolist(),
         "modelCentroids": np.asarray(centroids, dtype=np.float64).tolist(),

@@ -30,6 +30,8 @@ MAX_TOTAL_WAIT_SECONDS = int(POLLING_SECONDS * 0.9)
 
 # How a feature column becomes model features (see ColumnTreatment); auto lets the data step decide.
 TreatmentKind = Literal["auto", "numeric", "log", "category"]
+# What a record closest to a small cluster is scored against (scoring.small_clusters, scoring.refer).
+SmallClusters = Literal["normal", "anomalous"]
 
 
 class _Model(BaseModel):
@@ -92,6 +94,10 @@ class RunRequest(_Model):
         ge=50,
         le=99.99,
         description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99).",
+    )
+    small_clusters: SmallClusters | None = Field(
+        default=None,
+        description="normal (the default): a record is scored against its closest cluster, however small. anomalous: the clusters left once the biggest hold 90% of the training records (or the next is 5 times smaller) are not normal patterns, and a record closest to one is scored against the nearest of the others (CBLOF's rule); for data whose anomalies come in groups of similar records; not for data with a rare but normal kind of record, which it scores against another kind (on the demo's sample, its wire transfers).",
     )
     gate_tolerance_percent: float | None = Field(
         default=None,
@@ -172,6 +178,7 @@ class RunConfig(_Model):
     treatments: dict[str, TreatmentKind] = Field(default_factory=dict)
     standardize: bool | None = None
     anomaly_percentile: float = 99.0
+    small_clusters: SmallClusters = "normal"
     gate_tolerance_percent: float = 5.0
     approval: bool = False
     approval_timeout_seconds: int = 86400

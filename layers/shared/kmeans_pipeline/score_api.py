@@ -5,7 +5,9 @@ feature columns are turned into the serving model's features with the treatment 
 scores them, and each record gets ``closest_cluster``, ``distance_to_cluster``, ``score`` (distance over its
 cluster's threshold) and ``anomaly`` (score above 1). A bad record gets an ``error`` naming the field; the others
 are scored all the same. A category level the model never saw is scored with none of its levels set, and the
-record carries a warning.
+record carries a warning. When the model's run called some clusters small (``smallClusters: anomalous``), a
+record closest to one of them is scored against the nearest other cluster, named in ``reference_cluster`` with
+``distance_to_reference``.
 
 What the endpoint serves is read with DescribeEndpoint on every request; the model's report (treatment,
 thresholds) is read once per endpoint config and cached, so a new deployment is used as soon as it serves.
@@ -32,7 +34,7 @@ from kmeans_pipeline.errors import (
     SageMakerUnavailableError,
 )
 from kmeans_pipeline.models import FeatureTreatment
-from kmeans_pipeline.scoring import anomaly_score
+from kmeans_pipeline.scoring import anomaly_score, refer, report_small_clusters
 from kmeans_pipeline.serving import (
     batches,
     invoke_endpoint,
@@ -74,6 +76,9 @@ class ServingView:
     thresholds: list[float | None]
     overall: float | None
     k: int
+    # Clusters whose records are scored against the nearest other one, and the model's centroids to find it.
+    small: list[int]
+    centroids: np.ndarray | None
 
 
 # Reports by (bucket, endpoint config): a config names one run's model, so its report never changes.
@@ -102,6 +107,7 @@ def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
         )
     thresholds = report.get("thresholds") or {}
     k = int(report.get("k") or len(thresholds.get("perCluster") or []))
+    small = report_small_clusters(report)
     return ServingView(
         endpoint_config=serving["endpointConfigName"],
         model_name=serving["modelName"],
@@ -110,6 +116,8 @@ def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
         thresholds=list(thresholds.get("perCluster") or [None] * k),
         overall=thresholds.get("overall"),
         k=k,
+        small=small,
+        centroids=np.asarray(report["modelCentroids"], dtype=np.float32) if small else None,
     )
 
 
@@ -241,7 +249,8 @@ def score_records(records: list[Any], view: ServingView, endpoint: str, runtime:
             )
         except EndpointCheckError as exc:
             raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
-    scores = anomaly_score(closest, distance, view.thresholds, view.overall)
+    reference, referred = refer(Z, closest, distance, view.centroids, view.small) if view.small else (closest, distance)
+    scores = anomaly_score(reference, referred, view.thresholds, view.overall)
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
     for r, i in enumerate(good):
         result: dict[str, Any] = {
@@ -251,6 +260,9 @@ def score_records(records: list[Any], view: ServingView, endpoint: str, runtime:
             "score": float(scores[r]) if math.isfinite(scores[r]) else None,
             "anomaly": bool(scores[r] > 1),
         }
+        if reference[r] != closest[r]:  # closest to a small cluster: scored against the nearest other one
+            result["reference_cluster"] = int(reference[r])
+            result["distance_to_reference"] = float(referred[r])
         if i in warnings:
             result["warnings"] = warnings[i]
         results.append(result)

@@ -134,3 +134,55 @@ def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
             "overallShare": float(beyond_overall.mean()) if n else 0.0,
         },
     }
+
+
+# Which clusters are "large", after CBLOF (He, Xu and Deng, 2003, with its usual alpha = 0.9 and beta = 5): the
+# biggest clusters, in order, until they hold LARGE_SHARE of the records or the next one is SIZE_RATIO times
+# smaller, whichever comes first.
+LARGE_SHARE = 0.9
+SIZE_RATIO = 5.0
+
+
+def small_clusters(closest, k: int, large_share: float = LARGE_SHARE, size_ratio: float = SIZE_RATIO) -> list[int]:
+    """The clusters CBLOF calls small, given each record's closest cluster: those left after the biggest ones, in
+    order, hold ``large_share`` of the records or the next one is ``size_ratio`` times smaller than the last one
+    taken. Empty clusters are small; with no records, none is."""
+    sizes = np.bincount(np.asarray(closest, dtype=np.int64), minlength=k)[:k]
+    if sizes.sum() == 0:
+        return []
+    order = np.argsort(-sizes, kind="stable")
+    taken = 0
+    for rank, index in enumerate(order):
+        taken += int(sizes[index])
+        if taken >= large_share * sizes.sum():
+            break
+        if rank + 1 < k and sizes[index] >= size_ratio * sizes[order[rank + 1]]:
+            break
+    return sorted(int(i) for i in order[rank + 1 :])
+
+
+def refer(X, closest, distance, centroids, small: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The cluster each record is scored against, and its distance to it: its closest cluster, unless that one is
+    in ``small``; then the nearest of the others (computed as ``score`` computes, so as the endpoint would).
+
+    A small cluster is not a normal pattern of its own: where anomalies come in groups, K-Means gives them a
+    cluster, and distance to it would call them normal.
+    """
+    closest = np.array(closest, dtype=np.int64)
+    distance = np.array(distance, dtype=np.float32)
+    C = np.asarray(centroids, dtype=np.float32)
+    if not small:
+        return closest, distance
+    large = np.setdiff1d(np.arange(len(C)), small)
+    if large.size == 0:
+        raise ValueError(f"every one of the {len(C)} clusters is small: none is left to score against")
+    moved = np.flatnonzero(np.isin(closest, small))
+    if moved.size:
+        nearest, far = score(np.asarray(X, dtype=np.float32)[moved], C[large])
+        closest[moved], distance[moved] = large[nearest], far
+    return closest, distance
+
+
+def report_small_clusters(report: dict) -> list[int]:
+    """The clusters a report scores against others (``smallClusters``); none in reports without the field."""
+    return [int(i) for i in (report.get("smallClusters") or {}).get("clusters") or []]
