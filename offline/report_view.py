@@ -92,7 +92,7 @@ def report_table(report: dict) -> str:
         centroid = cluster.get("centroid") or [None] * len(features)
         rows.append(
             [
-                str(cluster["index"]),
+                f"{cluster['index']} (small)" if cluster.get("small") else str(cluster["index"]),
                 f"{cluster.get('size', 0):,}",
                 _share(cluster.get("share")),
                 *(fmt(v) for v in centroid),
@@ -116,6 +116,13 @@ def report_table(report: dict) -> str:
         ]
     )
     lines += _grid(header, rows)
+    small = [c for c in report.get("clusters", []) if c.get("small")]
+    if small:
+        lines.append(
+            f"Small clusters ({', '.join(str(c['index']) for c in small)}; smallClusters: anomalous): the "
+            f"{_share(sum(c.get('closestShare') or 0 for c in small))} of test records closest to them are scored "
+            "against the nearest other cluster, and counted there"
+        )
     if overall:
         lines.append("")
         lines.append(

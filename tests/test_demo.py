@@ -100,6 +100,17 @@ def test_report_table_shows_clusters_thresholds_flagged_shares_gate_and_headline
     assert "distances and thresholds in the model's" in table
 
 
+def test_report_table_marks_small_clusters_and_says_where_their_records_are_counted():
+    report = hand_made_report()
+    report["clusters"][1].update(small=True, closestShare=0.1, size=0, share=0.0, threshold=None)
+    report["clusters"][0].update(small=False, closestShare=0.9, size=1000, share=1.0)
+    table = report_view.report_table(report)
+    rows = [line.split() for line in table.splitlines()]
+    assert ["1", "(small)", "0", "0.00%"] in [row[:4] for row in rows]
+    assert "Small clusters (1; smallClusters: anomalous): the 10.00% of test records closest to them" in table
+    assert "Small clusters" not in report_view.report_table(hand_made_report())
+
+
 def test_report_table_says_how_each_column_became_features():
     table = report_view.report_table(hand_made_report({"mean": [2.0, 500.0], "std": [1.0, 900.0]}))
     assert "  tranCode: numeric, z-scored (requested)" in table and "  Amount: numeric, z-scored (requested)" in table
