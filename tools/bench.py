@@ -45,6 +45,9 @@ CACHE = ROOT / ".cache" / "bench"
 BLOCK_ROWS = 1_000_000
 CHUNK_BYTES = 8 << 20
 APPROACHES = ("core", "polars", "duckdb", "seed", "copy")
+# Prototypes measured on request (--only), never by default: tools/experiment_arrow.py (issue 11's library study;
+# they need `pip install pyarrow arro3-core arro3-io`, which no extra installs).
+EXPERIMENTS = ("pyarrow", "arro3")
 FILES = ("numeric2", "numeric8", "text")
 FEATURES = {
     "numeric2": ["tranCode", "Amount"],
@@ -270,7 +273,7 @@ def count_lines(path: Path) -> int:
 
 
 def child(approach: str, source: str, out: str, features: list[str]) -> dict:
-    sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT)]
+    sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT), str(ROOT / "tools")]
     train_path, test_path = Path(out, "train.csv"), Path(out, "test.csv")
     counts = None
     if approach == "seed":
@@ -324,6 +327,16 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
             "in_bytes": os.path.getsize(source),
             "out_bytes": out_bytes,
         }
+    elif approach in EXPERIMENTS:
+        import experiment_arrow
+
+        if approach == "pyarrow":
+            import pyarrow.csv  # noqa: F401
+        else:
+            import arro3.io  # noqa: F401
+        started = time.perf_counter()
+        result = experiment_arrow.run(approach, source, str(train_path), str(test_path), features)
+        counts = result.train_rows, result.test_rows
     elif approach == "copy":
         started = time.perf_counter()
         with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
@@ -577,7 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000000,40000000", help="comma-separated row counts")
     parser.add_argument("--files", default=",".join(FILES), help=f"comma-separated, of {', '.join(FILES)}")
-    parser.add_argument("--only", help=f"comma-separated tools, of {', '.join(APPROACHES)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated tools, of {', '.join(APPROACHES)} (and the prototypes {', '.join(EXPERIMENTS)})",
+    )
     parser.add_argument("--skip-history", action="store_true", help="skip the offline execution's history")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -589,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
     kinds = [kind for kind in args.files.split(",") if kind]
     approaches = [a for a in (args.only or ",".join(APPROACHES)).split(",") if a]
-    unknown = sorted(set(kinds) - set(FILES)) + sorted(set(approaches) - set(APPROACHES))
+    unknown = sorted(set(kinds) - set(FILES)) + sorted(set(approaches) - set(APPROACHES) - set(EXPERIMENTS))
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
     took: dict[str, float] = {}
