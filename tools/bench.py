@@ -45,9 +45,11 @@ CACHE = ROOT / ".cache" / "bench"
 BLOCK_ROWS = 1_000_000
 CHUNK_BYTES = 8 << 20
 APPROACHES = ("core", "polars", "duckdb", "seed", "copy")
-# Prototypes measured on request (--only), never by default: tools/experiment_arrow.py (issue 11's library study;
-# they need `pip install pyarrow arro3-core arro3-io`, which no extra installs).
-EXPERIMENTS = ("pyarrow", "arro3")
+# Prototypes measured on request (--only), never by default: tools/experiment_readers.py (issue 11's library study;
+# they need `pip install pyarrow arro3-core arro3-io`, which no extra installs). BENCH_PYTHON_<TOOL> names another
+# interpreter for one tool (polars_blocks was measured with Polars 1.20, the newest that fits the data step's budget,
+# while the polars anchor stays on the bench extra's version).
+EXPERIMENTS = ("pyarrow", "arro3", "polars_blocks")
 FILES = ("numeric2", "numeric8", "text")
 FEATURES = {
     "numeric2": ["tranCode", "Amount"],
@@ -328,14 +330,16 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
             "out_bytes": out_bytes,
         }
     elif approach in EXPERIMENTS:
-        import experiment_arrow
+        import experiment_readers
 
         if approach == "pyarrow":
             import pyarrow.csv  # noqa: F401
-        else:
+        elif approach == "arro3":
             import arro3.io  # noqa: F401
+        else:
+            import polars  # noqa: F401
         started = time.perf_counter()
-        result = experiment_arrow.run(approach, source, str(train_path), str(test_path), features)
+        result = experiment_readers.run(approach, source, str(train_path), str(test_path), features)
         counts = result.train_rows, result.test_rows
     elif approach == "copy":
         started = time.perf_counter()
@@ -369,8 +373,9 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
 def run_child(approach: str, path: Path, features: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
+        python = os.environ.get(f"BENCH_PYTHON_{approach.upper()}", sys.executable)
         return subprocess.run(
-            [sys.executable, __file__, "--child", approach, str(path), out, ",".join(features)],
+            [python, __file__, "--child", approach, str(path), out, ",".join(features)],
             capture_output=True,
             text=True,
             env=env,
@@ -608,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(kinds) - set(FILES)) + sorted(set(approaches) - set(APPROACHES) - set(EXPERIMENTS))
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
+    width = max(8, *map(len, approaches))
     took: dict[str, float] = {}
     results: dict[str, dict[int, dict[str, dict]]] = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -630,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             took[f"data {kind} {size:,}"] = time.perf_counter() - started
             print(
                 f"\n{kind}, {size:,} rows ({path.stat().st_size / 1e6:,.0f} MB; features {', '.join(FEATURES[kind])})"
-                f"\n  {'tool':<8} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
+                f"\n  {'tool':<{width}} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
                 f"{'x copy time':>12} {'validates':>10}",
                 flush=True,
             )
@@ -644,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = f"{result['seconds'] / by['copy']['seconds']:.1f}" if "copy" in by else "-"
                 valid = "-" if approach == "copy" else "yes" if checked[approach][kind] else "no"
                 print(
-                    f"  {approach:<8} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
+                    f"  {approach:<{width}} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
                     f"{result['peak_mb']:>12,.0f} {ratio:>12} {valid:>10}",
                     flush=True,
                 )
