@@ -17,6 +17,8 @@
               threads=2
      seed     pandas.read_csv, sklearn train_test_split(test_size=0.2, random_state=42), two to_csv calls
      copy     the file read in 8 MiB pieces, each written to one of two files: the physical limit here
+   On request only (--only), the prototypes of tools/experiment_readers.py: pyarrow, arro3, polars_blocks
+   (issue 11's library study); BENCH_PYTHON_<TOOL> runs one tool in another interpreter.
    and whether each tool validates values: the same tool run on a small file with 'abc' in a feature column
    mid-file must fail.
 3. Compares them with the goals (core: >= polars rows/s, >= 10x seed rows/s, <= 25% of polars's peak RSS, and
