@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -97,6 +98,19 @@ def test_a_child_measures_a_tool_on_a_small_file(approach, tmp_path, monkeypatch
     out.mkdir()
     measured = bench.child(approach, str(path), str(out), bench.FEATURES["text"])
     assert measured["train_rows"] + measured["test_rows"] == 3000 and measured["peak_kb"] > 0
+
+
+def test_a_tool_runs_in_the_interpreter_its_environment_variable_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "CACHE", tmp_path / "cache")
+    path = bench.dataset(3000, "numeric2")
+    marker = tmp_path / "ran"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\ntouch "{marker}"\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    monkeypatch.setenv("BENCH_PYTHON_COPY", str(python))
+    measured = bench.measure("copy", path, 3000, bench.FEATURES["numeric2"])
+    assert marker.exists() and measured["train_rows"] == 3000
 
 
 def test_projection_uses_the_largest_run_and_extends_memory_growth():

@@ -17,6 +17,8 @@
               threads=2
      seed     pandas.read_csv, sklearn train_test_split(test_size=0.2, random_state=42), two to_csv calls
      copy     the file read in 8 MiB pieces, each written to one of two files: the physical limit here
+   On request only (--only), the prototypes of tools/experiment_readers.py: pyarrow, arro3, polars_blocks
+   (issue 11's library study); BENCH_PYTHON_<TOOL> runs one tool in another interpreter.
    and whether each tool validates values: the same tool run on a small file with 'abc' in a feature column
    mid-file must fail.
 3. Compares them with the goals (core: >= polars rows/s, >= 10x seed rows/s, <= 25% of polars's peak RSS, and
@@ -45,6 +47,11 @@ CACHE = ROOT / ".cache" / "bench"
 BLOCK_ROWS = 1_000_000
 CHUNK_BYTES = 8 << 20
 APPROACHES = ("core", "polars", "duckdb", "seed", "copy")
+# Prototypes measured on request (--only), never by default: tools/experiment_readers.py (issue 11's library study;
+# they need `pip install pyarrow arro3-core arro3-io`, which no extra installs). BENCH_PYTHON_<TOOL> names another
+# interpreter for one tool (polars_blocks was measured with Polars 1.20, the newest that fits the data step's budget,
+# while the polars anchor stays on the bench extra's version).
+EXPERIMENTS = ("pyarrow", "arro3", "polars_blocks")
 FILES = ("numeric2", "numeric8", "text")
 FEATURES = {
     "numeric2": ["tranCode", "Amount"],
@@ -270,7 +277,7 @@ def count_lines(path: Path) -> int:
 
 
 def child(approach: str, source: str, out: str, features: list[str]) -> dict:
-    sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT)]
+    sys.path[:0] = [str(ROOT / "layers" / "shared"), str(ROOT), str(ROOT / "tools")]
     train_path, test_path = Path(out, "train.csv"), Path(out, "test.csv")
     counts = None
     if approach == "seed":
@@ -324,6 +331,18 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
             "in_bytes": os.path.getsize(source),
             "out_bytes": out_bytes,
         }
+    elif approach in EXPERIMENTS:
+        import experiment_readers
+
+        if approach == "pyarrow":
+            import pyarrow.csv  # noqa: F401
+        elif approach == "arro3":
+            import arro3.io  # noqa: F401
+        else:
+            import polars  # noqa: F401
+        started = time.perf_counter()
+        result = experiment_readers.run(approach, source, str(train_path), str(test_path), features)
+        counts = result.train_rows, result.test_rows
     elif approach == "copy":
         started = time.perf_counter()
         with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
@@ -356,8 +375,9 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
 def run_child(approach: str, path: Path, features: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
+        python = os.environ.get(f"BENCH_PYTHON_{approach.upper()}", sys.executable)
         return subprocess.run(
-            [sys.executable, __file__, "--child", approach, str(path), out, ",".join(features)],
+            [python, __file__, "--child", approach, str(path), out, ",".join(features)],
             capture_output=True,
             text=True,
             env=env,
@@ -577,7 +597,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000000,40000000", help="comma-separated row counts")
     parser.add_argument("--files", default=",".join(FILES), help=f"comma-separated, of {', '.join(FILES)}")
-    parser.add_argument("--only", help=f"comma-separated tools, of {', '.join(APPROACHES)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated tools, of {', '.join(APPROACHES)} (and the prototypes {', '.join(EXPERIMENTS)})",
+    )
     parser.add_argument("--skip-history", action="store_true", help="skip the offline execution's history")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -589,9 +612,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(int(s.replace("_", "")) for s in args.sizes.split(","))
     kinds = [kind for kind in args.files.split(",") if kind]
     approaches = [a for a in (args.only or ",".join(APPROACHES)).split(",") if a]
-    unknown = sorted(set(kinds) - set(FILES)) + sorted(set(approaches) - set(APPROACHES))
+    unknown = sorted(set(kinds) - set(FILES)) + sorted(set(approaches) - set(APPROACHES) - set(EXPERIMENTS))
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
+    width = max(8, *map(len, approaches))
     took: dict[str, float] = {}
     results: dict[str, dict[int, dict[str, dict]]] = {}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -614,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             took[f"data {kind} {size:,}"] = time.perf_counter() - started
             print(
                 f"\n{kind}, {size:,} rows ({path.stat().st_size / 1e6:,.0f} MB; features {', '.join(FEATURES[kind])})"
-                f"\n  {'tool':<8} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
+                f"\n  {'tool':<{width}} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MB':>12} "
                 f"{'x copy time':>12} {'validates':>10}",
                 flush=True,
             )
@@ -628,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio = f"{result['seconds'] / by['copy']['seconds']:.1f}" if "copy" in by else "-"
                 valid = "-" if approach == "copy" else "yes" if checked[approach][kind] else "no"
                 print(
-                    f"  {approach:<8} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
+                    f"  {approach:<{width}} {result['seconds']:>8.2f} {result['rate']:>12,.0f} {result['mb_s']:>8,.0f} "
                     f"{result['peak_mb']:>12,.0f} {ratio:>12} {valid:>10}",
                     flush=True,
                 )
