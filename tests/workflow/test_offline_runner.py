@@ -248,7 +248,7 @@ def test_the_context_objects_timestamps_have_step_functions_format():
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # a whole execution (its branch: tests/test_workflow_branches.py)
+@pytest.mark.slow  # a whole execution (its branch: tests/workflow/test_workflow_branches.py)
 def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path):
     from offline.runner import OfflineAWS
     from offline.sample_data import generate
