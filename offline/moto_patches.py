@@ -8,6 +8,8 @@ All of them touch moto internals (see aws-facts.md), which is why pyproject.toml
 2. JSONata variables: moto pastes them into the expression as literals without escaping strings, with
    `ensure_ascii` (a character outside the BMP becomes two \\u escapes that jsonata-python reads as two broken
    halves) and with Python's timestamp format in the context object; write them as Step Functions holds them.
+   And rather than parse the run's whole state as JSONata literals at every evaluation (most of an execution's
+   time), bind the values the expression declares and compile each state's own expression once.
 3. Executions: a second start_execution deep-copies earlier executions (and their locks); don't copy them.
 4. Lambda: without Docker moto never runs handler code; call the real handler in-process instead.
 5. EventBridge: moto matches rules (S3 "Object Created" events included) but cannot deliver to a state machine,
