@@ -8,6 +8,10 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION := 3.3.30
 ARGS ?=
+# pytest-xdist workers for `make test` and `make test-fast` (auto: one per core; 0: in this process). Each test
+# file stays on one worker (--dist loadfile), so a module's shared offline stack is deployed once.
+WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: demo test test-fast check format lint clean venv bench bench-quality package-check
@@ -31,11 +35,11 @@ demo: $(STAMP)
 
 # Everything CI runs: the checks, then every test.
 test: check
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # Everything but the tests marked slow (whole executions with the real handlers, big inputs): under a minute.
 test-fast: $(STAMP) $(CHECKOV_STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Lint, format and types (configured in pyproject.toml), then the template's gates.
 check: $(STAMP) $(CHECKOV_STAMP)

@@ -8,6 +8,8 @@ All of them touch moto internals (see aws-facts.md), which is why pyproject.toml
 2. JSONata variables: moto pastes them into the expression as literals without escaping strings, with
    `ensure_ascii` (a character outside the BMP becomes two \\u escapes that jsonata-python reads as two broken
    halves) and with Python's timestamp format in the context object; write them as Step Functions holds them.
+   And rather than parse the run's whole state as JSONata literals at every evaluation (most of an execution's
+   time), bind the values the expression declares and compile each state's own expression once.
 3. Executions: a second start_execution deep-copies earlier executions (and their locks); don't copy them.
 4. Lambda: without Docker moto never runs handler code; call the real handler in-process instead.
 5. EventBridge: moto matches rules (S3 "Object Created" events included) but cannot deliver to a state machine,
@@ -22,20 +24,32 @@ All of them touch moto internals (see aws-facts.md), which is why pyproject.toml
    OFFLINE_RETRY_SCALE (a number >= 0, read at each wait; default 1, the ASL's own intervals, as `make demo`
    runs) multiplies that wait, so that the tests (tests/conftest.py sets 0.01) retry as often, in the same
    order, without sitting out the back-off. Nothing else changes: MaxAttempts, ErrorEquals and Catch are moto's.
+8. ASL parses: moto parses a state machine's whole definition with its ANTLR grammar for every execution (and
+   twice when the state machine is created), about half a second for this project's ASL. A definition's parse is
+   a pure function of its text and the parsed program keeps no state of its own across executions (each
+   execution's state is in its Environment), so each definition text is parsed once and its program shared, the
+   few most recent kept. A definition that does not parse is refused as before, each time.
+9. Execution history: moto's GetExecutionHistory ignores maxResults, nextToken and reverseOrder's paging and
+   returns a deep copy of every event each call, so following a run by polling costs time in the square of its
+   length. Page as Step Functions does: at most maxResults events (0 or none: 100), oldest first or, with
+   reverseOrder, newest first, and a nextToken for the rest (an unknown token is InvalidToken).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import decimal
 import inspect
 import json
 import math
 import os
+import re
 import threading
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +60,7 @@ from jsonata import utils as jsonata_utils
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.events.models import Rule
 from moto.stepfunctions import responses as sfn_responses
+from moto.stepfunctions.exceptions import InvalidToken
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
@@ -55,11 +70,15 @@ from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl impo
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
 from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
 from moto.stepfunctions.parser.asl.component.common.string.string_expression import StringJSONata
+from moto.stepfunctions.parser.asl.component.component import Component
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_intrinsics
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.backend.execution import Execution
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 # function name -> callable(event) -> result; set by the runner for the functions it deployed.
 LambdaInvoker = Callable[[str, Any], Any]
@@ -99,14 +118,32 @@ def _no_eval(*_: Any) -> Any:
     raise _StepFunctionsJSONataError("$eval is not available in Step Functions (use $parse for JSON text)")
 
 
+_COMPILED_KEPT = 1024
+_compiled: OrderedDict[str, Any] = OrderedDict()  # expression text without its variables -> compiled (under the lock)
+
+
+def _compile(expression: str) -> Any:
+    compiled = _compiled.get(expression)
+    if compiled is None:
+        compiled = jsonata.Jsonata(expression)
+        compiled.register_lambda("parse", _parse)
+        compiled.register_lambda("eval", _no_eval)
+        _compiled[expression] = compiled
+        while len(_compiled) > _COMPILED_KEPT:
+            _compiled.popitem(last=False)
+    else:
+        _compiled.move_to_end(expression)
+    return compiled
+
+
 def _eval_jsonata(expression: str) -> Any:
+    text, bindings = _lift_values(expression)
     # jsonata-python is not thread-safe; concurrent executions evaluate expressions on their own threads.
     try:
         with _jsonata_lock:
-            compiled = jsonata.Jsonata(expression)
-            compiled.register_lambda("parse", _parse)
-            compiled.register_lambda("eval", _no_eval)
-            return compiled.evaluate(None)
+            compiled = _compile(text)
+            jsonata.Jsonata.CURRENT.jsonata = compiled  # what a new Jsonata sets; higher-order functions read it
+            return compiled.evaluate(None, bindings)
     except Exception as exc:  # the interpreter expects its own exception type for any evaluation error
         raise moto_jsonata.JSONataException("States.QueryEvaluationError", str(exc)) from exc
 
@@ -207,15 +244,72 @@ def _json_default(value: Any) -> Any:
     return _aws_time(value) if isinstance(value, datetime.datetime) else str(value)
 
 
+# A declaration the encoder wrote: `$name:=/*offline-value*/<JSON>;`. The comment is JSONata, so the text stays an
+# expression that means the same; _eval_jsonata binds such values instead of parsing them (see _lift_values).
+_VALUE_MARK = "/*offline-value*/"
+_MARKED_DECLARATION = re.compile(r"\$([A-Za-z0-9_$]+):=" + re.escape(_VALUE_MARK))
+_JSON = json.JSONDecoder()
+
+
 def _encode_declarations(bindings: dict[str, Any]) -> str:
     parts = []
     for reference, value in bindings.items():
         if reference == "$states":
             value = _with_aws_times(value)
         # ensure_ascii=False: jsonata-python reads a \ud83d\ude00 escape pair as two lone surrogates, not one character.
-        literal = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-        parts.append(f"{reference}:={literal};")
+        try:
+            literal = json.dumps(
+                value, ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
+            )
+            mark = _VALUE_MARK
+        except ValueError:  # NaN or Infinity: not JSON, left to the parser as moto leaves it
+            literal = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+            mark = ""
+        parts.append(f"{reference}:={mark}{literal};")
     return "".join(parts)
+
+
+def _as_jsonata(value: Any) -> Any:
+    """A JSON value as jsonata-python's parser makes a literal of it: null is its NULL_VALUE, an integral number an
+    int, an array its JList."""
+    if value is None:
+        return jsonata_utils.Utils.NULL_VALUE
+    if isinstance(value, float):
+        return jsonata_utils.Utils.convert_number(value)
+    if isinstance(value, list):
+        return jsonata_utils.Utils.JList([_as_jsonata(item) for item in value])
+    if isinstance(value, dict):
+        return {key: _as_jsonata(item) for key, item in value.items()}
+    return value
+
+
+def _lift_values(expression: str) -> tuple[str, dict[str, Any]]:
+    """The expression without the variable declarations _encode_declarations wrote, and their values to bind.
+
+    moto pastes every variable into the expression as a literal, so each evaluation parsed the run's whole state
+    again (most of an execution's time); bound instead, the rest of the text is the state's own expression, the
+    same each time, and compiled once. moto writes the declarations at the start of the expression's block, after
+    the intrinsic functions' own declarations, so binding them around the block means the same, unless a variable
+    takes an intrinsic function's name (a later declaration replaces the function) or nothing but declarations is
+    left: then the text is evaluated as written."""
+    bindings: dict[str, Any] = {}
+    kept: list[str] = []
+    position = 0
+    while (found := _MARKED_DECLARATION.search(expression, position)) is not None:
+        value, end = _JSON.raw_decode(expression, found.end())
+        if expression[end : end + 1] != ";":
+            return expression, {}
+        kept.append(expression[position : found.start()])
+        bindings[found.group(1)] = value  # a later declaration of a name replaces an earlier one, as in the block
+        position = end + 1
+    if not bindings:
+        return expression, {}
+    rest = expression[position:]
+    if not rest.strip().strip(")").strip() or any(
+        f"${name}" in moto_intrinsics._DECLARATION_BY_VARIABLE_REFERENCE for name in bindings
+    ):
+        return expression, {}
+    return "".join(kept) + rest, {name: _as_jsonata(value) for name, value in bindings.items()}
 
 
 # -- Errors where Step Functions has them --------------------------------------------------------------------
@@ -345,6 +439,83 @@ def _retrier_eval_body(self: RetrierDecl, env: Any) -> None:
     env.stack.append(RetrierOutcome.Executed)
 
 
+# -- ASL parses, once per definition ------------------------------------------------------------------------
+
+_PARSES_KEPT = 16
+_parses: OrderedDict[str, tuple[Any, Any]] = OrderedDict()  # definition text -> (program, parse tree)
+_parses_lock = threading.Lock()
+
+
+def _fix_heap_keys(program: Any) -> None:
+    """Give every component of a shared program its heap key now: moto draws one on first use, and two executions
+    drawing at once could each file their retry counters under a different key."""
+    seen: set[int] = set()
+    pending = [program]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, EvalComponent):
+            _ = item.heap_key
+        if isinstance(item, Component):
+            pending.extend(vars(item).values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+
+
+def _parse_asl(definition: str) -> tuple[Any, Any]:
+    with _parses_lock:
+        if definition in _parses:
+            _parses.move_to_end(definition)
+            return _parses[definition]
+    parsed = _originals["asl_parse"](definition)  # a definition that does not parse raises here, every time
+    _fix_heap_keys(parsed[0])
+    with _parses_lock:
+        parsed = _parses.setdefault(definition, parsed)
+        while len(_parses) > _PARSES_KEPT:
+            _parses.popitem(last=False)
+    return parsed
+
+
+# -- Execution history, paged -------------------------------------------------------------------------------
+
+_HISTORY_PAGE = 100  # Step Functions' default maxResults
+_TOKEN_PREFIX = "offline-history:"
+
+
+def _get_execution_history(self: Any) -> Any:
+    backend = self.stepfunction_backend
+    if not isinstance(backend, StepFunctionsParserBackend):  # moto's canned history, when executions do not run
+        return _originals["get_execution_history"](self)
+    execution = backend.describe_execution(execution_arn=self._get_param("executionArn"))
+    env = execution.exec_worker.env if execution.exec_worker is not None else None
+    events: list[Any] = []
+    if env is not None:  # None: the execution has not started yet
+        with env.event_manager._mutex:
+            events = list(env.event_manager._history_event_list)
+    newest_first = bool(self._get_param("reverseOrder"))
+    token = self._get_param("nextToken")
+    if token:
+        try:
+            if not token.startswith(_TOKEN_PREFIX):
+                raise ValueError(token)
+            after = int(token[len(_TOKEN_PREFIX) :])
+        except ValueError:
+            raise InvalidToken(f"{token!r} is not a token this history gave") from None
+        events = [e for e in events if (e["id"] < after if newest_first else e["id"] > after)]
+    if newest_first:
+        events.reverse()
+    size = self._get_param("maxResults") or _HISTORY_PAGE
+    page = copy.deepcopy(events[:size])
+    result: dict[str, Any] = {"events": page}
+    if len(events) > size:
+        result["nextToken"] = f"{_TOKEN_PREFIX}{page[-1]['id']}"
+    return sfn_responses.ActionResult(result)
+
+
 def _start_execution(state_machine_arn: str, event_json: str) -> None:
     boto3.client("stepfunctions", region_name=state_machine_arn.split(":")[3]).start_execution(
         stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=event_json
@@ -413,6 +584,10 @@ def install(invoker: LambdaInvoker, event_triggers: bool = False) -> None:
         Rule.send_to_targets = _send_to_targets
         _originals["retrier"] = RetrierDecl._eval_body
         RetrierDecl._eval_body = _retrier_eval_body
+        _originals["asl_parse"] = AmazonStateLanguageParser.__dict__["parse"].__func__
+        AmazonStateLanguageParser.parse = staticmethod(_parse_asl)
+        _originals["get_execution_history"] = sfn_responses.StepFunctionResponse.get_execution_history
+        sfn_responses.StepFunctionResponse.get_execution_history = _get_execution_history
         _installed = True
 
 
@@ -447,5 +622,7 @@ def uninstall() -> None:
         sfn_responses.StepFunctionResponse.send_task_failure = _originals["send_task_failure"]
         StringJSONata._eval_body = _originals["string_jsonata"]
         RetrierDecl._eval_body = _originals["retrier"]
+        AmazonStateLanguageParser.parse = staticmethod(_originals["asl_parse"])
+        sfn_responses.StepFunctionResponse.get_execution_history = _originals["get_execution_history"]
         _invoker = None
         _installed = False

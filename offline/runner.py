@@ -201,6 +201,8 @@ class OfflineAWS:
         self._handlers: dict[str, Callable] = {}  # function name -> its handler
         self._environments: dict[str, MappingProxyType] = {}  # function name -> its environment variables
         self.builder: StackBuilder | None = None
+        self._clients: dict[str, Any] = {}  # service -> the runner's own client (clients are thread-safe)
+        self._clients_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def __enter__(self) -> OfflineAWS:
@@ -211,19 +213,21 @@ class OfflineAWS:
         self._mock.start()
         try:
             self.standin.install()
+            # Before the deployment: creating the state machine parses its definition too (seam 8).
+            moto_patches.install(self._invoke, event_triggers=self.event_triggers)
             self.builder = StackBuilder(self.root, self.stack_name, REGION, self.parameters)
             self.stack = self.builder.deploy()
             # Every AWS call a handler makes (through boto3's default session, as handlers do), for IAM checks.
             boto3.DEFAULT_SESSION = _OneClientAtATimeSession()
             boto3.DEFAULT_SESSION.events.register("provide-client-params", self._record_call)
             self._load_functions()
-            moto_patches.install(self._invoke, event_triggers=self.event_triggers)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._clients.clear()
         moto_patches.uninstall()
         self.standin.uninstall()
         self._mock.stop()
@@ -273,7 +277,11 @@ class OfflineAWS:
         return self.stack.outputs["EndpointName"]
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)
+        """The runner's client for `service` (made once per stack: `wait` polls the history twenty times a second)."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(service, region_name=REGION)
+            return self._clients[service]
 
     def upload(self, source: Path | bytes, key: str) -> None:
         """Put an object in the stack's bucket as a user would (SSE-KMS, as the bucket policy demands)."""
@@ -378,10 +386,11 @@ class OfflineAWS:
         sfn = self.client("stepfunctions")
         started = time.monotonic()
         seen = 0
+        events: list[dict] = []
         states: list[StateEvent] = []
         while True:
             description = sfn.describe_execution(executionArn=arn)
-            events = self._history(arn)
+            events.extend(self._events_after(arn, events[-1]["id"] if events else 0))
             for event in events[seen:]:
                 if approve is not None and (token := approval_token(event)):
                     answer = {"approved": approve, "by": "offline runner"}
@@ -440,6 +449,26 @@ class OfflineAWS:
                     {"subject": parameters.get("Subject"), "message": parameters.get("Message"), "token": token}
                 )
         return found
+
+    def _events_after(self, arn: str, last_id: int) -> list[dict]:
+        """The execution's events newer than event `last_id`, oldest first: read newest first, in pages that start
+        small (a poll mostly finds a few new events) and grow, only as far back as `last_id` (ids count up from 1)."""
+        sfn = self.client("stepfunctions")
+        newer: list[dict] = []
+        token = None
+        size = 8
+        while True:
+            page = sfn.get_execution_history(
+                executionArn=arn, reverseOrder=True, maxResults=size, **({"nextToken": token} if token else {})
+            )
+            size = min(size * 4, 1000)
+            for event in page["events"]:
+                if event["id"] <= last_id:
+                    return newer[::-1]
+                newer.append(event)
+            token = page.get("nextToken")
+            if not token:
+                return newer[::-1]
 
     def _history(self, arn: str) -> list[dict]:
         sfn = self.client("stepfunctions")

@@ -266,7 +266,7 @@ class StackBuilder:
     def _create_S3_BucketPolicy(self, logical: str, props: dict) -> None:
         # moto 5.2.1 applies a bucket policy's Deny statements without reading their Conditions, so the
         # stack's "deny non-TLS / deny non-KMS puts" would refuse every request. The policy is kept here for
-        # inspection and checked by tests/test_template.py instead; every put this project makes sends SSE-KMS.
+        # inspection and checked by tests/infra/test_template.py instead; every put this project makes sends SSE-KMS.
         self.deployed.bucket_policies[props["Bucket"]] = props["PolicyDocument"]
 
     def _create_IAM_Role(self, logical: str, props: dict) -> None:

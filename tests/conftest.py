@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from moto import mock_aws
 
@@ -24,6 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # The ASL's Retry waits at a hundredth of their length (offline/moto_patches.py, seam 7): as many retries, in the
 # same order, without sitting out the back-off. OFFLINE_RETRY_SCALE=1 runs them at full length.
 os.environ.setdefault(moto_patches.RETRY_SCALE_VARIABLE, "0.01")
+
+# Every test starts from a new boto3 session (_aws_env, and each OfflineAWS), and each new session would read
+# botocore's service models and endpoint rules from disk again (a tenth of a second per client). The files are the
+# same for every session: the sessions share one loader, whose caches hold what they read. Sessions, credentials
+# and clients stay per test.
+botocore.session.create_loader = functools.cache(botocore.session.create_loader)
 
 
 def require(module: str) -> Any:

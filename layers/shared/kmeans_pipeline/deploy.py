@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import create_or_reuse, describe_or_none, sagemaker_call, translate
+from kmeans_pipeline.aws import create_or_reuse, describe_or_none, error_code, sagemaker_call, translate
 from kmeans_pipeline.endpoints import describe_endpoint
 from kmeans_pipeline.errors import EndpointUnavailableError, ResourceConflictError
 from kmeans_pipeline.models import BestTrainingJob, DeployResult, EndpointStatus, ModelCreated, RunConfig
@@ -108,8 +108,16 @@ def deploy(
             previous_endpoint_config_name=current if current != endpoint_config_name else None,
         )
     if status == "InService":
-        with sagemaker_call("UpdateEndpoint", name):
+        try:
             sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=endpoint_config_name)
+        except ClientError as exc:
+            # Another execution may have started its update since we looked (SageMaker refuses ours with a
+            # ValidationException): then it is "busy", as when two first deploys race.
+            if error_code(exc) == "ValidationException":
+                now = describe_endpoint(sagemaker, name)
+                if now is not None and now.status in TRANSITIONAL and endpoint_config_name not in now.configs:
+                    return DeployResult(action="busy", endpoint_name=name, endpoint_status=now.status)
+            raise translate(exc, "UpdateEndpoint", name) from exc
         return DeployResult(
             action="updated", endpoint_name=name, endpoint_status="Updating", previous_endpoint_config_name=current
         )

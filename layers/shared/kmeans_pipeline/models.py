@@ -376,7 +376,7 @@ def _describe(errors: list) -> str:
 # -- step inputs ----------------------------------------------------------------------------------------------
 # One model per state machine step: the fields its handler needs are required, the optional ones it uses have
 # defaults, and whatever else the state machine sends is ignored. `statemachine/pipeline.asl.json` builds each
-# step's Payload; tests/test_events.py checks that every Payload and every events/<step>.json fits its model.
+# step's Payload; tests/step/test_events.py checks that every Payload and every events/<step>.json fits its model.
 
 
 class StepInput(_Model):

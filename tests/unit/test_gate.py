@@ -186,7 +186,7 @@ def test_throttling_goes_to_the_state_machines_retry_and_a_refusal_fails_the_che
 def test_no_lambda_sleeps_waiting_is_the_state_machines_job():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     code = [p for folder in ("layers/shared/kmeans_pipeline", "functions") for p in (root / folder).rglob("*.py")]
     assert code and not [str(p) for p in code if "sleep(" in p.read_text()]
 

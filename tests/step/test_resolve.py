@@ -17,7 +17,7 @@ from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
 from kmeans_pipeline.names import run_id
 from kmeans_pipeline.resolve import resolve
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 TUNING_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 NAME_63 = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 TAG_VALUE = re.compile(r"^[\w\s.:/=+\-@]*$")  # botocore's ([\p{L}\p{Z}\p{N}_.:/=+\-@]*) for str.isalnum letters

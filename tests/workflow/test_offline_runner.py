@@ -8,13 +8,16 @@ import io
 import json
 import re
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
 from offline import moto_patches
 
@@ -27,9 +30,10 @@ def run(
     handler: Callable[[Any], Any] = lambda event: event,
     execution_input: Any = None,
     while_running: Callable[[Any, str, list], None] | None = None,
+    after: Callable[[Any, str], None] | None = None,
 ) -> dict:
     """Run a JSONata state machine whose Task states call `handler` through the runner's Lambda seam; the
-    execution's description, with its history under "events"."""
+    execution's description, with its history under "events". `after(sfn, arn)` runs once the execution ended."""
     definition = {"QueryLanguage": "JSONata", "StartAt": next(iter(states)), "States": states}
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         moto_patches.install(lambda name, event: handler(event))
@@ -60,7 +64,9 @@ def run(
                 if while_running:
                     while_running(sfn, arn, sfn.get_execution_history(executionArn=arn)["events"])
                 time.sleep(0.02)
-            described["events"] = sfn.get_execution_history(executionArn=arn)["events"]
+            described["events"] = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            if after:
+                after(sfn, arn)
             return described
         finally:
             moto_patches.uninstall()
@@ -248,7 +254,7 @@ def test_the_context_objects_timestamps_have_step_functions_format():
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # a whole execution (its branch: tests/test_workflow_branches.py)
+@pytest.mark.slow  # a whole execution (its branch: tests/workflow/test_workflow_branches.py)
 def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path):
     from offline.runner import OfflineAWS
     from offline.sample_data import generate
@@ -277,6 +283,102 @@ def test_a_failed_approval_ends_the_run_with_the_cause_its_answer_gave(tmp_path)
         result = aws.wait(arn, timeout=120)
     assert (result.status, result.error) == ("FAILED", "ApprovalSystemDown")
     assert result.cause == "Ask for approval failed: the change board's tool is offline"
+
+
+def test_variables_keep_their_values_null_whole_numbers_and_text_that_looks_like_a_declaration():
+    tricky = "$x:=/*offline-value*/{};"
+    states = {
+        "Keep": {
+            "Type": "Pass",
+            "Assign": {"nothing": None, "whole": 2.0, "list": [1, None, 2.5], "tricky": "{% $states.input.text %}"},
+            "Next": "Use",
+        },
+        "Use": {
+            "Type": "Pass",
+            "Output": {
+                "type": "{% $type($nothing) %}",
+                "exists": "{% $exists($nothing) %}",
+                "isNull": "{% $nothing = null %}",
+                "whole": "{% $string($whole) %}",
+                "list": "{% $string($list) %}",
+                "nullInList": "{% $type($list[1]) %}",
+                "tricky": "{% $tricky %}",
+            },
+            "End": True,
+        },
+    }
+    assert output(run(states, execution_input={"text": tricky})) == {
+        "type": "null",
+        "exists": True,
+        "isNull": True,
+        "whole": "2",
+        "list": "[1,null,2.5]",
+        "nullInList": "null",
+        "tricky": tricky,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# ASL parses, once per definition (seam 8); the execution history, paged (seam 9)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_definition_is_parsed_once_however_often_it_is_created_and_run_and_a_bad_one_is_refused_each_time(
+    monkeypatch,
+):
+    parsed: list[str] = []
+    original = AmazonStateLanguageParser.__dict__["parse"].__func__
+
+    def counting(definition: str) -> Any:
+        parsed.append(definition)
+        return original(definition)
+
+    monkeypatch.setattr(AmazonStateLanguageParser, "parse", staticmethod(counting))
+    comment = f"only this test's {uuid.uuid4()}"
+    states = {"A": {"Type": "Pass", "Comment": comment, "Output": "{% $states.input %}", "End": True}}
+    bad = json.dumps({"StartAt": "A", "States": {"A": {"Type": "Bogus", "Comment": comment}}})
+    refusals = []
+
+    def create_bad_twice(sfn: Any, arn: str) -> None:
+        role = arn.replace(":states:", ":iam:").split(":execution:")[0].replace(":iam:us-east-1:", ":iam::")
+        for _ in range(2):
+            with pytest.raises(ClientError) as refused:
+                sfn.create_state_machine(name=f"bad-{len(refusals)}", roleArn=f"{role}:role/runner", definition=bad)
+            refusals.append(str(refused.value))
+
+    for _ in range(2):
+        assert output(run(states, execution_input={"n": 1}, after=create_bad_twice)) == {"n": 1}
+    mine = [d for d in parsed if comment in d and "Bogus" not in d]
+    assert len(mine) == 1  # two creations and two executions, one parse
+    assert len(refusals) == 4 and all("mismatched input '\"Bogus\"'" in refusal for refusal in refusals), refusals
+    assert len([d for d in parsed if "Bogus" in d]) == 4
+
+
+def test_the_history_comes_in_pages_oldest_or_newest_first_as_step_functions_pages_it():
+    states = {f"S{i}": {"Type": "Pass", "Next": f"S{i + 1}"} for i in range(5)} | {"S5": {"Type": "Pass", "End": True}}
+    read: dict[str, list] = {}
+
+    def page_through(sfn: Any, arn: str) -> None:
+        read["default"] = sfn.get_execution_history(executionArn=arn)["events"]
+        for order in (False, True):
+            events, token = [], None
+            while True:
+                page = sfn.get_execution_history(
+                    executionArn=arn, maxResults=4, reverseOrder=order, **({"nextToken": token} if token else {})
+                )
+                assert 0 < len(page["events"]) <= 4
+                events += page["events"]
+                if not (token := page.get("nextToken")):
+                    break
+            read["newest first" if order else "oldest first"] = events
+        with pytest.raises(ClientError, match="InvalidToken"):
+            sfn.get_execution_history(executionArn=arn, nextToken="a token no history gave")
+
+    run(states, after=page_through)
+    everything = read["default"]
+    assert [e["id"] for e in everything] == list(range(1, 15))  # started, six states entered and exited, succeeded
+    assert everything[0]["type"] == "ExecutionStarted" and everything[-1]["type"] == "ExecutionSucceeded"
+    assert read["oldest first"] == everything and read["newest first"] == everything[::-1]
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 from offline.cfn import load_template, loads_template
 from tools import package_check as pc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from offline.__main__ import FAIL_MODES, build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 

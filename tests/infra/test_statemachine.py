@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonata
 import pytest
 
-ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.asl.json"
+ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
 ASL = json.loads(ASL_PATH.read_text())
 STATES = ASL["States"]
 LAMBDA_ERRORS = {

@@ -12,6 +12,7 @@ from kmeans_pipeline.deploy import check_endpoint, create_model, deploy
 from kmeans_pipeline.errors import (
     EndpointUnavailableError,
     SageMakerLimitExceededError,
+    SageMakerRequestError,
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
@@ -202,6 +203,30 @@ def test_two_first_deploys_at_once_the_later_one_waits(settings):
     with stub:
         result = deploy(make_config(settings), NEW, settings, client)
     assert result.action == "busy"
+
+
+def test_two_updates_at_once_the_later_one_waits(settings):
+    """Both executions saw the endpoint InService; the one whose UpdateEndpoint loses the race waits instead of
+    failing."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    stub = Stubber(client)
+    stub.add_response("describe_endpoint", endpoint("InService"))
+    stub.add_client_error("update_endpoint", "ValidationException", 'Cannot update in-progress endpoint "kmeans-dev".')
+    stub.add_response("describe_endpoint", endpoint("Updating", OLD, pending="kmeans-dev-otherrun"))
+    with stub:
+        result = deploy(make_config(settings), NEW, settings, client)
+    stub.assert_no_pending_responses()
+    assert result.action == "busy" and result.endpoint_status == "Updating"
+
+
+def test_an_update_refused_for_another_reason_is_reported(settings):
+    client = boto3.client("sagemaker", region_name=REGION)
+    stub = Stubber(client)
+    stub.add_response("describe_endpoint", endpoint("InService"))
+    stub.add_client_error("update_endpoint", "ValidationException", "Could not find endpoint configuration")
+    stub.add_response("describe_endpoint", endpoint("InService"))
+    with stub, pytest.raises(SageMakerRequestError, match="Could not find endpoint configuration"):
+        deploy(make_config(settings), NEW, settings, client)
 
 
 def test_a_create_refused_for_another_reason_is_reported(settings):

@@ -16,7 +16,7 @@ START = "2026-11-23T10:00:00.000Z"
 
 
 def config_for(settings, key: str, **overrides):
-    # Raw numbers unless a test says otherwise: these tests are about the split (tests/test_treatment.py has the rest).
+    # Raw numbers unless a test says otherwise: these tests are about the split (tests/step/test_treatment.py has the rest).
     return resolve({"dataKey": key, "standardize": False, **overrides}, "prep", START, settings, None)
 
 

@@ -12,9 +12,9 @@ from offline.sample_data import generate
 
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
-# gateTolerancePercent 1000: a second run always replaces the model here (tests/test_evaluation.py tests the gate).
+# gateTolerancePercent 1000: a second run always replaces the model here (tests/workflow/test_evaluation.py tests the gate).
 # Raw numbers ("standardize": false), so that these tests can send the CSV's own rows to the endpoint; the default
-# treatments are in tests/test_score_api.py.
+# treatments are in tests/workflow/test_score_api.py.
 FAST = {
     "pollSeconds": 0,
     "maxTrainingJobs": 4,

@@ -14,7 +14,7 @@ from conftest import require
 from offline.cfn import load_template
 from tools import generate_image_mappings as generator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
 

@@ -28,7 +28,7 @@ from kmeans_pipeline.models import (
 )
 from offline.cfn import load_template
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 STEPS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
 # Each state machine step's input model (score_records is the scoring API's function URL, not a step).

@@ -21,7 +21,7 @@ from kmeans_pipeline.scoring import flag, score
 from kmeans_pipeline.treatment import encode, legacy
 from offline.standin.ndarray import write_model_tar_gz
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CENTROIDS = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 5.0]], dtype=np.float32)
 HEADER_ROWS = [
     ["id", "tranCode", "note", "Amount"],

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import require
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "pipeline.asl.json"
 TAGS = {"Project": "NamePrefix", "Environment": "EnvironmentName", "Owner": "Owner"}

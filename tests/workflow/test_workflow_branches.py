@@ -1,7 +1,7 @@
 """Every Choice, Retry and Catch path of statemachine/pipeline.asl.json, in milliseconds: the real ASL runs in
 moto's interpreter (with offline/moto_patches.py, as `make demo` runs it) and each Lambda Task is answered by a
 stub keyed by its state name, built from the step's own output model. The handlers themselves are tested per step
-and end to end (tests/test_offline_pipeline.py, test_evaluation.py, test_faults.py)."""
+and end to end (tests/workflow/test_offline_pipeline.py, test_evaluation.py, test_faults.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from offline.runner import InjectedFault
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-ASL = Path(__file__).resolve().parent.parent / "statemachine" / "pipeline.asl.json"
+ASL = Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
 DEFINITION = json.loads(ASL.read_text())
 LAMBDA_STATES = [
     name
@@ -538,7 +538,7 @@ def test_a_failed_announcement_does_not_stop_the_run(workflow):
 # -- retries and step failures --------------------------------------------------------------------------------
 
 
-# "Check the previous model" is reached only after a failed check; tests/test_statemachine.py pins that its Retry
+# "Check the previous model" is reached only after a failed check; tests/infra/test_statemachine.py pins that its Retry
 # is the same as every other step's.
 ON_A_GOOD_RUN = [s for s in LAMBDA_STATES if s != "Check the previous model"]
 SAGEMAKER_STEPS = [s for s in ON_A_GOOD_RUN if s not in ("Resolve run configuration", "Prepare training data")]

@@ -110,7 +110,7 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
         (_zip(), "zip archive"),
         (b"not an archive at all", "not gzip-compressed"),
         (b"", "empty"),
-        (gzip.compress(b"plain text, not a tar"), "not a tar archive"),
+        (gzip.compress(b"plain text, not a tar", mtime=0), "not a tar archive"),
         (_tar_gz({"model.json": b"{}"}), "no model_algo-1"),
         (_tar_gz({"model_algo-1": b"garbage"}), "not a valid MXNet NDArray list"),
         (_tar_gz({"model_algo-1": write_ndarray_list([np.zeros(3)])}), "expected \\(k, feature_dim\\)"),

@@ -13,7 +13,7 @@ from offline.runner import OfflineAWS
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 # gateTolerancePercent 1000: these runs are about deployment mechanics, so a later run always replaces the model
-# (tests/test_evaluation.py covers the quality gate itself).
+# (tests/workflow/test_evaluation.py covers the quality gate itself).
 FAST = {"pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}
 GOOD = "tranCode,Amount\n" + "".join(f"{i % 3 + 1},{(i % 7) * 10 + 5}.5\n" for i in range(300))
 
@@ -70,7 +70,7 @@ def run_on(aws, name, data: bytes, **overrides):
         ("fewer-than-k", b"tranCode,Amount\n1,2\n2,3\n", "DataValidationError", "at least k=3"),
         ("duplicate-columns", b"Amount,Amount\n1,2\n", "DataValidationError", "names Amount more than once"),
         ("too-big", b"tranCode,Amount\n" + b"1,2.5\n" * 200_000, "DataValidationError", "accepts at most 1,048,576"),
-        ("broken-gzip", gzip.compress(GOOD.encode())[:-30], "DataValidationError", "gzip"),
+        ("broken-gzip", gzip.compress(GOOD.encode(), mtime=0)[:-30], "DataValidationError", "gzip"),
     ],
 )
 def test_bad_data_fails_naming_the_problem_and_leaves_the_raw_object_alone(stack, name, data, error, says):
@@ -88,7 +88,7 @@ def test_bad_data_fails_naming_the_problem_and_leaves_the_raw_object_alone(stack
         ("crlf", GOOD.replace("\n", "\r\n").encode()),
         ("bom", ("\ufeff" + GOOD).encode()),
         ("no-final-newline", GOOD.rstrip("\n").encode()),
-        ("gzipped", gzip.compress(GOOD.encode())),
+        ("gzipped", gzip.compress(GOOD.encode(), mtime=0)),
     ],
 )
 def test_files_a_user_would_call_fine_work(stack, name, data):
