@@ -195,8 +195,9 @@ def anomaly_scores(
     other cluster and the distance to it.
 
     The feature columns are taken by name from the report; its treatment is applied before scoring. ``centroids``
-    are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted, when None). A row is flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in
-    original units when already read (``read_features``), instead of reading ``csv_path``.
+    are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted, when None). A row is
+    flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in original units when
+    already read (``read_features``), instead of reading ``csv_path``.
     """
     if X is None:
         X = read_features(Path(csv_path), report["featureColumns"])

@@ -249,7 +249,7 @@ def score_records(records: list[Any], view: ServingView, endpoint: str, runtime:
             )
         except EndpointCheckError as exc:
             raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
-    reference, referred = refer(Z, closest, distance, view.centroids, view.small) if view.small else (closest, distance)
+    reference, referred = refer(Z, closest, distance, view.centroids, view.small)
     scores = anomaly_score(reference, referred, view.thresholds, view.overall)
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
     for r, i in enumerate(good):

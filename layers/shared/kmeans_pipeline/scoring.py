@@ -170,9 +170,9 @@ def refer(X, closest, distance, centroids, small: list[int]) -> tuple[np.ndarray
     """
     closest = np.array(closest, dtype=np.int64)
     distance = np.array(distance, dtype=np.float32)
-    C = np.asarray(centroids, dtype=np.float32)
     if not small:
         return closest, distance
+    C = np.asarray(centroids, dtype=np.float32)
     large = np.setdiff1d(np.arange(len(C)), small)
     if large.size == 0:
         raise ValueError(f"every one of the {len(C)} clusters is small: none is left to score against")
