@@ -205,29 +205,11 @@ def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: SageMakerCl
                 best_so_far=best_value,
                 best=_best_training_job(sagemaker, best),
             )
-        if status == "Completed":
-            return _failure(
-                sagemaker,
-                tuning_job_name,
-                status,
-                job,
-                counters,
-                budget,
-                "NoBestTrainingJob",
-                "completed without a best training job",
-            )
-        if status == "Stopped":
-            return _failure(
-                sagemaker,
-                tuning_job_name,
-                status,
-                job,
-                counters,
-                budget,
-                "TuningJobStopped",
-                "was stopped before it chose a model",
-            )
-        return _failure(sagemaker, tuning_job_name, status, job, counters, budget, "TuningJobFailed", f"ended {status}")
+        error, reason = {
+            "Completed": ("NoBestTrainingJob", "completed without a best training job"),
+            "Stopped": ("TuningJobStopped", "was stopped before it chose a model"),
+        }.get(status, ("TuningJobFailed", f"ended {status}"))
+        return _failure(sagemaker, tuning_job_name, status, job, counters, budget, error, reason)
 
 
 def _best_training_job(sagemaker: SageMakerClient, best: Mapping[str, Any]) -> BestTrainingJob:
