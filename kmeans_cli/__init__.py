@@ -75,11 +75,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from kmeans_pipeline.artifact import centroids_to_json, read_centroids, split_s3_uri
+from kmeans_pipeline.aws.uris import split_s3_uri
+from kmeans_pipeline.data.treatment import encode, from_report, legacy, negative_log_values
 from kmeans_pipeline.errors import PipelineError
-from kmeans_pipeline.models import FeatureTreatment
-from kmeans_pipeline.scoring import anomaly_score, flag, refer, report_small_clusters, score
-from kmeans_pipeline.treatment import encode, from_report, legacy, negative_log_values
+from kmeans_pipeline.model.artifact import centroids_to_json, read_centroids
+from kmeans_pipeline.model.scoring import anomaly_score, flag, refer, report_small_clusters, score
+from kmeans_pipeline.schemas.dataset import FeatureTreatment
 
 PROG = "python -m kmeans_cli"
 OUTPUT_COLUMNS = ("closest_cluster", "distance_to_cluster")
@@ -97,7 +98,7 @@ class _Clients:
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            from kmeans_pipeline.aws import client
+            from kmeans_pipeline.aws.clients import client
 
             self._s3 = client("s3")
         return self._s3

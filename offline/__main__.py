@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from kmeans_pipeline.artifact import read_centroids, split_s3_uri
+from kmeans_pipeline.aws.uris import split_s3_uri
 from kmeans_pipeline.errors import DataValidationError, ModelArtifactError
+from kmeans_pipeline.model.artifact import read_centroids
 from offline import report_view
 from offline.runner import ROOT, ExecutionResult, OfflineAWS, StateEvent
 from offline.sample_data import generate

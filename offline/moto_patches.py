@@ -1,7 +1,7 @@
 """The seams that turn moto 5.2.1 into a local AWS that runs this project's state machine for real, and fails
 where Step Functions fails.
 
-All of them touch moto internals (see aws-facts.md), which is why pyproject.toml pins moto to 5.2.1:
+All of them touch moto internals, which is why pyproject.toml pins moto to 5.2.1:
 1. JSONata: moto's interpreter leaves its JSONata evaluator empty; fill it with jsonata-python, with jsonata-js
    2.0.6's `$string` number format (15 significant digits, then JavaScript's own layout: 1000000000000000,
    1e+21) and Step Functions' `$parse` (JSON only; moto defines it as `$eval`, which Step Functions lacks).

@@ -1,7 +1,7 @@
 """The demo's view of a run's evaluation report: a terminal table, the sample scored with the model, how many of the
 injected anomalies the thresholds catch, and a picture.
 
-The report is the JSON the "Evaluate model" step writes (``kmeans_pipeline.evaluate``). Its distances and thresholds
+The report is the JSON the "Evaluate model" step writes (``kmeans_pipeline.steps.evaluate_model``). Its distances and thresholds
 are in the model's units (the features its treatment makes); its centroids (and this module's scatter plot) are in
 the CSV's units.
 """
@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from kmeans_pipeline.scoring import anomaly_score, flag, refer, report_small_clusters, score
-from kmeans_pipeline.split import BLOCK_BYTES, read_feature_rows
-from kmeans_pipeline.treatment import encode, from_report
+from kmeans_pipeline.data.blocks import BLOCK_BYTES
+from kmeans_pipeline.data.features import read_feature_rows
+from kmeans_pipeline.data.treatment import encode, from_report
+from kmeans_pipeline.model.scoring import anomaly_score, flag, refer, report_small_clusters, score
 
 MAX_SCATTER_POINTS = 50_000
 WIDTH = 100  # of the wrapped text lines
@@ -168,7 +169,7 @@ def report_table(report: dict) -> str:
 
 def read_rows(csv_path: Path, feature_columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(the named columns of every data row as float64, each row's 1-based line number), read as the data step reads
-    the object (``kmeans_pipeline.split.read_feature_rows``: gzip, BOM, quoting, blank lines, columns by name)."""
+    the object (``kmeans_pipeline.data.split.read_feature_rows``: gzip, BOM, quoting, blank lines, columns by name)."""
     with Path(csv_path).open("rb") as fh:
         _, X, lines = read_feature_rows(iter(lambda: fh.read(BLOCK_BYTES), b""), list(feature_columns))
     return X, lines
@@ -195,7 +196,7 @@ def anomaly_scores(
     other cluster and the distance to it.
 
     The feature columns are taken by name from the report; its treatment is applied before scoring. ``centroids``
-    are the model's own (``kmeans_pipeline.artifact.read_centroids``; the report's, converted, when None). A row is
+    are the model's own (``kmeans_pipeline.model.artifact.read_centroids``; the report's, converted, when None). A row is
     flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in original units when
     already read (``read_features``), instead of reading ``csv_path``.
     """

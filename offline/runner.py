@@ -25,7 +25,7 @@ import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from kmeans_pipeline.settings import function_environment_set
+from kmeans_pipeline.schemas.settings import function_environment_set
 from offline import moto_patches
 from offline.stack import ACCOUNT_ID, Deployed, StackBuilder
 from offline.standin import Faults, SageMakerStandIn, Timing

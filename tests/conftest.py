@@ -1,11 +1,11 @@
-"""Shared fixtures: fake AWS credentials, a moto account with the stack's key and bucket, stack settings."""
+"""Fixtures only (shared helpers live in testkit/): fake AWS credentials, a moto account with the stack's key and
+bucket, stack settings, a Lambda context."""
 
 from __future__ import annotations
 
 import functools
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,12 @@ import botocore.session
 import pytest
 from moto import mock_aws
 
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.schemas.settings import StackSettings
 from offline import moto_patches
 from offline.cfn import load_template
+from offline.runner import FakeLambdaContext
+from testkit.aws import ACCOUNT, IMAGE, REGION
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-IMAGE = f"382416733822.dkr.ecr.{REGION}.amazonaws.com/kmeans:1"
 ROOT = Path(__file__).resolve().parent.parent
 
 # The ASL's Retry waits at a hundredth of their length (offline/moto_patches.py, seam 7): as many retries, in the
@@ -32,13 +31,6 @@ os.environ.setdefault(moto_patches.RETRY_SCALE_VARIABLE, "0.01")
 # same for every session: the sessions share one loader, whose caches hold what they read. Sessions, credentials
 # and clients stay per test.
 botocore.session.create_loader = functools.cache(botocore.session.create_loader)
-
-
-def require(module: str) -> Any:
-    """Import a development dependency; in CI its absence is a failure, elsewhere a skip."""
-    if os.environ.get("CI"):
-        return __import__(module)
-    return pytest.importorskip(module, reason=f"{module} is a development dependency (pip install -e '.[dev]')")
 
 
 @pytest.fixture(scope="session")
@@ -112,56 +104,6 @@ def settings_env(settings, monkeypatch) -> StackSettings:
     return settings
 
 
-class FakeContext:
-    function_name = "test-function"
-    function_version = "$LATEST"
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test-function"
-    memory_limit_in_mb = 256
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/test-function"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeContext:
-    return FakeContext()
-
-
-def put_csv(bucket: str, key: str, text: str | bytes) -> None:
-    body = text.encode() if isinstance(text, str) else text
-    boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=body)
-
-
-def read_text(bucket: str, key: str) -> str:
-    return boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-
-
-def reset_faults(aws: Any) -> None:
-    """Put an OfflineAWS shared by a module's tests back as it started: no injected crash, stand-in fault or
-    slowed timing carries over into the next test (the endpoint and earlier executions do)."""
-    aws.crashes.clear()
-    aws.standin.faults.__init__()
-    aws.standin.timing.__init__()
-
-
-def without_endpoint(aws: Any) -> Any:
-    """Delete the shared stack's endpoint by hand, if an earlier test made one, and wait until it is gone: the
-    next run deploys it for the first time, as on a new stack."""
-    from botocore.exceptions import ClientError
-
-    sm = aws.client("sagemaker")
-    try:
-        sm.delete_endpoint(EndpointName=aws.endpoint_name)
-    except ClientError:
-        return aws  # never created
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            sm.describe_endpoint(EndpointName=aws.endpoint_name)
-        except ClientError:
-            return aws
-        time.sleep(0.05)
-    raise TimeoutError(f"endpoint {aws.endpoint_name} was not deleted within 30 s")
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext("test-function", memory=256, timeout=60)

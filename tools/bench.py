@@ -10,7 +10,7 @@
    The features are the numeric columns; the text file's other columns are carried by nobody but read by all.
 2. Runs each tool on each file in a fresh interpreter of its own, so that its peak RSS (VmHWM) is its own, and
    reports seconds of work (imports excluded), rows/s, MB/s of input and peak RSS:
-     core     kmeans_pipeline.split.split_stream over 8 MiB pieces of the file into two local files (2 workers)
+     core     kmeans_pipeline.data.split.split_stream over 8 MiB pieces of the file into two local files (2 workers)
      polars   lazy scan_csv (features as Float64) -> a seeded hash of the row index -> filter -> two sink_csv,
               collected together, POLARS_MAX_THREADS=2
      duckdb   COPY (SELECT features, hash-of-values test flag FROM read_csv(types DOUBLE)) TO ... PARTITION_BY,
@@ -349,7 +349,7 @@ def child(approach: str, source: str, out: str, features: list[str]) -> dict:
             for number, piece in enumerate(iter(lambda: src.read(CHUNK_BYTES), b"")):
                 (test if number % 5 == 4 else train).write(piece)
     else:
-        from kmeans_pipeline.split import split_stream
+        from kmeans_pipeline.data.split import split_stream
 
         started = time.perf_counter()
         with open(source, "rb") as src, train_path.open("wb") as train, test_path.open("wb") as test:
@@ -540,8 +540,8 @@ def real_run(summary: dict, poll_seconds: int) -> tuple[int, int, int]:
 
 def history() -> bool:
     """Runs and reports one offline execution; False if it did not succeed."""
-    from kmeans_pipeline.models import EVENTS_PER_POLL_ROUND
-    from kmeans_pipeline.settings import StackSettings
+    from kmeans_pipeline.schemas.run import EVENTS_PER_POLL_ROUND
+    from kmeans_pipeline.schemas.settings import StackSettings
     from offline.runner import OfflineAWS
     from offline.sample_data import generate
 
@@ -572,7 +572,7 @@ def history() -> bool:
             f"({c['lambdas'] / n:.1f}/round) {c['events']:>5} ({c['events'] / n:.1f}/round)"
         )
     print(
-        f"  (the offline runner handled {handled} Lambda invocations; models.py budgets {EVENTS_PER_POLL_ROUND} "
+        f"  (the offline runner handled {handled} Lambda invocations; schemas/run.py budgets {EVENTS_PER_POLL_ROUND} "
         f"history events per poll round)"
     )
     if not all(c["rounds"] for c in summary["loops"].values()):

@@ -11,7 +11,7 @@ pyarrow        ``pyarrow.csv.open_csv``, the streaming reader (C++, multi-thread
                ``include_columns`` = the features and every feature read as a *string* column (strict: no null
                values, UTF-8 checked). The value buffers are checked with the data step's own numpy number-syntax
                pass (``split._numbers_ok``) and joined into channel rows (``split._gather``), so the channels
-               carry the source's text as ``split_stream``'s fast path does; ``split._route`` splits each batch.
+               carry the source's text as ``split_stream``'s fast path does; ``fast.route`` splits each batch.
 arro3          ``arro3.io.read_csv`` (arrow-rs, Rust) over the whole stream with the features typed Float64 and
                every other column Utf8; per batch a non-null and finite check, the splitter's mask, ``take`` and
                ``arro3.io.write_csv`` (the channels then carry arrow-rs's float formatting). It holds the GIL.
@@ -23,7 +23,7 @@ On anything the reader or the checks refuse, each hands the whole input to ``spl
 names the first bad line and column): enough for the bench's "validates" column, not for production, where
 the channels already written would have to be abandoned first. None handles strata or non-negative columns, and
 the lenient library parsers accept some quoting that the data step's strict reading refuses. Each was checked
-to write the same rows as ``split_stream`` on the three 2 M-row bench files. Findings: README, "Scale and speed".
+to write the same rows as ``split_stream`` on the three 2 M-row bench files. Findings: docs/benchmarks.md, "Libraries studied for the fast path".
 """
 
 from __future__ import annotations
@@ -34,19 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from kmeans_pipeline.split import (
-    _COMMA,
-    _NL,
-    _PAD,
-    SplitResult,
-    StratifiedSplitter,
-    _classes,
-    _gather,
-    _numbers_ok,
-    _route,
-    _Scan,
-    split_stream,
-)
+from kmeans_pipeline.data.fast import _COMMA, _NL, _PAD, Scan, _classes, _gather, _numbers_ok, route
+from kmeans_pipeline.data.split import SplitResult, split_stream
+from kmeans_pipeline.data.splitter import StratifiedSplitter
 
 
 class _Refused(Exception):
@@ -61,7 +51,7 @@ def _string_column(column: Any) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets
 
 
-def _pyarrow_batch(batch: Any, features: list[str]) -> _Scan:
+def _pyarrow_batch(batch: Any, features: list[str]) -> Scan:
     """A record batch of string feature columns as the rows the channels carry (source text), checked."""
     rows = batch.num_rows
     datas, starts, lengths, base = [], [], [], 0
@@ -82,7 +72,7 @@ def _pyarrow_batch(batch: Any, features: list[str]) -> _Scan:
     delimiters = np.flatnonzero(inner >= _COMMA)
     if len(delimiters) != rows * len(features) or not _numbers_ok(c, delimiters):
         raise _Refused
-    return _Scan(rows, 0, rows, out, field_lengths.sum(1) + len(features), None)
+    return Scan(rows, 0, rows, out, field_lengths.sum(1) + len(features), None)
 
 
 def split_pyarrow(
@@ -118,7 +108,7 @@ def split_pyarrow(
     try:
         for batch in reader:
             scan = _pyarrow_batch(batch, feature_columns)
-            part = _route(scan, splitter.assign(scan.rows))
+            part = route(scan, splitter.assign(scan.rows))
             train.write(part.train)
             test.write(part.test)
             counts[0] += part.rows - part.test_rows
@@ -186,7 +176,7 @@ def split_polars_blocks(
     the splitter's mask; two ``write_csv``. Memory stays bounded by the block size, unlike a lazy scan."""
     import polars as pl
 
-    from kmeans_pipeline.split import line_blocks
+    from kmeans_pipeline.data.blocks import line_blocks
 
     blocks = line_blocks(chunks, block_bytes)
     first = next(blocks)

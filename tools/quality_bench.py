@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kmeans_pipeline.artifact import split_s3_uri
+from kmeans_pipeline.aws.uris import split_s3_uri
 from offline import report_view
 from offline.runner import OfflineAWS
 from offline.sample_data import generate

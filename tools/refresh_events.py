@@ -19,7 +19,7 @@ from offline.sample_data import generate
 EVENTS = ROOT / "events"
 PLACEHOLDER = "EXAMPLE-BUCKET"
 STEP_DIRS = {
-    "ResolveInputFunction": "resolve_input",
+    "ResolveRunFunction": "resolve_run",
     "PrepareDataFunction": "prepare_data",
     "StartTuningFunction": "start_tuning",
     "CheckTuningFunction": "check_tuning",
@@ -45,7 +45,7 @@ def main() -> int:
         bucket = aws.bucket
         for logical, directory in STEP_DIRS.items():
             event = aws.step_events[logical][0]
-            if logical == "ResolveInputFunction":
+            if logical == "ResolveRunFunction":
                 event = {**event, "input": CONSOLE_INPUT}
             if logical == "CheckTuningFunction":
                 event = aws.step_events[logical][-1]

@@ -3,9 +3,9 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.deploy import check_endpoint
-from kmeans_pipeline.models import CheckEndpointInput
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import CheckEndpointInput
+from kmeans_pipeline.steps.check_endpoint import check_endpoint
 
 logger = Logger()
 
@@ -14,7 +14,7 @@ logger = Logger()
 def handler(event: dict, context: LambdaContext) -> dict:
     step = CheckEndpointInput.from_event(event)
     status = check_endpoint(
-        step.config, step.endpoint_config_name, aws.client("sagemaker"), step.previous_endpoint_config_name
+        step.config, step.endpoint_config_name, client("sagemaker"), step.previous_endpoint_config_name
     )
     logger.info("Endpoint status", extra={"status": status.status, "endpoint_config": status.endpoint_config_name})
     return status.to_json()

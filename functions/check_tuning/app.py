@@ -3,9 +3,9 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.models import CheckTuningInput
-from kmeans_pipeline.tuning import check_tuning
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import CheckTuningInput
+from kmeans_pipeline.steps.check_tuning import check_tuning
 
 logger = Logger()
 
@@ -13,6 +13,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = CheckTuningInput.from_event(event)
-    status = check_tuning(step.config, step.tuning_job_name, aws.client("sagemaker"))
+    status = check_tuning(step.config, step.tuning_job_name, client("sagemaker"))
     logger.info("Tuning job status", extra={"status": status.status, "training_jobs": status.training_jobs})
     return status.to_json()

@@ -3,10 +3,10 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.cleanup import clean_up
-from kmeans_pipeline.models import CleanUpInput
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import CleanUpInput
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.clean_up import clean_up
 
 logger = Logger()
 
@@ -15,6 +15,6 @@ logger = Logger()
 def handler(event: dict, context: LambdaContext) -> dict:
     step = CleanUpInput.from_event(event)
     settings = StackSettings.from_env()
-    result = clean_up(step.config, settings.name_prefix, settings.keep_models, aws.client("sagemaker"))
+    result = clean_up(step.config, settings.name_prefix, settings.keep_models, client("sagemaker"))
     logger.info("Cleaned up", extra={"kept": result.kept, "deleted": result.deleted})
     return result.to_json()

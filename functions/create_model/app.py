@@ -3,10 +3,10 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.deploy import create_model
-from kmeans_pipeline.models import CreateModelInput
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import CreateModelInput
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.create_model import create_model
 
 logger = Logger()
 
@@ -14,6 +14,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = CreateModelInput.from_event(event)
-    created = create_model(step.config, step.best, StackSettings.from_env(), aws.client("sagemaker"))
+    created = create_model(step.config, step.best, StackSettings.from_env(), client("sagemaker"))
     logger.info("Model created", extra={"model": created.model_name, "endpoint_config": created.endpoint_config_name})
     return created.to_json()

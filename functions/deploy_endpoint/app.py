@@ -3,10 +3,10 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.deploy import deploy
-from kmeans_pipeline.models import DeployEndpointInput
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import DeployEndpointInput
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
 
 logger = Logger()
 
@@ -14,6 +14,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = DeployEndpointInput.from_event(event)
-    result = deploy(step.config, step.endpoint_config_name, StackSettings.from_env(), aws.client("sagemaker"))
+    result = deploy_endpoint(step.config, step.endpoint_config_name, StackSettings.from_env(), client("sagemaker"))
     logger.info("Deployment", extra={"action": result.action, "endpoint_status": result.endpoint_status})
     return result.to_json()

@@ -3,10 +3,10 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.evaluate import evaluate
-from kmeans_pipeline.models import EvaluateModelInput
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import EvaluateModelInput
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.evaluate_model import evaluate_model
 
 logger = Logger()
 
@@ -14,8 +14,8 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = EvaluateModelInput.from_event(event)
-    result = evaluate(
-        step.config, step.dataset, step.best, StackSettings.from_env(), aws.client("s3"), aws.client("sagemaker")
+    result = evaluate_model(
+        step.config, step.dataset, step.best, StackSettings.from_env(), client("s3"), client("sagemaker")
     )
     logger.info(
         "Model evaluated",

@@ -3,10 +3,10 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.models import PrepareDataInput
-from kmeans_pipeline.prepare import prepare
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import PrepareDataInput
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.prepare_data import prepare_data
 
 logger = Logger()
 
@@ -14,6 +14,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     step = PrepareDataInput.from_event(event)
-    dataset = prepare(step.config, StackSettings.from_env(), aws.client("s3"))
+    dataset = prepare_data(step.config, StackSettings.from_env(), client("s3"))
     logger.info("Dataset written", extra={"train_rows": dataset.train_rows, "test_rows": dataset.test_rows})
     return dataset.to_json()

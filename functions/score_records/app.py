@@ -3,9 +3,9 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.score_api import handle
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.score_records import score_records
 
 logger = Logger()
 
@@ -13,13 +13,13 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     settings = StackSettings.from_env()
-    response = handle(
+    response = score_records(
         event,
         settings.endpoint_name,
         settings.data_bucket,
-        aws.client("sagemaker"),
-        aws.client("s3"),
-        aws.client("sagemaker-runtime"),
+        client("sagemaker"),
+        client("s3"),
+        client("sagemaker-runtime"),
     )
     logger.info("Records scored", extra={"status": response["statusCode"]})
     return response

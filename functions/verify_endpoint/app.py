@@ -3,9 +3,9 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.models import VerifyEndpointInput
-from kmeans_pipeline.verify import verify_endpoint
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import VerifyEndpointInput
+from kmeans_pipeline.steps.verify_endpoint import verify_endpoint
 
 logger = Logger()
 
@@ -19,9 +19,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
         step.model,
         step.previous_endpoint_config_name,
         step.deployment_action == "created",
-        aws.client("s3"),
-        aws.client("sagemaker"),
-        aws.client("sagemaker-runtime"),
+        client("s3"),
+        client("sagemaker"),
+        client("sagemaker-runtime"),
     )
     logger.info("Endpoint checked", extra={"passed": check.passed, "rows": check.checked_rows, "cause": check.cause})
     return check.to_json()

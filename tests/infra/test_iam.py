@@ -110,7 +110,7 @@ def test_the_offline_runs_exercised_every_step(recorded):
     _, calls = recorded
     operations = {(function, operation) for function, _, operation, _ in calls}
     for expected in [
-        ("ResolveInputFunction", "ListObjectsV2"),
+        ("ResolveRunFunction", "ListObjectsV2"),
         ("PrepareDataFunction", "PutObject"),
         ("StartTuningFunction", "CreateHyperParameterTuningJob"),
         ("CheckTuningFunction", "DescribeTrainingJob"),
@@ -148,7 +148,7 @@ def test_roles_do_not_reach_beyond_their_steps(recorded):
     """The check steps only read; only the deploy step may touch the endpoint."""
     aws, _ = recorded
     endpoint = f"arn:aws:sagemaker:{aws.stack.region}:123456789012:endpoint/{aws.endpoint_name}"
-    for function in ("CheckTuningFunction", "CheckEndpointFunction", "ResolveInputFunction", "PrepareDataFunction"):
+    for function in ("CheckTuningFunction", "CheckEndpointFunction", "ResolveRunFunction", "PrepareDataFunction"):
         statements = role_statements(aws, function)
         for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"):
             assert allows(statements, action, endpoint) is None, f"{function} may {action}"

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
 
 from offline.cfn import load_template
+from testkit.aws import require
 from tools import generate_image_mappings as generator
 
 ROOT = Path(__file__).resolve().parents[2]

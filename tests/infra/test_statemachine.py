@@ -131,14 +131,14 @@ def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
 
 
 def test_the_poll_budget_counts_every_loop_that_waits_on_the_endpoint():
-    from kmeans_pipeline.models import ENDPOINT_LOOPS
+    from kmeans_pipeline.schemas.run import ENDPOINT_LOOPS
 
     loops = [n for n, s in STATES.items() if s["Type"] == "Choice" and "maxEndpointPollRounds" in json.dumps(s)]
     assert len(loops) == ENDPOINT_LOOPS, loops
 
 
 def test_waits_a_run_may_ask_for_end_before_the_execution_times_out():
-    from kmeans_pipeline.models import EXECUTION_TIMEOUT_SECONDS
+    from kmeans_pipeline.schemas.run import EXECUTION_TIMEOUT_SECONDS
 
     assert ASL["TimeoutSeconds"] == EXECUTION_TIMEOUT_SECONDS
 

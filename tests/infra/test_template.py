@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+
+from testkit.aws import require
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -30,7 +31,7 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 FUNCTIONS = {
-    "ResolveInputFunction": "functions/resolve_input/",
+    "ResolveRunFunction": "functions/resolve_run/",
     "PrepareDataFunction": "functions/prepare_data/",
     "StartTuningFunction": "functions/start_tuning/",
     "CheckTuningFunction": "functions/check_tuning/",
@@ -380,7 +381,7 @@ def test_sagemaker_role_is_trusted_by_sagemaker_only_and_reaches_only_its_prefix
 def test_function_roles_reach_only_their_own_resources(resources, template):
     prefix = "${NamePrefix}-${EnvironmentName}"
     stmts = {name: role_statements(resources, f"{name}Role") for name in FUNCTIONS}
-    (listing,) = allows(stmts["ResolveInputFunction"], "s3:ListBucket")
+    (listing,) = allows(stmts["ResolveRunFunction"], "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
     (put,) = allows(stmts["PrepareDataFunction"], "s3:PutObject")
     assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}

@@ -5,10 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import REGION
-from test_tuning import Recorder
 
-from kmeans_pipeline.deploy import check_endpoint, create_model, deploy
 from kmeans_pipeline.errors import (
     EndpointUnavailableError,
     SageMakerLimitExceededError,
@@ -16,15 +13,19 @@ from kmeans_pipeline.errors import (
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
-from kmeans_pipeline.models import BestTrainingJob
-from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.schemas.results import BestTrainingJob
+from kmeans_pipeline.steps.check_endpoint import check_endpoint
+from kmeans_pipeline.steps.create_model import create_model
+from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
+from kmeans_pipeline.steps.resolve_run import resolve_run
+from testkit.aws import REGION, Recorder
 
 START = "2026-11-23T10:00:00.000Z"
 NEW, OLD = "kmeans-dev-newconfig1", "kmeans-dev-oldconfig0"
 
 
 def make_config(settings):
-    return resolve({"dataKey": "incoming/t.csv"}, "deploy-run", START, settings, None)
+    return resolve_run({"dataKey": "incoming/t.csv"}, "deploy-run", START, settings, None)
 
 
 BEST = BestTrainingJob(
@@ -98,7 +99,7 @@ def run_deploy(settings, *responses, expect=()):
             params,
         )
     with stub:
-        result = deploy(make_config(settings), NEW, settings, client)
+        result = deploy_endpoint(make_config(settings), NEW, settings, client)
     stub.assert_no_pending_responses()
     return result
 
@@ -111,7 +112,7 @@ def test_first_deploy_creates_the_endpoint_with_tags(settings):
         "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/kmeans-dev"}
     )
     with stub:
-        result = deploy(make_config(settings), NEW, settings, client)
+        result = deploy_endpoint(make_config(settings), NEW, settings, client)
     assert result.action == "created" and result.endpoint_name == settings.endpoint_name
 
 
@@ -151,7 +152,7 @@ def test_throttled_update_is_retryable(settings):
     stub.add_response("describe_endpoint", endpoint("InService"))
     stub.add_client_error("update_endpoint", "ThrottlingException", "Rate exceeded")
     with stub, pytest.raises(SageMakerThrottlingError):
-        deploy(make_config(settings), NEW, settings, client)
+        deploy_endpoint(make_config(settings), NEW, settings, client)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +202,7 @@ def test_two_first_deploys_at_once_the_later_one_waits(settings):
     stub.add_client_error("create_endpoint", "ValidationException", "Cannot create already existing endpoint")
     stub.add_response("describe_endpoint", endpoint("Creating", "kmeans-dev-otherrun"))
     with stub:
-        result = deploy(make_config(settings), NEW, settings, client)
+        result = deploy_endpoint(make_config(settings), NEW, settings, client)
     assert result.action == "busy"
 
 
@@ -214,7 +215,7 @@ def test_two_updates_at_once_the_later_one_waits(settings):
     stub.add_client_error("update_endpoint", "ValidationException", 'Cannot update in-progress endpoint "kmeans-dev".')
     stub.add_response("describe_endpoint", endpoint("Updating", OLD, pending="kmeans-dev-otherrun"))
     with stub:
-        result = deploy(make_config(settings), NEW, settings, client)
+        result = deploy_endpoint(make_config(settings), NEW, settings, client)
     stub.assert_no_pending_responses()
     assert result.action == "busy" and result.endpoint_status == "Updating"
 
@@ -226,7 +227,7 @@ def test_an_update_refused_for_another_reason_is_reported(settings):
     stub.add_client_error("update_endpoint", "ValidationException", "Could not find endpoint configuration")
     stub.add_response("describe_endpoint", endpoint("InService"))
     with stub, pytest.raises(SageMakerRequestError, match="Could not find endpoint configuration"):
-        deploy(make_config(settings), NEW, settings, client)
+        deploy_endpoint(make_config(settings), NEW, settings, client)
 
 
 def test_a_create_refused_for_another_reason_is_reported(settings):
@@ -236,7 +237,7 @@ def test_a_create_refused_for_another_reason_is_reported(settings):
     stub.add_client_error("create_endpoint", "ResourceLimitExceeded", "account endpoint limit")
     stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint kmeans-dev.")
     with stub, pytest.raises(SageMakerLimitExceededError, match="account endpoint limit"):
-        deploy(make_config(settings), NEW, settings, client)
+        deploy_endpoint(make_config(settings), NEW, settings, client)
 
 
 def test_sagemaker_server_errors_are_retryable(settings):

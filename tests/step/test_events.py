@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kmeans_pipeline.errors import InvalidInputError
-from kmeans_pipeline.models import (
+from kmeans_pipeline.schemas.inputs import (
     CheckEndpointInput,
     CheckTuningInput,
     CleanUpInput,
@@ -21,11 +21,11 @@ from kmeans_pipeline.models import (
     EvaluateModelInput,
     PrepareDataInput,
     ResolveRunInput,
-    RunRequest,
     StartTuningInput,
     StepInput,
     VerifyEndpointInput,
 )
+from kmeans_pipeline.schemas.run import RunRequest
 from offline.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ EVENTS = ROOT / "events"
 STEPS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").exists())
 # Each state machine step's input model (score_records is the scoring API's function URL, not a step).
 INPUTS: dict[str, type[StepInput]] = {
-    "resolve_input": ResolveRunInput,
+    "resolve_run": ResolveRunInput,
     "prepare_data": PrepareDataInput,
     "start_tuning": StartTuningInput,
     "check_tuning": CheckTuningInput,
@@ -78,7 +78,7 @@ def test_step_event_is_valid_for_its_step(step):
     # Every key the step reads is in its event (null where a first run has none), as the state machine sends it.
     declared = {field.alias for field in INPUTS[step].model_fields.values()}
     assert declared <= set(given), f"events/{step}.json lacks {sorted(declared - set(given))}"
-    if step == "resolve_input":
+    if step == "resolve_run":
         RunRequest.model_validate(parsed.input)
 
 
@@ -173,7 +173,7 @@ def test_handlers_import_without_data_libraries(step):
 
 def test_local_env_file_sets_every_variable_the_template_sets():
     """`sam local invoke --env-vars events/local-env.json` gives the handlers a complete, valid configuration."""
-    from kmeans_pipeline.settings import StackSettings
+    from kmeans_pipeline.schemas.settings import StackSettings
     from offline.cfn import load_template
 
     variables = json.loads((EVENTS / "local-env.json").read_text())["Parameters"]

@@ -5,19 +5,20 @@ from __future__ import annotations
 import boto3
 import numpy as np
 import pytest
-from conftest import REGION, put_csv, read_text
 
+from kmeans_pipeline.aws.s3 import head_source, ranged_chunks
+from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from kmeans_pipeline.prepare import head_source, prepare, ranged_chunks
-from kmeans_pipeline.resolve import resolve
-from kmeans_pipeline.split import StratifiedSplitter
+from kmeans_pipeline.steps.prepare_data import prepare_data
+from kmeans_pipeline.steps.resolve_run import resolve_run
+from testkit.aws import REGION, put_csv, read_text
 
 START = "2026-11-23T10:00:00.000Z"
 
 
 def config_for(settings, key: str, **overrides):
     # Raw numbers unless a test says otherwise: these tests are about the split (tests/step/test_treatment.py has the rest).
-    return resolve({"dataKey": key, "standardize": False, **overrides}, "prep", START, settings, None)
+    return resolve_run({"dataKey": key, "standardize": False, **overrides}, "prep", START, settings, None)
 
 
 def rows(n: int, codes: int = 3) -> str:
@@ -27,7 +28,7 @@ def rows(n: int, codes: int = 3) -> str:
 def test_split_writes_headerless_channels_encrypted_with_the_stack_key(settings):
     put_csv(settings.data_bucket, "incoming/t.csv", rows(1000))
     config = config_for(settings, "incoming/t.csv")
-    dataset = prepare(config, settings, boto3.client("s3", region_name=REGION))
+    dataset = prepare_data(config, settings, boto3.client("s3", region_name=REGION))
 
     assert (dataset.train_rows, dataset.test_rows) == (800, 200)
     assert dataset.feature_columns == ["tranCode", "Amount"] and dataset.feature_dim == 2
@@ -47,7 +48,7 @@ def test_split_writes_headerless_channels_encrypted_with_the_stack_key(settings)
 def test_raw_object_is_left_exactly_as_it_was(settings):
     text = rows(50)
     put_csv(settings.data_bucket, "incoming/t.csv", text)
-    prepare(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
+    prepare_data(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
     assert read_text(settings.data_bucket, "incoming/t.csv") == text
 
 
@@ -61,11 +62,11 @@ def channel_text(uri: str) -> str:
 def test_split_is_seeded(settings):
     put_csv(settings.data_bucket, "incoming/t.csv", rows(300))
     s3 = boto3.client("s3", region_name=REGION)
-    a = prepare(config_for(settings, "incoming/t.csv", seed=1), settings, s3)
+    a = prepare_data(config_for(settings, "incoming/t.csv", seed=1), settings, s3)
     first = channel_text(a.test_uri)
-    b = prepare(config_for(settings, "incoming/t.csv", seed=1), settings, s3)
+    b = prepare_data(config_for(settings, "incoming/t.csv", seed=1), settings, s3)
     assert channel_text(b.test_uri) == first
-    c = prepare(config_for(settings, "incoming/t.csv", seed=2), settings, s3)
+    c = prepare_data(config_for(settings, "incoming/t.csv", seed=2), settings, s3)
     assert channel_text(c.test_uri) != first
 
 
@@ -75,7 +76,7 @@ def test_feature_columns_select_and_order_the_channel_columns(settings):
         "incoming/t.csv",
         "id,Amount,tranCode\n" + "".join(f"x{i},{i}.5,{i % 2}\n" for i in range(20)),
     )
-    dataset = prepare(
+    dataset = prepare_data(
         config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], k=2),
         settings,
         boto3.client("s3", region_name=REGION),
@@ -103,7 +104,9 @@ def test_stratified_split_keeps_each_line_of_business_share(batch):
 def test_crlf_bom_and_missing_final_newline_are_fine(settings):
     text = "\ufefftranCode,Amount\r\n" + "\r\n".join(f"1,{i}" for i in range(20))
     put_csv(settings.data_bucket, "incoming/t.csv", text.encode("utf-8"))
-    dataset = prepare(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
+    dataset = prepare_data(
+        config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION)
+    )
     assert dataset.train_rows + dataset.test_rows == 20
     assert dataset.feature_columns == ["tranCode", "Amount"]
 
@@ -127,13 +130,13 @@ def test_bad_csv_fails_naming_line_and_column(settings, text, message):
     put_csv(settings.data_bucket, "incoming/bad.csv", text)
     config = config_for(settings, "incoming/bad.csv", featureColumns=["tranCode", "Amount"])
     with pytest.raises(DataValidationError, match=message):
-        prepare(config, settings, boto3.client("s3", region_name=REGION))
+        prepare_data(config, settings, boto3.client("s3", region_name=REGION))
     assert read_text(settings.data_bucket, "incoming/bad.csv") == text
 
 
 def test_missing_object_is_named(settings):
     with pytest.raises(SourceObjectError, match="incoming/nothing.csv does not exist"):
-        prepare(config_for(settings, "incoming/nothing.csv"), settings, boto3.client("s3", region_name=REGION))
+        prepare_data(config_for(settings, "incoming/nothing.csv"), settings, boto3.client("s3", region_name=REGION))
 
 
 def test_handler_returns_uris_and_counts_never_data(settings_env, lambda_context):
@@ -167,7 +170,7 @@ def test_values_a_spreadsheet_would_not_call_numbers_are_refused_with_their_line
     put_csv(settings.data_bucket, "incoming/odd.csv", text)
     config = config_for(settings, "incoming/odd.csv", featureColumns=["tranCode", "Amount"], k=1 + 1)
     with pytest.raises(DataValidationError, match=message):
-        prepare(config, settings, boto3.client("s3", region_name=REGION))
+        prepare_data(config, settings, boto3.client("s3", region_name=REGION))
 
 
 def test_an_upload_event_trains_on_the_uploaded_version(settings):
@@ -179,8 +182,8 @@ def test_an_upload_event_trains_on_the_uploaded_version(settings):
         "detail-type": "Object Created",
         "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/v.csv", "version-id": first}},
     }
-    config = resolve(event, "versioned", START, settings, s3)
-    dataset = prepare(config, settings, s3)
+    config = resolve_run(event, "versioned", START, settings, s3)
+    dataset = prepare_data(config, settings, s3)
     assert dataset.source.version_id == first and dataset.feature_columns == ["tranCode", "Amount"]
 
 
@@ -190,8 +193,10 @@ def test_a_url_encoded_key_from_an_event_is_found(settings):
         "detail-type": "Object Created",
         "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/my+data+%281%29.csv"}},
     }
-    config = resolve(event, "encoded", START, settings, None)
-    assert prepare(config, settings, boto3.client("s3", region_name=REGION)).source.key == "incoming/my data (1).csv"
+    config = resolve_run(event, "encoded", START, settings, None)
+    assert (
+        prepare_data(config, settings, boto3.client("s3", region_name=REGION)).source.key == "incoming/my data (1).csv"
+    )
 
 
 def channel_objects(uri: str) -> list[dict]:
@@ -213,7 +218,7 @@ def test_large_channels_are_multipart_shards_of_about_the_configured_size(settin
     settings = settings.model_copy(update={"shard_megabytes": 8})
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=settings.data_bucket, Key="incoming/big.csv", Body=big_rows(1_300_000))
-    dataset = prepare(config_for(settings, "incoming/big.csv"), settings, s3)
+    dataset = prepare_data(config_for(settings, "incoming/big.csv"), settings, s3)
     train = channel_objects(dataset.train_uri)
     assert dataset.train_shards == len(train) >= 2
     assert all(o["ServerSideEncryption"] == "aws:kms" and o["SSEKMSKeyId"] == settings.kms_key_arn for o in train)
@@ -228,7 +233,7 @@ def test_large_channels_are_multipart_shards_of_about_the_configured_size(settin
 def test_several_training_instances_get_a_balanced_shard_each(settings):
     settings = settings.model_copy(update={"training_instance_count": 3})
     put_csv(settings.data_bucket, "incoming/t.csv", rows(1000))
-    dataset = prepare(config_for(settings, "incoming/t.csv"), settings, boto3.client("s3", region_name=REGION))
+    dataset = prepare_data(config_for(settings, "incoming/t.csv"), settings, boto3.client("s3", region_name=REGION))
     shards = channel_objects(dataset.train_uri)
     assert dataset.train_shards == len(shards) == 3
     texts = [read_text(settings.data_bucket, o["Key"]) for o in shards]
@@ -243,7 +248,7 @@ def test_more_training_instances_than_rows_is_refused_clearly(settings):
     settings = settings.model_copy(update={"training_instance_count": 50})
     put_csv(settings.data_bucket, "incoming/t.csv", rows(40))
     with pytest.raises(DataValidationError, match="32 training rows for 50 training instances"):
-        prepare(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
+        prepare_data(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
 
 
 def test_a_failed_split_leaves_no_multipart_upload_behind(settings):
@@ -251,7 +256,7 @@ def test_a_failed_split_leaves_no_multipart_upload_behind(settings):
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=settings.data_bucket, Key="incoming/late-error.csv", Body=big_rows(1_000_000) + b"1,oops\n")
     with pytest.raises(DataValidationError, match="line 1000002, column Amount: 'oops' is not a number"):
-        prepare(config_for(settings, "incoming/late-error.csv"), settings, s3)
+        prepare_data(config_for(settings, "incoming/late-error.csv"), settings, s3)
     assert not s3.list_multipart_uploads(Bucket=settings.data_bucket).get("Uploads")
 
 
@@ -263,7 +268,7 @@ def test_standardize_writes_z_scored_channels_with_the_training_statistics(setti
     )
     s3 = boto3.client("s3", region_name=REGION)
     config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], standardize=True)
-    dataset = prepare(config, settings, s3)
+    dataset = prepare_data(config, settings, s3)
     assert [c.kind for c in dataset.treatment.columns] == [
         "numeric",
         "numeric",

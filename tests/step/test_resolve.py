@@ -8,14 +8,14 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import REGION, put_csv
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from kmeans_pipeline.aws.names import run_id
 from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
-from kmeans_pipeline.names import run_id
-from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.steps.resolve_run import resolve_run
+from testkit.aws import REGION, put_csv
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 TUNING_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
@@ -29,7 +29,7 @@ def s3():
 
 
 def test_console_input_uses_the_stack_defaults_for_what_it_omits(settings):
-    config = resolve({"dataKey": "incoming/a.csv", "k": 5}, "run-1", START, settings, s3())
+    config = resolve_run({"dataKey": "incoming/a.csv", "k": 5}, "run-1", START, settings, s3())
     assert config.trigger == "console"
     assert (config.source.bucket, config.source.key) == (settings.data_bucket, "incoming/a.csv")
     assert config.k == 5
@@ -46,7 +46,7 @@ def test_s3_upload_event_names_the_uploaded_object(settings):
         "source": "aws.s3",
         "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/new.csv", "size": 10}},
     }
-    config = resolve(event, "upload-1", START, settings, s3())
+    config = resolve_run(event, "upload-1", START, settings, s3())
     assert config.trigger == "upload"
     assert config.source.key == "incoming/new.csv"
     assert config.k == settings.default_k
@@ -55,7 +55,7 @@ def test_s3_upload_event_names_the_uploaded_object(settings):
 def test_upload_to_another_bucket_is_refused(settings):
     event = {"detail-type": "Object Created", "detail": {"bucket": {"name": "elsewhere"}, "object": {"key": "k"}}}
     with pytest.raises(InvalidInputError, match="elsewhere"):
-        resolve(event, "x", START, settings, s3())
+        resolve_run(event, "x", START, settings, s3())
 
 
 def test_schedule_trains_on_the_newest_upload(settings):
@@ -63,14 +63,14 @@ def test_schedule_trains_on_the_newest_upload(settings):
     put_csv(settings.data_bucket, "incoming/new.csv", "a\n1\n")
     put_csv(settings.data_bucket, "datasets/other.csv", "a\n1\n")
     event = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-    config = resolve(event, "sched-1", START, settings, s3())
+    config = resolve_run(event, "sched-1", START, settings, s3())
     assert config.trigger == "schedule"
     assert config.source.key == "incoming/new.csv"
 
 
 def test_schedule_with_nothing_uploaded_says_what_to_do(settings):
     with pytest.raises(SourceObjectError, match="incoming/ is empty"):
-        resolve({"detail-type": "Scheduled Event"}, "sched-2", START, settings, s3())
+        resolve_run({"detail-type": "Scheduled Event"}, "sched-2", START, settings, s3())
 
 
 @pytest.mark.parametrize(
@@ -87,12 +87,12 @@ def test_schedule_with_nothing_uploaded_says_what_to_do(settings):
 )
 def test_invalid_console_input_names_the_field(settings, bad, names):
     with pytest.raises(InvalidInputError, match=names):
-        resolve(bad, "bad", START, settings, s3())
+        resolve_run(bad, "bad", START, settings, s3())
 
 
 def test_input_that_is_not_an_object_is_refused(settings):
     with pytest.raises(InvalidInputError, match="JSON object"):
-        resolve(["a"], "bad", START, settings, s3())
+        resolve_run(["a"], "bad", START, settings, s3())
 
 
 @hyp_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -103,8 +103,8 @@ def test_input_that_is_not_an_object_is_refused(settings):
     )
 )
 def test_any_execution_name_gives_valid_unique_stable_names(settings, name):
-    first = resolve({"dataKey": "k"}, name, START, settings, None)
-    again = resolve({"dataKey": "k"}, name, START, settings, None)
+    first = resolve_run({"dataKey": "k"}, name, START, settings, None)
+    again = resolve_run({"dataKey": "k"}, name, START, settings, None)
     assert first.names == again.names  # a retried step makes the same names
     assert TUNING_NAME.match(first.names.tuning_job) and len(first.names.tuning_job) <= 32
     for other in (first.names.model, first.names.endpoint_config, first.names.endpoint):
@@ -126,7 +126,7 @@ def test_every_execution_input_event_resolves(settings, path):
     event = json.loads(path.read_text())
     if event.get("detail-type") == "Object Created":
         event["detail"]["bucket"]["name"] = settings.data_bucket
-    config = resolve(event, "events", START, settings, s3())
+    config = resolve_run(event, "events", START, settings, s3())
     assert config.source.key.startswith("incoming/")
 
 
@@ -136,4 +136,4 @@ def test_a_folder_marker_upload_is_not_data(settings):
         "detail": {"bucket": {"name": settings.data_bucket}, "object": {"key": "incoming/"}},
     }
     with pytest.raises(InvalidInputError, match="folder marker"):
-        resolve(event, "folder", START, settings, s3())
+        resolve_run(event, "folder", START, settings, s3())

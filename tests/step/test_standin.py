@@ -21,9 +21,8 @@ from moto import mock_aws
 from offline.standin import Faults, SageMakerStandIn, Timing
 from offline.standin.kmeans import write_recordio_protobuf
 from offline.standin.ndarray import read_model_tar_gz, write_model_tar_gz
+from testkit.aws import ACCOUNT, REGION
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution"
 BUCKET = "standin-test-bucket"

@@ -6,14 +6,9 @@ from __future__ import annotations
 import boto3
 import numpy as np
 import pytest
-from conftest import REGION, put_csv, read_text
 
-from kmeans_pipeline.channels import parse_rows
-from kmeans_pipeline.errors import DataValidationError, InvalidInputError
-from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment
-from kmeans_pipeline.prepare import prepare
-from kmeans_pipeline.resolve import resolve
-from kmeans_pipeline.treatment import (
+from kmeans_pipeline.data.channels import parse_rows
+from kmeans_pipeline.data.treatment import (
     MAX_CATEGORY_LEVELS,
     TreatmentLearner,
     axis_range,
@@ -24,12 +19,17 @@ from kmeans_pipeline.treatment import (
     to_base,
     to_original,
 )
+from kmeans_pipeline.errors import DataValidationError, InvalidInputError
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment
+from kmeans_pipeline.steps.prepare_data import prepare_data
+from kmeans_pipeline.steps.resolve_run import resolve_run
+from testkit.aws import REGION, put_csv, read_text
 
 START = "2026-11-23T10:00:00.000Z"
 
 
 def config_for(settings, key: str, **overrides):
-    return resolve({"dataKey": key, **overrides}, "treat", START, settings, None)
+    return resolve_run({"dataKey": key, **overrides}, "treat", START, settings, None)
 
 
 def transactions(n: int, seed: int = 1) -> str:
@@ -51,7 +51,7 @@ def channel(uri: str) -> np.ndarray:
 
 def test_auto_one_hot_encodes_a_few_whole_numbers_and_logs_a_long_tailed_amount(settings):
     put_csv(settings.data_bucket, "incoming/t.csv", transactions(3000))
-    dataset = prepare(
+    dataset = prepare_data(
         config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"]),
         settings,
         boto3.client("s3", region_name=REGION),
@@ -88,7 +88,9 @@ def test_auto_keeps_ids_and_symmetric_numbers_numeric_and_z_scores_them(settings
     rng = np.random.default_rng(3)
     text = "customer,balance\n" + "".join(f"{i},{v:.3f}\n" for i, v in enumerate(rng.normal(1000, 50, 500)))
     put_csv(settings.data_bucket, "incoming/t.csv", text)
-    dataset = prepare(config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION))
+    dataset = prepare_data(
+        config_for(settings, "incoming/t.csv", k=2), settings, boto3.client("s3", region_name=REGION)
+    )
     customer, balance = dataset.treatment.columns
     assert (customer.kind, customer.standardize) == ("numeric", True)  # 500 distinct whole numbers: no category
     assert (balance.kind, balance.standardize) == ("numeric", True)  # never negative, but no long tail
@@ -99,7 +101,7 @@ def test_requested_treatments_win_over_auto_and_standardize_false_keeps_raw_numb
     put_csv(settings.data_bucket, "incoming/t.csv", transactions(500))
     s3 = boto3.client("s3", region_name=REGION)
     features = ["tranCode", "Amount"]
-    dataset = prepare(
+    dataset = prepare_data(
         config_for(
             settings, "incoming/t.csv", featureColumns=features, treatments={"tranCode": "numeric"}, standardize=False
         ),
@@ -111,7 +113,7 @@ def test_requested_treatments_win_over_auto_and_standardize_false_keeps_raw_numb
         ("numeric", False, "requested"),
     ]
     assert dataset.treatment.is_identity and dataset.raw_test_uri is None and "features/" not in dataset.train_uri
-    dataset = prepare(
+    dataset = prepare_data(
         config_for(
             settings,
             "incoming/t.csv",
@@ -136,7 +138,7 @@ def test_a_negative_value_in_a_log_column_is_refused_with_its_line_and_column(se
     )
     config = config_for(settings, "incoming/t.csv", featureColumns=["tranCode", "Amount"], treatments={"Amount": "log"})
     with pytest.raises(DataValidationError, match=r"line 122, column Amount: '-3.25' is negative, and a log treatment"):
-        prepare(config, settings, boto3.client("s3", region_name=REGION))
+        prepare_data(config, settings, boto3.client("s3", region_name=REGION))
 
 
 def test_a_category_with_too_many_levels_is_refused_by_name(settings):
@@ -144,14 +146,14 @@ def test_a_category_with_too_many_levels_is_refused_by_name(settings):
     put_csv(settings.data_bucket, "incoming/t.csv", text)
     config = config_for(settings, "incoming/t.csv", treatments={"code": "category"}, k=2)
     with pytest.raises(DataValidationError, match=f"column code: more than {MAX_CATEGORY_LEVELS} distinct values"):
-        prepare(config, settings, boto3.client("s3", region_name=REGION))
+        prepare_data(config, settings, boto3.client("s3", region_name=REGION))
 
 
 def test_category_levels_come_from_every_row_so_a_level_seen_only_in_test_is_known(settings):
     # 1000 rows of code 1 or 2 and a single row of code 9: wherever the split sends it, 9 is a level.
     text = "code,Amount\n" + "".join(f"{1 + i % 2},{i % 13}.5\n" for i in range(1000)) + "9,3.5\n"
     put_csv(settings.data_bucket, "incoming/t.csv", text)
-    dataset = prepare(
+    dataset = prepare_data(
         config_for(settings, "incoming/t.csv", treatments={"code": "category"}, k=2),
         settings,
         boto3.client("s3", region_name=REGION),

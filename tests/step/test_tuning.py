@@ -5,18 +5,19 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import REGION
 
 from kmeans_pipeline.errors import SageMakerRequestError, SageMakerThrottlingError
-from kmeans_pipeline.models import Dataset, SourceObject
-from kmeans_pipeline.resolve import resolve
-from kmeans_pipeline.tuning import check_tuning, start_tuning, tuning_request
+from kmeans_pipeline.schemas.dataset import Dataset, SourceObject
+from kmeans_pipeline.steps.check_tuning import check_tuning
+from kmeans_pipeline.steps.resolve_run import resolve_run
+from kmeans_pipeline.steps.start_tuning import start_tuning, tuning_request
+from testkit.aws import REGION, Recorder
 
 START = "2026-11-23T10:00:00.000Z"
 
 
 def make_config(settings, **overrides):
-    return resolve({"dataKey": "incoming/t.csv", **overrides}, "tune-run", START, settings, None)
+    return resolve_run({"dataKey": "incoming/t.csv", **overrides}, "tune-run", START, settings, None)
 
 
 def make_dataset(settings, train_rows=80_000, test_rows=20_000, dim=2) -> Dataset:
@@ -31,18 +32,6 @@ def make_dataset(settings, train_rows=80_000, test_rows=20_000, dim=2) -> Datase
         content_type="text/csv;label_size=0",
         source=SourceObject(bucket=settings.data_bucket, key="incoming/t.csv", etag='"x"', size=10),
     )
-
-
-class Recorder:
-    def __init__(self, client):
-        self.calls: list[tuple[str, dict]] = []
-        client.meta.events.register("provide-client-params.sagemaker.*", self._record)
-
-    def _record(self, params, model, **_):
-        self.calls.append((model.name, dict(params)))
-
-    def requests(self, operation):
-        return [params for name, params in self.calls if name == operation]
 
 
 def test_tuning_request_is_what_the_article_and_aws_facts_ask_for(settings, aws):

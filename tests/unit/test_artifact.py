@@ -17,12 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from kmeans_pipeline import artifact
-from kmeans_pipeline.artifact import centroids_to_json, read_centroids
 from kmeans_pipeline.errors import ModelArtifactError, PipelineError
+from kmeans_pipeline.model import artifact
+from kmeans_pipeline.model.artifact import centroids_to_json, read_centroids
 from offline.standin.ndarray import read_model_tar_gz, write_model_tar_gz, write_ndarray_list
+from testkit.aws import REGION
 
-REGION = "us-east-1"
 BUCKET = "artifact-test"
 CENTROIDS = np.array([[1.0, 2.0, 3.0], [-4.5, 0.25, 1e-7], [3.4e38, -3.4e38, 0.0]], dtype=np.float32)
 
@@ -354,5 +354,5 @@ def test_size_limits(tmp_path, monkeypatch):
 def test_product_code_does_not_import_the_standin():
     source = Path(artifact.__file__).read_text()
     assert "offline" not in "".join(line for line in source.splitlines() if "import" in line)
-    # An S3 client comes from kmeans_pipeline.aws, inside the function that needs one.
-    assert not re.search(r"^(import|from) (boto3|botocore|kmeans_pipeline.aws)", source, re.M)
+    # An S3 client comes from kmeans_pipeline.aws.clients, inside the function that needs one.
+    assert not re.search(r"^(import|from) (boto3|botocore|kmeans_pipeline.aws.clients)", source, re.M)

@@ -17,8 +17,8 @@ from moto import mock_aws
 
 import kmeans_cli as cli
 from kmeans_cli import main
-from kmeans_pipeline.scoring import flag, score
-from kmeans_pipeline.treatment import encode, legacy
+from kmeans_pipeline.data.treatment import encode, legacy
+from kmeans_pipeline.model.scoring import flag, score
 from offline.standin.ndarray import write_model_tar_gz
 
 ROOT = Path(__file__).resolve().parents[2]

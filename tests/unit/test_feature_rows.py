@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmeans_pipeline.channels import parse_rows
+from kmeans_pipeline.data.channels import parse_rows
+from kmeans_pipeline.data.features import read_feature_rows
+from kmeans_pipeline.data.split import split_stream
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.split import read_feature_rows, split_stream
 
 
 def channel_rows(data: bytes, features: list[str] | None, block_bytes: int) -> np.ndarray:

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.errors import EndpointCheckError, SageMakerThrottlingError, SageMakerUnavailableError
-from kmeans_pipeline.evaluate import gate, msd
-from kmeans_pipeline.models import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
-from kmeans_pipeline.resolve import resolve
-from kmeans_pipeline.scoring import score
-from kmeans_pipeline.verify import batches, compare, invoke, parse_answer
+from kmeans_pipeline.aws.serving import batches, parse_answer
+from kmeans_pipeline.errors import EndpointAnswerError, SageMakerThrottlingError, SageMakerUnavailableError
+from kmeans_pipeline.model.scoring import score
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.steps.evaluate_model import gate, msd
+from kmeans_pipeline.steps.resolve_run import resolve_run
+from kmeans_pipeline.steps.verify_endpoint import compare, invoke
 
 RNG = np.random.default_rng(7)
 CENTERS = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
@@ -53,7 +54,9 @@ def dataset(treatment=None, features=("tranCode", "Amount")):
 
 
 def config(settings, tolerance=5.0):
-    return resolve({"dataKey": "k", "gateTolerancePercent": tolerance}, "gate", "2026-11-23T10:00:00Z", settings, None)
+    return resolve_run(
+        {"dataKey": "k", "gateTolerancePercent": tolerance}, "gate", "2026-11-23T10:00:00Z", settings, None
+    )
 
 
 def test_the_first_deploy_always_promotes(settings):
@@ -178,7 +181,7 @@ def test_throttling_goes_to_the_state_machines_retry_and_a_refusal_fails_the_che
     with pytest.raises(SageMakerUnavailableError, match="ModelNotReadyException"):
         invoke(FlakyRuntime(1, "ModelNotReadyException"), "e", b"1,2")
     # A model that refuses the rows fails its check (and the previous config goes back).
-    with pytest.raises(EndpointCheckError, match="ModelError"):
+    with pytest.raises(EndpointAnswerError, match="ModelError"):
         invoke(FlakyRuntime(1, "ModelError"), "e", b"1,2")
     assert invoke(FlakyRuntime(0), "e", b"1,2") == b'{"predictions": []}'
 
@@ -215,7 +218,7 @@ def test_no_lambda_sleeps_waiting_is_the_state_machines_job():
     ],
 )
 def test_malformed_answers_are_named(payload, message):
-    with pytest.raises(EndpointCheckError, match=message):
+    with pytest.raises(EndpointAnswerError, match=message):
         parse_answer(payload, 2, 3, "request 1")
 
 
@@ -238,7 +241,7 @@ def test_a_serving_model_that_cannot_be_read_is_named_and_the_new_one_deployed(s
 
 
 def test_an_expired_serving_artifact_is_replaced_by_its_reports_centroids(settings):
-    from kmeans_pipeline.evaluate import _serving_centroids
+    from kmeans_pipeline.steps.evaluate_model import _serving_centroids
 
     class NoArtifact:
         def get_object(self, **kwargs):
@@ -261,7 +264,7 @@ def test_an_expired_serving_artifact_is_replaced_by_its_reports_centroids(settin
 
 
 def test_the_restore_never_deletes_an_endpoint_this_run_did_not_create(settings):
-    from kmeans_pipeline.verify import restore
+    from kmeans_pipeline.steps.verify_endpoint import restore
 
     class Recorder:
         calls: list = []
@@ -278,8 +281,8 @@ def test_the_restore_never_deletes_an_endpoint_this_run_did_not_create(settings)
 
 
 def test_a_failed_restore_keeps_the_checks_failure_and_says_who_must_act(settings, monkeypatch):
-    from kmeans_pipeline import verify
-    from kmeans_pipeline.models import ModelCreated
+    from kmeans_pipeline.schemas.results import ModelCreated
+    from kmeans_pipeline.steps import verify_endpoint as verify
 
     monkeypatch.setattr(verify, "read_rows", lambda *a: X)
     monkeypatch.setattr(verify, "read_centroids", lambda *a, **k: CENTERS.astype(np.float32))
@@ -303,7 +306,7 @@ def test_a_failed_restore_keeps_the_checks_failure_and_says_who_must_act(setting
     model = ModelCreated(model_name="m", endpoint_config_name="kmeans-dev-new", model_data_url="s3://b/m.tar.gz")
     cfg = config(settings).model_copy(update={"k": 3})
     check = verify.verify_endpoint(cfg, dataset(), model, "kmeans-dev-old", False, None, BusyEndpoint(), WrongRuntime())
-    assert not check.passed and check.restore == "failed" and check.error == "EndpointCheckFailed"
+    assert not check.passed and check.restore == "failed" and check.error == "EndpointVerificationFailed"
     assert "disagree with the model's centroids" in check.cause and "Cannot update in-progress endpoint" in check.cause
     assert "kmeans-dev-new still serves" in check.cause and "needs an operator" in check.cause
 
@@ -321,8 +324,8 @@ def test_a_failed_restore_keeps_the_checks_failure_and_says_who_must_act(setting
 )
 def test_an_endpoint_another_run_took_over_is_neither_checked_nor_put_back(settings, monkeypatch, endpoint):
     # Two runs at once: putting "the previous config" back would undo the later run's deployment.
-    from kmeans_pipeline import verify
-    from kmeans_pipeline.models import ModelCreated
+    from kmeans_pipeline.schemas.results import ModelCreated
+    from kmeans_pipeline.steps import verify_endpoint as verify
 
     monkeypatch.setattr(verify, "read_rows", lambda *a: X)
 

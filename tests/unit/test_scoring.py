@@ -13,15 +13,13 @@ import pytest
 from moto import mock_aws
 
 import kmeans_cli as cli
-from kmeans_pipeline import scoring
-from kmeans_pipeline.scoring import anomaly_score, flag, percentiles, score, summarise
+from kmeans_pipeline.model import scoring
+from kmeans_pipeline.model.scoring import anomaly_score, flag, percentiles, score, summarise
 from offline.standin import Faults, SageMakerStandIn, Timing
 from offline.standin.kmeans import predict
 from offline.standin.ndarray import write_model_tar_gz
+from testkit.aws import ACCOUNT, IMAGE, REGION
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-IMAGE = f"382416733822.dkr.ecr.{REGION}.amazonaws.com/kmeans:1"
 BUCKET = "scoring-test"
 
 
@@ -162,7 +160,7 @@ def test_offline_scoring_equals_what_the_offline_endpoint_answers(endpoint, tmp_
     served_distance = [p["distance_to_cluster"] for p in predictions]
 
     # The artifact as read by the portable reader, from the same S3 object the endpoint loaded.
-    from kmeans_pipeline.artifact import read_centroids
+    from kmeans_pipeline.model.artifact import read_centroids
 
     model = read_centroids(f"s3://{BUCKET}/model/model.tar.gz", s3=s3)
     closest, distance = score(X, model)

@@ -12,9 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmeans_pipeline import split
+from kmeans_pipeline.data import blocks as csv_blocks
+from kmeans_pipeline.data import fast, split
+from kmeans_pipeline.data.header import parse_header
+from kmeans_pipeline.data.split import split_stream
+from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.split import split_stream
 
 NUMBERS = ["0", "7", "-3", "+4", "12.5", "-0.25", ".5", "5.", "-.5", "1e5", "2E-3", "1.5e+07", "007", "99999", "1e100"]
 NOT_NUMBERS = [
@@ -49,9 +52,9 @@ NOT_NUMBERS = [
 
 def run(data: bytes, *, exact_only: bool = False, block_bytes: int = 64, **options):
     train, test = io.BytesIO(), io.BytesIO()
-    scan = split._scan
+    original = split.scan
     if exact_only:
-        split._scan = lambda *args: None
+        split.scan = lambda *args: None
     try:
         result = split_stream(
             [data[i : i + 13] for i in range(0, len(data), 13)], train, test, block_bytes=block_bytes, **options
@@ -60,7 +63,7 @@ def run(data: bytes, *, exact_only: bool = False, block_bytes: int = 64, **optio
     except DataValidationError as exc:
         return str(exc), None, None
     finally:
-        split._scan = scan
+        split.scan = original
 
 
 def values(channel: bytes) -> list[list[float]]:
@@ -168,10 +171,10 @@ def test_well_formed_text_columns_and_quotes_stay_on_the_fast_path():
     rows = b"".join(
         b'T%04d,2026-11-%02d,%d,%d.25,"Shop %d, ""Main"" St"\r\n' % (i, i % 28 + 1, i % 5, i, i) for i in range(3000)
     )
-    layout = split.parse_header(b"txnId,date,tranCode,Amount,merchant\r\n", ["Amount", "tranCode"], "date")
-    scan = split._scan(rows, layout)
+    layout = parse_header(b"txnId,date,tranCode,Amount,merchant\r\n", ["Amount", "tranCode"], "date")
+    scan = fast.scan(rows, layout)
     assert scan is not None and scan.rows == 3000
-    part = split._route(scan, split.StratifiedSplitter(0.2, 1).assign(scan.rows, scan.strata))
+    part = fast.route(scan, StratifiedSplitter(0.2, 1).assign(scan.rows, scan.strata))
     channel = sorted(part.train.splitlines() + part.test.splitlines())
     assert channel == sorted(b"%d.25,%d" % (i, i % 5) for i in range(3000))
 
@@ -197,7 +200,7 @@ def test_the_worker_pool_gives_the_same_channels_as_one_thread():
 
 
 def test_a_bad_line_before_an_endless_one_is_the_one_named():
-    data = b"a,b\n" + b"1,2\n" * 5000 + b"3,x\n" + b"1,2\n" * 5000 + b"9" * (split.MAX_LINE_BYTES + 10) + b"\n"
+    data = b"a,b\n" + b"1,2\n" * 5000 + b"3,x\n" + b"1,2\n" * 5000 + b"9" * (csv_blocks.MAX_LINE_BYTES + 10) + b"\n"
     assert "line 5002, column b: 'x' is not a number" in run(data, block_bytes=1024, k=1)[0]
 
 
@@ -216,8 +219,8 @@ def test_each_odd_value_gets_the_same_answer_from_both_paths(token, column):
 def test_the_fast_path_takes_plain_numbers_and_keeps_their_text():
     data = b"tranCode,Amount\n" + b"".join(b"%d,%d.%02d\n" % (i % 5, i, i % 100) for i in range(5000))
     block = data[data.index(b"\n") + 1 :]
-    layout = split.parse_header(b"tranCode,Amount\n", None, None)
-    part = split._fast(block, layout, split.StratifiedSplitter(0.2, 1))
+    layout = parse_header(b"tranCode,Amount\n", None, None)
+    part = fast.split_fast(block, layout, StratifiedSplitter(0.2, 1))
     assert part is not None and part.rows == 5000 and part.test_rows == 1000
     assert sorted(part.train.splitlines() + part.test.splitlines()) == sorted(block.splitlines())
 
@@ -268,15 +271,15 @@ def test_memory_stays_bounded_whatever_the_input_size():
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     # About 25 blocks of working memory per worker: the blocks in flight and their index arrays.
-    assert peaks[1] < 1.2 * peaks[0] and peaks[1] < 32 * split.BLOCK_BYTES * split.default_workers()
+    assert peaks[1] < 1.2 * peaks[0] and peaks[1] < 32 * csv_blocks.BLOCK_BYTES * split.default_workers()
 
 
 def test_line_blocks_end_at_newlines_and_refuse_endless_lines():
     data = b"".join(b"%d\n" % i for i in range(1000))
-    blocks = list(split.line_blocks(iter([data[i : i + 7] for i in range(0, len(data), 7)]), 100))
+    blocks = list(csv_blocks.line_blocks(iter([data[i : i + 7] for i in range(0, len(data), 7)]), 100))
     assert b"".join(blocks) == data and all(b.endswith(b"\n") and len(b) <= 100 for b in blocks)
-    with pytest.raises(split.LineTooLong):
-        list(split.line_blocks(itertools.repeat(b"x" * 4096, 600), 1024))
+    with pytest.raises(csv_blocks.LineTooLong):
+        list(csv_blocks.line_blocks(itertools.repeat(b"x" * 4096, 600), 1024))
 
 
 def test_a_gzip_of_several_members_is_read_whole():
@@ -287,7 +290,7 @@ def test_a_gzip_of_several_members_is_read_whole():
 
 
 def test_a_line_of_exactly_the_limit_is_fine_anywhere_and_one_byte_more_is_not():
-    limit = split.MAX_LINE_BYTES
+    limit = csv_blocks.MAX_LINE_BYTES
     # Column b is not a feature: any text may fill it.
     ok = b"a,b\n" + b"1," + b"x" * (limit - 2) + b"\n" + b"3,4\n5,6\n"
     for data in (ok, ok.rstrip(b"\n")):

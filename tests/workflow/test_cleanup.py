@@ -6,12 +6,12 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import REGION
-from test_hostile_input import FAST, GOOD
 
-from kmeans_pipeline.cleanup import clean_up
-from kmeans_pipeline.resolve import resolve
+from kmeans_pipeline.steps.clean_up import clean_up
+from kmeans_pipeline.steps.resolve_run import resolve_run
 from offline.runner import OfflineAWS
+from testkit.aws import REGION
+from testkit.stacks import FAST, GOOD
 
 
 def names_in(aws, run_ids=None):
@@ -43,7 +43,7 @@ def test_only_the_newest_runs_are_kept_and_the_serving_one_never_goes():
 
 
 def test_configs_in_use_being_deployed_or_newer_than_this_run_are_never_deleted(settings):
-    config = resolve({"dataKey": "k"}, "cleaner", "2026-11-23T10:00:00Z", settings, None)
+    config = resolve_run({"dataKey": "k"}, "cleaner", "2026-11-23T10:00:00Z", settings, None)
     ours = config.names.endpoint_config
     serving, pending, later, old1, old2 = (f"kmeans-dev-{c * 10}" for c in "abcde")
     created = {old2: 1, old1: 2, serving: 3, pending: 4, ours: 5, later: 6}

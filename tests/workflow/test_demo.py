@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmeans_pipeline.scoring import score
-from kmeans_pipeline.split import split_stream
-from kmeans_pipeline.treatment import encode, legacy
+from kmeans_pipeline.data.split import split_stream
+from kmeans_pipeline.data.treatment import encode, legacy
+from kmeans_pipeline.model.scoring import score
 from offline import report_view
 from offline.__main__ import build_parser, main, outcome_line, summary
 from offline.runner import ExecutionResult

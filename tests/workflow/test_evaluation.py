@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-from conftest import reset_faults, without_endpoint
 
-from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.scoring import score
+from kmeans_pipeline.model.artifact import read_centroids
+from kmeans_pipeline.model.scoring import score
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
+from testkit.stacks import reset_faults, without_endpoint
 
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
@@ -165,7 +165,7 @@ def test_a_failed_endpoint_check_puts_the_previous_config_back(stack):
     stack.standin.faults.endpoint_answers_wrong = True
     result = run(stack, "wrong-answers", gateTolerancePercent=1000)
     assert result.status == "FAILED"
-    assert result.error == "EndpointCheckFailed"
+    assert result.error == "EndpointVerificationFailed"
     assert "disagree with the model's centroids" in result.cause and "serves again" in result.cause
     endpoint = stack.client("sagemaker").describe_endpoint(EndpointName=stack.endpoint_name)
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", serving)
@@ -174,7 +174,7 @@ def test_a_failed_endpoint_check_puts_the_previous_config_back(stack):
 def test_a_first_deploy_that_fails_its_check_leaves_no_endpoint(first_deploy):
     first_deploy.standin.faults.endpoint_answers_wrong = True
     result = run(first_deploy, "first-wrong")
-    assert result.status == "FAILED" and result.error == "EndpointCheckFailed"
+    assert result.status == "FAILED" and result.error == "EndpointVerificationFailed"
     assert "first deploy and is being deleted" in result.cause
     try:
         status = first_deploy.client("sagemaker").describe_endpoint(EndpointName=first_deploy.endpoint_name)[

@@ -6,10 +6,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conftest import reset_faults, without_endpoint
-from test_hostile_input import FAST, GOOD
 
 from offline.runner import OfflineAWS
+from testkit.stacks import FAST, GOOD, reset_faults, without_endpoint
 
 pytestmark = pytest.mark.slow
 _names = itertools.count(1)

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from kmeans_pipeline.settings import StackSettings, function_environment, function_environment_set
+from kmeans_pipeline.schemas.settings import StackSettings, function_environment, function_environment_set
 from offline.runner import OfflineAWS
 
 PROBE = "function_environment_probe"
@@ -24,8 +24,8 @@ PROBE_SOURCE = textwrap.dedent(
 
     from botocore.exceptions import ClientError
 
-    from kmeans_pipeline import aws
-    from kmeans_pipeline.settings import StackSettings
+    from kmeans_pipeline.aws.clients import client
+    from kmeans_pipeline.schemas.settings import StackSettings
 
     BOTH_INSIDE = threading.Barrier(2, timeout=30)
 
@@ -33,7 +33,7 @@ PROBE_SOURCE = textwrap.dedent(
     def handler(event, context):
         before = StackSettings.from_env().name_prefix
         BOTH_INSIDE.wait()
-        s3 = aws.client("s3")
+        s3 = client("s3")
         for _ in range(event["calls"]):
             try:
                 s3.head_bucket(Bucket=f"probe-{StackSettings.from_env().name_prefix}")

@@ -9,13 +9,12 @@ import json
 import pytest
 
 from offline.runner import OfflineAWS
+from testkit.stacks import FAST, GOOD
 
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 # gateTolerancePercent 1000: these runs are about deployment mechanics, so a later run always replaces the model
 # (tests/workflow/test_evaluation.py covers the quality gate itself).
-FAST = {"pollSeconds": 0, "maxTrainingJobs": 2, "maxParallelTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}
-GOOD = "tranCode,Amount\n" + "".join(f"{i % 3 + 1},{(i % 7) * 10 + 5}.5\n" for i in range(300))
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from moto import mock_aws
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
 from offline import moto_patches
+from testkit.aws import REGION
 
-REGION = "us-east-1"
 CAUGHT = [{"ErrorEquals": ["States.ALL"], "Output": {"caught": "{% $states.errorOutput %}"}, "Next": "Caught"}]
 
 

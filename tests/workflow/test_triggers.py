@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_hostile_input import GOOD
 
 from offline.runner import OfflineAWS
+from testkit.stacks import GOOD
 
 # Runs started by a trigger carry no input of their own: the stack's defaults apply, so poll without waiting.
 STACK = {"DefaultPollSeconds": "0", "MaxTrainingJobs": "2", "DefaultK": "3", "ScheduleEnabled": "true"}

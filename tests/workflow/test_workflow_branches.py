@@ -17,12 +17,24 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from kmeans_pipeline import models
+from kmeans_pipeline.schemas.dataset import Dataset, SourceObject
+from kmeans_pipeline.schemas.results import (
+    BestTrainingJob,
+    CleanUpResult,
+    DeployResult,
+    EndpointStatus,
+    EndpointVerification,
+    Evaluation,
+    GateDecision,
+    ModelCreated,
+    TuningJobStarted,
+    TuningStatus,
+)
+from kmeans_pipeline.schemas.run import ResourceNames, RunConfig, S3Location
 from offline import moto_patches
 from offline.runner import InjectedFault
+from testkit.aws import ACCOUNT, REGION
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 ASL = Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
 DEFINITION = json.loads(ASL.read_text())
 LAMBDA_STATES = [
@@ -39,10 +51,10 @@ def function_name(state: str) -> str:
 
 # -- what each step answers when all goes well (the steps' own output models) --------------------------------
 
-NAMES = models.ResourceNames(
+NAMES = ResourceNames(
     tuning_job="kmeans-t-run", model="kmeans-m-run", endpoint_config="kmeans-ec-run", endpoint="kmeans-dev"
 )
-BEST = models.BestTrainingJob(
+BEST = BestTrainingJob(
     training_job_name="kmeans-t-run-001-abc",
     hyperparameters={"k": "5"},
     test_msd=1.5,
@@ -52,11 +64,11 @@ BEST = models.BestTrainingJob(
 
 def config(event: dict) -> dict:
     """Resolve run configuration: the stack's defaults, with the execution input's fields on top."""
-    defaults = models.RunConfig(
+    defaults = RunConfig(
         execution_name=event["execution"]["name"],
         run_id="run",
         trigger="console",
-        source=models.S3Location(bucket="data", key="incoming/t.csv"),
+        source=S3Location(bucket="data", key="incoming/t.csv"),
         k=5,
         feature_columns=None,
         stratify_column=None,
@@ -75,7 +87,7 @@ def config(event: dict) -> dict:
     return {**defaults, **event["input"]}
 
 
-DATASET = models.Dataset(
+DATASET = Dataset(
     train_uri="s3://data/datasets/run/train/",
     test_uri="s3://data/datasets/run/test/",
     train_rows=80,
@@ -84,15 +96,13 @@ DATASET = models.Dataset(
     feature_columns=["tranCode", "Amount"],
     feature_dim=2,
     content_type="text/csv",
-    source=models.SourceObject(bucket="data", key="incoming/t.csv", etag="e", size=10),
+    source=SourceObject(bucket="data", key="incoming/t.csv", etag="e", size=10),
 ).to_json()
-STARTED = models.TuningJobStarted(tuning_job_name=NAMES.tuning_job, tuning_job_arn="arn:tuning", reused=False).to_json()
+STARTED = TuningJobStarted(tuning_job_name=NAMES.tuning_job, tuning_job_arn="arn:tuning", reused=False).to_json()
 
 
 def tuning(outcome: str, status: str, **fields: Any) -> dict:
-    return models.TuningStatus(
-        outcome=outcome, status=status, training_jobs={"completed": 2}, budget=2, **fields
-    ).to_json()
+    return TuningStatus(outcome=outcome, status=status, training_jobs={"completed": 2}, budget=2, **fields).to_json()
 
 
 COMPLETED = tuning("completed", "Completed", best=BEST)
@@ -100,14 +110,14 @@ RUNNING = tuning("running", "InProgress")
 
 
 def evaluation(decision: str) -> dict:
-    gate = models.GateDecision(
+    gate = GateDecision(
         decision=decision,
         reason=f"{decision}: because",
         new_msd=1.5,
         serving_msd=None if decision == "promote" else 1.0,
         tolerance_percent=5,
     )
-    return models.Evaluation(
+    return Evaluation(
         report_uri="s3://data/reports/run/report.json",
         headline=f"{decision}: headline",
         gate=gate,
@@ -117,25 +127,25 @@ def evaluation(decision: str) -> dict:
     ).to_json()
 
 
-CREATED = models.ModelCreated(
+CREATED = ModelCreated(
     model_name=NAMES.model, endpoint_config_name=NAMES.endpoint_config, model_data_url=BEST.artifact_uri
 ).to_json()
 
 
 def deployment(action: str, status: str | None, previous: str | None = None) -> dict:
-    return models.DeployResult(
+    return DeployResult(
         action=action, endpoint_name=NAMES.endpoint, endpoint_status=status, previous_endpoint_config_name=previous
     ).to_json()
 
 
 def endpoint(outcome: str, status: str, **fields: Any) -> dict:
-    return models.EndpointStatus(
+    return EndpointStatus(
         outcome=outcome, status=status, endpoint_config_name=NAMES.endpoint_config, **fields
     ).to_json()
 
 
 def check(passed: bool, **fields: Any) -> dict:
-    return models.EndpointCheck(passed=passed, checked_rows=20, **fields).to_json()
+    return EndpointVerification(passed=passed, checked_rows=20, **fields).to_json()
 
 
 HAPPY: dict[str, Any] = {
@@ -149,7 +159,7 @@ HAPPY: dict[str, Any] = {
     "Check endpoint": endpoint("inService", "InService"),
     "Verify endpoint": check(True),
     "Check the previous model": endpoint("inService", "InService"),
-    "Clean up superseded models": models.CleanupResult(kept=[NAMES.model], deleted=[]).to_json(),
+    "Clean up superseded models": CleanUpResult(kept=[NAMES.model], deleted=[]).to_json(),
 }
 
 
@@ -303,7 +313,7 @@ DEPLOY_PATH = [
     "Check endpoint",
     "Is the endpoint in service?",
     "Verify endpoint",
-    "Did the endpoint pass its check?",
+    "Did the endpoint pass verification?",
     "Clean up superseded models",
     "Model deployed",
 ]
@@ -463,12 +473,16 @@ def test_an_endpoint_that_takes_too_long_stops_after_the_poll_budget(workflow):
 
 # -- the endpoint check ---------------------------------------------------------------------------------------
 
-WRONG = {"passed": False, "error": "EndpointCheckFailed", "cause": "the endpoint's answers disagree with the model"}
+WRONG = {
+    "passed": False,
+    "error": "EndpointVerificationFailed",
+    "cause": "the endpoint's answers disagree with the model",
+}
 
 
 def test_a_first_deploy_that_fails_its_check_ends_without_a_restore(workflow):
     run = workflow.run(verify_endpoint=check(restore="deleted", **WRONG))
-    assert (run.status, run.error) == ("FAILED", "EndpointCheckFailed")
+    assert (run.status, run.error) == ("FAILED", "EndpointVerificationFailed")
     assert run.cause == "the endpoint's answers disagree with the model."
     assert run.invoked("Check the previous model") == 0 and run.invoked("Clean up superseded models") == 0
 
@@ -479,7 +493,7 @@ def test_a_failed_check_waits_for_the_previous_config_to_serve_again(workflow):
         verify_endpoint=restoring,
         check_the_previous_model=answers(endpoint("running", "Updating"), endpoint("inService", "InService")),
     )
-    assert (run.status, run.error) == ("FAILED", "EndpointCheckFailed")
+    assert (run.status, run.error) == ("FAILED", "EndpointVerificationFailed")
     assert run.cause == "the endpoint's answers disagree with the model. The previous config serves again."
     assert run.invoked("Check the previous model") == 2
     assert all(
@@ -508,7 +522,7 @@ def test_a_restore_that_fails_or_takes_too_long_is_named_in_the_cause(workflow):
         "the endpoint's answers disagree with the model. Putting the previous config back did not "
         "finish: the endpoint was still Updating after 2 status checks"
     )
-    assert (failed.error, slow.error) == ("EndpointCheckFailed", "EndpointCheckFailed")
+    assert (failed.error, slow.error) == ("EndpointVerificationFailed", "EndpointVerificationFailed")
 
 
 def test_a_clean_up_error_leaves_the_deployment_standing_with_a_warning(workflow):

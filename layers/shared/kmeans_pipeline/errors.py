@@ -45,5 +45,5 @@ class ModelArtifactError(PipelineError):
     """A model artifact is not the MXNet NDArray list K-Means writes; the message says what is wrong and where."""
 
 
-class EndpointCheckError(PipelineError):
+class EndpointAnswerError(PipelineError):
     """The endpoint's answers disagree with the model's offline scoring; the previous config is put back."""

@@ -1,6 +1,6 @@
 """Feature treatments: how the CSV's feature columns become the model's features, learned once in the data step.
 
-Per column (see :class:`~kmeans_pipeline.models.ColumnTreatment`):
+Per column (see :class:`~kmeans_pipeline.schemas.dataset.ColumnTreatment`):
 
 - ``numeric``: the number as it is, or z-scored with the training set's mean and std;
 - ``log``: ``log1p(x)`` z-scored, for non-negative amounts with a long right tail (a negative value is an error);
@@ -23,9 +23,9 @@ from typing import Literal
 
 import numpy as np
 
-from kmeans_pipeline.channels import format_rows, parse_rows
+from kmeans_pipeline.data.channels import format_rows, parse_rows
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.models import ColumnTreatment, FeatureTreatment, TreatmentKind
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment, TreatmentKind
 
 AUTO_CATEGORY_LEVELS = 10
 MAX_CATEGORY_LEVELS = 64

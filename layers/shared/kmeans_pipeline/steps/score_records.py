@@ -25,17 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kmeans_pipeline.errors import (
-    DataValidationError,
-    EndpointCheckError,
-    PipelineError,
-    SageMakerRequestError,
-    SageMakerThrottlingError,
-    SageMakerUnavailableError,
-)
-from kmeans_pipeline.models import FeatureTreatment
-from kmeans_pipeline.scoring import anomaly_score, refer, report_small_clusters
-from kmeans_pipeline.serving import (
+from kmeans_pipeline.aws.serving import (
     batches,
     invoke_endpoint,
     model_of_config,
@@ -44,8 +34,18 @@ from kmeans_pipeline.serving import (
     serving_config,
     serving_report,
 )
-from kmeans_pipeline.split import parse_float
-from kmeans_pipeline.treatment import encode, from_report, negative_log_values
+from kmeans_pipeline.data.exact import parse_float
+from kmeans_pipeline.data.treatment import encode, from_report, negative_log_values
+from kmeans_pipeline.errors import (
+    DataValidationError,
+    EndpointAnswerError,
+    PipelineError,
+    SageMakerRequestError,
+    SageMakerThrottlingError,
+    SageMakerUnavailableError,
+)
+from kmeans_pipeline.model.scoring import anomaly_score, refer, report_small_clusters
+from kmeans_pipeline.schemas.dataset import FeatureTreatment
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -234,7 +234,7 @@ def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes
         raise RequestError(502, f"the endpoint {endpoint} refused the request: {exc}") from exc
 
 
-def score_records(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> dict:
+def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> dict:
     if len(records) > MAX_RECORDS:
         raise RequestError(413, f"{len(records):,} records in one request; send at most {MAX_RECORDS:,}")
     Z, good, errors, warnings = encode_records(records, view.treatment)
@@ -247,7 +247,7 @@ def score_records(records: list[Any], view: ServingView, endpoint: str, runtime:
             closest[start:end], distance[start:end] = parse_answer(
                 invoke(runtime, endpoint, body), end - start, view.k, f"request {number} of {len(pieces)}"
             )
-        except EndpointCheckError as exc:
+        except EndpointAnswerError as exc:
             raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
     reference, referred = refer(Z, closest, distance, view.centroids, view.small)
     scores = anomaly_score(reference, referred, view.thresholds, view.overall)
@@ -290,7 +290,7 @@ def _response(status: int, body: dict) -> dict:
     return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
 
 
-def handle(
+def score_records(
     event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient
 ) -> dict:
     """A function URL event (payload format 2.0) in, an HTTP response out."""
@@ -318,6 +318,6 @@ def handle(
             view = serving_view(endpoint, bucket, sagemaker, s3)
         except (SageMakerThrottlingError, SageMakerUnavailableError) as exc:
             raise RequestError(503, f"what endpoint {endpoint} serves cannot be read now: {exc}") from None
-        return _response(200, score_records(records, view, endpoint, runtime))
+        return _response(200, score_with_endpoint(records, view, endpoint, runtime))
     except RequestError as exc:
         return _response(exc.status, {"error": str(exc)})

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kmeans_pipeline.aws.uris import split_s3_uri
 from kmeans_pipeline.errors import ModelArtifactError
 
 if TYPE_CHECKING:
@@ -97,19 +98,10 @@ def centroids_to_json(centroids: np.ndarray) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def split_s3_uri(uri: str, *, prefix: bool = False) -> tuple[str, str]:
-    """(bucket, key) of an s3://bucket/key URI of an object, or ModelArtifactError; with ``prefix``, the key may
-    be a prefix (a channel's folder) or empty."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket or (not prefix and (not key or key.endswith("/"))):
-        raise ModelArtifactError(f"{uri} is not an s3://bucket/key URI of {'a prefix' if prefix else 'an object'}")
-    return bucket, key
-
-
 def _read_s3(uri: str, s3: S3Client | None) -> bytes:
     bucket, key = split_s3_uri(uri)
     if s3 is None:
-        from kmeans_pipeline.aws import client  # boto3 only when an S3 artifact is read
+        from kmeans_pipeline.aws.clients import client  # boto3 only when an S3 artifact is read
 
         s3 = client("s3")
     from botocore.exceptions import ClientError

@@ -1,4 +1,4 @@
-"""Step 8: after a verified deploy, delete this stack's superseded models and endpoint configs beyond the newest N.
+"""Clean up superseded models: after a verified deploy, delete this stack's superseded models and endpoint configs beyond the newest N.
 
 Never deleted: the config the endpoint serves, one an update is deploying, this run's, and any created after
 this run's (another execution's, still on its way to the endpoint).
@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from kmeans_pipeline.aws import sagemaker_call
-from kmeans_pipeline.endpoints import describe_endpoint
-from kmeans_pipeline.models import CleanupResult, RunConfig
+from kmeans_pipeline.aws.clients import sagemaker_call
+from kmeans_pipeline.aws.endpoints import describe_endpoint
+from kmeans_pipeline.schemas.results import CleanUpResult
+from kmeans_pipeline.schemas.run import RunConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -26,7 +27,7 @@ def _run_resources(pages: Any, key: str, name_key: str, pattern: re.Pattern) -> 
     return found
 
 
-def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: SageMakerClient) -> CleanupResult:
+def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: SageMakerClient) -> CleanUpResult:
     ours = config.names.endpoint_config
     pattern = re.compile(re.escape(prefix) + r"-[0-9a-f]{10}")  # this stack's run names (names.run_resource_name)
     with sagemaker_call("ListEndpointConfigs", prefix):
@@ -58,4 +59,4 @@ def clean_up(config: RunConfig, prefix: str, keep: int, sagemaker: SageMakerClie
         if name in models:
             with sagemaker_call("DeleteModel", name):
                 sagemaker.delete_model(ModelName=name)
-    return CleanupResult(kept=sorted(kept), deleted=doomed)
+    return CleanUpResult(kept=sorted(kept), deleted=doomed)

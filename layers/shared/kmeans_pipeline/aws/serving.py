@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from botocore.exceptions import ClientError
 
-from kmeans_pipeline.aws import error_code, error_message, sagemaker_call, translate
-from kmeans_pipeline.endpoints import describe_endpoint
+from kmeans_pipeline.aws.clients import error_code, error_message, sagemaker_call, translate
+from kmeans_pipeline.aws.endpoints import describe_endpoint
 from kmeans_pipeline.errors import (
-    EndpointCheckError,
+    EndpointAnswerError,
     SageMakerRequestError,
     SageMakerThrottlingError,
     SageMakerUnavailableError,
@@ -90,23 +90,23 @@ def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int,
 
 
 def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """(closest, distance) from K-Means' JSON answer, or EndpointCheckError saying what is malformed."""
+    """(closest, distance) from K-Means' JSON answer, or EndpointAnswerError saying what is malformed."""
     try:
         predictions = json.loads(payload)["predictions"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise EndpointCheckError(f"{where}: the answer is not K-Means' JSON ({payload[:120]!r})") from exc
+        raise EndpointAnswerError(f"{where}: the answer is not K-Means' JSON ({payload[:120]!r})") from exc
     if not isinstance(predictions, list) or len(predictions) != rows:
         count = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
-        raise EndpointCheckError(f"{where}: {count} predictions for {rows} rows")
+        raise EndpointAnswerError(f"{where}: {count} predictions for {rows} rows")
     closest = np.empty(rows, dtype=np.int64)
     distance = np.empty(rows, dtype=np.float64)
     for i, p in enumerate(predictions):
         try:
             c, d = float(p["closest_cluster"]), float(p["distance_to_cluster"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise EndpointCheckError(f"{where}, prediction {i}: malformed {str(p)[:120]}") from exc
+            raise EndpointAnswerError(f"{where}, prediction {i}: malformed {str(p)[:120]}") from exc
         if not (math.isfinite(c) and c == int(c) and 0 <= c < k) or not (math.isfinite(d) and d >= 0):
-            raise EndpointCheckError(
+            raise EndpointAnswerError(
                 f"{where}, prediction {i}: closest_cluster {c} / distance_to_cluster {d} is not a cluster of 0..{k - 1} "
                 "at a finite distance"
             )

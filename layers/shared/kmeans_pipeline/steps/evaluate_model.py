@@ -20,14 +20,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.channels import read_rows
+from kmeans_pipeline.aws.serving import REPORT_NAME, serving_model, serving_report
+from kmeans_pipeline.data.channels import read_rows
+from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, from_report, legacy, to_base, to_original
 from kmeans_pipeline.errors import ModelArtifactError
-from kmeans_pipeline.models import BestTrainingJob, Dataset, Evaluation, FeatureTreatment, GateDecision, RunConfig
-from kmeans_pipeline.scoring import LARGE_SHARE, SIZE_RATIO, anomaly_score, refer, score, small_clusters, summarise
-from kmeans_pipeline.serving import REPORT_NAME, serving_model, serving_report
-from kmeans_pipeline.settings import StackSettings
-from kmeans_pipeline.treatment import axis_range, comparable, from_base, from_report, legacy, to_base, to_original
+from kmeans_pipeline.model.artifact import read_centroids
+from kmeans_pipeline.model.scoring import (
+    LARGE_SHARE,
+    SIZE_RATIO,
+    anomaly_score,
+    refer,
+    score,
+    small_clusters,
+    summarise,
+)
+from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment
+from kmeans_pipeline.schemas.results import BestTrainingJob, Evaluation, GateDecision
+from kmeans_pipeline.schemas.run import RunConfig
+from kmeans_pipeline.schemas.settings import StackSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -180,7 +190,7 @@ def _cluster_view(
     return view
 
 
-def evaluate(
+def evaluate_model(
     config: RunConfig,
     dataset: Dataset,
     best: BestTrainingJob,

@@ -1,4 +1,4 @@
-"""Step 1: turn whatever started the execution (console, schedule, S3 upload) into one RunConfig."""
+"""Resolve run configuration: turn whatever started the execution (console, schedule, S3 upload) into one RunConfig."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from kmeans_pipeline.aws.names import NAME_MAX, TUNING_JOB_NAME_MAX, run_id, run_resource_name
 from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
-from kmeans_pipeline.models import (
-    ResourceNames,
-    RunConfig,
-    RunRequest,
-    S3Location,
-    check_waits,
-    describe_validation_error,
-)
-from kmeans_pipeline.names import NAME_MAX, TUNING_JOB_NAME_MAX, run_id, run_resource_name
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.schemas.base import describe_validation_error
+from kmeans_pipeline.schemas.run import ResourceNames, RunConfig, RunRequest, S3Location, check_waits
+from kmeans_pipeline.schemas.settings import StackSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,7 +20,7 @@ S3_OBJECT_CREATED = "Object Created"
 SCHEDULED_EVENT = "Scheduled Event"
 
 
-def resolve(
+def resolve_run(
     execution_input: Any,
     execution_name: str,
     execution_start_time: str,

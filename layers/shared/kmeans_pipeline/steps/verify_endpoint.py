@@ -1,4 +1,4 @@
-"""Step 8: after the endpoint is InService on this run's config, check that it answers as the model should.
+"""Verify endpoint: once the endpoint is InService on this run's config, check that it answers as the model should.
 
 A sample of the test rows (``EndpointCheckRows``) is scored through the endpoint, in requests well under the
 6 MB payload limit (throttling and server errors are retried by the client, then by the state machine), and compared with offline scoring of the same rows with the same centroids. A malformed
@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from kmeans_pipeline.artifact import read_centroids
-from kmeans_pipeline.aws import sagemaker_call
-from kmeans_pipeline.channels import read_rows
-from kmeans_pipeline.endpoints import describe_endpoint
-from kmeans_pipeline.errors import EndpointCheckError, ModelArtifactError, SageMakerRequestError
-from kmeans_pipeline.models import Dataset, EndpointCheck, ModelCreated, RunConfig
-from kmeans_pipeline.scoring import score
-from kmeans_pipeline.serving import batches, invoke_endpoint, parse_answer
+from kmeans_pipeline.aws.clients import sagemaker_call
+from kmeans_pipeline.aws.endpoints import describe_endpoint
+from kmeans_pipeline.aws.serving import batches, invoke_endpoint, parse_answer
+from kmeans_pipeline.data.channels import read_rows
+from kmeans_pipeline.errors import EndpointAnswerError, ModelArtifactError, SageMakerRequestError
+from kmeans_pipeline.model.artifact import read_centroids
+from kmeans_pipeline.model.scoring import score
+from kmeans_pipeline.schemas.dataset import Dataset
+from kmeans_pipeline.schemas.results import EndpointVerification, ModelCreated
+from kmeans_pipeline.schemas.run import RunConfig
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,7 +40,7 @@ def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes
     try:
         return invoke_endpoint(runtime, endpoint, body)
     except SageMakerRequestError as exc:
-        raise EndpointCheckError(str(exc)) from exc
+        raise EndpointAnswerError(str(exc)) from exc
 
 
 def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance: np.ndarray) -> str | None:
@@ -105,14 +107,14 @@ def verify_endpoint(
     s3: S3Client,
     sagemaker: SageMakerClient,
     runtime: SageMakerRuntimeClient,
-) -> EndpointCheck:
+) -> EndpointVerification:
     X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
     checked = len(X)
     # Two runs at once: once another execution's deployment takes the endpoint, its answers are not this model's
     # to check, and putting "the previous config" back would undo that newer deployment. That run checks its own.
     overtaken = _overtaken(config, model, sagemaker)
     if overtaken:
-        return EndpointCheck(
+        return EndpointVerification(
             passed=False,
             checked_rows=0,
             error="EndpointSuperseded",
@@ -132,11 +134,11 @@ def verify_endpoint(
             closest[start:end], distance[start:end] = parse_answer(payload, end - start, config.k, where)
         difference = compare(X, centroids, closest, distance)
         if difference:
-            raise EndpointCheckError(f"the endpoint's answers disagree with the model's centroids: {difference}")
-    except (EndpointCheckError, ModelArtifactError) as exc:
+            raise EndpointAnswerError(f"the endpoint's answers disagree with the model's centroids: {difference}")
+    except (EndpointAnswerError, ModelArtifactError) as exc:
         overtaken = _overtaken(config, model, sagemaker)
         if overtaken:  # the answers may have come from the other execution's model
-            return EndpointCheck(
+            return EndpointVerification(
                 passed=False,
                 checked_rows=checked,
                 error="EndpointSuperseded",
@@ -157,12 +159,12 @@ def verify_endpoint(
                 "unknown": f"the config that served before is unknown, so {model.endpoint_config_name} still serves "
                 f"on {config.names.endpoint} and needs an operator",
             }[action]
-        return EndpointCheck(
+        return EndpointVerification(
             passed=False,
             checked_rows=checked,
-            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else "EndpointCheckFailed",
+            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else "EndpointVerificationFailed",
             cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
             restore=action,
             restored_endpoint_config_name=restored,
         )
-    return EndpointCheck(passed=True, checked_rows=checked)
+    return EndpointVerification(passed=True, checked_rows=checked)

@@ -3,10 +3,10 @@
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kmeans_pipeline import aws
-from kmeans_pipeline.models import ResolveRunInput
-from kmeans_pipeline.resolve import resolve
-from kmeans_pipeline.settings import StackSettings
+from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.schemas.inputs import ResolveRunInput
+from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.steps.resolve_run import resolve_run
 
 logger = Logger()
 
@@ -14,12 +14,12 @@ logger = Logger()
 @logger.inject_lambda_context(log_event=True)
 def handler(event: dict, context: LambdaContext) -> dict:
     step = ResolveRunInput.from_event(event)
-    config = resolve(
+    config = resolve_run(
         step.input,
         execution_name=step.execution.name,
         execution_start_time=step.execution.start_time,
         settings=StackSettings.from_env(),
-        s3=aws.client("s3"),
+        s3=client("s3"),
     )
     logger.info("Run configured", extra={"run_id": config.run_id, "trigger": config.trigger})
     return config.to_json()

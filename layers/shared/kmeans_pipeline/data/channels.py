@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kmeans_pipeline.artifact import split_s3_uri
+from kmeans_pipeline.aws.uris import split_s3_uri
 from kmeans_pipeline.errors import DataValidationError
 
 if TYPE_CHECKING:

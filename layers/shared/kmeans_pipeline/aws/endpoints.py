@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kmeans_pipeline.aws import describe_or_none, sagemaker_call
+from kmeans_pipeline.aws.clients import describe_or_none, sagemaker_call
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
+
+# Statuses in which SageMaker is still working on the endpoint: wait, don't touch.
+TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 
 
 @dataclass(frozen=True)

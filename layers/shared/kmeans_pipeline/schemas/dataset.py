@@ -1,0 +1,89 @@
+"""What the data step learns and writes: the source object, each column's treatment, and the dataset's URIs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kmeans_pipeline.schemas.base import CamelModel
+
+# How a feature column becomes model features (see ColumnTreatment); auto lets the data step decide.
+TreatmentKind = Literal["auto", "numeric", "log", "category"]
+
+
+class SourceObject(CamelModel):
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str
+    size: int
+
+
+class ColumnTreatment(CamelModel):
+    """How one CSV column becomes model features: numeric (x), log (log1p(x)) or category (one-hot over levels).
+
+    A standardised numeric or log column is (base - mean) / std with the training set's mean and std of its base
+    value (x, or log1p(x)); a std of 0 counts as 1. A category gives one 0/1 feature per level.
+    """
+
+    column: str
+    kind: Literal["numeric", "log", "category"]
+    standardize: bool = False
+    mean: float | None = None
+    std: float | None = None
+    levels: list[float] | None = None
+    decided: Literal["auto", "requested"] = "requested"
+    reason: str = ""
+
+    @property
+    def width(self) -> int:
+        return len(self.levels or []) if self.kind == "category" else 1
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self.kind == "category":
+            return [f"{self.column}={level:g}" for level in self.levels or []]
+        return [f"log1p({self.column})" if self.kind == "log" else self.column]
+
+
+class FeatureTreatment(CamelModel):
+    """The per-column treatments of a dataset, in channel order: what the model's features are."""
+
+    columns: list[ColumnTreatment]
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [c.column for c in self.columns]
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(c.width for c in self.columns)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [name for c in self.columns for name in c.feature_names]
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the model's features are the CSV's numbers as they are (nothing to transform)."""
+        return all(c.kind == "numeric" and not c.standardize for c in self.columns)
+
+
+class Dataset(CamelModel):
+    """What the data step wrote: S3 URIs and counts, never data."""
+
+    train_uri: str
+    test_uri: str
+    train_rows: int
+    test_rows: int
+    train_shards: int = Field(default=1, ge=1, description="Objects the training channel was written as.")
+    # How the feature columns became the model's features, and (when they were transformed) where the raw test
+    # rows are, in the same order as the transformed ones.
+    treatment: FeatureTreatment | None = None
+    raw_test_uri: str | None = None
+    skipped_blank_lines: int
+    feature_columns: list[str]
+    feature_dim: int
+    content_type: str
+    source: SourceObject

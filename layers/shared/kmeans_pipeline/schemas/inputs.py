@@ -1,0 +1,120 @@
+"""One input model per state machine step: the fields its handler needs are required, the optional ones it uses
+have defaults, and whatever else the state machine sends is ignored. `statemachine/pipeline.asl.json` builds each
+step's Payload; tests/step/test_events.py checks that every Payload and every events/<step>.json fits its model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from kmeans_pipeline.errors import InvalidInputError
+from kmeans_pipeline.schemas.base import CamelModel, describe_errors
+from kmeans_pipeline.schemas.dataset import Dataset
+from kmeans_pipeline.schemas.results import BestTrainingJob, DeploymentAction, ModelCreated
+from kmeans_pipeline.schemas.run import RunConfig
+
+
+class StepInput(CamelModel):
+    """What every step's input model shares: camelCase JSON, other keys ignored, null counted as absent."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: object) -> object:
+        # A value the state machine does not have (e.g. a first deployment's previousEndpointConfigName) may
+        # come as null or not at all: both mean absent, so a required field is reported missing either way.
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+    @classmethod
+    def from_event(cls, event: object) -> Self:
+        """The step's input; a missing field or a wrong one is an InvalidInputError that names it."""
+        try:
+            return cls.model_validate(event)
+        except ValidationError as exc:
+            errors = exc.errors()
+            missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
+            other = [e for e in errors if not (e["type"] == "missing" and len(e["loc"]) == 1)]
+            problems = [describe_errors(other)] if other else []
+            if missing:
+                problems.insert(0, f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+            raise InvalidInputError(f"Invalid step input: {'; '.join(problems)}") from exc
+
+
+class ExecutionInfo(StepInput):
+    name: str = Field(min_length=1)
+    start_time: str = Field(min_length=1)
+
+
+class ResolveRunInput(StepInput):
+    """Resolve run configuration: the execution's input as the user gave it, and the execution's name and start
+    (they make the run id, so a retried step names the same resources)."""
+
+    input: Any = None
+    execution: ExecutionInfo
+
+
+class RunStepInput(StepInput):
+    """Every step after the first receives the validated run configuration."""
+
+    config: RunConfig
+
+
+class PrepareDataInput(RunStepInput):
+    """Prepare training data."""
+
+
+class StartTuningInput(RunStepInput):
+    """Start hyperparameter tuning."""
+
+    dataset: Dataset
+
+
+class CheckTuningInput(RunStepInput):
+    """Check tuning job."""
+
+    tuning_job_name: str
+
+
+class EvaluateModelInput(RunStepInput):
+    """Evaluate model."""
+
+    dataset: Dataset
+    best: BestTrainingJob
+
+
+class CreateModelInput(RunStepInput):
+    """Create model and endpoint config."""
+
+    best: BestTrainingJob
+
+
+class DeployEndpointInput(RunStepInput):
+    """Deploy to endpoint."""
+
+    endpoint_config_name: str
+
+
+class CheckEndpointInput(RunStepInput):
+    """Check endpoint (and Check the previous model): the config that should serve, and the one it replaced."""
+
+    endpoint_config_name: str
+    previous_endpoint_config_name: str | None = None
+
+
+class VerifyEndpointInput(RunStepInput):
+    """Verify endpoint: the model deployed, the config it replaced and how it was deployed (to restore on a
+    mismatch)."""
+
+    dataset: Dataset
+    model: ModelCreated
+    previous_endpoint_config_name: str | None = None
+    deployment_action: DeploymentAction | None = None
+
+
+class CleanUpInput(RunStepInput):
+    """Clean up superseded models."""

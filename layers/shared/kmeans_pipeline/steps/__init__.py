@@ -1,0 +1,1 @@
+"""One module per Lambda function, named like its folder under functions/: the logic its handler calls."""

@@ -1,0 +1,67 @@
+"""Check endpoint: one look at the endpoint; success means InService on this run's endpoint config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kmeans_pipeline.aws.endpoints import TRANSITIONAL, describe_endpoint
+from kmeans_pipeline.schemas.results import EndpointStatus
+from kmeans_pipeline.schemas.run import RunConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+
+
+def check_endpoint(
+    config: RunConfig, endpoint_config_name: str, sagemaker: SageMakerClient, previous_config_name: str | None = None
+) -> EndpointStatus:
+    """One look at the endpoint after this run's deployment started.
+
+    `previous_config_name` is what the endpoint served before this run updated it: back on it means rolled back;
+    on a third config (and no FailureReason) means a later execution's deployment replaced this one.
+    """
+    name = config.names.endpoint
+    endpoint = describe_endpoint(sagemaker, name)
+    if endpoint is None:
+        return EndpointStatus(
+            outcome="failed",
+            status="Missing",
+            endpoint_config_name=None,
+            error="EndpointMissing",
+            cause=f"Endpoint {name} no longer exists (deleted while the deployment of {endpoint_config_name} ran)",
+        )
+    status, current, pending, reason = endpoint.status, endpoint.current, endpoint.pending, endpoint.reason
+    if status == "Updating" and current == endpoint_config_name and pending not in {None, endpoint_config_name}:
+        # Ours serves (it reached InService) while a later execution's update runs: this run is done.
+        return EndpointStatus(outcome="inService", status=status, endpoint_config_name=current)
+    if status in TRANSITIONAL:
+        return EndpointStatus(outcome="running", status=status, endpoint_config_name=current)
+    if status == "InService" and current == endpoint_config_name:
+        return EndpointStatus(outcome="inService", status=status, endpoint_config_name=current)
+    if status == "InService" and not reason and current != previous_config_name:
+        return EndpointStatus(
+            outcome="failed",
+            status=status,
+            endpoint_config_name=current,
+            error="EndpointSuperseded",
+            cause=f"Endpoint {name} serves {current}, deployed by another execution after this run's "
+            f"{endpoint_config_name}: this run's model is not the one serving",
+        )
+    if status == "InService":
+        return EndpointStatus(
+            outcome="failed",
+            status=status,
+            endpoint_config_name=current,
+            error="EndpointUpdateRolledBack",
+            failure_reason=reason,
+            cause=f"Endpoint {name} still serves {current}: the update to {endpoint_config_name} was rolled back: "
+            + (reason or "SageMaker gave no FailureReason"),
+        )
+    return EndpointStatus(
+        outcome="failed",
+        status=status,
+        endpoint_config_name=current,
+        error="EndpointFailed",
+        failure_reason=reason,
+        cause=f"Endpoint {name} is {status}: " + (reason or "SageMaker gave no FailureReason"),
+    )
