@@ -61,6 +61,12 @@ All of them touch moto internals (see aws-facts.md), which is why pyproject.toml
     once); at most MAP_RUN_WORKERS children run at once offline (see there why), MaxConcurrency below that still
     bounds them, and each worker runs its children in a loop (moto recursed once per child). Results keep their
     items' places, so this changes no result.
+15. The Map Run through the API: DescribeMapRun's item and execution counts as Step Functions keeps them (moto left
+    failed children running), ListExecutions with mapRunArn (and statusFilter, maxResults, nextToken) lists the
+    children, DescribeExecution describes one; a child's context object is its own execution's (Execution.Id is
+    the child's ARN, Execution.Input its input).
+16. An ItemReader over s3:listObjectsV2 reads every page of the listing (moto read the first, and failed on an empty
+    one).
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ from jsonata import utils as jsonata_utils
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.events.models import Rule
 from moto.stepfunctions import responses as sfn_responses
-from moto.stepfunctions.exceptions import InvalidToken
+from moto.stepfunctions.exceptions import InvalidToken, ResourceNotFound
 from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, ExecutionFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
@@ -103,6 +109,9 @@ from moto.stepfunctions.parser.asl.component.component import Component
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_intrinsics
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+    resource_eval_s3 as item_reader_s3,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
     DistributedIterationComponent,
 )
@@ -1082,6 +1091,71 @@ def _map_run(self: Any, env: Any, eval_input: Any) -> None:
     env.stack.append(result)
 
 
+# -- Distributed Map: the Map Run API, and an S3 listing read whole -------------------------------------------------
+
+
+def _map_runs(backend: Any) -> Any:
+    for execution in backend._get_executions():
+        worker = execution.exec_worker
+        if worker is not None and worker.env is not None:
+            yield from worker.env.map_run_record_pool_manager.get_all()
+
+
+_CHILDREN_TOKEN = "offline-children:"
+
+
+def _list_executions(self: Any) -> Any:
+    """ListExecutions with mapRunArn: the Map Run's child executions (moto read only stateMachineArn)."""
+    map_run_arn = self._get_param("mapRunArn")
+    backend = self.stepfunction_backend
+    if not map_run_arn or not isinstance(backend, StepFunctionsParserBackend):
+        return _originals["list_executions"](self)
+    record = next((r for r in _map_runs(backend) if r.map_run_arn == map_run_arn), None)
+    if record is None:
+        raise ResourceNotFound(map_run_arn)
+    status = self._get_param("statusFilter")
+    children = [c for c in getattr(record, _CHILDREN, []) if c.start is not None and (not status or c.status == status)]
+    children.sort(key=lambda c: c.start, reverse=True)  # newest first, as moto lists executions
+    token, offset = self._get_param("nextToken"), 0
+    if token:
+        if not token.startswith(_CHILDREN_TOKEN) or not token[len(_CHILDREN_TOKEN) :].isdigit():
+            raise InvalidToken(f"{token!r} is not a token this listing gave")
+        offset = int(token[len(_CHILDREN_TOKEN) :])
+    size = self._get_int_param("maxResults") or 100
+    page = children[offset : offset + size]
+    result: dict[str, Any] = {"executions": [c.list_item() for c in page]}
+    if offset + size < len(children):
+        result["nextToken"] = f"{_CHILDREN_TOKEN}{offset + size}"
+    return sfn_responses.ActionResult(result)
+
+
+def _describe_execution(self: Any) -> Any:
+    """DescribeExecution of a Map Run's child execution (moto knew only the executions it started itself)."""
+    arn = self._get_param("executionArn")
+    backend = self.stepfunction_backend
+    if isinstance(backend, StepFunctionsParserBackend) and ":execution:" in arn and "/" in arn.split(":execution:")[1]:
+        for record in _map_runs(backend):
+            for child in getattr(record, _CHILDREN, []):
+                if child.execution_arn == arn and child.start is not None:
+                    return sfn_responses.ActionResult(child.describe())
+    return _originals["describe_execution"](self)
+
+
+def _list_objects_all_pages(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+    """An ItemReader over s3:listObjectsV2 reads every page of the listing (moto read the first, and failed on an
+    empty one)."""
+    s3 = boto_client_for(region=resource_runtime_part.region, service="s3", state_credentials=state_credentials)
+    parameters = dict(env.stack.pop())
+    contents: list[Any] = []
+    while True:
+        response = s3.list_objects_v2(**parameters)
+        contents += response.get("Contents", [])
+        if not response.get("IsTruncated") or not response.get("NextContinuationToken"):
+            break
+        parameters["ContinuationToken"] = response["NextContinuationToken"]
+    env.stack.append(contents)
+
+
 def _start_execution(state_machine_arn: str, event_json: str) -> None:
     boto3.client("stepfunctions", region_name=state_machine_arn.split(":")[3]).start_execution(
         stateMachineArn=state_machine_arn, name=str(uuid.uuid4()), input=event_json
@@ -1162,6 +1236,12 @@ def install(invoker: LambdaInvoker, event_triggers: bool = False) -> None:
         DistributedItemProcessorWorker.eval = _child_worker
         _originals["eval_child"] = DistributedItemProcessorWorker._eval_job
         DistributedItemProcessorWorker._eval_job = _eval_child
+        _originals["list_executions"] = sfn_responses.StepFunctionResponse.list_executions
+        sfn_responses.StepFunctionResponse.list_executions = _list_executions
+        _originals["describe_execution"] = sfn_responses.StepFunctionResponse.describe_execution
+        sfn_responses.StepFunctionResponse.describe_execution = _describe_execution
+        _originals["list_objects"] = item_reader_s3.ResourceEvalS3.__dict__["_handle_list_objects_v2"]
+        item_reader_s3.ResourceEvalS3._handle_list_objects_v2 = staticmethod(_list_objects_all_pages)
         _installed = True
 
 
@@ -1202,5 +1282,8 @@ def uninstall() -> None:
         DistributedIterationComponent._map_run = _originals["map_run"]
         DistributedItemProcessorWorker.eval = _originals["child_worker"]
         DistributedItemProcessorWorker._eval_job = _originals["eval_child"]
+        sfn_responses.StepFunctionResponse.list_executions = _originals["list_executions"]
+        sfn_responses.StepFunctionResponse.describe_execution = _originals["describe_execution"]
+        item_reader_s3.ResourceEvalS3._handle_list_objects_v2 = _originals["list_objects"]
         _invoker = None
         _installed = False

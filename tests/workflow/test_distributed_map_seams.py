@@ -1,5 +1,5 @@
 """A JSONata Distributed Map runs offline as Step Functions runs it: each seam of offline/moto_patches.py for it
-(10 to 14), pinned on a small state machine whose Map children call a Python handler through the Lambda seam,
+(10 to 16), pinned on a small state machine whose Map children call a Python handler through the Lambda seam,
 against what the AWS developer guide (and AWS's own answers, where the guide shows no example) say.
 
 Sources: the guide's pages "Distributed Map state" (failure threshold), "ItemBatcher (Map)", "ResultWriter (Map)",
@@ -460,3 +460,78 @@ def test_max_concurrency_still_bounds_the_children():
     handler, peak = concurrency_probe()
     results = output(run({"Map": distributed_map(MaxConcurrency=2)}, handler, execution_input=items(12)))
     assert results == items(12)["items"] and peak[0] <= 2
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Seam 15: the Map Run and its children through the API
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_the_map_run_and_its_child_executions_are_listed_and_described():
+    seen: dict[str, Any] = {}
+
+    def inspect(sfn: Any, arn: str) -> None:
+        (listed,) = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+        seen["listed"] = listed
+        seen["described"] = sfn.describe_map_run(mapRunArn=listed["mapRunArn"])
+        seen["children"] = sfn.list_executions(mapRunArn=listed["mapRunArn"])["executions"]
+        seen["failed"] = sfn.list_executions(mapRunArn=listed["mapRunArn"], statusFilter="FAILED")["executions"]
+        seen["child"] = sfn.describe_execution(executionArn=seen["failed"][0]["executionArn"])
+
+    output(
+        run({"Map": distributed_map(ToleratedFailureCount=1)}, execution_input=items(3, failing=(1,)), after=inspect)
+    )
+    described = seen["described"]
+    assert described["status"] == "SUCCEEDED" and described["executionArn"] == seen["listed"]["executionArn"]
+    counts = {k: described["itemCounts"][k] for k in ("total", "succeeded", "failed", "running", "pending")}
+    assert counts == {"total": 3, "succeeded": 2, "failed": 1, "running": 0, "pending": 0}
+    assert described["executionCounts"]["failed"] == 1 and described["executionCounts"]["running"] == 0
+    children = seen["children"]
+    assert len(children) == 3 and all(c["mapRunArn"] == seen["listed"]["mapRunArn"] for c in children)
+    assert sorted(c["status"] for c in children) == ["FAILED", "SUCCEEDED", "SUCCEEDED"]
+    assert all(c["stateMachineArn"] == seen["listed"]["stateMachineArn"] for c in children)
+    assert len(seen["failed"]) == 1
+    child = seen["child"]
+    assert child["status"] == "FAILED" and json.loads(child["input"]) == {"n": 1, "fail": True}
+    assert child["error"] == "ItemFailed" and child["mapRunArn"] == seen["listed"]["mapRunArn"]
+
+
+def test_a_child_is_an_execution_of_its_own_in_its_context_object():
+    state = distributed_map()
+    state["ItemProcessor"]["States"]["Work"] = {
+        "Type": "Pass",
+        "Output": {"id": "{% $states.context.Execution.Id %}", "input": "{% $states.context.Execution.Input %}"},
+        "End": True,
+    }
+    seen: dict[str, Any] = {}
+
+    def children(sfn: Any, arn: str) -> None:
+        (listed,) = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+        seen["arns"] = {c["executionArn"] for c in sfn.list_executions(mapRunArn=listed["mapRunArn"])["executions"]}
+
+    results = output(run({"Map": state}, execution_input=items(2), after=children))
+    assert {r["id"] for r in results} == seen["arns"] and [r["input"] for r in results] == items(2)["items"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Seam 16: a ListObjectsV2 ItemReader reads every page
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_list_objects_item_reader_reads_every_page():
+    """AWS: an ItemReader over s3:listObjectsV2 iterates every object under the prefix (moto read one page)."""
+
+    def put(s3: Any) -> None:
+        for i in range(5):
+            s3.put_object(Bucket="data", Key=f"in/{i}.csv", Body=b"x")
+
+    state = distributed_map(
+        ItemReader={
+            "Resource": "arn:aws:states:::s3:listObjectsV2",
+            "Arguments": {"Bucket": "data", "Prefix": "in/", "MaxKeys": 2},
+        },
+        ItemSelector={"key": "{% $states.context.Map.Item.Value.Key %}"},
+    )
+    del state["Items"]
+    results = output(run({"Map": state}, buckets=("data",), before=put))
+    assert [r["key"] for r in results] == [f"in/{i}.csv" for i in range(5)]
