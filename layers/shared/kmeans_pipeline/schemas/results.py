@@ -61,6 +61,9 @@ class EndpointVerification(CamelModel):
     cause: str | None = None
     restore: Literal["none", "updating", "deleted", "unknown", "failed"] = "none"
     restored_endpoint_config_name: str | None = None
+    # The share of checked rows on which a distance 1 % off would have failed the check (model.tolerance.power).
+    power: float | None = None
+    warning: str | None = None
 
 
 class ModelCreated(CamelModel):
