@@ -120,6 +120,9 @@ class StackBuilder:
                 return all(self.resolve(arg))
             if key == "Fn::Or":
                 return any(self.resolve(arg))
+            if key == "Fn::Contains":  # a rule function: a list of strings holds a string
+                items, item = self.resolve(arg)
+                return str(item) in [str(i) for i in items]
             if key == "Condition":
                 return self.condition(arg)
             if key == "Fn::FindInMap":
@@ -165,7 +168,18 @@ class StackBuilder:
             if "Condition" not in spec or self.condition(spec["Condition"])
         }
 
+    def check_rules(self) -> None:
+        """The template's Rules, as CloudFormation checks them before it creates anything: a failed assertion
+        stops the deployment with its AssertDescription."""
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self.resolve(assertion["Assert"]):
+                    raise RuleFailed(f"Rule {name} failed: {assertion.get('AssertDescription', 'assertion failed')}")
+
     def deploy(self) -> Deployed:
+        self.check_rules()
         resources = self.active()
         # Names first, so that policies may refer to roles and functions before they exist (as in CloudFormation).
         # Log groups last: their names usually refer to the functions'.
@@ -370,6 +384,10 @@ class StackBuilder:
         self.deployed.arns[logical] = arn
         self.deployed.physical[logical] = arn
         self.deployed.state_machine_arn = arn
+
+
+class RuleFailed(ValueError):
+    """A template rule's assertion does not hold for this deployment (CloudFormation refuses it the same way)."""
 
 
 class _NoValue:

@@ -62,14 +62,19 @@ def test_every_state_is_reachable_and_every_transition_exists():
     assert reachable == set(STATES)
 
 
+# The 15-minute steps: their Lambda timeout is deterministic for the same input, so every retry would burn
+# another 15 minutes before the same failure.
+LONG_STEPS = {"Prepare training data", "Evaluate model"}
+
+
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
     assert len(TASKS) == 11
     for name, task in TASKS.items():
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
         assert lambda_retry["JitterStrategy"] == "FULL" and "MaxDelaySeconds" in lambda_retry
-        [catch] = task["Catch"]
-        assert catch["ErrorEquals"] == ["States.ALL"]
+        catch = task["Catch"][-1]  # a 15-minute step catches its timeout first (below)
+        assert catch["ErrorEquals"] == ["States.ALL"] and len(task["Catch"]) == 1 + (name in LONG_STEPS)
         if name == "Clean up superseded models":
             # After a verified deploy: a failed clean-up is reported, the deployment stands.
             assert STATES[catch["Next"]]["Type"] == "Succeed" and "warning" in catch["Assign"]["cleanup"]
@@ -100,10 +105,22 @@ def test_throttling_is_retried_by_name_on_every_sagemaker_step():
 
 
 def test_every_step_is_retried_after_a_crashed_or_timed_out_invocation():
-    """Every step is idempotent (same names, create-or-reuse), so an invocation that died midway is retried."""
+    """Every step is idempotent (same names, create-or-reuse), so an invocation that died midway is retried; a
+    15-minute step that ran out of time is not (the same input takes as long again)."""
     for name, task in TASKS.items():
         retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
-        assert {"Sandbox.Timedout", "Runtime.ExitError", "States.Timeout"} <= retried, name
+        assert {"Runtime.ExitError", "States.Timeout"} <= retried, name
+        assert ("Sandbox.Timedout" in retried) is (name not in LONG_STEPS), name
+
+
+def test_a_long_step_that_times_out_fails_at_once_saying_why_and_what_to_change():
+    for name in LONG_STEPS:
+        first = TASKS[name]["Catch"][0]
+        assert first["ErrorEquals"] == ["Sandbox.Timedout"] and first["Next"] == "A step failed"
+        assert first["Assign"]["failure"]["step"] == name
+        assert (
+            "15 minutes" in first["Assign"]["failure"]["cause"] and "not retried" in first["Assign"]["failure"]["cause"]
+        )
 
 
 def test_an_account_quota_is_not_retried():

@@ -971,3 +971,49 @@ def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_s
         "TellMissingReports": ("s3:ListBucket", {"Fn::GetAtt": ["DataBucket", "Arn"]}),
     }
     assert all("Condition" not in s for s in data)  # an expired report must be a 404 (tests/infra/test_iam.py)
+
+
+SCHEDULES_EVENTBRIDGE_ACCEPTS = [
+    "rate(1 minute)",
+    "rate(1 hour)",
+    "rate(1 day)",
+    "rate(2 minutes)",
+    "rate(7 days)",
+    "rate(10 hours)",
+    "rate(100 days)",
+    "cron(0 12 * * ? *)",
+    "cron(15 10 ? * 6L 2022-2023)",
+    "cron(0/15 * * * ? *)",
+    "cron(0 8 1W * ? *)",
+    "cron(0 9 ? * MON#1 *)",
+]
+# EventBridge refuses these at deploy: a singular unit needs 1 and a plural one more than 1; cron has six fields.
+SCHEDULES_EVENTBRIDGE_REFUSES = [
+    "rate(7 day)",
+    "rate(1 days)",
+    "rate(1 minutes)",
+    "rate(5 hour)",
+    "rate(0 minutes)",
+    "rate(01 minute)",
+    "rate(1  day)",
+    "rate(-1 days)",
+    "rate(1.5 hours)",
+    "rate(1 week)",
+    "rate(7 Days)",
+    "cron(0 12 * * ?)",
+    "cron(0 12 * * ? * *)",
+    "cron()",
+    " rate(1 day)",
+    "rate(1 day) ",
+    "at(2025-01-01T00:00:00)",
+]
+
+
+@pytest.mark.parametrize("expression", SCHEDULES_EVENTBRIDGE_ACCEPTS)
+def test_the_schedule_pattern_accepts_what_eventbridge_accepts(template, expression):
+    assert re.fullmatch(template["Parameters"]["ScheduleExpression"]["AllowedPattern"], expression)
+
+
+@pytest.mark.parametrize("expression", SCHEDULES_EVENTBRIDGE_REFUSES)
+def test_the_schedule_pattern_refuses_what_eventbridge_refuses(template, expression):
+    assert not re.fullmatch(template["Parameters"]["ScheduleExpression"]["AllowedPattern"], expression)
