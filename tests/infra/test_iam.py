@@ -12,12 +12,10 @@ import fnmatch
 import threading
 
 import boto3
-
 import pytest
 
 from offline.__main__ import score_api
-from offline.runner import current_invocation
-from offline.runner import OfflineAWS
+from offline.runner import OfflineAWS, current_invocation
 from offline.sample_data import generate
 from offline.standin import Faults
 
