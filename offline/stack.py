@@ -212,6 +212,7 @@ class StackBuilder:
             "AWS::Serverless::LayerVersion": lambda n: f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:layer:{n}:1",
             "AWS::Events::Rule": lambda n: f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{n}",
             "AWS::SQS::Queue": lambda n: f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{n}",
+            "AWS::DynamoDB::Table": lambda n: f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{n}",
         }
         if kind == "AWS::KMS::Key":
             return  # its id comes from KMS when it is created
@@ -225,6 +226,8 @@ class StackBuilder:
                 name = f"/offline/{lower}"
         elif kind == "AWS::SNS::Topic":
             name = f"{self.stack_name}-{logical}"
+        elif kind == "AWS::DynamoDB::Table" and "TableName" in props:
+            name = self.resolve(props["TableName"])
         self.deployed.physical[logical] = name
         if kind in arn_by_kind:
             self.deployed.arns[logical] = arn_by_kind[kind](name)
@@ -318,6 +321,36 @@ class StackBuilder:
         if targets:
             events.put_targets(Rule=name, Targets=targets)
         self.deployed.rules[logical] = name
+
+    def _create_DynamoDB_Table(self, logical: str, props: dict) -> None:
+        ddb = self.client("dynamodb")
+        name = self.deployed.physical[logical]
+        args: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        sse = props.get("SSESpecification")
+        if sse:  # CloudFormation's SSEEnabled/KMSMasterKeyId are the API's Enabled/KMSMasterKeyId
+            args["SSESpecification"] = {
+                "Enabled": bool(sse.get("SSEEnabled")),
+                **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
+                **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
+            }
+        if props.get("Tags"):
+            args["Tags"] = props["Tags"]
+        ddb.create_table(**args)
+        if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+            ddb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+            )
 
     def _create_Logs_LogGroup(self, logical: str, props: dict) -> None:
         args = {"logGroupName": self.deployed.physical[logical]}

@@ -1017,3 +1017,19 @@ def test_the_schedule_pattern_accepts_what_eventbridge_accepts(template, express
 @pytest.mark.parametrize("expression", SCHEDULES_EVENTBRIDGE_REFUSES)
 def test_the_schedule_pattern_refuses_what_eventbridge_refuses(template, expression):
     assert not re.fullmatch(template["Parameters"]["ScheduleExpression"]["AllowedPattern"], expression)
+
+
+def test_the_deploy_lease_table_is_encrypted_with_the_stacks_key_recoverable_and_self_cleaning(resources):
+    table = resources["DeployLeaseTable"]
+    props = table["Properties"]
+    assert props["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]},
+    }
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}  # clean-up only
+    assert props["KeySchema"] == [{"AttributeName": "LockName", "KeyType": "HASH"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert {t["Key"] for t in props["Tags"]} == {"Project", "Environment", "Owner"}
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Delete"  # leases are ephemeral
