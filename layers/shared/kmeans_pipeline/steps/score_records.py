@@ -35,7 +35,7 @@ from kmeans_pipeline.aws.serving import (
     serving_report,
 )
 from kmeans_pipeline.data.exact import parse_float
-from kmeans_pipeline.data.treatment import encode, from_report, negative_log_values
+from kmeans_pipeline.data.treatment import encode, negative_log_values
 from kmeans_pipeline.errors import (
     DataValidationError,
     EndpointAnswerError,
@@ -44,8 +44,9 @@ from kmeans_pipeline.errors import (
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
-from kmeans_pipeline.model.scoring import anomaly_score, refer, report_small_clusters
+from kmeans_pipeline.model.scoring import anomaly_score, refer
 from kmeans_pipeline.schemas.dataset import FeatureTreatment
+from kmeans_pipeline.schemas.report import EvaluationReport, ReportError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -94,30 +95,32 @@ def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3C
     key = (bucket, config_name)
     if key not in _REPORTS:
         serving = model_of_config(sagemaker, config_name)
-        _REPORTS[key] = _view(serving, serving_report(s3, bucket, serving["modelName"]), bucket)
+        try:
+            report = serving_report(s3, bucket, serving["modelName"])
+        except ReportError as exc:
+            raise RequestError(503, f"The serving model {serving['modelName']} cannot be used: {exc}") from None
+        _REPORTS[key] = _view(serving, report, bucket)
     return _REPORTS[key]
 
 
-def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
+def _view(serving: dict, report: EvaluationReport | None, bucket: str) -> ServingView:
     if report is None:
         raise RequestError(
             503,
             f"The serving model {serving['modelName']} has no evaluation report, so its "
             "features and thresholds are unknown: deploy a model trained by this pipeline",
         )
-    thresholds = report.get("thresholds") or {}
-    k = int(report.get("k") or len(thresholds.get("perCluster") or []))
-    small = report_small_clusters(report)
+    small = report.small_clusters.clusters
     return ServingView(
         endpoint_config=serving["endpointConfigName"],
         model_name=serving["modelName"],
         report_uri=f"s3://{bucket}/{report_key(serving['modelName'])}",
-        treatment=from_report(report),
-        thresholds=list(thresholds.get("perCluster") or [None] * k),
-        overall=thresholds.get("overall"),
-        k=k,
+        treatment=report.treatment,
+        thresholds=report.thresholds.per_cluster,
+        overall=report.thresholds.overall,
+        k=report.k,
         small=small,
-        centroids=np.asarray(report["modelCentroids"], dtype=np.float32) if small else None,
+        centroids=np.asarray(report.model_centroids, dtype=np.float32) if small else None,
     )
 
 
