@@ -74,4 +74,3 @@ def test_the_scoring_api_answers_503_naming_the_field_of_a_report_that_does_not_
         "The serving model kmeans-dev-abc123 cannot be used: report s3://pipeline-data/reports/abc123/report.json "
         "is not a valid evaluation report: thresholds.perCluster has 1 values for k=3"
     )
-

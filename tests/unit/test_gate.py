@@ -215,11 +215,12 @@ def test_malformed_answers_are_named(payload, message):
 
 def test_answers_equal_to_float32_precision_pass_and_anything_else_is_a_mismatch():
     closest, distance = score(X, CENTERS)
-    assert compare(X, CENTERS, closest, distance.astype(np.float64)) is None
-    assert compare(X, CENTERS, closest, distance * (1 + 1e-7)) is None  # float32 rounding
-    assert "rows differ" in compare(X, CENTERS, closest, distance * 1.001)
+    assert compare(X, CENTERS, closest, distance.astype(np.float64)) == (0, None)
+    assert compare(X, CENTERS, closest, distance * (1 + 1e-7)) == (0, None)  # float32 rounding
+    differing, first = compare(X, CENTERS, closest, distance * 1.001)
+    assert differing == int((distance > 0).sum()) and f"{differing} of {len(X)} rows differ" in first
     shifted = (closest + 1) % 3
-    assert "says cluster" in compare(X, CENTERS, shifted, distance)
+    assert "says cluster" in compare(X, CENTERS, shifted, distance)[1]
 
 
 def test_a_serving_model_that_cannot_be_read_is_named_and_the_new_one_deployed(settings):
