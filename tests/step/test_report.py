@@ -68,7 +68,7 @@ def test_the_scoring_api_answers_503_naming_the_field_of_a_report_that_does_not_
     broken = evaluation_report(CENTROIDS, thresholds={"overall": 1.0, "perCluster": [1.0]})
     s3.put_object(Bucket=bucket, Key="reports/abc123/report.json", Body=json.dumps(broken).encode())
     event = {"body": "tranCode,Amount\n1,2\n", "headers": {"content-type": "text/csv"}}
-    response = score_records(event, "kmeans-dev", bucket, _SageMaker(), s3, None)  # type: ignore[arg-type]
+    response = score_records(event, "kmeans-dev", bucket, _SageMaker(), s3, None).to_http()  # type: ignore[arg-type]
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["error"] == (
         "The serving model kmeans-dev-abc123 cannot be used: report s3://pipeline-data/reports/abc123/report.json "

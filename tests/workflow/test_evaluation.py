@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.model.artifact import read_centroids
-from kmeans_pipeline.schemas.report import read_report
 from kmeans_pipeline.model.scoring import score
+from kmeans_pipeline.schemas.report import read_report
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
 from testkit.stacks import reset_faults, without_endpoint

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from kmeans_pipeline.data.treatment import encode
-from kmeans_pipeline.schemas.report import read_report
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.scoring import anomaly_score, score
+from kmeans_pipeline.schemas.report import read_report
 from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate

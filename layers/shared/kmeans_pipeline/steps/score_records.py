@@ -289,14 +289,26 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _response(status: int, body: dict) -> dict:
-    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+@dataclass(frozen=True)
+class ScoreResponse:
+    """The answer to one request: its HTTP status and JSON body (``scored``, ``anomalies``, ``errors`` on a 200)."""
+
+    status: int
+    body: dict
+
+    def to_http(self) -> dict:
+        """The function URL's response."""
+        return {
+            "statusCode": self.status,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps(self.body),
+        }
 
 
 def score_records(
     event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient
-) -> dict:
-    """A function URL event (payload format 2.0) in, an HTTP response out."""
+) -> ScoreResponse:
+    """A function URL event (payload format 2.0) in, the answer out."""
     try:
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
         if method != "POST":
@@ -321,6 +333,6 @@ def score_records(
             view = serving_view(endpoint, bucket, sagemaker, s3)
         except (SageMakerThrottlingError, SageMakerUnavailableError) as exc:
             raise RequestError(503, f"what endpoint {endpoint} serves cannot be read now: {exc}") from None
-        return _response(200, score_with_endpoint(records, view, endpoint, runtime))
+        return ScoreResponse(200, score_with_endpoint(records, view, endpoint, runtime))
     except RequestError as exc:
-        return _response(exc.status, {"error": str(exc)})
+        return ScoreResponse(exc.status, {"error": str(exc)})
