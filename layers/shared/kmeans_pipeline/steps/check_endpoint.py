@@ -48,21 +48,18 @@ def check_endpoint(
             cause=f"Endpoint {name} serves {current}, deployed by another execution after this run's "
             f"{endpoint_config_name}: this run's model is not the one serving",
         )
-    if status == "InService":
-        return EndpointStatus(
-            outcome="failed",
-            status=status,
-            endpoint_config_name=current,
-            error=Failure.ENDPOINT_UPDATE_ROLLED_BACK,
-            failure_reason=reason,
-            cause=f"Endpoint {name} still serves {current}: the update to {endpoint_config_name} was rolled back: "
-            + (reason or "SageMaker gave no FailureReason"),
-        )
+    # InService on the old config: the update was rolled back (the old model serves); anything else failed.
+    rolled_back = status == "InService"
+    what = (
+        f"still serves {current}: the update to {endpoint_config_name} was rolled back"
+        if rolled_back
+        else f"is {status}"
+    )
     return EndpointStatus(
         outcome="failed",
         status=status,
         endpoint_config_name=current,
-        error=Failure.ENDPOINT_FAILED,
+        error=Failure.ENDPOINT_UPDATE_ROLLED_BACK if rolled_back else Failure.ENDPOINT_FAILED,
         failure_reason=reason,
-        cause=f"Endpoint {name} is {status}: " + (reason or "SageMaker gave no FailureReason"),
+        cause=f"Endpoint {name} {what}: " + (reason or "SageMaker gave no FailureReason"),
     )

@@ -199,6 +199,56 @@ def _cluster_view(
     return view
 
 
+def _report(
+    config: RunConfig,
+    dataset: Dataset,
+    best: BestTrainingJob,
+    treatment: FeatureTreatment,
+    summary: dict,
+    small: list[int],
+    clusters: list[ClusterReport],
+    centroids: np.ndarray,
+    original: np.ndarray,
+    decision: GateDecision,
+    headline: str,
+) -> EvaluationReport:
+    """The report: the run, the model, the data, and what the evaluation found (``summary``, ``clusters``)."""
+    return EvaluationReport(
+        run_id=config.run_id,
+        execution_name=config.execution_name,
+        training_job=best.training_job_name,
+        hyperparameters=best.hyperparameters,
+        model_artifact=best.artifact_uri,
+        dataset=ReportDataset(
+            train_uri=dataset.train_uri,
+            test_uri=dataset.test_uri,
+            raw_test_uri=dataset.raw_test_uri,
+            train_rows=dataset.train_rows,
+            test_rows=dataset.test_rows,
+            source=dataset.source,
+        ),
+        feature_columns=dataset.feature_columns,
+        treatment=treatment,
+        feature_names=treatment.feature_names,
+        k=config.k,
+        test_msd=best.test_msd,
+        evaluation_msd=decision.new_msd,
+        evaluated_rows=summary["records"],
+        anomaly_percentile=config.anomaly_percentile,
+        small_clusters=SmallClusterRule(
+            rule=config.small_clusters, clusters=small, large_share=LARGE_SHARE, size_ratio=SIZE_RATIO
+        ),
+        thresholds=Thresholds(overall=summary["threshold"], per_cluster=[c.threshold for c in clusters]),
+        centroids=original.tolist(),
+        model_centroids=np.asarray(centroids, dtype=np.float64).tolist(),
+        clusters=clusters,
+        distance=Distances.model_validate(summary["distance"]),
+        flagged=Flagged.model_validate(summary["flagged"]),
+        gate=decision,
+        headline=headline,
+    )
+
+
 def evaluate_model(
     config: RunConfig,
     dataset: Dataset,
@@ -262,39 +312,8 @@ def evaluate_model(
         )
         for cluster in summary["clusters"]
     ]
-    report = EvaluationReport(
-        run_id=config.run_id,
-        execution_name=config.execution_name,
-        training_job=best.training_job_name,
-        hyperparameters=best.hyperparameters,
-        model_artifact=best.artifact_uri,
-        dataset=ReportDataset(
-            train_uri=dataset.train_uri,
-            test_uri=dataset.test_uri,
-            raw_test_uri=dataset.raw_test_uri,
-            train_rows=dataset.train_rows,
-            test_rows=dataset.test_rows,
-            source=dataset.source,
-        ),
-        feature_columns=dataset.feature_columns,
-        treatment=treatment,
-        feature_names=treatment.feature_names,
-        k=config.k,
-        test_msd=best.test_msd,
-        evaluation_msd=new_msd,
-        evaluated_rows=int(len(X)),
-        anomaly_percentile=config.anomaly_percentile,
-        small_clusters=SmallClusterRule(
-            rule=config.small_clusters, clusters=small, large_share=LARGE_SHARE, size_ratio=SIZE_RATIO
-        ),
-        thresholds=Thresholds(overall=summary["threshold"], per_cluster=thresholds),
-        centroids=original.tolist(),
-        model_centroids=np.asarray(centroids, dtype=np.float64).tolist(),
-        clusters=clusters,
-        distance=Distances.model_validate(summary["distance"]),
-        flagged=Flagged.model_validate(summary["flagged"]),
-        gate=decision,
-        headline=headline,
+    report = _report(
+        config, dataset, best, treatment, summary, small, clusters, centroids, original, decision, headline
     )
     key = f"{config.report_prefix}{REPORT_NAME}"
     s3.put_object(
