@@ -313,7 +313,9 @@ def _parse_ndarray_list(data: bytes, name: str) -> np.ndarray:
     return centroids
 
 
-def _parse_array(cur: _Cursor) -> np.ndarray:
+def _array_header(cur: _Cursor) -> tuple[str, tuple[int, ...]]:
+    """(the layout's name, the shape) of the next array, in any layout MXNet loads; the cursor is then at its
+    device type."""
     start = cur.offset
     magic = cur.field("I", "the array magic")
     dimension = "q"
@@ -341,10 +343,14 @@ def _parse_array(cur: _Cursor) -> np.ndarray:
         )
     if not 0 <= ndim <= _MAX_NDIM:
         raise cur.fail(f"the array ({version}) claims {ndim} dimensions: corrupt header at offset {cur.offset - 4}")
-    shape = tuple(cur.field(dimension, f"dimension {i} of the shape") for i in range(ndim))
-    if ndim != 2:  # 0 dimensions is an empty NDArray ("none"); its record would end here
+    return version, tuple(cur.field(dimension, f"dimension {i} of the shape") for i in range(ndim))
+
+
+def _parse_array(cur: _Cursor) -> np.ndarray:
+    version, shape = _array_header(cur)
+    if len(shape) != 2:  # 0 dimensions is an empty NDArray ("none"); its record would end here
         raise cur.fail(
-            f"the array is {ndim}-D with shape {shape} ({version}); K-Means centroids are 2-D (k, feature_dim)"
+            f"the array is {len(shape)}-D with shape {shape} ({version}); K-Means centroids are 2-D (k, feature_dim)"
         )
     k, dim = shape
     if k < 1 or dim < 1:

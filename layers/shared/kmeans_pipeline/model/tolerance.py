@@ -120,12 +120,17 @@ def compare(X, centroids, closest, distance, depth: int | None = None) -> str | 
     within the bound of numpy's distance to that cluster. When every differing row that can tell says so, the
     message names the answers as squared distances.
     """
+    return check(X, centroids, closest, distance, depth)[1]
+
+
+def check(X, centroids, closest, distance, depth: int | None = None) -> tuple[int, str | None]:
+    """(how many rows differ beyond float32 error, what differs or None): ``compare`` with the count."""
     closest = np.asarray(closest, dtype=np.int64)
     distance = np.asarray(distance, dtype=np.float64)
     r = row_checks(X, centroids, closest, distance, depth)
     bad = np.flatnonzero(~(r.cluster_ok & r.distance_ok))
     if not len(bad):
-        return None
+        return 0, None
     rows = np.arange(len(closest))
     t = r.tolerance
     d_j, D_j = t.distance[rows, closest], t.distance_bound[rows, closest]
@@ -144,7 +149,7 @@ def compare(X, centroids, closest, distance, depth: int | None = None) -> str | 
             f"the endpoint's values look like SQUARED distances: on all {len(told)} differing rows that can tell, "
             "distance_to_cluster equals the squared distance d^2, not d"
         )
-    return "; ".join(parts)
+    return len(bad), "; ".join(parts)
 
 
 def power(X, centroids, relative: float = 0.01, depth: int | None = None) -> float:

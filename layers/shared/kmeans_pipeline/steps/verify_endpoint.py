@@ -20,9 +20,9 @@ from kmeans_pipeline.aws.clients import sagemaker_call
 from kmeans_pipeline.aws.endpoints import describe_endpoint
 from kmeans_pipeline.aws.serving import batches, invoke_endpoint, parse_answer
 from kmeans_pipeline.data.channels import read_rows
-from kmeans_pipeline.errors import EndpointAnswerError, ModelArtifactError, SageMakerRequestError
+from kmeans_pipeline.errors import EndpointAnswerError, Failure, ModelArtifactError, SageMakerRequestError
 from kmeans_pipeline.model.artifact import read_centroids
-from kmeans_pipeline.model.tolerance import compare, power
+from kmeans_pipeline.model.tolerance import check, power
 from kmeans_pipeline.schemas.dataset import Dataset
 from kmeans_pipeline.schemas.results import EndpointVerification, ModelCreated
 from kmeans_pipeline.schemas.run import RunConfig
@@ -94,7 +94,7 @@ def verify_endpoint(
     runtime: SageMakerRuntimeClient,
 ) -> EndpointVerification:
     X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
-    checked = len(X)
+    checked, differing = len(X), 0
     # Two runs at once: once another execution's deployment takes the endpoint, its answers are not this model's
     # to check, and putting "the previous config" back would undo that newer deployment. That run checks its own.
     overtaken = _overtaken(config, model, sagemaker)
@@ -102,7 +102,7 @@ def verify_endpoint(
         return EndpointVerification(
             passed=False,
             checked_rows=0,
-            error="EndpointSuperseded",
+            error=Failure.ENDPOINT_SUPERSEDED,
             cause=f"{overtaken}: this run's model is not the one serving, so it was not checked",
         )
     try:
@@ -117,7 +117,7 @@ def verify_endpoint(
             where = f"request {number} of {len(pieces)} (rows {start}-{end - 1})"
             payload = invoke(runtime, config.names.endpoint, body)
             closest[start:end], distance[start:end] = parse_answer(payload, end - start, config.k, where)
-        difference = compare(X, centroids, closest, distance)
+        differing, difference = check(X, centroids, closest, distance)
         if difference:
             raise EndpointAnswerError(f"the endpoint's answers disagree with the model's centroids: {difference}")
     except (EndpointAnswerError, ModelArtifactError) as exc:
@@ -126,7 +126,8 @@ def verify_endpoint(
             return EndpointVerification(
                 passed=False,
                 checked_rows=checked,
-                error="EndpointSuperseded",
+                differing_rows=differing,
+                error=Failure.ENDPOINT_SUPERSEDED,
                 cause=f"{overtaken} while this run checked it: this run's model is not the one serving",
             )
         try:
@@ -147,7 +148,8 @@ def verify_endpoint(
         return EndpointVerification(
             passed=False,
             checked_rows=checked,
-            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else "EndpointVerificationFailed",
+            differing_rows=differing,
+            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else Failure.ENDPOINT_VERIFICATION_FAILED,
             cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
             restore=action,
             restored_endpoint_config_name=restored,
