@@ -128,6 +128,13 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple]:
             return [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"), ("kms:GenerateDataKey", key_arn)]
         if operation in {"ListObjectsV2", "ListObjects"}:
             return [("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": params.get("Prefix") or None})]
+    if service == "dynamodb" and operation in {"PutItem", "UpdateItem", "DeleteItem", "GetItem"}:
+        table = f"arn:aws:dynamodb:{aws.stack.region}:123456789012:table/{params['TableName']}"
+        key = (params.get("Item") or params.get("Key"))["LockName"]["S"]
+        via = {"kms:ViaService": f"dynamodb.{aws.stack.region}.amazonaws.com"}
+        return [(f"dynamodb:{operation}", table, {"dynamodb:LeadingKeys": [key]})] + [
+            (action, key_arn, via) for action in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+        ]
     if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
         return [("sagemaker:InvokeEndpoint", f"{prefix}:endpoint/{params['EndpointName'].lower()}")]
     raise AssertionError(f"no IAM mapping for {service}:{operation}: add one")
@@ -160,6 +167,8 @@ def conditions_hold(statement: dict, context: dict[str, str | None]) -> bool:
                 ok = value is not None and any(fnmatch.fnmatchcase(value, str(v)) for v in values)
             elif operator in {"StringEquals", "ArnEquals"}:
                 ok = value is not None and value in [str(v) for v in values]
+            elif operator == "ForAllValues:StringEquals":  # every value the request carries is one of these
+                ok = value is not None and all(v in [str(w) for w in values] for v in value)
             else:
                 raise AssertionError(f"condition operator {operator} on {key} is not modelled: add it")
             if not ok:
@@ -202,6 +211,10 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("ScoreRecordsFunction", "DescribeModel"),
         ("ScoreRecordsFunction", "GetObject"),
         ("ScoreRecordsFunction", "InvokeEndpoint"),
+        ("DeployLeaseFunction", "PutItem"),
+        ("DeployLeaseFunction", "DeleteItem"),
+        ("DeployEndpointFunction", "UpdateItem"),
+        ("CheckEndpointFunction", "UpdateItem"),
     ]:
         assert expected in operations
 
@@ -265,3 +278,27 @@ def test_a_prefix_condition_would_not_have_told_missing_from_denied():
     assert allows(before, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "reports/x/"}) is not None
     assert allows(before, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": None}) is None
     assert allows(before, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "incoming/"}) is None
+
+
+def test_the_lease_roles_reach_only_this_stacks_lease_item():
+    """dynamodb:LeadingKeys pins each lease statement to the item deploy#<endpoint>: another key is refused."""
+    from offline.runner import ROOT
+    from offline.stack import StackBuilder
+
+    template = StackBuilder(ROOT, "iam", "us-east-1").template
+    for name in ("DeployLeaseTakePolicy", "DeployLeaseRenewPolicy"):
+        (statement,) = [
+            s
+            for s in template["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]
+            if any(a.startswith("dynamodb:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+        ]
+        condition = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+        assert condition == [{"Fn::Sub": "deploy#${NamePrefix}-${EnvironmentName}"}]
+    rule = {
+        "Effect": "Allow",
+        "Action": "dynamodb:PutItem",
+        "Resource": "t",
+        "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["deploy#kmeans-dev"]}},
+    }
+    assert allows([rule], "dynamodb:PutItem", "t", {"dynamodb:LeadingKeys": ["deploy#kmeans-dev"]})
+    assert not allows([rule], "dynamodb:PutItem", "t", {"dynamodb:LeadingKeys": ["deploy#other"]})

@@ -42,10 +42,12 @@ FUNCTIONS = {
     "VerifyEndpointFunction": "functions/verify_endpoint/",
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
+    "DeployLeaseFunction": "functions/deploy_lease/",
 }
 # What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
 STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
 ENVIRONMENT = {
+    "DEPLOY_LEASE_TABLE",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -1033,3 +1035,35 @@ def test_the_deploy_lease_table_is_encrypted_with_the_stacks_key_recoverable_and
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert {t["Key"] for t in props["Tags"]} == {"Project", "Environment", "Owner"}
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Delete"  # leases are ephemeral
+
+
+def test_the_lease_roles_get_only_their_item_calls_on_the_lease_table_and_the_key_only_through_dynamodb(resources):
+    item = "DeployLeaseTable.Arn"
+    lease = grants(role_statements(resources, "DeployLeaseFunctionRole"))
+    assert {a: r for a, r in lease.items() if a.startswith("dynamodb:")} == {
+        "dynamodb:PutItem": {item},  # take (a conditional write)
+        "dynamodb:DeleteItem": {item},  # release (only the holder's)
+        "dynamodb:GetItem": {item},  # a busy answer returns the holder's item
+    }
+    for role in ("DeployEndpointFunctionRole", "CheckEndpointFunctionRole"):
+        renewing = grants(role_statements(resources, role))
+        assert {a: r for a, r in renewing.items() if a.startswith("dynamodb:")} == {"dynamodb:UpdateItem": {item}}
+    others = [
+        name
+        for name in FUNCTIONS
+        if name not in ("DeployLeaseFunction", "DeployEndpointFunction", "CheckEndpointFunction")
+    ]
+    for name in others:
+        assert not any(a.startswith("dynamodb:") for a in grants(role_statements(resources, f"{name}Role"))), name
+    for policy in ("DeployLeaseTakePolicy", "DeployLeaseRenewPolicy"):
+        for statement in resources[policy]["Properties"]["PolicyDocument"]["Statement"]:
+            if any(a.startswith("kms:") for a in as_list(statement["Action"])):
+                assert statement["Condition"] == {
+                    "StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}}
+                }
+            else:
+                assert statement["Condition"] == {
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": [{"Fn::Sub": "deploy#${NamePrefix}-${EnvironmentName}"}]
+                    }
+                }

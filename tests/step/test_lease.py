@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from kmeans_pipeline.aws import lease
-from kmeans_pipeline.aws.lease import acquire, holder, lock_name, release, renew
+from kmeans_pipeline.aws.lease import acquire, holder, lock_name, release, renew, run_lease
+from kmeans_pipeline.errors import InvalidInputError
+from kmeans_pipeline.steps.check_endpoint import check_endpoint
+from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
+from kmeans_pipeline.steps.deploy_lease import deploy_lease
+from kmeans_pipeline.steps.resolve_run import resolve_run
 from offline.runner import ROOT
 from offline.stack import StackBuilder
-from testkit.aws import REGION
+from testkit.aws import REGION, Recorder
 
 TABLE = "kmeans-dev-deploy-lease"
 A = "arn:aws:states:us-east-1:123456789012:execution:kmeans-dev-pipeline:run-a"
@@ -133,3 +140,140 @@ def test_the_stack_makes_the_table_encrypted_with_its_key_with_pitr_ttl_and_tags
         tags = {t["Key"]: t["Value"] for t in ddb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]}
         assert tags == {"Project": "kmeans", "Environment": "dev", "Owner": "ml-platform"}
         assert deployed.arns["DeployLeaseTable"] == table["TableArn"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The lease step and the steps that renew it (moto's DynamoDB and SageMaker)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lease_table(aws):
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": "LockName", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "LockName", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return ddb
+
+
+def run_config(settings, **request):
+    return resolve_run({"dataKey": "incoming/t.csv", **request}, "lease-run", START, settings, None)
+
+
+def serve(sagemaker, name: str) -> None:
+    """Make `name` the model the endpoint serves (moto: created InService at once)."""
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+        PrimaryContainer={"Image": "img", "ModelDataUrl": f"s3://b/models/{name}/model.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
+    try:
+        sagemaker.create_endpoint(EndpointName="kmeans-dev", EndpointConfigName=name)
+    except ClientError:
+        sagemaker.update_endpoint(EndpointName="kmeans-dev", EndpointConfigName=name)
+
+
+START = "2026-11-23T10:00:00.000Z"
+
+
+def test_taking_the_lease_with_nothing_serving_deploys_on_the_first_gates_decision(settings, lease_table):
+    config = run_config(settings)
+    mine = run_lease(config, A, TABLE, lease_table)
+    status = deploy_lease(config, "acquire", mine, None, START, boto3.client("sagemaker", region_name=REGION))
+    assert (status.held, status.serving_model, status.compare_again) == (True, None, False)
+    assert status.tolerance_percent == config.gate_tolerance_percent
+    assert holder(lease_table, TABLE, "kmeans-dev").owner == A
+    # The lease lasts two poll intervals and the margin past each renewal.
+    assert mine.seconds == 2 * config.poll_seconds + lease.HOLD_MARGIN_SECONDS
+
+
+# This execution's start against the serving model's CreationTime (now): a model made after the start was made by
+# an execution that overlapped this one.
+BEFORE_THE_MODEL, AFTER_THE_MODEL = "2000-01-01T00:00:00Z", "2099-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("evaluated_against", "started", "compare_again", "tolerance"),
+    [
+        ("kmeans-dev-serving1", AFTER_THE_MODEL, False, 5.0),  # what the gate compared with still serves
+        ("kmeans-dev-older00", AFTER_THE_MODEL, True, 5.0),  # another execution deployed since: compare again
+        (None, AFTER_THE_MODEL, True, 5.0),
+        ("kmeans-dev-serving1", BEFORE_THE_MODEL, True, 0.0),  # an overlapping execution's: the better one serves
+    ],
+)
+def test_the_lease_says_whether_to_compare_again_and_with_what_tolerance(
+    settings, lease_table, evaluated_against, started, compare_again, tolerance
+):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    serve(sagemaker, "kmeans-dev-serving1")
+    config = run_config(settings, gateTolerancePercent=5)
+    mine = run_lease(config, A, TABLE, lease_table)
+    status = deploy_lease(config, "acquire", mine, evaluated_against, started, sagemaker)
+    assert (status.held, status.serving_model) == (True, "kmeans-dev-serving1")
+    assert (status.compare_again, status.tolerance_percent) == (compare_again, tolerance)
+
+
+def test_a_busy_lease_names_its_holder_and_expiry_and_a_release_frees_only_ones_own(settings, lease_table):
+    config = run_config(settings)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert deploy_lease(config, "acquire", run_lease(config, A, TABLE, lease_table), None, START, sagemaker).held
+    busy = deploy_lease(config, "acquire", run_lease(config, B, TABLE, lease_table), None, START, sagemaker)
+    assert (busy.held, busy.holder) == (False, A) and busy.expires_at and A in busy.reason
+    assert (
+        deploy_lease(config, "release", run_lease(config, B, TABLE, lease_table), None, None, sagemaker).released
+        is False
+    )
+    assert (
+        deploy_lease(config, "release", run_lease(config, A, TABLE, lease_table), None, None, sagemaker).released
+        is True
+    )
+    assert (
+        deploy_lease(config, "release", run_lease(config, A, TABLE, lease_table), None, None, sagemaker).released
+        is False
+    )
+    assert deploy_lease(config, "acquire", run_lease(config, B, TABLE, lease_table), None, START, sagemaker).held
+
+
+def test_a_lease_without_a_table_or_owner(settings):
+    config = run_config(settings)
+    assert run_lease(config, None, TABLE) is None  # a step given no owner renews nothing
+    with pytest.raises(InvalidInputError, match="DEPLOY_LEASE_TABLE"):
+        run_lease(config, A, "")
+
+
+def test_the_deploy_step_starts_nothing_without_its_lease(settings, lease_table):
+    config = run_config(settings)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    recorder = Recorder(sagemaker)
+    assert acquire(lease_table, TABLE, "kmeans-dev", B, 3600) is None  # another execution holds it
+    result = deploy_endpoint(
+        config, "kmeans-dev-newconfig1", settings, sagemaker, run_lease(config, A, TABLE, lease_table)
+    )
+    assert result.action == "leaseLost" and "another execution took it" in result.cause
+    assert recorder.calls == []  # not even a DescribeEndpoint
+
+
+def test_the_deploy_step_and_each_endpoint_check_renew_the_lease(settings, lease_table):
+    config = run_config(settings)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    assert acquire(lease_table, TABLE, "kmeans-dev", A, 60, now=int(time.time()) - 30) is None
+    before = holder(lease_table, TABLE, "kmeans-dev").expires_at
+    serve(sagemaker, "kmeans-dev-newconfig1")
+    mine = run_lease(config, A, TABLE, lease_table)
+    assert deploy_endpoint(config, "kmeans-dev-newconfig1", settings, sagemaker, mine).action == "inProgress"
+    renewed = holder(lease_table, TABLE, "kmeans-dev").expires_at
+    assert renewed > before + 3000
+    status = check_endpoint(config, "kmeans-dev-newconfig1", sagemaker, None, mine)
+    assert (status.outcome, status.lease_renewed) == ("inService", True)
+    assert release(lease_table, TABLE, "kmeans-dev", A)
+    assert check_endpoint(config, "kmeans-dev-newconfig1", sagemaker, None, mine).lease_renewed is False
+    assert check_endpoint(config, "kmeans-dev-newconfig1", sagemaker).lease_renewed is None

@@ -26,10 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from kmeans_pipeline.errors import InvalidInputError
+from kmeans_pipeline.schemas.run import RunConfig
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 GRACE_FOR_TTL = 86_400  # TTL deletes expired items within days, not at once: only clean-up rides on it
+# How long a lease lasts past each renewal besides two poll intervals: the longest a holder's steps may take between
+# renewals (evaluating again, creating the model, verifying, each with its retries). A holder that dies blocks the
+# others for at most this long.
+HOLD_MARGIN_SECONDS = 3600
 ACQUIRE_CONDITION = "attribute_not_exists(LockName) OR expiresAt < :now OR #owner = :me"
 RENEW_CONDITION = "#owner = :me AND expiresAt >= :now"
 RELEASE_CONDITION = "#owner = :me"
@@ -137,3 +144,45 @@ def holder(ddb: DynamoDBClient, table: str, endpoint: str) -> Holder | None:
     item = ddb.get_item(TableName=table, Key={"LockName": {"S": lock_name(endpoint)}}, ConsistentRead=True).get("Item")
     found = _holder(item)
     return found if found is not None and found.expires_at >= _now(None) else None
+
+
+def lease_seconds(poll_seconds: int) -> int:
+    """How long a lease lasts from its last renewal: the holder renews it on every status check of the endpoint."""
+    return 2 * poll_seconds + HOLD_MARGIN_SECONDS
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One execution's deploy lease on one endpoint: where it lives, whose it is and how long it lasts."""
+
+    ddb: DynamoDBClient
+    table: str
+    endpoint: str
+    owner: str
+    seconds: int
+
+    def acquire(self) -> Holder | None:
+        return acquire(self.ddb, self.table, self.endpoint, self.owner, self.seconds)
+
+    def renew(self) -> bool:
+        return renew(self.ddb, self.table, self.endpoint, self.owner, self.seconds)
+
+    def release(self) -> bool:
+        return release(self.ddb, self.table, self.endpoint, self.owner)
+
+    def holder(self) -> Holder | None:
+        return holder(self.ddb, self.table, self.endpoint)
+
+
+def run_lease(config: RunConfig, owner: str | None, table: str, ddb: DynamoDBClient | None = None) -> Lease | None:
+    """This execution's lease on the run's endpoint (None for a step given no owner), lasting two poll intervals and
+    a margin past each renewal; the DynamoDB client is made when none is given."""
+    if owner is None:
+        return None
+    if not table:
+        raise InvalidInputError("The function's environment names no deploy lease table (DEPLOY_LEASE_TABLE)")
+    if ddb is None:
+        from kmeans_pipeline.aws.clients import client
+
+        ddb = client("dynamodb")
+    return Lease(ddb, table, config.names.endpoint, owner, lease_seconds(config.poll_seconds))
