@@ -158,7 +158,10 @@ def test_handler_returns_uris_and_counts_never_data(settings_env, lambda_context
         # A quoted field keeps its line break, so it is no number (it used to be glued into 12); the row is named
         # by the line it starts on.
         ('tranCode,Amount\n1,2\n"1\n2",3\n4,x\n', r"line 3, column tranCode: '1\\n2' is not a number"),
-        ('tranCode,Amount\n1,2\n"1"2,3\n', "line 3: a closing quote must be followed by a comma or the end of the line"),
+        (
+            'tranCode,Amount\n1,2\n"1"2,3\n',
+            "line 3: a closing quote must be followed by a comma or the end of the line",
+        ),
         (
             "tranCode,Amount\n1,2\n1," + "9" * 200_000 + "\n",
             "line 3, column Amount: '9999999999999999999999999999999999999999' is beyond float32's range",

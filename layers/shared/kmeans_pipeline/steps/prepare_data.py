@@ -156,7 +156,14 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
         try:
             shards = _treat(
-                s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes, settings.training_instance_count, extra
+                s3,
+                bucket,
+                train_out.keys,
+                train_prefix,
+                treatment,
+                shard_bytes,
+                settings.training_instance_count,
+                extra,
             )
             _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
         except TreatedOutOfRange as exc:
