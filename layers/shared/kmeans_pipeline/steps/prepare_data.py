@@ -49,6 +49,33 @@ class _Observed:
         self._seen(data)
 
 
+class _Watch:
+    """What the data step learns from the channel rows as they are written: whether they are all the same, and the
+    treatments' statistics (levels over every row, the rest over the training rows), unless the features are the
+    raw numbers, asked for in so many words: then there is nothing to learn."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.same = _Sameness()
+        self.learner = None
+        if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
+            self.learner = TreatmentLearner(seed=config.seed)
+
+    def train(self, text: bytes) -> None:
+        self.same.see(text)
+        if self.learner is not None:
+            self.learner.add_text(text, train=True)
+
+    def test(self, text: bytes) -> None:
+        self.same.see(text)
+        if self.learner is not None:
+            self.learner.add_text(text, train=False)
+
+    def decide(self, columns: list[str], config: RunConfig) -> FeatureTreatment:
+        if self.learner is None:
+            return legacy(columns, None)  # the raw numbers
+        return self.learner.decide(columns, config.treatments, config.standardize)
+
+
 class _Sameness:
     """Whether every channel row seen so far holds the first row's values: a file of one row repeated leaves
     K-Means nothing to cluster. Cheap: once two rows differ, it looks no further."""
@@ -96,34 +123,18 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
     test_out = ShardedChannel(
         s3, settings.data_bucket, f"{config.dataset_prefix}test/", shard_bytes=shard_bytes, lanes=1, extra=extra
     )
-    # Raw numbers as they are, asked for in so many words: nothing to learn. Otherwise the treatments' statistics
-    # are learned in the same pass (levels over every row, the rest over the training rows).
-    learner = None
-    if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
-        learner = TreatmentLearner(seed=config.seed)
-    same = _Sameness()
-
-    def on_train(text: bytes) -> None:
-        same.see(text)
-        if learner is not None:
-            learner.add_text(text, train=True)
-
-    def on_test(text: bytes) -> None:
-        same.see(text)
-        if learner is not None:
-            learner.add_text(text, train=False)
-
+    watch = _Watch(config)
     try:
         result = split_stream(
             chunks,
             train_out,
-            _Observed(test_out, on_test),
+            _Observed(test_out, watch.test),
             feature_columns=config.feature_columns,
             stratify_column=config.stratify_column,
             test_fraction=config.test_fraction,
             seed=config.seed,
             k=config.k,
-            on_train=on_train,
+            on_train=watch.train,
             nonnegative_columns=[name for name, kind in config.treatments.items() if kind == "log"],
             treated_columns=list(config.treatments),
         )
@@ -135,7 +146,7 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         raise
     finally:
         chunks.close()
-    same_rows = same.problem(result.train_rows + result.test_rows, result.feature_columns)
+    same_rows = watch.same.problem(result.train_rows + result.test_rows, result.feature_columns)
     if same_rows:
         raise DataValidationError(same_rows)
     if len(train_out.keys) < settings.training_instance_count:
@@ -146,10 +157,7 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
 
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
-    if learner is None:
-        treatment = legacy(result.feature_columns, None)  # the raw numbers
-    else:
-        treatment = learner.decide(result.feature_columns, config.treatments, config.standardize)
+    treatment = watch.decide(result.feature_columns, config)
     shards, raw_test_uri = len(train_out.keys), None
     if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
