@@ -197,3 +197,14 @@ def test_15_an_upload_event_of_another_shape_is_refused(settings, detail):
 def test_wrong_json_types_are_refused_not_coerced(settings, execution_input, says):
     with pytest.raises(InvalidInputError, match=says):
         resolve_run({"dataKey": "incoming/a.csv", **execution_input}, "t", START, settings, None)
+
+
+# Found on the way: the first problem in reading order is the one named, whatever kind it is.
+def test_a_bad_value_before_a_bad_byte_in_the_same_block_is_the_one_named(settings):
+    text = b"a,b\n1,2\n3,x\n" + b"4,\xff\n" + b"5,6\n" * 10
+    assert refused(settings, text).startswith("line 3, column b: 'x' is not a number")
+
+
+def test_within_a_row_the_leftmost_bad_column_is_named(settings):
+    text = "a,b,c\n" + "1,2,3\n4,5,6\n" * 5 + "x,2,y\n"
+    assert refused(settings, text, featureColumns=["c", "a"]).startswith("line 12, column a: 'x' is not a number")
