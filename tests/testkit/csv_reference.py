@@ -50,20 +50,27 @@ def read(
         if len(row) != len(header):
             out.error = (start, None)
             return out
-        values = {}
-        for i in sorted(wanted):
-            token = row[i].strip()
-            if not NUMBER.fullmatch(token) or not abs(float(token)) < FLOAT32_LIMIT:
-                out.error = (start, header[i])
-                return out
-            values[i] = float(token)
-            if header[i] in nonnegative and values[i] < 0:
-                out.error = (start, header[i])
-                return out
+        values = _values(row, wanted, header, nonnegative)
+        if isinstance(values, str):
+            out.error = (start, values)
+            return out
         out.rows.append(tuple(values[i] for i in wanted))
         out.lines.append(start)
         if stratify is not None:
             out.strata.append(row[header.index(stratify)].strip())
+
+
+def _values(row: list[str], wanted: list[int], header: list[str], nonnegative: tuple[str, ...]) -> dict | str:
+    """The row's feature values by column index, or the name of its first bad column, left to right."""
+    values = {}
+    for i in sorted(wanted):
+        token = row[i].strip()
+        if not NUMBER.fullmatch(token) or not abs(float(token)) < FLOAT32_LIMIT:
+            return header[i]
+        values[i] = float(token)
+        if header[i] in nonnegative and values[i] < 0:
+            return header[i]
+    return values
 
 
 def _csv_error(message: str, text: str, start: int, line_num: int, header: list[str]) -> tuple[int, str | None]:

@@ -32,6 +32,29 @@ def parse_header(
     treated_columns: list[str] | None = None,
 ) -> Layout:
     """The header's layout; ``treated_columns`` (the run's treatments) must all be feature columns."""
+    header = _names(raw)
+    wanted = feature_columns or header
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise DataValidationError(f"line 1: feature column(s) {', '.join(missing)} not in the header {header}")
+    stratify = None
+    if stratify_column is not None:
+        if stratify_column not in header:
+            raise DataValidationError(f"line 1: stratify column {stratify_column} not in the header {header}")
+        stratify = header.index(stratify_column)
+    unknown = [name for name in treated_columns or [] if name not in wanted]
+    if unknown:
+        where = "featureColumns" if feature_columns else "the header"
+        raise DataValidationError(
+            f"line 1: treatments names {', '.join(unknown)}, which {where} does not list as a feature column "
+            f"(the feature columns: {', '.join(wanted)})"
+        )
+    nonnegative = tuple(header.index(name) for name in nonnegative_columns or [] if name in wanted)
+    return Layout(header, [header.index(name) for name in wanted], stratify, nonnegative)
+
+
+def _names(raw: bytes) -> list[str]:
+    """The header line's column names: one line of comma-separated names, each once, none empty."""
     try:
         line = raw.decode("utf-8").removeprefix("\ufeff").removesuffix("\n").removesuffix("\r")
     except UnicodeDecodeError as exc:
@@ -58,21 +81,4 @@ def parse_header(
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise DataValidationError(f"line 1: the header names {', '.join(duplicates)} more than once")
-    wanted = feature_columns or header
-    missing = [name for name in wanted if name not in header]
-    if missing:
-        raise DataValidationError(f"line 1: feature column(s) {', '.join(missing)} not in the header {header}")
-    stratify = None
-    if stratify_column is not None:
-        if stratify_column not in header:
-            raise DataValidationError(f"line 1: stratify column {stratify_column} not in the header {header}")
-        stratify = header.index(stratify_column)
-    unknown = [name for name in treated_columns or [] if name not in wanted]
-    if unknown:
-        where = "featureColumns" if feature_columns else "the header"
-        raise DataValidationError(
-            f"line 1: treatments names {', '.join(unknown)}, which {where} does not list as a feature column "
-            f"(the feature columns: {', '.join(wanted)})"
-        )
-    nonnegative = tuple(header.index(name) for name in nonnegative_columns or [] if name in wanted)
-    return Layout(header, [header.index(name) for name in wanted], stratify, nonnegative)
+    return header

@@ -27,7 +27,7 @@ from kmeans_pipeline.data.treatment import (
     TreatmentLearner,
     channel_text,
     first_out_of_range,
-    legacy,
+    raw_numbers,
 )
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, SourceObject
@@ -72,7 +72,7 @@ class _Watch:
 
     def decide(self, columns: list[str], config: RunConfig) -> FeatureTreatment:
         if self.learner is None:
-            return legacy(columns, None)  # the raw numbers
+            return raw_numbers(columns)
         return self.learner.decide(columns, config.treatments, config.standardize)
 
 
