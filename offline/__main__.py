@@ -1,6 +1,7 @@
 """`make demo`: run the deployed workflow offline, end to end, and show what it did.
 
-    python -m offline [--data PATH] [--rows N] [--name NAME] [--input JSON] [--fail MODE] [--approve | --reject] [--json]
+    python -m offline [--data PATH] [--rows N] [--name NAME] [--input JSON] [--fail MODE] [--approve | --reject]
+                      [--concurrent N] [--json] [--output DIR] [--verbose]
 
 It ends with the run's evaluation report: a table, the injected anomalies of the generated sample that the report's
 thresholds catch, and report.json and report.png in the output folder.
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,15 @@ from kmeans_pipeline.aws.uris import split_s3_uri
 from kmeans_pipeline.errors import DataValidationError, ModelArtifactError
 from kmeans_pipeline.model.artifact import read_centroids
 from offline import report_view
-from offline.runner import ROOT, ExecutionResult, OfflineAWS, StateEvent
-from offline.sample_data import generate
+from offline.runner import (
+    ROOT,
+    ExecutionResult,
+    OfflineAWS,
+    StateEvent,
+    execution_name_problem,
+    start_execution_problem,
+)
+from offline.sample_data import MIN_ROWS, generate
 from offline.standin import Faults
 
 FAIL_MODES = {
@@ -204,12 +214,69 @@ def score_examples(
         )
 
 
+def sample_rows(text: str) -> int:
+    """--rows: a whole number, at least the sample's minimum."""
+    try:
+        rows = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if rows < MIN_ROWS:
+        raise argparse.ArgumentTypeError(f"{rows}: the sample needs at least {MIN_ROWS} rows")
+    return rows
+
+
+def execution_name(text: str) -> str:
+    """--name: a name Step Functions accepts for an execution."""
+    problem = execution_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
+def execution_overrides(text: str) -> dict:
+    """--input: a JSON object, in standard JSON (Step Functions refuses NaN and Infinity: InvalidExecutionInput)."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not standard JSON, and Step Functions refuses it")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"k\": 5}}', got {kind}: {text[:40]}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make demo ARGS=...", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="your own CSV (header row, numeric feature columns)")
-    parser.add_argument("--rows", type=int, default=100_000, help="rows of generated sample data (default 100000)")
-    parser.add_argument("--name", help="execution name (1-80 letters, digits, - and _)")
-    parser.add_argument("--input", default="{}", help="execution input overrides as JSON, e.g. '{\"k\": 5}'")
+    parser.add_argument(
+        "--rows",
+        type=sample_rows,
+        default=100_000,
+        help=f"rows of generated sample data (default 100000, at least {MIN_ROWS})",
+    )
+    parser.add_argument(
+        "--name",
+        type=execution_name,
+        help='execution name: 1-80 characters, no whitespace, brackets, wildcards, " # %% \\ ^ | ~ ` $ & , ; : / '
+        "or control characters (Step Functions' rule)",
+    )
+    parser.add_argument(
+        "--input",
+        type=execution_overrides,
+        default={},
+        help="execution input overrides, a JSON object, e.g. '{\"k\": 5}' (standard JSON: no NaN or Infinity)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show the offline Step Functions interpreter's own log (its internal dump of each failed state)",
+    )
     parser.add_argument(
         "--fail",
         choices=sorted(FAIL_MODES),
@@ -295,9 +362,10 @@ def compare_with_scikit_learn(aws: OfflineAWS, result: ExecutionResult, stream: 
     k = int(best["hyperparameters"]["k"])
     centers = KMeans(n_clusters=k, n_init=10, random_state=0).fit(train).cluster_centers_
     msd = float(np.mean(np.min(((test[:, None, :] - centers[None]) ** 2).sum(-1), axis=1)))
+    ratio = f"{best['testMsd'] / msd:.1%} of that" if msd > 0 else f"{best['testMsd']:,.4f}"
     print(
         f"Reference: scikit-learn KMeans(k={k}, n_init=10) on the same split scores test:msd {msd:,.4f}; "
-        f"the tuned model's is {best['testMsd'] / msd:.1%} of that",
+        f"the tuned model's is {ratio}",
         file=stream,
     )
 
@@ -431,35 +499,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    stream = sys.stderr if args.json else sys.stdout
-    try:
-        overrides = json.loads(args.input)
-    except json.JSONDecodeError as exc:
-        print(f"--input is not JSON: {exc}", file=sys.stderr)
-        return 2
-    anomaly_lines = None
-    if args.data:
-        csv_path = args.data
-        if not csv_path.is_file():
-            print(f"--data {csv_path}: no such file", file=sys.stderr)
-            return 2
-    else:
-        sample = generate(args.output, rows=args.rows)
-        csv_path, anomaly_lines = sample.csv_path, sample.anomaly_lines
-        print(
-            f"Sample data: {sample.rows:,} transactions in {csv_path} "
-            f"({len(anomaly_lines)} injected anomalies, listed in {sample.anomalies_path.name})",
-            file=stream,
-        )
+def quiet_interpreter(verbose: bool) -> None:
+    """moto's Step Functions interpreter logs an internal dump of every failed state (``Exception=...``) at ERROR;
+    unconfigured, Python prints it on stderr. The demo says what failed itself; --verbose shows the dump."""
+    interpreter = logging.getLogger("moto.stepfunctions.parser")
+    for handler in [h for h in interpreter.handlers if h.get_name() == "offline-demo"]:
+        interpreter.removeHandler(handler)
+    if not verbose:
+        interpreter.setLevel(logging.CRITICAL)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("offline-demo")
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    interpreter.addHandler(handler)
+    interpreter.setLevel(logging.WARNING)
 
-    name = args.name or time.strftime("demo-%Y%m%d-%H%M%S")
-    key = f"incoming/{csv_path.name}"
-    execution_input = {"dataKey": key, "pollSeconds": 1, **overrides}
-    # Approval requests are always answered (unanswered, a run would wait for its approval timeout): as the user
-    # says, else approved.
-    approve = True if args.approve is None else args.approve
+
+def sample_data(args: argparse.Namespace, stream: Any) -> tuple[Path, list[int] | None] | None:
+    """The CSV to run on (--data, or a generated sample) and the sample's injected anomalies; None if --data names
+    no file."""
+    if args.data:
+        if not args.data.is_file():
+            print(f"--data {args.data}: no such file", file=sys.stderr)
+            return None
+        return args.data, None
+    sample = generate(args.output, rows=args.rows)
+    print(
+        f"Sample data: {sample.rows:,} transactions in {sample.csv_path} "
+        f"({len(sample.anomaly_lines)} injected anomalies, listed in {sample.anomalies_path.name})",
+        file=stream,
+    )
+    return sample.csv_path, sample.anomaly_lines
+
+
+def execution_names(args: argparse.Namespace, name: str) -> list[str]:
+    """Every execution name the demo will start, so that each is checked before anything runs."""
+    if args.concurrent > 1:
+        return [f"{name}-{i}" for i in range(1, args.concurrent + 1)]
+    return [f"{name}-initial", name] if args.fail == "update" else [name]
+
+
+def approval_input(args: argparse.Namespace, execution_input: dict, stream: Any) -> bool:
+    """How approval requests are answered (unanswered, a run would wait for its approval timeout): as the user
+    says, else approved. --approve / --reject ask for approval unless the input says otherwise."""
     if args.approve is not None:
         option = "--approve" if args.approve else "--reject"
         if execution_input.setdefault("approval", True) is not True:
@@ -468,104 +550,178 @@ def main(argv: list[str] | None = None) -> int:
                 "ask for approval",
                 file=stream,
             )
-    elif execution_input.get("approval") is True:
+        return args.approve
+    if execution_input.get("approval") is True:
         print("The input asks for approval: the offline runner approves (--reject to reject)", file=stream)
+    return True
+
+
+def run_executions(
+    aws: OfflineAWS, args: argparse.Namespace, execution_input: dict, name: str, approve: bool, stream: Any
+) -> list[ExecutionResult]:
+    """Run the demo's executions (a first deploying run for --fail update; N at once for --concurrent N); the
+    last result is the one the demo shows."""
+    if args.fail == "update":
+        print(f"\nFirst run {name}-initial deploys a model:", file=stream)
+        first = aws.run(execution_input, f"{name}-initial", on_state=Progress(stream), approve=approve)
+        summary(first, stream)
+        aws.standin.faults.endpoint_update_fails = (
+            "The primary container for production variant AllTraffic did not pass the ping health check (injected)"
+        )
+        # The second model must pass the quality gate to reach the update whatever its score.
+        execution_input = {"gateTolerancePercent": 1000, **execution_input}
+        print(f"\nSecond run {name} updates the endpoint, and the update fails:", file=stream)
+    print(f"Execution input: {json.dumps(execution_input)}", file=stream)
+    if args.concurrent > 1:
+        return run_concurrently(aws, execution_input, name, args.concurrent, stream, approve=approve)
+    return [aws.run(execution_input, name, on_state=Progress(stream), approve=approve)]
+
+
+def endpoint_state(aws: OfflineAWS) -> dict:
+    try:
+        described = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
+    except aws.client("sagemaker").exceptions.ClientError:
+        return {"name": aws.endpoint_name, "status": None, "endpointConfig": None}
+    return {
+        "name": aws.endpoint_name,
+        "status": described["EndpointStatus"],
+        "endpointConfig": described["EndpointConfigName"],
+    }
+
+
+@dataclass
+class Shown:
+    """What the demo found out after the run, for the closing lines and --json."""
+
+    approve: bool
+    asked: bool = False
+    endpoint: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+    fetched: tuple[dict, Any, str] | None = None
+    rows: tuple[np.ndarray, np.ndarray] | None = None
+    features: list[str] | None = None
+    report: dict | None = None
+    demo_error: str | None = None
+
+
+def after_the_run(
+    aws: OfflineAWS, args: argparse.Namespace, result: ExecutionResult, csv_path: Path, sample: Any, shown: Shown
+) -> None:
+    """What the run left behind (approval, endpoint, SageMaker resources), a few records sent to the scoring API,
+    and the report, fetched while the offline stack is up."""
+    stream, anomaly_lines = sample
+    shown.asked = bool(aws.approval_requests(result.arn))
+    if shown.asked:
+        print(
+            f"Approval: the run asked for it and the offline runner {'approved' if shown.approve else 'rejected'} "
+            f"({'--reject' if not shown.approve else '--approve' if args.approve else 'the default'})",
+            file=stream,
+        )
+    shown.endpoint = endpoint_state(aws)
+    config = next(iter(result.state_outputs("Resolve run configuration")), None)
+    names = config.get("names") if isinstance(config, dict) else None  # a failed resolve has none
+    shown.resources = aws.sagemaker_resources(names) if isinstance(names, dict) else {}
+    try:
+        if result.status == "SUCCEEDED":
+            compare_with_scikit_learn(aws, result, stream)
+        dataset = next(iter(result.state_outputs("Prepare training data")), None)
+        shown.features = dataset.get("featureColumns") if isinstance(dataset, dict) else None
+        if shown.features and (result.status == "SUCCEEDED" or args.fail == "update"):
+            shown.rows = report_view.read_rows(csv_path, shown.features)  # the CSV as the data step read it
+            score_examples(aws, *shown.rows, shown.features, stream, anomaly_lines)
+        shown.fetched = fetch_report(aws, result, stream)
+    except Exception as exc:  # the run's own outcome is printed whatever the display after it meets
+        shown.demo_error = demo_failed(exc, stream)
+
+
+def show_the_report(args: argparse.Namespace, csv_path: Path, anomaly_lines: Any, shown: Shown, stream: Any) -> None:
+    if not shown.fetched or shown.demo_error is not None:
+        return
+    try:
+        same = shown.rows is not None and list(shown.fetched[0].get("featureColumns") or []) == list(
+            shown.features or []
+        )
+        shown.report = show_report(
+            *shown.fetched, csv_path, anomaly_lines, args.output, stream, rows=shown.rows if same else None
+        )
+    except Exception as exc:
+        shown.demo_error = demo_failed(exc, stream)
+
+
+def closing_lines(
+    result: ExecutionResult, others: list[ExecutionResult], shown: Shown, json_out: bool, stream: Any
+) -> None:
+    print("\n" + outcome_line(result, shown.approve if shown.asked else None), file=stream)
+    if shown.report:
+        print(f"Report: {shown.report['json']}", file=stream)
+        if shown.report["picture"]:
+            print(f"Picture: {shown.report['picture']}", file=stream)
+    if result.status != "SUCCEEDED":  # a failed run always ends with what failed and why
+        print(f"Error: {result.error}\nCause: {result.cause}", file=stream)
+    if not json_out:
+        return
+    executions = [
+        {
+            "name": r.name,
+            "status": r.status,
+            "error": r.error,
+            "cause": r.cause,
+            "endpointConfig": (r.output or {}).get("endpointConfig"),
+        }
+        for r in others
+    ]
+    print(
+        json.dumps(
+            {
+                "status": result.status,
+                "error": result.error,
+                "cause": result.cause,
+                "execution": result.name,
+                "resources": shown.resources,
+                "output": result.output,
+                "endpoint": shown.endpoint,
+                "report": shown.report,
+                "demoError": shown.demo_error,
+                "executions": executions,
+            },
+            indent=2,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)  # argparse checks every option, --input and --name included (exit 2)
+    stream = sys.stderr if args.json else sys.stdout
+    quiet_interpreter(args.verbose)
+    name = args.name or time.strftime("demo-%Y%m%d-%H%M%S")
+    for each in execution_names(args, name):
+        problem = execution_name_problem(each)
+        if problem:
+            print(f"--name {name!r}: the execution name {each!r} would be refused: {problem}", file=sys.stderr)
+            return 2
+    source = sample_data(args, stream)
+    if source is None:
+        return 2
+    csv_path, anomaly_lines = source
+    key = f"incoming/{csv_path.name}"
+    execution_input = {"dataKey": key, "pollSeconds": 1, **args.input}
+    refused = start_execution_problem(execution_input, name)
+    if refused is not None:  # what StartExecution would answer: nothing starts
+        print(f"--input: StartExecution refuses it: {refused}", file=sys.stderr)
+        return 2
+    shown = Shown(approve=approval_input(args, execution_input, stream))
     started = time.monotonic()
     with OfflineAWS(faults=faults_for(None if args.fail == "update" else args.fail)) as aws:
         print(f"Offline stack {aws.stack_name}: bucket {aws.bucket}, endpoint {aws.endpoint_name}", file=stream)
         aws.upload(csv_path, key)
-        if args.fail == "update":
-            print(f"\nFirst run {name}-initial deploys a model:", file=stream)
-            first = aws.run(execution_input, f"{name}-initial", on_state=Progress(stream), approve=approve)
-            summary(first, stream)
-            aws.standin.faults.endpoint_update_fails = (
-                "The primary container for production variant AllTraffic did not pass the ping health check (injected)"
-            )
-            # The second model must pass the quality gate to reach the update whatever its score.
-            execution_input = {"gateTolerancePercent": 1000, **execution_input}
-            print(f"\nSecond run {name} updates the endpoint, and the update fails:", file=stream)
-        print(f"Execution input: {json.dumps(execution_input)}", file=stream)
-        if args.concurrent > 1:
-            others = run_concurrently(aws, execution_input, name, args.concurrent, stream, approve=approve)
-            result = others[-1]
-        else:
-            result = aws.run(execution_input, name, on_state=Progress(stream), approve=approve)
-            others = [result]
+        others = run_executions(aws, args, execution_input, name, shown.approve, stream)
+        result = others[-1]
         summary(result, stream)
-        asked = bool(aws.approval_requests(result.arn))
-        if asked:
-            print(
-                f"Approval: the run asked for it and the offline runner {'approved' if approve else 'rejected'} "
-                f"({'--reject' if not approve else '--approve' if args.approve else 'the default'})",
-                file=stream,
-            )
-        try:
-            described = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
-            endpoint = {
-                "name": aws.endpoint_name,
-                "status": described["EndpointStatus"],
-                "endpointConfig": described["EndpointConfigName"],
-            }
-        except aws.client("sagemaker").exceptions.ClientError:
-            endpoint = {"name": aws.endpoint_name, "status": None, "endpointConfig": None}
-        config = next(iter(result.state_outputs("Resolve run configuration")), None)
-        names = config.get("names") if isinstance(config, dict) else None  # a failed resolve has none
-        resources = aws.sagemaker_resources(names) if isinstance(names, dict) else {}
-        fetched, rows, features, demo_error = None, None, None, None
-        try:
-            if result.status == "SUCCEEDED":
-                compare_with_scikit_learn(aws, result, stream)
-            dataset = next(iter(result.state_outputs("Prepare training data")), None)
-            features = dataset.get("featureColumns") if isinstance(dataset, dict) else None
-            if features and (result.status == "SUCCEEDED" or args.fail == "update"):
-                rows = report_view.read_rows(csv_path, features)  # the CSV as the data step read it
-                score_examples(aws, *rows, features, stream, anomaly_lines)
-            fetched = fetch_report(aws, result, stream)
-        except Exception as exc:  # the run's own outcome is printed whatever the display after it meets
-            demo_error = demo_failed(exc, stream)
+        after_the_run(aws, args, result, csv_path, (stream, anomaly_lines), shown)
     print(f"\nTotal {time.monotonic() - started:.1f} s", file=stream)
-    shown = None
-    if fetched and demo_error is None:
-        try:
-            same = rows is not None and list(fetched[0].get("featureColumns") or []) == list(features)
-            shown = show_report(*fetched, csv_path, anomaly_lines, args.output, stream, rows=rows if same else None)
-        except Exception as exc:
-            demo_error = demo_failed(exc, stream)
-    print("\n" + outcome_line(result, approve if asked else None), file=stream)
-    if shown:
-        print(f"Report: {shown['json']}", file=stream)
-        if shown["picture"]:
-            print(f"Picture: {shown['picture']}", file=stream)
-    if result.status != "SUCCEEDED":  # a failed run always ends with what failed and why
-        print(f"Error: {result.error}\nCause: {result.cause}", file=stream)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "status": result.status,
-                    "error": result.error,
-                    "cause": result.cause,
-                    "execution": result.name,
-                    "resources": resources,
-                    "output": result.output,
-                    "endpoint": endpoint,
-                    "report": shown,
-                    "demoError": demo_error,
-                    "executions": [
-                        {
-                            "name": r.name,
-                            "status": r.status,
-                            "error": r.error,
-                            "cause": r.cause,
-                            "endpointConfig": (r.output or {}).get("endpointConfig"),
-                        }
-                        for r in others
-                    ],
-                },
-                indent=2,
-            )
-        )
-    return 0 if demo_error is None and all(r.status == "SUCCEEDED" for r in others) else 1
+    show_the_report(args, csv_path, anomaly_lines, shown, stream)
+    closing_lines(result, others, shown, args.json, stream)
+    return 0 if shown.demo_error is None and all(r.status == "SUCCEEDED" for r in others) else 1
 
 
 def demo_failed(exc: Exception, stream: Any) -> str:

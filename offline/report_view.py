@@ -66,10 +66,12 @@ def _grid(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
 
 
 def _how(column: ColumnTreatment) -> str:
+    # A std of 0 (every training value equal) only centres the column: say so, not "z-scored".
+    scaled = ", z-scored" if column.std != 0 else ", centred only (its training values are all equal: std 0)"
     how = {
         "category": f"category, one-hot over {len(column.levels or [])} levels",
-        "log": "log1p, z-scored",
-        "numeric": "numeric" + (", z-scored" if column.standardize else ""),
+        "log": "log1p" + scaled,
+        "numeric": "numeric" + (scaled if column.standardize else ""),
     }[column.kind]
     return f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")")
 

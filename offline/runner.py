@@ -33,6 +33,59 @@ from offline.standin import Faults, SageMakerStandIn, Timing
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# StartExecution's limits (the Step Functions API reference), which moto's interpreter does not check: an input of
+# at most 262,144 bytes of standard JSON (no NaN or Infinity), a name of 1-80 characters without whitespace,
+# brackets, wildcards, these special characters or control characters.
+EXECUTION_INPUT_MAX_BYTES = 262_144
+EXECUTION_NAME_MAX = 80
+_NAME_FORBIDDEN = frozenset('<>{}[]?*"#%\\^|~`$&,;:/')
+
+
+def execution_name_problem(name: str) -> str | None:
+    """Why Step Functions would refuse ``name`` as an execution name (None if it would not)."""
+    if not 1 <= len(name) <= EXECUTION_NAME_MAX:
+        return f"it has {len(name)} characters; an execution name has 1 to {EXECUTION_NAME_MAX}"
+    bad = sorted({c for c in name if c in _NAME_FORBIDDEN or c.isspace() or ord(c) <= 0x1F or 0x7F <= ord(c) <= 0x9F})
+    if bad:
+        return (
+            f"it holds {' '.join(repr(c) for c in bad)}; an execution name may not hold whitespace, < > {{ }} [ ], "
+            '? *, " # % \\ ^ | ~ ` $ & , ; : / or control characters'
+        )
+    return None
+
+
+def start_execution_problem(execution_input: Any, name: str) -> ClientError | None:
+    """The error StartExecution answers for this input and name, if any (moto's interpreter checks neither)."""
+    problem = execution_name_problem(name)
+    if problem:
+        code = "ValidationException" if len(name) > EXECUTION_NAME_MAX else "InvalidName"
+        return ClientError({"Error": {"Code": code, "Message": f"Invalid Name: {name!r}: {problem}"}}, "StartExecution")
+    try:
+        text = json.dumps(execution_input, allow_nan=False)
+    except ValueError as exc:
+        return ClientError(
+            {
+                "Error": {
+                    "Code": "InvalidExecutionInput",
+                    "Message": f"The provided JSON input data is not valid: {exc}",
+                }
+            },
+            "StartExecution",
+        )
+    size = len(text.encode())
+    if size > EXECUTION_INPUT_MAX_BYTES:
+        return ClientError(
+            {
+                "Error": {
+                    "Code": "ValidationException",
+                    "Message": f"1 validation error detected: Value at 'input' failed to satisfy constraint: Member "
+                    f"must have length less than or equal to {EXECUTION_INPUT_MAX_BYTES} (it has {size:,} bytes)",
+                }
+            },
+            "StartExecution",
+        )
+    return None
+
 
 # The process's own variables (credentials and region for boto3 and moto, Powertools' offline switches): the
 # same for every function, as Lambda's reserved variables are. A function's template variables never go here.
@@ -370,6 +423,11 @@ class OfflineAWS:
 
     # -- executions -----------------------------------------------------------------------------------------
     def start(self, execution_input: Any, name: str) -> str:
+        """StartExecution, refused (ClientError) where Step Functions refuses it: a bad name, input that is not
+        standard JSON, or input over 256 KiB."""
+        problem = start_execution_problem(execution_input, name)
+        if problem is not None:
+            raise problem
         return self.client("stepfunctions").start_execution(
             stateMachineArn=self.stack.state_machine_arn, name=name, input=json.dumps(execution_input)
         )["executionArn"]

@@ -23,6 +23,7 @@ LINES_OF_BUSINESS = {
 }
 SHARES = np.array([0.45, 0.20, 0.20, 0.10, 0.05])
 ANOMALY_SHARE = 0.005
+MIN_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def _anomalous_amounts(codes: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 
 def generate(directory: Path, rows: int = 100_000, seed: int = 7) -> Sample:
-    if rows < 10:
-        raise ValueError("the sample needs at least 10 rows")
+    if rows < MIN_ROWS:
+        raise ValueError(f"the sample needs at least {MIN_ROWS} rows")
     rng = np.random.default_rng(seed)
     codes = rng.choice(list(LINES_OF_BUSINESS), size=rows, p=SHARES)
     amounts = _amounts(codes, rng)

@@ -154,13 +154,17 @@ def test_handler_returns_uris_and_counts_never_data(settings_env, lambda_context
     [
         ("tranCode,Amount\n1,2\n1,1_000\n", "line 3, column Amount: '1_000' is not a number"),
         ("tranCode,Amount\n1,2\n1,\uff11\n", "line 3, column Amount: '\uff11' is not a number"),
-        ("tranCode,Amount\n1,2\n1,1e999\n", "line 3, column Amount: '1e999' is too large"),
-        # A quoted field keeps its line break, so it is no number (it used to be glued into 12).
-        ('tranCode,Amount\n1,2\n"1\n2",3\n4,x\n', r"line 4, column tranCode: '1\\n2' is not a number"),
-        ('tranCode,Amount\n1,2\n"1"2,3\n', "line 3: ',' expected after '\"'"),
+        ("tranCode,Amount\n1,2\n1,1e999\n", "line 3, column Amount: '1e999' is beyond float32's range"),
+        # A quoted field keeps its line break, so it is no number (it used to be glued into 12); the row is named
+        # by the line it starts on.
+        ('tranCode,Amount\n1,2\n"1\n2",3\n4,x\n', r"line 3, column tranCode: '1\\n2' is not a number"),
+        (
+            'tranCode,Amount\n1,2\n"1"2,3\n',
+            "line 3: a closing quote must be followed by a comma or the end of the line",
+        ),
         (
             "tranCode,Amount\n1,2\n1," + "9" * 200_000 + "\n",
-            "line 3, column Amount: '9999999999999999999999999999999999999999' is too large",
+            "line 3, column Amount: '9999999999999999999999999999999999999999' is beyond float32's range",
         ),
         ("tranCode,Amount\n1,2\n" + "1" * (2 << 20), "line 3 is longer than"),
         (b"tranCode,Amount\n1,2\n1,\xff\n", "line 3: not UTF-8"),

@@ -86,7 +86,7 @@ def test_the_reader_takes_a_bom_quoted_names_text_columns_and_names_each_rows_li
     names, X, lines = read_feature_rows([data], ["tranCode", "Amount"])
     assert names == ["tranCode", "Amount"]
     assert X.tolist() == [[1, 45.5], [4, 2500], [1, 9000]]
-    assert lines.tolist() == [2, 4, 6]  # a row over two lines is named by its last line, as errors are
+    assert lines.tolist() == [2, 4, 5]  # a row over two lines is named by its first line, as errors are
 
 
 def test_the_reader_reads_every_column_when_none_are_named_and_reads_gzip():

@@ -1,8 +1,12 @@
 """Bytes in, blocks of whole rows out: gzip unpacked on the fly, lines regrouped into blocks of about
-``BLOCK_BYTES``, the header split off, and a block whose quoted field runs on carried into the next one.
+``BLOCK_BYTES``, the header split off, and a record whose quoted field runs on past a block carried into the next.
 
 Every reader of the raw CSV (the data step's split, the demo's feature reader) walks the object through
 :func:`header_and_blocks`, so they agree on where each row starts and which line it is on.
+
+Where a quoted field is open is decided as Python's strict ``csv`` reader decides it (:func:`quote_states`): a
+quote opens a field only at the field's start; one inside an unquoted field (an inch mark, ``12" pipe``) is text.
+So a block ends between rows exactly where the strict reader's rows end, whatever the block boundaries.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from kmeans_pipeline.errors import DataValidationError
 
 BLOCK_BYTES = 1 << 19  # fastest with two workers on this 2-core machine (1 MiB: 20% slower, 30% more memory)
 MAX_LINE_BYTES = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 NEWLINE = b"\n"
+# A record (one row, its quoted fields perhaps spanning lines) is read on across blocks up to this many bytes.
+MAX_RECORD_BYTES = 4 * MAX_LINE_BYTES
+_QUOTE, _COMMA, _LF = ord('"'), ord(","), ord("\n")
 
 
 def decompressed(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -50,11 +59,13 @@ def decompressed(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 class LineTooLong(Exception):
-    """A line over MAX_LINE_BYTES, ``lines_before`` lines after the start of the bytes not yet yielded."""
+    """A line over MAX_LINE_BYTES, ``lines_before`` lines after the start of the bytes not yet yielded;
+    ``carriage_returns``: the line holds CRs (a file with CR line endings is one endless line)."""
 
-    def __init__(self, lines_before: int) -> None:
+    def __init__(self, lines_before: int, carriage_returns: bool = False) -> None:
         super().__init__(lines_before)
         self.lines_before = lines_before
+        self.carriage_returns = carriage_returns
 
 
 def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
@@ -71,14 +82,16 @@ def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iter
                 cut = pending.find(b"\n", block_bytes)
                 if cut < 0:
                     if len(pending) > MAX_LINE_BYTES:
-                        raise LineTooLong(0)
+                        raise LineTooLong(0, b"\r" in pending)
                     break
             if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
-                raise LineTooLong(pending.count(b"\n", 0, cut - MAX_LINE_BYTES))
+                start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
+                raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
             yield bytes(pending[: cut + 1])
             del pending[: cut + 1]
-    if len(pending) - (pending.rfind(b"\n") + 1) > MAX_LINE_BYTES:
-        raise LineTooLong(pending.count(b"\n"))
+    last = pending.rfind(b"\n") + 1
+    if len(pending) - last > MAX_LINE_BYTES:
+        raise LineTooLong(pending.count(b"\n"), b"\r" in pending[last:])
     if pending:
         if not pending.endswith(b"\n"):
             pending += b"\n"
@@ -88,11 +101,13 @@ def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iter
 @dataclass(frozen=True)
 class RowBlock:
     """Whole rows of the CSV after its header: the bytes, the line the first one starts on, and whether a quoted
-    field is still open at the end of the object (then only the exact path can say where it went wrong)."""
+    field is still open at its end (then only the exact path can say where it went wrong): ``unbalanced`` at the
+    end of the object, ``overlong`` when the record ran on past MAX_RECORD_BYTES."""
 
     data: bytes
     first_line: int
     unbalanced: bool = False
+    overlong: bool = False
 
 
 @dataclass
@@ -107,23 +122,99 @@ class RoutedBlock:
     test: bytes
 
 
-def too_long(line: int) -> DataValidationError:
+def too_long(line: int, carriage_returns: bool = False) -> DataValidationError:
+    if carriage_returns:
+        return DataValidationError(
+            f"line {line} is longer than {MAX_LINE_BYTES:,} bytes and holds carriage returns: the file uses CR "
+            "line endings (old Mac style); save it with LF or CRLF line endings"
+        )
     return DataValidationError(f"line {line} is longer than {MAX_LINE_BYTES:,} bytes: expected one record per line")
+
+
+@dataclass(frozen=True)
+class QuoteRuns:
+    """The runs of consecutive quotes in a block, and whether a quoted field is open after each (``inside``)."""
+
+    starts: np.ndarray  # position of each run's first quote
+    inside: np.ndarray  # bool: a quoted field is open right after the run
+
+    def open_at(self, position: int) -> int | None:
+        """The position of the quote that opened the field still open at ``position`` (None if none is)."""
+        run = int(np.searchsorted(self.starts, position)) - 1
+        if run < 0 or not self.inside[run]:
+            return None
+        closed = np.flatnonzero(~self.inside[: run + 1])
+        return int(self.starts[closed[-1] + 1 if len(closed) else 0])
+
+
+def quote_states(block: bytes) -> QuoteRuns:
+    """Where quoted fields open and close in a block that starts at a row's start.
+
+    As the strict ``csv`` reader reads them: inside a quoted field a run of quotes keeps it open when even (doubled
+    quotes) and closes it when odd; outside, a run at a field's start (after a comma, a line feed or the block's
+    start) opens a field when odd (an even one is an empty field or doubled quotes in one), and a run anywhere
+    else is text in an unquoted field. So an odd run toggles the state at a field's start and closes (or leaves
+    closed) elsewhere, and an even run changes nothing: a few vectorised passes over the quotes' positions.
+    """
+    a = np.frombuffer(block, dtype=np.uint8)
+    q = np.flatnonzero(a == _QUOTE)
+    if not len(q):
+        return QuoteRuns(q, np.zeros(0, dtype=bool))
+    first = np.empty(len(q), dtype=bool)
+    first[0] = True
+    np.not_equal(q[1:] - q[:-1], 1, out=first[1:])
+    heads = np.flatnonzero(first)
+    starts = q[heads]
+    odd = (np.diff(heads, append=len(q)) & 1).astype(bool)
+    before = a[np.maximum(starts - 1, 0)]
+    at_field_start = (starts == 0) | (before == _COMMA) | (before == _LF)
+    toggles = np.cumsum(odd & at_field_start)
+    resets = odd & ~at_field_start
+    last_reset = np.maximum.accumulate(np.where(resets, np.arange(len(starts)), -1))
+    since = toggles - np.where(last_reset >= 0, toggles[np.maximum(last_reset, 0)], 0)
+    return QuoteRuns(starts, (since & 1).astype(bool))
+
+
+def open_record_start(block: bytes) -> int | None:
+    """None when a block (starting at a row's start) ends between rows; else the offset where its last, unfinished
+    record starts (the byte after the last line feed outside quotes, 0 if there is none)."""
+    if b'"' not in block:
+        return None
+    a = np.frombuffer(block, dtype=np.uint8)
+    q = np.flatnonzero(a == _QUOTE)
+    # The usual case, quickly: when every quote with an even number before it opens a field (at a field's start)
+    # or follows a quote, quotes pair up by parity (each run's effect is then its length's), and an even count
+    # ends between rows. Anything else (a quote inside an unquoted field) takes the whole reckoning.
+    openers = q[::2]
+    before = a[np.maximum(openers - 1, 0)]
+    if len(q) % 2 == 0 and ((before == _COMMA) | (before == _LF) | (before == _QUOTE) | (openers == 0)).all():
+        return None
+    runs = quote_states(block)
+    if not runs.inside[-1]:
+        return None
+    opened = runs.open_at(len(block))  # the record's last field: every row end is a line feed before it...
+    newlines = np.flatnonzero(a[:opened] == _LF)
+    if not len(newlines):
+        return 0
+    run = np.searchsorted(runs.starts, newlines) - 1  # ...outside quotes
+    outside = np.where(run >= 0, ~runs.inside[np.maximum(run, 0)], True)
+    ends = newlines[outside]
+    return int(ends[-1]) + 1 if len(ends) else 0
 
 
 def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> tuple[bytes, Iterator[RowBlock]]:
     """The header line (with its newline) and the blocks of rows after it, in order.
 
-    A block with an odd number of quotes may end inside a quoted field: it is read on into the next one before it
-    is yielded, up to a bound (then it is yielded as it is, and checking it names the problem). A line too long,
-    or a gzip object that cannot be unpacked, raises DataValidationError when the iteration reaches it, so a reader
-    that checks the blocks before it first reports the first bad line.
+    A block may end inside a quoted field: its complete rows are yielded, and its last record is read on into the
+    next block, up to MAX_RECORD_BYTES (then it is yielded ``overlong``, and checking it names the problem). A line
+    too long, or a gzip object that cannot be unpacked, raises DataValidationError when the iteration reaches it,
+    so a reader that checks the blocks before it first reports the first bad line.
     """
     blocks = line_blocks(decompressed(chunks), block_bytes)
     try:
         first = next(blocks, None)
     except LineTooLong as exc:
-        raise too_long(1 + exc.lines_before) from None
+        raise too_long(1 + exc.lines_before, exc.carriage_returns) from None
     if first is None:
         raise DataValidationError("the object is empty: expected a header line and data rows")
     end = first.index(b"\n") + 1
@@ -131,21 +222,28 @@ def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -
 
 
 def _row_blocks(pieces: Iterator[bytes], block_bytes: int) -> Iterator[RowBlock]:
-    line, carried = 2, b""  # the line the next block starts on, and a block read on from
+    line, carried = 2, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
             piece = next(pieces, None)
         except LineTooLong as exc:
-            raise too_long(line + carried.count(NEWLINE) + exc.lines_before) from None
+            raise too_long(line + carried.count(NEWLINE) + exc.lines_before, exc.carriage_returns) from None
         if piece is None:
             break
         block, carried = carried + piece, b""
         if not block:
             continue
-        if block.count(b'"') % 2 and len(block) < 4 * max(block_bytes, MAX_LINE_BYTES):
-            carried = block  # a quoted field may go on in the next block: read on before deciding
+        cut = open_record_start(block)
+        if cut is None:
+            yield RowBlock(block, line)
+            line += block.count(NEWLINE)
             continue
-        yield RowBlock(block, line)
-        line += block.count(NEWLINE)
+        if cut:  # the complete rows now, the unfinished record once the next block says how it goes on
+            yield RowBlock(block[:cut], line)
+            line += block.count(NEWLINE, 0, cut)
+        carried = block[cut:]
+        if len(carried) > max(MAX_RECORD_BYTES, block_bytes):
+            yield RowBlock(carried, line, unbalanced=True, overlong=True)
+            return
     if carried:
         yield RowBlock(carried, line, unbalanced=True)

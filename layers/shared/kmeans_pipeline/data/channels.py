@@ -56,63 +56,87 @@ def read_rows(s3: S3Client, uri: str, limit: int, dim: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-# Significant digits kept of each column's largest value in a block: float32 holds about 7.2.
-SIGNIFICANT_DIGITS = 8
-_POWERS = 10 ** np.arange(19, dtype=np.int64)
-# Values written as integers of up to this many digits (one more is the sentinel) stay within int64.
-_MAX_DIGITS = 17
+# SageMaker reads float32: a value from 2**128 - 2**103 up rounds to infinity there. The largest float32 is
+# 3.4028235e+38 (written so, it still rounds to it).
+FLOAT32_LIMIT = 2.0**128 - 2.0**103
+FLOAT32_MAX = "3.4028235e+38"
+# Nine significant digits name every float32 exactly: a nine-digit decimal is within 5e-9 of the value relative to
+# it, well inside the 3e-8 half-gap between neighbouring float32s.
+DIGITS = 9
+_SLOTS = 6 + 2 * DIGITS + 3  # sign, "0." and three zeros, digits and points, "e+XX" (the last point's slot is the e)
+_TRIPLES = np.array([[i // 100, i // 10 % 10, i % 10] for i in range(1000)], dtype=np.uint8) + ord("0")
 
 
 def format_rows(Z: np.ndarray) -> bytes:
-    """Rows of finite numbers as channel text, ``SIGNIFICANT_DIGITS`` digits of each column's largest magnitude
-    (so an absolute error of at most half a unit in the last of them), vectorised: no Python loop over rows.
+    """Rows of numbers as channel text: every value as float32, written as C's ``%.9g`` writes it (nine significant
+    digits, trailing zeros dropped: "0.25", "1e+09", "1.73350002e+18", "1"), which reads back as exactly that
+    float32 whatever else is in its column or block; ValueError if a value is beyond float32's range.
 
-    Each column is written in fixed point with its own number of decimals (0/1 columns as "0" and "1"), so a
-    block is a few numpy passes over a (rows x characters) matrix instead of one ``%`` format per row.
+    Vectorised, no Python loop over rows: a column of single digits (one-hot features) is written as they are;
+    any other value's digits and exponent are computed at once and laid into a fixed template of character slots
+    (see _formatted), and the empty slots are dropped in one pass.
     """
-    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.asarray(Z)
     if Z.ndim != 2:
         raise ValueError(f"rows must be a matrix, got shape {Z.shape}")
     n, d = Z.shape
     if n == 0:
         return b""
-    if not np.isfinite(Z).all():
-        raise ValueError("channel rows must hold finite numbers only")
+    V = Z.astype(np.float32).astype(np.float64)
+    if not np.isfinite(V).all():
+        raise ValueError("channel rows must hold numbers within float32's range only")
+    digit = ((V >= 0) & (V <= 9) & (V == np.floor(V))).all(0)
     pieces = []
+    general = np.flatnonzero(~digit)
+    text = _formatted(V[:, general].ravel()).reshape(n, len(general), _SLOTS)
     for j in range(d):
-        v = Z[:, j]
-        top = float(np.abs(v).max())
-        magnitude = int(np.floor(np.log10(top))) + 1 if top > 0 else 1  # digits before the point
-        decimals = int(np.clip(SIGNIFICANT_DIGITS - magnitude, 0, 12))
-        if magnitude + decimals > _MAX_DIGITS:
-            raise ValueError(f"column {j} holds {top:g}, too large to write in fixed point")
-        q = np.rint(np.abs(v) * 10.0**decimals).astype(np.int64)
-        decimals_used = decimals
-        if decimals and (q % _POWERS[decimals] == 0).all():  # whole numbers (one-hot, codes): no decimals
-            q //= _POWERS[decimals]
-            decimals_used = 0
-        width = max(len(str(int(q.max()))), decimals_used + 1)  # at least one digit before the point
-        negative = (v < 0) & (q > 0)
-        # Every value as exactly `width` digits: numpy writes q + 10**width (a leading 1, then the digits with
-        # their leading zeros), and the 1 is dropped; leading zeros before the point are then skipped.
-        if width == 1:  # single digits (one-hot features, small codes): no text conversion at all
-            chars = (q + ord("0")).astype(np.uint8)[:, None]
+        if digit[j]:
+            pieces.append((V[:, j] + ord("0")).astype(np.uint8)[:, None])
         else:
-            text = (q + _POWERS[width]).astype(f"S{width + 1}")
-            chars = text.view(np.uint8).reshape(n, width + 1)[:, 1:].copy()
-        before_point = width - decimals_used
-        leading = np.cumsum(chars[:, : before_point - 1] != ord("0"), axis=1) == 0
-        chars[:, : before_point - 1][leading] = 0
-        parts = [np.where(negative, ord("-"), 0).astype(np.uint8)[:, None]]
-        if decimals_used:
-            parts += [
-                chars[:, : width - decimals_used],
-                np.full((n, 1), ord("."), np.uint8),
-                chars[:, width - decimals_used :],
-            ]
-        else:
-            parts.append(chars)
-        parts.append(np.full((n, 1), ord("," if j < d - 1 else "\n"), np.uint8))
-        pieces.append(np.concatenate(parts, axis=1))
-    matrix = np.concatenate(pieces, axis=1)
-    return matrix[matrix != 0].tobytes()
+            pieces.append(text[:, int(np.searchsorted(general, j))])
+        pieces.append(np.full((n, 1), ord("," if j < d - 1 else "\n"), dtype=np.uint8))
+    rows = np.concatenate(pieces, axis=1)
+    return rows[rows != 0].tobytes()
+
+
+def _formatted(v: np.ndarray) -> np.ndarray:
+    """Finite float64 values (float32s) as ``%.9g`` text, one row of character slots each, NUL where empty: sign,
+    "0." and up to three zeros (values below 1), nine digits each followed by a slot for the point, "e+XX"."""
+    magnitude = np.abs(v)
+    zero = magnitude == 0
+    magnitude[zero] = 1.0
+    exponent = np.floor(np.log10(magnitude)).astype(np.int64)
+    mantissa = np.rint(magnitude * 10.0 ** (DIGITS - 1 - exponent))
+    for off, fix in ((mantissa >= 10.0**DIGITS, 1), (mantissa < 10.0 ** (DIGITS - 1), -1)):  # log10's rounding
+        exponent[off] += fix
+        mantissa[off] = np.rint(magnitude[off] * 10.0 ** (DIGITS - 1 - exponent[off]))
+    m = np.minimum(mantissa, 10.0**DIGITS - 1).astype(np.int64)
+    m[zero], exponent[zero] = 0, 0
+    high, low = np.divmod(m, 1000)
+    high, middle = np.divmod(high, 1000)
+    digits = np.concatenate([_TRIPLES[high], _TRIPLES[middle], _TRIPLES[low]], axis=1)  # ASCII
+    trailing = np.argmax(digits[:, ::-1] != ord("0"), axis=1)
+    significant = np.where(zero, 1, DIGITS - trailing)
+    scientific = (exponent < -4) | (exponent >= DIGITS)
+    small = ~scientific & (exponent < 0)
+    whole = np.where(scientific | small, 0, exponent)  # the digit the point follows
+    k = np.arange(DIGITS)[None, :]
+    shown = (k < significant[:, None]) | (k <= whole[:, None])
+    point = (k == whole[:, None]) & (significant > whole + 1)[:, None] & ~small[:, None]
+
+    slots = np.zeros((len(v), _SLOTS), dtype=np.uint8)
+    slots[:, 0] = ((v < 0) & ~zero) * np.uint8(ord("-"))
+    slots[:, 1] = small * np.uint8(ord("0"))
+    slots[:, 2] = small * np.uint8(ord("."))
+    for j in range(3):  # 0.0001234: three zeros after the point
+        slots[:, 3 + j] = (small & (j < -exponent - 1)) * np.uint8(ord("0"))
+    body = slots[:, 6 : 6 + 2 * DIGITS].reshape(len(v), DIGITS, 2)
+    body[:, :, 0] = digits * shown
+    body[:, :, 1] = point * np.uint8(ord("."))
+    tail = slots[:, 6 + 2 * DIGITS - 1 :]  # the last digit has no point after it: its slot holds the "e"
+    power = np.abs(exponent)
+    tail[:, 0] = scientific * np.uint8(ord("e"))
+    tail[:, 1] = scientific * np.where(exponent < 0, ord("-"), ord("+")).astype(np.uint8)
+    tail[:, 2] = scientific * (power // 10 + ord("0")).astype(np.uint8)
+    tail[:, 3] = scientific * (power % 10 + ord("0")).astype(np.uint8)
+    return slots

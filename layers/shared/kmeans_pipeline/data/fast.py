@@ -3,8 +3,9 @@ to train or test without converting a single number (the channels carry the sour
 
 It takes numeric feature columns beside any text columns (ids, dates, names), quoted fields with commas, doubled
 quotes or line breaks inside (found by quote parity), LF or CRLF endings. It checks the field count of every row,
-where every quote sits, and the syntax of every feature field (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?``,
-short enough that it cannot overflow). Anything else returns None and goes to :mod:`kmeans_pipeline.data.exact`.
+where every quote sits, and the syntax of every feature field (``[+-]?(digits[.digits]|.digits)([eE][+-]?digits)?``),
+and that its value is below 1e38 (inside float32's range, which SageMaker reads). Anything else returns None and
+goes to :mod:`kmeans_pipeline.data.exact`, which accepts exactly what the strict ``csv`` reader and those rules do.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from kmeans_pipeline.data.blocks import RoutedBlock
 from kmeans_pipeline.data.header import Layout
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 
-# A fast-path field longer than this goes to the exact path, which checks that its value is finite: a number of
-# at most 100 characters with an exponent of at most two digits stays below 1e200, far from float64's 1.8e308.
+# A fast-path field longer than this goes to the exact path.
 _MAX_FAST_FIELD = 100
+# A number with at most this many digits before its point (its exponent added) is below 1e38, inside float32's
+# range (3.4e38); a larger one goes to the exact path, which refuses it if it is beyond that range.
+_MAX_MAGNITUDE = 38
 _MAX_STRATUM_BYTES = 16
 
 _DIGIT, _DOT, _SIGN, _EXP, _COMMA, _NL, _CR, _OTHER = range(8)
@@ -42,16 +45,18 @@ def _classes(a: np.ndarray) -> np.ndarray:
     return c
 
 
-def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
-    """Whether every field is a plain number of the fast path's kind, judged at its dots, signs and exponents.
+def _numbers_ok(a: np.ndarray, c: np.ndarray, delimiters: np.ndarray, longest: int) -> bool:
+    """Whether every field is a plain number of the fast path's kind, judged at its dots, signs and exponents, and
+    below 1e38.
 
-    ``c`` is padded (see _PAD); ``delimiters`` are the positions (in the unpadded block) of its commas and newlines.
-    Digits may sit anywhere a mark allows them; empty fields were ruled out before.
+    ``a`` are the bytes, ``c`` their classes, padded (see _PAD); ``delimiters`` are the positions (in the unpadded
+    block) of its commas and newlines; ``longest`` the length of its longest field. Digits may sit anywhere a mark
+    allows them; empty fields were ruled out before.
     """
     inner = c[_PAD:-_PAD]
     marks = np.flatnonzero((inner - np.uint8(1)) < 3)  # DOT, SIGN, EXP (the uint8 subtraction wraps DIGIT to 255)
     if not len(marks):
-        return True
+        return longest <= _MAX_MAGNITUDE
     kind = inner[marks]
     at = marks + _PAD
     prev2, prev, nxt, nxt2 = c[at - 2], c[at - 1], c[at + 1], c[at + 2]
@@ -95,7 +100,32 @@ def _numbers_ok(c: np.ndarray, delimiters: np.ndarray) -> bool:
         first_digit = e_at + _PAD + 1 + (c[e_at + _PAD + 1] == _SIGN)
         if ((c[first_digit + 1] == _DIGIT) & (c[np.minimum(first_digit + 2, len(c) - 1)] == _DIGIT)).any():
             return False
-    return True
+    if longest <= _MAX_MAGNITUDE and not len(e_at):
+        return True
+    return _magnitudes_ok(a, c, delimiters, marks[~sign], e_at, field_of[exp])
+
+
+def _magnitudes_ok(
+    a: np.ndarray, c: np.ndarray, delimiters: np.ndarray, points: np.ndarray, e_at: np.ndarray, e_field: np.ndarray
+) -> bool:
+    """Whether every field's digits before its point (``points``: the positions of dots and exponents, in order),
+    plus its exponent (at ``e_at``, in the fields ``e_field``), number at most _MAX_MAGNITUDE: its value is then
+    below 1e38."""
+    starts = np.empty(len(delimiters), dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = delimiters[:-1] + 1
+    following = np.searchsorted(points, starts)
+    point = np.where(following < len(points), points[np.minimum(following, len(points) - 1)], delimiters)
+    magnitude = np.minimum(point, delimiters) - starts - (c[starts + _PAD] == _SIGN)
+    if len(e_at):
+        digit = e_at + 1 + (c[e_at + _PAD + 1] == _SIGN)
+        two = c[digit + _PAD + 1] == _DIGIT
+        exponent = (a[digit].astype(np.int64) - ord("0")) * np.where(two, 10, 1) + np.where(
+            two, a[np.minimum(digit + 1, len(a) - 1)].astype(np.int64) - ord("0"), 0
+        )
+        exponent = np.where(a[e_at + 1] == ord("-"), -exponent, exponent)
+        np.add.at(magnitude, e_field, exponent)
+    return bool(magnitude.max() <= _MAX_MAGNITUDE)
 
 
 # Bytes that matter to the structure of a CSV line; everything else is field content.
@@ -164,9 +194,10 @@ def _scan_numbers(a: np.ndarray, layout: Layout) -> Scan | None:
     field_starts[:, 0] = starts[~blank] if rows < lines else starts
     field_starts[:, 1:] = ends[:, :-1] + 1
     field_lengths = ends - field_starts
-    if field_lengths.min() == 0 or field_lengths.max() > _MAX_FAST_FIELD:
+    longest = int(field_lengths.max())
+    if field_lengths.min() == 0 or longest > _MAX_FAST_FIELD:
         return None
-    if not _numbers_ok(c, delims):
+    if not _numbers_ok(a, c, delims, longest):
         return None
     if layout.nonnegative and (a[field_starts[:, list(layout.nonnegative)]] == ord("-")).any():
         return None  # a negative value where none may be: the exact path names it
@@ -281,8 +312,9 @@ def scan(block: bytes, layout: Layout) -> Scan | None:
         return first, end - first
 
     field_starts, field_lengths = bounds(layout.features)
-    if field_lengths.min() == 0 or field_lengths.max() > _MAX_FAST_FIELD:
-        return None  # an empty field, or one long enough to need the exact check for overflow
+    longest = int(field_lengths.max())
+    if field_lengths.min() == 0 or longest > _MAX_FAST_FIELD:
+        return None  # an empty field, or a long one: the exact path's
 
     if identity:
         out, row_lengths = a, nl - starts + 1
@@ -296,7 +328,7 @@ def scan(block: bytes, layout: Layout) -> Scan | None:
     delimiters = np.flatnonzero(inner >= _COMMA)
     if len(delimiters) != rows * len(layout.features):
         return None  # a quoted feature field holding a comma or a line break: no number
-    if not _numbers_ok(c, delimiters):
+    if not _numbers_ok(out, c, delimiters, longest):
         return None
     if layout.nonnegative:
         signed = [layout.features.index(i) for i in layout.nonnegative]

@@ -71,6 +71,7 @@ def split_stream(
     on_train: Callable[[bytes], None] | None = None,
     workers: int | None = None,
     nonnegative_columns: list[str] | None = None,
+    treated_columns: list[str] | None = None,
 ) -> SplitResult:
     """Validate every row of a CSV object and write its feature rows, header-less, to train or test.
 
@@ -85,7 +86,7 @@ def split_stream(
     """
     workers = default_workers() if workers is None else max(1, workers)
     header, blocks = header_and_blocks(chunks, block_bytes)
-    layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns)
+    layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
     splitter = StratifiedSplitter(test_fraction, seed)
     counts = {"train": 0, "test": 0, "blank": 0}
     depth = workers + 1
@@ -132,10 +133,12 @@ def split_stream(
                 break
             if block is None:
                 break
-            if block.unbalanced:  # the last block, ending inside a quoted field: the exact path says where
+            if block.unbalanced:  # a record whose quoted field never closes: the exact path says where
                 while scans:
                     next_scan()
-                routes.append(_Now(split_exact(block.data, block.first_line, layout, splitter)))
+                routes.append(
+                    _Now(split_exact(block.data, block.first_line, layout, splitter, overlong=block.overlong))
+                )
                 continue
             scans.append((submit(pool, scan, block.data, layout), block))
             while len(scans) > depth:
@@ -157,6 +160,14 @@ def split_stream(
     train_rows, test_rows = counts["train"], counts["test"]
     if train_rows + test_rows == 0:
         raise DataValidationError("the object has a header but no data rows")
+    if layout.stratify is not None and (test_rows == 0 or train_rows < k):
+        sizes, need = splitter.strata_sizes(), splitter.rows_for_both()
+        if max(sizes) < need:
+            raise DataValidationError(
+                f"stratifyColumn {layout.header[layout.stratify]}: none of its {len(sizes):,} values has the "
+                f"{need} rows a value needs at testFraction {test_fraction} to send one to test and keep one for "
+                f"training (the largest has {max(sizes):,}): stratify on a column with fewer, larger groups, or not at all"
+            )
     if train_rows < k:
         raise DataValidationError(
             f"only {train_rows + test_rows} data rows: the training share ({train_rows}) must hold at least k={k} rows"

@@ -29,6 +29,17 @@ class StratifiedSplitter:
         self._seen[stratum], self._tested[stratum] = seen, tested + owed
         return owed
 
+    def rows_for_both(self) -> int:
+        """The fewest rows a stratum needs to send one to test and keep one for training."""
+        rows = 1
+        while math.floor(self._fraction * rows + 0.5) < 1 or rows - math.floor(self._fraction * rows + 0.5) < 1:
+            rows += 1
+        return rows
+
+    def strata_sizes(self) -> list[int]:
+        """The rows seen of each stratum (of the one stratum b"" when unstratified)."""
+        return list(self._seen.values())
+
     def assign(self, rows: int, strata: np.ndarray | None = None) -> np.ndarray:
         """A boolean mask over the batch's rows: True for test."""
         is_test = np.zeros(rows, dtype=bool)

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from kmeans_pipeline.data.channels import format_rows, parse_rows
+from kmeans_pipeline.data.channels import FLOAT32_LIMIT, format_rows, parse_rows
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment, TreatmentKind
 
@@ -36,30 +36,55 @@ MAX_SAMPLE_ROWS = 100_000
 
 
 class _Moments:
-    """Mean and population std per column, merged block by block (Chan et al.'s pairwise update)."""
+    """Mean, population standard deviation, minimum and maximum per column, merged block by block (Chan et al.'s
+    pairwise update of each block's own centred sums), in float64.
+
+    Centred: each block's squares are of distances to its own mean, so a column whose spread is tiny next to its
+    mean (nanosecond timestamps, 1.7e18 +- 9e7) keeps its spread. Scaled: the sums are kept in units of a power of
+    two at least as large as every value seen (exact to divide by), so no finite input overflows them. A column
+    whose training values are all equal has a standard deviation of exactly 0.
+    """
 
     def __init__(self, dim: int) -> None:
         self.count = 0
-        self.mean = np.zeros(dim)
-        self.m2 = np.zeros(dim)
+        self.scale = np.ones(dim)
+        self._mean = np.zeros(dim)  # in units of scale
+        self._m2 = np.zeros(dim)  # in units of scale**2
+        self.low = np.full(dim, np.inf)
+        self.high = np.full(dim, -np.inf)
 
     def add(self, rows: np.ndarray) -> None:
         n = len(rows)
         if not n:
             return
-        mean = rows.mean(0)
-        m2 = ((rows - mean) ** 2).sum(0)
+        low, high = rows.min(0), rows.max(0)
+        self.low, self.high = np.minimum(self.low, low), np.maximum(self.high, high)
+        top = np.maximum(np.abs(low), np.abs(high))
+        scale = np.maximum(self.scale, np.exp2(np.ceil(np.log2(np.where(top > 0, top, 1.0)))))
+        ratio = self.scale / scale
+        self._mean, self._m2, self.scale = self._mean * ratio, self._m2 * ratio**2, scale
+        y = rows / scale
+        mean = y.mean(0)
+        m2 = ((y - mean) ** 2).sum(0)
         total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        delta = mean - self._mean
+        self._mean = self._mean + delta * (n / total)
+        self._m2 = self._m2 + m2 + delta**2 * (self.count * n / total)
         self.count = total
 
     @property
+    def mean(self) -> np.ndarray:
+        return self._mean * self.scale
+
+    @property
+    def constant(self) -> np.ndarray:
+        """True where every value seen is the same (or none was seen)."""
+        return ~(self.low < self.high)
+
+    @property
     def std(self) -> np.ndarray:
-        """A column constant up to rounding (std tiny against its mean) gets 0."""
-        std = np.sqrt(self.m2 / max(self.count, 1))
-        return np.where(std <= 1e-9 * np.maximum(np.abs(self.mean), 1.0), 0.0, std)
+        std = np.sqrt(self._m2 / max(self.count, 1)) * self.scale
+        return np.where(self.constant, 0.0, std)
 
 
 class TreatmentLearner:
@@ -159,7 +184,7 @@ class TreatmentLearner:
                         mean=float(self.logged.mean[j]),
                         std=float(std_log[j]),
                         decided=decided,
-                        reason=reason,
+                        reason=reason + self._constant(j),
                     )
                 )
             else:
@@ -170,12 +195,21 @@ class TreatmentLearner:
                         kind="numeric",
                         standardize=scaled,
                         decided=decided,
-                        reason=reason,
+                        reason=reason + (self._constant(j) if scaled else ""),
                         mean=float(self.raw.mean[j]) if scaled else None,
                         std=float(std_raw[j]) if scaled else None,
                     )
                 )
         return FeatureTreatment(columns=treated)
+
+    def _constant(self, j: int) -> str:
+        """What the reason adds for a column whose training values are all equal: it is centred, not scaled."""
+        if not self.raw.constant[j] or not self.raw.count:
+            return ""
+        return (
+            f"; but every training row holds {self.raw.low[j]:.9g}: its standard deviation is 0, so it is centred "
+            "(a feature of zeros), not scaled"
+        )
 
     def _auto(self, j: int, levels: set[float] | None) -> tuple[str, str]:
         if self.integral[j] and levels is not None and 2 <= len(levels) <= AUTO_CATEGORY_LEVELS:
@@ -326,7 +360,30 @@ def raw_numbers(columns: list[str]) -> FeatureTreatment:
     return FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric") for c in columns])
 
 
-def channel_text(treatment: FeatureTreatment, rows: np.ndarray) -> bytes:
-    """Raw channel rows, treated, as channel text (float32 values, written as ``channels.format_rows`` does)."""
+class TreatedOutOfRange(ValueError):
+    """A value that its treatment takes beyond float32's range: ``rows[row, column]`` of the rows given becomes
+    ``treated``."""
+
+    def __init__(self, row: int, column: int, value: float, treated: float) -> None:
+        super().__init__(f"row {row}, column {column}: {value!r} becomes {treated:.4g} once treated")
+        self.row, self.column, self.value, self.treated = row, column, value, treated
+
+
+def first_out_of_range(treatment: FeatureTreatment, rows: np.ndarray) -> TreatedOutOfRange | None:
+    """The first of ``rows`` (raw, in column order) that its treatment takes beyond float32's range, if any."""
     Z, _ = encode(treatment, rows)
-    return format_rows(Z.astype(np.float32))
+    bad = ~(np.abs(Z) < FLOAT32_LIMIT)
+    if not bad.any():
+        return None
+    row, feature = (int(i) for i in np.argwhere(bad)[0])
+    column = int(np.searchsorted(np.cumsum([c.width for c in treatment.columns]), feature, side="right"))
+    return TreatedOutOfRange(row, column, float(rows[row, column]), float(Z[row, feature]))
+
+
+def channel_text(treatment: FeatureTreatment, rows: np.ndarray) -> bytes:
+    """Raw channel rows, treated, as channel text (float32 values, written as ``channels.format_rows`` does);
+    TreatedOutOfRange if a treated value is beyond float32's range (a z-score with a tiny standard deviation)."""
+    Z, _ = encode(treatment, rows)
+    if not (np.abs(Z) < FLOAT32_LIMIT).all():
+        raise first_out_of_range(treatment, rows) or AssertionError("an out-of-range value went missing")
+    return format_rows(Z)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.schemas.base import CamelModel
@@ -34,7 +35,13 @@ SmallClusters = Literal["normal", "anomalous"]
 
 
 class RunRequest(CamelModel):
-    """What a user may give a run from the console; every field is optional and defaults to the stack's."""
+    """What a user may give a run from the console; every field is optional and defaults to the stack's.
+
+    Types are strict, as documented: "3" is not an integer, "yes" not a boolean, true not a number (an integer
+    field takes a JSON integer; a number field takes an integer or a decimal).
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
 
     data_key: str | None = Field(
         default=None,

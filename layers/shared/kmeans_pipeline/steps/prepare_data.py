@@ -15,13 +15,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from kmeans_pipeline.aws.s3 import ShardedChannel, head_source, ranged_chunks
 from kmeans_pipeline.data.blocks import line_blocks
 from kmeans_pipeline.data.channels import parse_rows
+from kmeans_pipeline.data.features import feature_blocks
 from kmeans_pipeline.data.split import split_stream
-from kmeans_pipeline.data.treatment import TreatmentLearner, channel_text, raw_numbers
+from kmeans_pipeline.data.treatment import (
+    TreatedOutOfRange,
+    TreatmentLearner,
+    channel_text,
+    first_out_of_range,
+    raw_numbers,
+)
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment
+from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, SourceObject
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -38,6 +47,59 @@ class _Observed:
     def write(self, data: bytes) -> None:
         self._out.write(data)
         self._seen(data)
+
+
+class _Watch:
+    """What the data step learns from the channel rows as they are written: whether they are all the same, and the
+    treatments' statistics (levels over every row, the rest over the training rows), unless the features are the
+    raw numbers, asked for in so many words: then there is nothing to learn."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.same = _Sameness()
+        self.learner = None
+        if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
+            self.learner = TreatmentLearner(seed=config.seed)
+
+    def train(self, text: bytes) -> None:
+        self.same.see(text)
+        if self.learner is not None:
+            self.learner.add_text(text, train=True)
+
+    def test(self, text: bytes) -> None:
+        self.same.see(text)
+        if self.learner is not None:
+            self.learner.add_text(text, train=False)
+
+    def decide(self, columns: list[str], config: RunConfig) -> FeatureTreatment:
+        if self.learner is None:
+            return raw_numbers(columns)
+        return self.learner.decide(columns, config.treatments, config.standardize)
+
+
+class _Sameness:
+    """Whether every channel row seen so far holds the first row's values: a file of one row repeated leaves
+    K-Means nothing to cluster. Cheap: once two rows differ, it looks no further."""
+
+    def __init__(self) -> None:
+        self.first: bytes | None = None
+        self.values = np.empty((0, 0))
+        self.varied = False
+
+    def see(self, text: bytes) -> None:
+        if self.varied or not text:
+            return
+        if self.first is None:
+            self.first = text[: text.index(b"\n") + 1]
+            self.values = parse_rows(self.first, self.first.count(b",") + 1)
+        if len(text) % len(self.first) == 0 and text == self.first * (len(text) // len(self.first)):
+            return
+        self.varied = bool((parse_rows(text, self.values.shape[1]) != self.values).any())
+
+    def problem(self, rows: int, columns: list[str]) -> str | None:
+        if self.varied or self.first is None:
+            return None
+        values = ", ".join(f"{name}={value:.9g}" for name, value in zip(columns, self.values[0].tolist()))
+        return f"all {rows:,} data rows hold the same feature values ({values}): K-Means has nothing to cluster"
 
 
 def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset:
@@ -61,23 +123,20 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
     test_out = ShardedChannel(
         s3, settings.data_bucket, f"{config.dataset_prefix}test/", shard_bytes=shard_bytes, lanes=1, extra=extra
     )
-    # Raw numbers as they are, asked for in so many words: nothing to learn. Otherwise the treatments' statistics
-    # are learned in the same pass (levels over every row, the rest over the training rows).
-    learner = None
-    if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
-        learner = TreatmentLearner(seed=config.seed)
+    watch = _Watch(config)
     try:
         result = split_stream(
             chunks,
             train_out,
-            test_out if learner is None else _Observed(test_out, lambda text: learner.add_text(text, train=False)),
+            _Observed(test_out, watch.test),
             feature_columns=config.feature_columns,
             stratify_column=config.stratify_column,
             test_fraction=config.test_fraction,
             seed=config.seed,
             k=config.k,
-            on_train=(lambda text: learner.add_text(text, train=True)) if learner is not None else None,
+            on_train=watch.train,
             nonnegative_columns=[name for name, kind in config.treatments.items() if kind == "log"],
+            treated_columns=list(config.treatments),
         )
         train_out.close()
         test_out.close()
@@ -87,6 +146,9 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         raise
     finally:
         chunks.close()
+    same_rows = watch.same.problem(result.train_rows + result.test_rows, result.feature_columns)
+    if same_rows:
+        raise DataValidationError(same_rows)
     if len(train_out.keys) < settings.training_instance_count:
         raise DataValidationError(
             f"only {result.train_rows} training rows for {settings.training_instance_count} training instances: "
@@ -95,18 +157,25 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
 
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
-    if learner is None:
-        treatment = raw_numbers(result.feature_columns)
-    else:
-        treatment = learner.decide(result.feature_columns, config.treatments, config.standardize)
+    treatment = watch.decide(result.feature_columns, config)
     shards, raw_test_uri = len(train_out.keys), None
     if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
         train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
-        shards = _treat(
-            s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes, settings.training_instance_count, extra
-        )
-        _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
+        try:
+            shards = _treat(
+                s3,
+                bucket,
+                train_out.keys,
+                train_prefix,
+                treatment,
+                shard_bytes,
+                settings.training_instance_count,
+                extra,
+            )
+            _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
+        except TreatedOutOfRange as exc:
+            raise _out_of_range(s3, source, config, treatment, exc) from None
     return Dataset(
         train_uri=f"s3://{bucket}/{train_prefix}",
         test_uri=f"s3://{bucket}/{test_prefix}",
@@ -149,3 +218,29 @@ def _treat(
         out.abort()
         raise
     return len(out.keys)
+
+
+def _out_of_range(
+    s3: Any, source: SourceObject, config: RunConfig, treatment: FeatureTreatment, found: TreatedOutOfRange
+) -> DataValidationError:
+    """Name the line and column of the first value that its treatment takes beyond float32's range: the channels
+    carry no line numbers, so the source is read again (only on this error) until the first such row."""
+    column = treatment.columns[found.column]
+    how = f"z-scored with mean {column.mean or 0.0:.6g} and standard deviation {column.std or 0.0:.3g}"
+    if column.kind == "log":
+        how = f"log1p, then {how}"
+    chunks = ranged_chunks(s3, source)
+    try:
+        _, blocks = feature_blocks(chunks, config.feature_columns)
+        for X, lines in blocks:
+            first = first_out_of_range(treatment, X)
+            if first is not None:
+                column = treatment.columns[first.column]
+                return DataValidationError(
+                    f"line {int(lines[first.row])}, column {column.column}: {first.value:.9g} becomes "
+                    f"{first.treated:.3g} once {how}, beyond float32's range: the training rows' spread is too small "
+                    "for this value (treat the column as log, or leave it out)"
+                )
+    finally:
+        chunks.close()
+    return DataValidationError(f"column {column.column}: {found.value:.9g} becomes {found.treated:.3g} once {how}")

@@ -97,18 +97,29 @@ def resolve_run(
     )
 
 
+def _field(event: dict, *path: str) -> Any:
+    """``event[path[0]][path[1]]...``, or None where a level is missing or is not a JSON object."""
+    value: Any = event
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
 def _source_from_s3_event(event: dict, settings: StackSettings) -> S3Location:
-    detail = event.get("detail") or {}
-    bucket = (detail.get("bucket") or {}).get("name")
-    key = (detail.get("object") or {}).get("key")
-    if not bucket or not key:
-        raise InvalidInputError("The S3 Object Created event has no detail.bucket.name or detail.object.key")
+    bucket, key = _field(event, "detail", "bucket", "name"), _field(event, "detail", "object", "key")
+    version = _field(event, "detail", "object", "version-id")
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        raise InvalidInputError(
+            "The S3 Object Created event has no detail.bucket.name or detail.object.key (strings in JSON objects)"
+        )
+    if version is not None and not isinstance(version, str):
+        raise InvalidInputError("The S3 Object Created event's detail.object.version-id is not a string")
     if bucket != settings.data_bucket:
         raise InvalidInputError(f"The upload is in bucket {bucket!r}, not this stack's bucket {settings.data_bucket!r}")
     if key.endswith("/"):
         raise InvalidInputError(f"s3://{bucket}/{key} is a folder marker, not a data file: nothing to train on")
     # Train on exactly the version that was uploaded, even if another upload replaces it meanwhile.
-    return S3Location(bucket=bucket, key=key, version_id=detail["object"].get("version-id"))
+    return S3Location(bucket=bucket, key=key, version_id=version)
 
 
 def newest_incoming_key(s3: S3Client, bucket: str) -> str:
