@@ -31,6 +31,7 @@ from kmeans_pipeline.data.treatment import (
 )
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.schemas.payload import too_large
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -158,6 +159,9 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
     treatment = watch.decide(result.feature_columns, config)
+    problem = too_large(config, _describe(config, settings, result, treatment, source, len(train_out.keys)))
+    if problem:  # before the second pass: the run could not carry this dataset through the state machine
+        raise DataValidationError(problem)
     shards, raw_test_uri = len(train_out.keys), None
     if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
@@ -176,6 +180,25 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
             _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
         except TreatedOutOfRange as exc:
             raise _out_of_range(s3, source, config, treatment, exc) from None
+    return _describe(config, settings, result, treatment, source, shards, train_prefix, test_prefix, raw_test_uri)
+
+
+def _describe(
+    config: RunConfig,
+    settings: StackSettings,
+    result: Any,
+    treatment: FeatureTreatment,
+    source: SourceObject,
+    shards: int,
+    train_prefix: str | None = None,
+    test_prefix: str | None = None,
+    raw_test_uri: str | None = None,
+) -> Dataset:
+    """The dataset description the step returns (with the longest URIs it can have until the second pass is done)."""
+    bucket = settings.data_bucket
+    if train_prefix is None or test_prefix is None:
+        train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
+        raw_test_uri = f"s3://{bucket}/{config.dataset_prefix}test/"
     return Dataset(
         train_uri=f"s3://{bucket}/{train_prefix}",
         test_uri=f"s3://{bucket}/{test_prefix}",
