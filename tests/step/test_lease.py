@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 import pytest
@@ -26,17 +27,22 @@ B = "arn:aws:states:us-east-1:123456789012:execution:kmeans-dev-pipeline:run-b"
 T0 = 1_800_000_000
 
 
+def lease_table_in_moto() -> Any:
+    """The lease table as the template declares its key, in the running moto."""
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[{"AttributeName": "LockName", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "LockName", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
 @pytest.fixture
 def ddb():
     with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
-            TableName=TABLE,
-            AttributeDefinitions=[{"AttributeName": "LockName", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "LockName", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+        yield lease_table_in_moto()
 
 
 def owner(ddb) -> str | None:
@@ -149,14 +155,7 @@ def test_the_stack_makes_the_table_encrypted_with_its_key_with_pitr_ttl_and_tags
 
 @pytest.fixture
 def lease_table(aws):
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[{"AttributeName": "LockName", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "LockName", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return ddb
+    return lease_table_in_moto()
 
 
 def run_config(settings, **request):

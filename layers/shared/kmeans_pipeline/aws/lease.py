@@ -170,9 +170,6 @@ class Lease:
     def release(self) -> bool:
         return release(self.ddb, self.table, self.endpoint, self.owner)
 
-    def holder(self) -> Holder | None:
-        return holder(self.ddb, self.table, self.endpoint)
-
 
 def run_lease(config: RunConfig, owner: str | None, table: str, ddb: DynamoDBClient | None = None) -> Lease | None:
     """This execution's lease on the run's endpoint (None for a step given no owner), lasting two poll intervals and
