@@ -195,7 +195,7 @@ def test_percentiles():
 def test_summarise_by_hand():
     closest = np.array([0, 0, 0, 0, 1, 1, 1])
     distance = np.array([1, 2, 3, 4, 10, 20, 30], dtype=np.float32)
-    s = summarise(closest, distance, k=3, percentile=90.0)
+    s = summarise(closest, distance, k=3, percentile=90.0, min_count=1)
     json.dumps(s)  # JSON-ready
     c0, c1, c2 = s["clusters"]
     # Linear interpolation: cluster 0 at rank 0.9 x 3 = 2.7 -> 3.7; cluster 1 at 1.8 -> 28; all at 5.4 -> 24.
@@ -282,8 +282,34 @@ def test_the_anomaly_score_is_above_one_exactly_where_a_record_is_flagged():
     np.testing.assert_allclose(scores[[1, 3, 5]], [3.8 / 3.7, 28.5 / 28.0, 25.0 / 24.0], rtol=1e-6)
     assert scores[4] == 0.0  # no distance, no anomaly
     assert (scores > 1).tolist() == flag(closest, distance, thresholds, overall=24.0).tolist()
-    # A threshold of 0 (a cluster of identical records): any distance at all is infinitely far beyond it.
-    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, np.inf]
+
+
+def test_a_cluster_threshold_needs_enough_distances_and_is_never_zero():
+    # Cluster 0 has 60 test distances, cluster 1 only 10: its 99th percentile would be its largest distance.
+    rng = np.random.default_rng(3)
+    closest = np.repeat([0, 1, 2], [60, 10, 55])
+    distance = np.concatenate([rng.uniform(0, 1, 60), rng.uniform(0, 5, 10), np.zeros(55)]).astype(np.float32)
+    s = summarise(closest, distance, k=3)
+    c0, c1, c2 = s["clusters"]
+    assert c0["threshold"] == pytest.approx(np.percentile(distance[:60], 99))
+    assert c1["threshold"] is None and c1["ownThreshold"] == pytest.approx(np.percentile(distance[60:70], 99))
+    # Cluster 2's records all sit on its centroid: a threshold of 0 would call any distance infinitely far.
+    assert c2["ownThreshold"] == 0.0 and c2["threshold"] is None
+    overall = s["threshold"]
+    thresholds = [c["threshold"] for c in s["clusters"]]
+    far = np.array([0.5], dtype=np.float32)
+    assert anomaly_score([1], far, thresholds, overall).tolist() == pytest.approx([0.5 / overall])
+    assert anomaly_score([2], far, thresholds, overall).tolist() == pytest.approx([0.5 / overall])
+
+
+def test_the_anomaly_score_is_always_finite():
+    # A cluster threshold of 0 (a report written before the rule above) falls back to the overall threshold.
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], 2.0).tolist() == [0.0, 0.25]
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, 0.0]
+    # An overall threshold of 0 (nearly every test record on its centroid): beyond it, 1 + the distance, and flagged.
+    scores = anomaly_score(np.array([0, 0, 0]), np.array([0.0, 0.5, 2.0]), [None], 0.0)
+    assert scores.tolist() == [0.0, 1.5, 3.0] and np.isfinite(scores).all()
+    assert (scores > 1).tolist() == flag(np.array([0, 0, 0]), np.array([0.0, 0.5, 2.0]), [None], 0.0).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------------
