@@ -47,6 +47,13 @@ def test_tuning_request_is_what_the_article_and_aws_facts_ask_for(settings, aws)
     assert tuning["Strategy"] == "Bayesian"
     assert tuning["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "test:msd"}
     assert tuning["TrainingJobEarlyStoppingType"] == "Auto"
+    assert tuning["RandomSeed"] == config.seed == 42  # the run's seed (botocore's model: an integer >= 0)
+    assert (
+        make_config(settings, seed=7).seed
+        == tuning_request(make_config(settings, seed=7), dataset, settings)["HyperParameterTuningJobConfig"][
+            "RandomSeed"
+        ]
+    )
     assert tuning["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 10, "MaxParallelTrainingJobs": 2}
     ranges = {r["Name"]: r for r in tuning["ParameterRanges"]["IntegerParameterRanges"]}
     assert (ranges["extra_center_factor"]["MinValue"], ranges["extra_center_factor"]["MaxValue"]) == ("4", "10")

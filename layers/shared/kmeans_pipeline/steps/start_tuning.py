@@ -63,6 +63,9 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
                 "CategoricalParameterRanges": [{"Name": "init_method", "Values": INIT_METHODS}],
             },
             "TrainingJobEarlyStoppingType": "Auto",
+            # The run's seed makes the search's proposals more consistent between runs on SageMaker (it does not
+            # seed the K-Means training itself, which has no seed hyperparameter); offline it makes them equal.
+            "RandomSeed": config.seed,
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": static,
