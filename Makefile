@@ -81,7 +81,7 @@ $(QUALITY_STAMP): $(STAMP)
 	touch $(QUALITY_STAMP)
 
 bench-quality: $(QUALITY_STAMP)
-	$(BIN)/python tools/quality_bench.py $(ARGS)
+	$(BIN)/python -m tools.quality_bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache demo-output .aws-sam
