@@ -82,12 +82,16 @@ def test_candidates_beyond_the_distinct_records_are_skipped():
     assert one.k == 2 and one.candidates == [] and "only 1 distinct record" in one.reason
 
 
-def test_the_default_range_and_its_bad_forms():
-    assert clusters.candidate_range() == list(range(clusters.K_FLOOR, clusters.K_CEILING + 1))
-    assert clusters.candidate_range(2, 4) == [2, 3, 4]
+def test_the_default_range_grows_with_the_training_rows_from_8_to_16():
+    assert (clusters.K_FLOOR, clusters.K_CEILING) == (8, 16)
+    assert clusters.candidate_range(80_000) == list(range(8, 17))
+    assert clusters.candidate_range(300) == list(range(8, 13))  # sqrt(150) = 12.2
+    assert clusters.candidate_range(170) == [8, 9]
+    assert clusters.candidate_range(20) == [8] == clusters.candidate_range(0)
+    assert clusters.candidate_range(1000, 2, 4) == [2, 3, 4]
     for low, high in ((1, 4), (5, 4)):
         with pytest.raises(ValueError, match="2 <= low <= high"):
-            clusters.candidate_range(low, high)
+            clusters.candidate_range(1000, low, high)
     with pytest.raises(ValueError, match="at least 2"):
         choose_k(groups(2), [1, 2], seed=0)
 

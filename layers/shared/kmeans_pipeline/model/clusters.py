@@ -6,9 +6,10 @@ k grows, so k is chosen before tuning: numpy k-means (k-means++ seeding, Lloyd i
 seeded sample of at most ``SAMPLE_ROWS`` treated training rows, for each candidate k, and the k with the lowest
 Davies-Bouldin index (Davies and Bouldin, 1979: the mean over clusters of the worst ratio of two clusters' spreads
 to the distance between their centres; lower is better, and it does not always prefer more clusters). Ties go to
-the smaller k. The default candidates start at ``K_FLOOR``: too few clusters merge normal modes (on the demo's sample
-the contextual anomalies of card purchases and ATM withdrawals need k >= 7), while too many are safe once small
-clusters are judged (below); see docs/usage.md and docs/benchmarks.md for the measurements behind the range.
+the smaller k. The default candidates (``candidate_range``) run from ``K_FLOOR`` to sqrt(training rows / 2), at most
+``K_CEILING``: too few clusters merge normal modes (on the demo's sample the contextual anomalies of card purchases
+and ATM withdrawals need k >= 7), and too many split normal records into small clusters of a few records each, or,
+past 16, make the index prefer the largest k on its sample; docs/benchmarks.md has the measurements.
 
 **Small clusters.** CBLOF's small clusters (``scoring.small_clusters``) are either a rare kind of record (the demo's
 wire transfers) or a group of anomalies (malignant tumours among benign ones); geometry does not tell them apart.
@@ -20,6 +21,7 @@ Every other small cluster's records are scored against the nearest large cluster
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,10 +128,12 @@ class KChoice:
     skipped: list[int] = field(default_factory=list)
 
 
-def candidate_range(low: int = K_FLOOR, high: int = K_CEILING) -> list[int]:
+def candidate_range(train_rows: int, low: int = K_FLOOR, high: int = K_CEILING) -> list[int]:
+    """The default candidates: ``low`` up to sqrt(train_rows / 2) (Mardia, Kent and Bibby's rule of thumb for k),
+    kept within ``low..high``: on a few hundred rows, a dozen clusters of twenty records each are mostly noise."""
     if not 2 <= low <= high:
         raise ValueError(f"the candidate k must satisfy 2 <= low <= high, got {low}..{high}")
-    return list(range(low, high + 1))
+    return list(range(low, max(low, min(high, math.isqrt(max(train_rows, 0) // 2))) + 1))
 
 
 def choose_k(X: np.ndarray, candidates: list[int], seed: int, sample_rows: int = SAMPLE_ROWS) -> KChoice:

@@ -88,14 +88,19 @@ def anomaly_score(closest, distance, thresholds: list[float | None], overall: fl
     return np.where(distance > limits, np.maximum(out, np.nextafter(1.0, 2.0)), np.minimum(out, 1.0))
 
 
-# A cluster's own threshold is a percentile of its own test distances: with fewer than this many, the 99th
-# percentile is the cluster's largest distance or close to it, and ranks records worse than the overall threshold.
+# A cluster's own percentile is shown only where it has this many test distances: below it, the 99th percentile is
+# the cluster's largest distance or close to it.
 MIN_CLUSTER_DISTANCES = 50
 
 
 def summarise(closest, distance, k: int, percentile: float = 99.0, min_count: int = MIN_CLUSTER_DISTANCES) -> dict:
-    """Per-cluster and overall distance statistics, anomaly thresholds and flagged shares (JSON-ready). A cluster
-    with fewer than ``min_count`` distances, or whose own threshold would be 0, takes the overall threshold."""
+    """Per-cluster and overall distance statistics, the anomaly threshold and flagged shares (JSON-ready).
+
+    Every record is scored against the overall threshold (the percentile of all distances): no cluster has a
+    threshold of its own (``threshold`` None, which every reader takes as "the overall one"). Each cluster shows its
+    own percentile (``ownThreshold``) where it has at least ``min_count`` distances, as a description of its spread.
+    Per-cluster thresholds ranked the quality suite's anomalies no better than the overall one on any set, and
+    worse on three (docs/benchmarks.md)."""
     closest = np.asarray(closest, dtype=np.int64)
     distance = np.asarray(distance, dtype=np.float64)
     if not 0 <= percentile <= 100:
@@ -113,19 +118,14 @@ def summarise(closest, distance, k: int, percentile: float = 99.0, min_count: in
     clusters: list[dict[str, Any]] = []
     for index in range(k):
         d = distance[order[bounds[index] : bounds[index + 1]]]
-        own = float(np.percentile(d, percentile)) if d.size else None
-        # A cluster's threshold is its own percentile, but never above the overall one: a cluster that K-Means
-        # gave to outliers must not make them normal.
-        threshold = None if own is None or overall is None else min(own, overall)
-        if d.size < min_count or (threshold is not None and threshold <= 0):
-            threshold = None
+        own = float(np.percentile(d, percentile)) if d.size and d.size >= min_count else None
         clusters.append(
             {
                 "index": index,
                 "size": int(d.size),
                 "share": d.size / n if n else 0.0,
                 "distance": percentiles(d),
-                "threshold": threshold,
+                "threshold": None,
                 "ownThreshold": own,
             }
         )
