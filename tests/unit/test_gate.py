@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from kmeans_pipeline.aws.serving import batches, parse_answer
 from kmeans_pipeline.errors import EndpointAnswerError, SageMakerThrottlingError, SageMakerUnavailableError
 from kmeans_pipeline.model.scoring import score
-from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, KChoice, SourceObject
 from kmeans_pipeline.steps.evaluate_model import gate, msd
 from kmeans_pipeline.steps.resolve_run import resolve_run
 from kmeans_pipeline.steps.verify_endpoint import compare, invoke
@@ -50,6 +50,7 @@ def dataset(treatment=None, features=("tranCode", "Amount")):
         content_type="text/csv;label_size=0",
         source=SourceObject(bucket="b", key="k", etag="e", size=1),
         treatment=treatment,
+        k_choice=KChoice(k=3, source="run", reason="k=3: set by the run's input (k)"),
     )
 
 
