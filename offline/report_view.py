@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,13 @@ import numpy as np
 
 from kmeans_pipeline.data.blocks import BLOCK_BYTES
 from kmeans_pipeline.data.features import read_feature_rows
-from kmeans_pipeline.data.treatment import encode, from_report
-from kmeans_pipeline.model.scoring import anomaly_score, flag, refer, report_small_clusters, score
+from kmeans_pipeline.data.treatment import encode
+from kmeans_pipeline.model.scoring import anomaly_score, flag, refer, score
+from kmeans_pipeline.schemas.dataset import ColumnTreatment
+from kmeans_pipeline.schemas.report import EvaluationReport, read_report
 
+# The report as the pipeline wrote it (parsed JSON) or validated: every function here validates it first.
+Report = EvaluationReport | Mapping[str, Any]
 MAX_SCATTER_POINTS = 50_000
 WIDTH = 100  # of the wrapped text lines
 
@@ -60,105 +65,90 @@ def _grid(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
 
 
-def report_table(report: dict) -> str:
-    """The report as aligned plain text: per cluster, overall, flagged shares, the gate decision and the headline."""
-    features = list(report.get("featureColumns") or [])
-    treatment = from_report(report) if features else None
-    percentile = report.get("anomalyPercentile")
-    lines = [
-        f"Evaluation report of run {report.get('runId')} (training job {report.get('trainingJob', '-')})",
-        f"k={report.get('k')}, {report.get('evaluatedRows', 0):,} test records scored, "
-        f"test MSD {fmt(report.get('evaluationMsd'))}; the features:",
-    ]
-    for column in treatment.columns if treatment else []:
-        how = {
-            "category": f"category, one-hot over {len(column.levels or [])} levels",
-            "log": "log1p, z-scored",
-            "numeric": "numeric" + (", z-scored" if column.standardize else ""),
-        }[column.kind]
-        lines.append(
-            f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")")
-        )
-    lines += [
-        f"Centroids in the CSV's units (a category: its heaviest level); distances and thresholds in the model's; "
-        f"threshold = the {percentile:g}th-percentile distance, never above the overall one"
-        if percentile is not None
-        else "",
-        "",
-    ]
-    header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
+def _how(column: ColumnTreatment) -> str:
+    how = {
+        "category": f"category, one-hot over {len(column.levels or [])} levels",
+        "log": "log1p, z-scored",
+        "numeric": "numeric" + (", z-scored" if column.standardize else ""),
+    }[column.kind]
+    return f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")")
+
+
+def _cluster_rows(report: EvaluationReport) -> list[list[str]]:
     rows = []
-    for cluster in report.get("clusters", []):
-        distance = cluster.get("distance") or {}
-        centroid = cluster.get("centroid") or [None] * len(features)
+    for cluster in report.clusters:
         rows.append(
             [
-                f"{cluster['index']} (small)" if cluster.get("small") else str(cluster["index"]),
-                f"{cluster.get('size', 0):,}",
-                _share(cluster.get("share")),
-                *(fmt(v) for v in centroid),
-                fmt(distance.get("p50")),
-                fmt(distance.get("p99")),
-                fmt(distance.get("max")),
-                fmt(cluster.get("threshold")),
+                f"{cluster.index} (small)" if cluster.small else str(cluster.index),
+                f"{cluster.size:,}",
+                _share(cluster.share),
+                *(fmt(v) for v in cluster.centroid),
+                fmt(cluster.distance.p50),
+                fmt(cluster.distance.p99),
+                fmt(cluster.distance.max),
+                fmt(cluster.threshold),
             ]
         )
-    overall = report.get("distance") or {}
+    overall = report.distance
     rows.append(
         [
             "all",
-            f"{report.get('evaluatedRows', 0):,}",
-            _share(1.0 if report.get("evaluatedRows") else None),
-            *("" for _ in features),
-            fmt(overall.get("p50")),
-            fmt(overall.get("p99")),
-            fmt(overall.get("max")),
-            fmt((report.get("thresholds") or {}).get("overall")),
+            f"{report.evaluated_rows:,}",
+            _share(1.0 if report.evaluated_rows else None),
+            *("" for _ in report.feature_columns),
+            fmt(overall.p50),
+            fmt(overall.p99),
+            fmt(overall.max),
+            fmt(report.thresholds.overall),
         ]
     )
-    lines += _grid(header, rows)
-    small = [c for c in report.get("clusters", []) if c.get("small")]
+    return rows
+
+
+def _wrapped(text: str, first: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=first, subsequent_indent="  ", break_on_hyphens=False)
+
+
+def report_table(report: Report) -> str:
+    """The report as aligned plain text: per cluster, overall, flagged shares, the gate decision and the headline."""
+    report = read_report(report, "of the run")
+    features = report.feature_columns
+    lines = [
+        f"Evaluation report of run {report.run_id} (training job {report.training_job})",
+        f"k={report.k}, {report.evaluated_rows:,} test records scored, "
+        f"test MSD {fmt(report.evaluation_msd)}; the features:",
+        *(_how(column) for column in report.treatment.columns),
+        "Centroids in the CSV's units (a category: its heaviest level); distances and thresholds in the model's; "
+        f"threshold = the {report.anomaly_percentile:g}th-percentile distance, never above the overall one",
+        "",
+    ]
+    header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
+    lines += _grid(header, _cluster_rows(report))
+    small = [c for c in report.clusters if c.small]
     if small:
         lines.append(
-            f"Small clusters ({', '.join(str(c['index']) for c in small)}; smallClusters: anomalous): the "
-            f"{_share(sum(c.get('closestShare') or 0 for c in small))} of test records closest to them are scored "
+            f"Small clusters ({', '.join(str(c.index) for c in small)}; smallClusters: anomalous): the "
+            f"{_share(sum(c.closest_share for c in small))} of test records closest to them are scored "
             "against the nearest other cluster, and counted there"
         )
-    if overall:
-        lines.append("")
-        lines.append(
-            "Distance percentiles, all test records: "
-            + ", ".join(
-                f"{name} {fmt(overall.get(name))}"
-                for name in ("p50", "p90", "p95", "p99", "p999", "max")
-                if name in overall
-            )
-        )
-    flagged = report.get("flagged") or {}
-    n = report.get("evaluatedRows", 0)
-    if flagged:
-        lines.append(
-            f"Flagged: {flagged.get('perCluster', 0):,} of {n:,} test records ({_share(flagged.get('perClusterShare'))}) "
-            f"beyond their cluster's threshold; {flagged.get('overall', 0):,} ({_share(flagged.get('overallShare'))}) "
-            f"beyond the overall threshold {fmt((report.get('thresholds') or {}).get('overall'))}"
-        )
-    gate = report.get("gate") or {}
-    if gate:
-        serving = gate.get("servingMsd")
-        lines.append("")
-        lines.append(
-            f"Gate: {str(gate.get('decision', '?')).upper()} (new test MSD {fmt(gate.get('newMsd'))}, serving model's "
-            + (fmt(serving) if serving is not None else "none")
-            + f", tolerance {float(gate.get('tolerancePercent') or 0):g}%)"
-        )
-        lines += textwrap.wrap(
-            str(gate.get("reason", "")), WIDTH, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False
-        )
-    if report.get("headline"):
-        lines.append("")
-        lines += textwrap.wrap(
-            str(report["headline"]), WIDTH, initial_indent="Headline: ", subsequent_indent="  ", break_on_hyphens=False
-        )
+    overall = report.distance.to_json()
+    lines += ["", "Distance percentiles, all test records: " + ", ".join(f"{k} {fmt(v)}" for k, v in overall.items())]
+    flagged, n = report.flagged, report.evaluated_rows
+    lines.append(
+        f"Flagged: {flagged.per_cluster:,} of {n:,} test records ({_share(flagged.per_cluster_share)}) "
+        f"beyond their cluster's threshold; {flagged.overall:,} ({_share(flagged.overall_share)}) "
+        f"beyond the overall threshold {fmt(report.thresholds.overall)}"
+    )
+    gate = report.gate
+    serving = "none" if gate.serving_msd is None else fmt(gate.serving_msd)
+    lines += [
+        "",
+        f"Gate: {gate.decision.upper()} (new test MSD {fmt(gate.new_msd)}, serving model's {serving}, "
+        f"tolerance {gate.tolerance_percent:g}%)",
+        *_wrapped(gate.reason, "  "),
+        "",
+        *_wrapped(report.headline, "Headline: "),
+    ]
     return "\n".join(lines)
 
 
@@ -180,16 +170,13 @@ def read_features(csv_path: Path, feature_columns: list[str]) -> np.ndarray:
     return read_rows(csv_path, feature_columns)[0]
 
 
-def model_centroids(report: dict) -> np.ndarray:
+def model_centroids(report: Report) -> np.ndarray:
     """The report's centroids in the model's units (when the model artifact is not at hand)."""
-    if report.get("modelCentroids"):
-        return np.asarray(report["modelCentroids"], dtype=np.float32)
-    centroids = np.asarray(report["centroids"], dtype=np.float64)  # schema version 1: original units
-    return encode(from_report(report), centroids)[0].astype(np.float32)
+    return np.asarray(read_report(report, "of the run").model_centroids, dtype=np.float32)
 
 
 def anomaly_scores(
-    csv_path: Path | None, report: dict, centroids: np.ndarray | None = None, *, X: np.ndarray | None = None
+    csv_path: Path | None, report: Report, centroids: np.ndarray | None = None, *, X: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cluster, distance, flagged) of every data row of the CSV, as the report and the scoring API see them: the
     endpoint's closest cluster and distance, or, for a row closest to a cluster the report calls small, the nearest
@@ -200,21 +187,22 @@ def anomaly_scores(
     flagged when it lies beyond its cluster's threshold (the report's rule). ``X``: the rows in original units when
     already read (``read_features``), instead of reading ``csv_path``.
     """
+    report = read_report(report, "of the run")
     if X is None:
-        X = read_features(Path(csv_path), report["featureColumns"])
-    Z, _ = encode(from_report(report), X)
+        X = read_features(Path(str(csv_path)), report.feature_columns)
+    Z, _ = encode(report.treatment, X)
     C = model_centroids(report) if centroids is None else centroids
     closest, distance = score(Z.astype(np.float32), C)
-    closest, distance = refer(Z, closest, distance, C, report_small_clusters(report))
-    thresholds = report["thresholds"]
-    flagged = flag(closest, distance, thresholds["perCluster"], thresholds["overall"])
+    closest, distance = refer(Z, closest, distance, C, report.small_clusters.clusters)
+    thresholds = report.thresholds
+    flagged = flag(closest, distance, thresholds.per_cluster, thresholds.overall)
     return closest, distance, flagged
 
 
-def scores(report: dict, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
+def scores(report: Report, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """Each row's anomaly score: its distance over its cluster's threshold (above 1 is flagged)."""
-    thresholds = report["thresholds"]
-    return anomaly_score(closest, distance, thresholds["perCluster"], thresholds["overall"])
+    thresholds = read_report(report, "of the run").thresholds
+    return anomaly_score(closest, distance, thresholds.per_cluster, thresholds.overall)
 
 
 def average_precision(score_values: np.ndarray, anomalies: np.ndarray) -> float:
@@ -232,9 +220,10 @@ def average_precision(score_values: np.ndarray, anomalies: np.ndarray) -> float:
     return float((precision * recall_steps).sum())
 
 
-def flagged_overall(report: dict, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
+def flagged_overall(report: Report, closest: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """True where a row lies beyond the report's overall threshold, whatever its cluster."""
-    return flag(closest, distance, [None] * int(report["k"]), report["thresholds"]["overall"])
+    report = read_report(report, "of the run")
+    return flag(closest, distance, [None] * report.k, report.thresholds.overall)
 
 
 def recall_precision(flagged_rows: Any, anomaly_lines: list[int]) -> tuple[float, float]:
@@ -267,9 +256,144 @@ def _wide(values: np.ndarray) -> bool:
     return bool(values.size) and values.min() > 0 and values.max() / values.min() > 1000
 
 
+def _legend_handles(colour: list, k: int, anomalies: bool, centroids: bool) -> list:
+    """Legend markers of a readable size (the points themselves are tiny)."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], linestyle="", marker="o", markersize=6, color=colour[c], label=f"cluster {c}") for c in range(k)
+    ]
+    handles.append(Line2D([], [], linestyle="", marker="x", markersize=7, color="black", label="flagged"))
+    if anomalies:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                markersize=8,
+                markerfacecolor="none",
+                markeredgecolor="red",
+                label="injected anomaly",
+            )
+        )
+    if centroids:
+        handles.append(
+            Line2D(
+                [], [], linestyle="", marker="*", markersize=13, color="0.7", markeredgecolor="black", label="centroid"
+            )
+        )
+    return handles
+
+
+def _scatter(
+    axes: Any,
+    report: EvaluationReport,
+    X: np.ndarray,
+    closest: np.ndarray,
+    flagged: np.ndarray,
+    anomalies: np.ndarray | None,
+    colour: list,
+    seed: int,
+) -> None:
+    """(a) the records in the first two feature columns, original units: by cluster, flagged ones marked."""
+    features, k = report.feature_columns, report.k
+    centroids = np.asarray(report.centroids, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    shown = np.arange(len(X))
+    if len(X) > MAX_SCATTER_POINTS:
+        # Every flagged record, and a random sample of the others.
+        ordinary = np.flatnonzero(~flagged)
+        keep = rng.choice(ordinary, size=max(0, MAX_SCATTER_POINTS - int(flagged.sum())), replace=False)
+        shown = np.sort(np.concatenate([np.flatnonzero(flagged), keep]))
+    if X.shape[1] >= 2:
+        x, y = X[shown, 0], X[shown, 1]
+        x_name, y_name = features[0], features[1]
+        cx, cy = centroids[:, 0], centroids[:, 1]
+    else:  # one feature: against the row number
+        x, y = shown.astype(np.float64), X[shown, 0]
+        x_name, y_name = "row", features[0]
+        cx, cy = np.array([]), np.array([])
+    if len(np.unique(X[:, 0])) <= 20 and X.shape[1] >= 2:  # a categorical code: spread the points
+        x = x + rng.uniform(-0.25, 0.25, len(x))
+        x_name += " (jittered)"
+    f = flagged[shown]
+    for c in range(k):
+        mine = (closest[shown] == c) & ~f
+        axes.scatter(
+            x[mine], y[mine], s=3, alpha=0.35, color=colour[c], linewidths=0, rasterized=True, label=f"cluster {c}"
+        )
+    axes.scatter(x[f], y[f], s=28, marker="x", color="black", linewidths=1.0, label="flagged (beyond threshold)")
+    if anomalies is not None:
+        a = anomalies[shown]
+        axes.scatter(x[a], y[a], s=70, facecolors="none", edgecolors="red", linewidths=0.9, label="injected anomaly")
+    if len(cx):
+        axes.scatter(
+            cx,
+            cy,
+            s=260,
+            marker="*",
+            c=[colour[c] for c in range(len(cx))],
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=5,
+            label="centroids",
+        )
+    if _wide(y):
+        axes.set_yscale("log")
+    axes.set_xlabel(x_name)
+    axes.set_ylabel(y_name + (" (log scale)" if _wide(y) else ""))
+    axes.set_title(f"Records ({len(shown):,} of {len(X):,}), coloured by closest centroid")
+    handles = _legend_handles(colour, k, anomalies is not None, bool(len(cx)))
+    # Below the plot, so that no point is hidden.
+    axes.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.11),
+        ncol=min(len(handles), 6),
+        fontsize=8,
+        frameon=False,
+    )
+
+
+def _histogram(
+    axes: Any, report: EvaluationReport, distance: np.ndarray, anomalies: np.ndarray | None, colour: list
+) -> None:
+    """(b) the distance histogram with the thresholds."""
+    d = distance[np.isfinite(distance)]
+    overall = report.thresholds.overall
+    log_x = _wide(d[d > 0]) and (d > 0).all()
+    counts = np.zeros(1)
+    if d.size:
+        bins = np.geomspace(d.min(), d.max(), 80) if log_x else 80
+        counts, bins, _ = axes.hist(d, bins=bins, color="0.6", edgecolor="0.4", linewidth=0.3, label="all records")
+        if anomalies is not None:
+            injected = distance[anomalies & np.isfinite(distance)]
+            axes.hist(injected, bins=bins, color="red", alpha=0.55, label=f"injected anomalies ({len(injected):,})")
+    if log_x:
+        axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_ylim(0.5, max(10.0, float(counts.max()) * 40))  # headroom for the legend
+    if overall is not None:
+        axes.axvline(
+            overall,
+            color="black",
+            linewidth=2.2,
+            label=f"overall threshold {fmt(overall)} (p{report.anomaly_percentile:g})",
+        )
+    per_cluster = report.thresholds.per_cluster
+    for c, t in enumerate(per_cluster if len(per_cluster) <= 10 else []):
+        if t is not None:
+            axes.axvline(t, color=colour[c], linestyle="--", linewidth=1.1, label=f"cluster {c} threshold {fmt(t)}")
+    axes.set_xlabel(f"distance to the closest centroid (model units{', log scale' if log_x else ''})")
+    axes.set_ylabel("records (log scale)")
+    axes.set_title("Distances, with the anomaly thresholds")
+    axes.legend(loc="upper right", fontsize=8, framealpha=0.85)
+
+
 def save_picture(
     path: Path,
-    report: dict,
+    report: Report,
     X_original_units: np.ndarray,
     closest: np.ndarray,
     distance: np.ndarray,
@@ -284,145 +408,23 @@ def save_picture(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
-    X = np.asarray(X_original_units, dtype=np.float64)
-    closest, distance = np.asarray(closest), np.asarray(distance, dtype=np.float64)
+    report = read_report(report, "of the run")
     flagged = np.asarray(flagged, dtype=bool)
-    features = list(report.get("featureColumns") or [f"feature {i}" for i in range(X.shape[1])])
-    k = int(report.get("k") or (closest.max() + 1 if closest.size else 1))
-    centroids = np.asarray(report.get("centroids") or np.zeros((0, X.shape[1])), dtype=np.float64)
-    thresholds = report.get("thresholds") or {}
-    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
-    colour = [colours(i % colours.N) for i in range(k)]
+    mask = None if anomalies is None else np.asarray(anomalies, dtype=bool)
+    colours = plt.get_cmap("tab10" if report.k <= 10 else "tab20")
+    colour = [colours(i % colours.N) for i in range(report.k)]
 
     fig, (scatter, histogram) = plt.subplots(1, 2, figsize=(15, 6.8), gridspec_kw={"width_ratios": [1.15, 1]})
-    decision = (report.get("gate") or {}).get("decision", "?")
-    share = (report.get("flagged") or {}).get("perClusterShare")
     fig.suptitle(
-        f"K-Means k={k}, run {report.get('runId')}: {decision}; "
-        + (f"{share:.2%} of {report.get('evaluatedRows', 0):,} test records flagged" if share is not None else "")
-        + f"; {int(flagged.sum()):,} of {len(flagged):,} records shown here flagged",
+        f"K-Means k={report.k}, run {report.run_id}: {report.gate.decision}; "
+        f"{report.flagged.per_cluster_share:.2%} of {report.evaluated_rows:,} test records flagged"
+        f"; {int(flagged.sum()):,} of {len(flagged):,} records shown here flagged",
         fontsize=12,
     )
-
-    # (a) the records in the first two feature columns, original units
-    rng = np.random.default_rng(seed)
-    shown = np.arange(len(X))
-    if len(X) > MAX_SCATTER_POINTS:
-        # Every flagged record, and a random sample of the others.
-        ordinary = np.flatnonzero(~flagged)
-        keep = rng.choice(ordinary, size=max(0, MAX_SCATTER_POINTS - int(flagged.sum())), replace=False)
-        shown = np.sort(np.concatenate([np.flatnonzero(flagged), keep]))
-    if X.shape[1] >= 2:
-        x, y = X[shown, 0], X[shown, 1]
-        x_name, y_name = features[0], features[1]
-        cx, cy = (centroids[:, 0], centroids[:, 1]) if len(centroids) else (np.array([]), np.array([]))
-    else:  # one feature: against the row number
-        x, y = shown.astype(np.float64), X[shown, 0]
-        x_name, y_name = "row", features[0]
-        cx, cy = np.array([]), np.array([])
-    jitter = len(np.unique(X[:, 0])) <= 20 and X.shape[1] >= 2  # a categorical code: spread the points
-    if jitter:
-        x = x + rng.uniform(-0.25, 0.25, len(x))
-        x_name += " (jittered)"
-    f = flagged[shown]
-    for c in range(k):
-        mine = (closest[shown] == c) & ~f
-        scatter.scatter(
-            x[mine], y[mine], s=3, alpha=0.35, color=colour[c], linewidths=0, rasterized=True, label=f"cluster {c}"
-        )
-    scatter.scatter(x[f], y[f], s=28, marker="x", color="black", linewidths=1.0, label="flagged (beyond threshold)")
-    if anomalies is not None:
-        a = np.asarray(anomalies, dtype=bool)[shown]
-        scatter.scatter(x[a], y[a], s=70, facecolors="none", edgecolors="red", linewidths=0.9, label="injected anomaly")
-    if len(cx):
-        scatter.scatter(
-            cx,
-            cy,
-            s=260,
-            marker="*",
-            c=[colour[c] for c in range(len(cx))],
-            edgecolors="black",
-            linewidths=1.2,
-            zorder=5,
-            label="centroids",
-        )
-    if _wide(y):
-        scatter.set_yscale("log")
-    scatter.set_xlabel(x_name)
-    scatter.set_ylabel(y_name + (" (log scale)" if _wide(y) else ""))
-    scatter.set_title(f"Records ({len(shown):,} of {len(X):,}), coloured by closest centroid")
-    # Legend markers of a readable size (the points themselves are tiny), below the plot so no point is hidden.
-    handles = [
-        Line2D([], [], linestyle="", marker="o", markersize=6, color=colour[c], label=f"cluster {c}") for c in range(k)
-    ]
-    handles.append(Line2D([], [], linestyle="", marker="x", markersize=7, color="black", label="flagged"))
-    if anomalies is not None:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                linestyle="",
-                marker="o",
-                markersize=8,
-                markerfacecolor="none",
-                markeredgecolor="red",
-                label="injected anomaly",
-            )
-        )
-    if len(cx):
-        handles.append(
-            Line2D(
-                [], [], linestyle="", marker="*", markersize=13, color="0.7", markeredgecolor="black", label="centroid"
-            )
-        )
-    scatter.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.11),
-        ncol=min(len(handles), 6),
-        fontsize=8,
-        frameon=False,
-    )
-
-    # (b) the distance histogram with the thresholds
-    d = distance[np.isfinite(distance)]
-    units = "model units" if report.get("treatment") or report.get("standardization") else "feature units"
-    overall = thresholds.get("overall")
-    log_x = _wide(d[d > 0]) and (d > 0).all()
-    counts = np.zeros(1)
-    if d.size:
-        bins = np.geomspace(d.min(), d.max(), 80) if log_x else 80
-        counts, bins, _ = histogram.hist(d, bins=bins, color="0.6", edgecolor="0.4", linewidth=0.3, label="all records")
-        if anomalies is not None:
-            injected = distance[np.asarray(anomalies, dtype=bool) & np.isfinite(distance)]
-            histogram.hist(
-                injected, bins=bins, color="red", alpha=0.55, label=f"injected anomalies ({len(injected):,})"
-            )
-    if log_x:
-        histogram.set_xscale("log")
-    histogram.set_yscale("log")
-    histogram.set_ylim(0.5, max(10.0, float(counts.max()) * 40))  # headroom for the legend
-    if overall is not None:
-        histogram.axvline(
-            overall,
-            color="black",
-            linewidth=2.2,
-            label=f"overall threshold {fmt(overall)} (p{report.get('anomalyPercentile', 99):g})",
-        )
-    per_cluster = thresholds.get("perCluster") or []
-    if len(per_cluster) <= 10:
-        for c, t in enumerate(per_cluster):
-            if t is not None:
-                histogram.axvline(
-                    t, color=colour[c], linestyle="--", linewidth=1.1, label=f"cluster {c} threshold {fmt(t)}"
-                )
-    histogram.set_xlabel(f"distance to the closest centroid ({units}{', log scale' if log_x else ''})")
-    histogram.set_ylabel("records (log scale)")
-    histogram.set_title("Distances, with the anomaly thresholds")
-    histogram.legend(loc="upper right", fontsize=8, framealpha=0.85)
-
+    X = np.asarray(X_original_units, dtype=np.float64)
+    _scatter(scatter, report, X, np.asarray(closest), flagged, mask, colour, seed)
+    _histogram(histogram, report, np.asarray(distance, dtype=np.float64), mask, colour)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

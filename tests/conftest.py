@@ -46,6 +46,8 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    # The template's Globals give every function a metrics namespace; a handler a test calls directly gets one here.
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "kmeans-tests")
     boto3.DEFAULT_SESSION = None
 
 

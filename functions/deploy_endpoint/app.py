@@ -4,6 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.aws.telemetry import follow_run
 from kmeans_pipeline.schemas.inputs import DeployEndpointInput
 from kmeans_pipeline.schemas.settings import StackSettings
 from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
@@ -11,9 +12,10 @@ from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: LambdaContext) -> dict:
     step = DeployEndpointInput.from_event(event)
+    follow_run(logger, step.config)
     result = deploy_endpoint(step.config, step.endpoint_config_name, StackSettings.from_env(), client("sagemaker"))
     logger.info("Deployment", extra={"action": result.action, "endpoint_status": result.endpoint_status})
     return result.to_json()

@@ -4,16 +4,20 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.aws.telemetry import count, follow_run, step_metrics
 from kmeans_pipeline.schemas.inputs import EvaluateModelInput
 from kmeans_pipeline.schemas.settings import StackSettings
 from kmeans_pipeline.steps.evaluate_model import evaluate_model
 
 logger = Logger()
+metrics = step_metrics()
 
 
-@logger.inject_lambda_context
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: LambdaContext) -> dict:
     step = EvaluateModelInput.from_event(event)
+    follow_run(logger, step.config)
     result = evaluate_model(
         step.config, step.dataset, step.best, StackSettings.from_env(), client("s3"), client("sagemaker")
     )
@@ -21,4 +25,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         "Model evaluated",
         extra={"report": result.report_uri, "decision": result.gate.decision, "headline": result.headline},
     )
+    promoted = result.gate.decision == "promote"
+    count(metrics, {"endpoint": step.config.names.endpoint}, ModelsPromoted=int(promoted), ModelsKept=int(not promoted))
     return result.to_json()

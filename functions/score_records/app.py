@@ -4,13 +4,16 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline.aws.clients import client
+from kmeans_pipeline.aws.telemetry import count, step_metrics
 from kmeans_pipeline.schemas.settings import StackSettings
 from kmeans_pipeline.steps.score_records import score_records
 
 logger = Logger()
+metrics = step_metrics()
 
 
-@logger.inject_lambda_context
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: LambdaContext) -> dict:
     settings = StackSettings.from_env()
     response = score_records(
@@ -21,5 +24,17 @@ def handler(event: dict, context: LambdaContext) -> dict:
         client("s3"),
         client("sagemaker-runtime"),
     )
-    logger.info("Records scored", extra={"status": response["statusCode"]})
-    return response
+    body, endpoint = response.body, {"endpoint": settings.endpoint_name}
+    if response.status == 200:
+        logger.info("Records scored", extra={"status": 200, "model": body["model"], "records": body["records"]})
+        count(
+            metrics,
+            endpoint,
+            RecordsScored=body["scored"],
+            RecordsFlagged=body["anomalies"],
+            RecordsRefused=body["errors"],
+        )
+    else:
+        logger.info("Request refused", extra={"status": response.status, "error": body["error"]})
+        count(metrics, endpoint, RequestsRefused=1)
+    return response.to_http()

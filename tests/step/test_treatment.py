@@ -15,7 +15,7 @@ from kmeans_pipeline.data.treatment import (
     channel_text,
     comparable,
     encode,
-    legacy,
+    raw_numbers,
     to_base,
     to_original,
 )
@@ -190,11 +190,11 @@ def test_encode_reports_an_unseen_level_and_to_original_goes_back_to_the_csvs_un
 
 
 def test_a_change_of_kind_scaling_or_levels_is_named_and_new_statistics_are_not():
-    numeric = legacy(["a", "b"], {"mean": [1.0, 2.0], "std": [1.0, 1.0]})
-    refit = legacy(["a", "b"], {"mean": [5.0, 6.0], "std": [2.0, 3.0]})
+    numeric = z_scored(["a", "b"], [1.0, 2.0], [1.0, 1.0])
+    refit = z_scored(["a", "b"], [5.0, 6.0], [2.0, 3.0])
     assert comparable(numeric, refit) is None
-    assert "was treated as numeric, z-scored, now as numeric" in comparable(numeric, legacy(["a", "b"], None))
-    assert "clusters ['a', 'b'], this one ['b', 'a']" in comparable(numeric, legacy(["b", "a"], None))
+    assert "was treated as numeric, z-scored, now as numeric" in comparable(numeric, raw_numbers(["a", "b"]))
+    assert "clusters ['a', 'b'], this one ['b', 'a']" in comparable(numeric, raw_numbers(["b", "a"]))
 
 
 def test_the_learner_keeps_a_sample_of_fixed_size_whatever_the_rows():
@@ -209,13 +209,17 @@ def test_the_learner_keeps_a_sample_of_fixed_size_whatever_the_rows():
     assert [c.kind for c in treatment.columns] == ["numeric", "numeric"]  # p99 / p50 = 6.6: not a long tail
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Reports of schema version 1: a "standardization" instead of a treatment
-# ------------------------------------------------------------------------------------------------------------
+def z_scored(columns: list[str], mean: list[float], std: list[float]) -> FeatureTreatment:
+    return FeatureTreatment(
+        columns=[
+            ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
+            for c, m, s in zip(columns, mean, std)
+        ]
+    )
 
 
-def test_a_version_1_standardization_z_scores_and_a_std_of_0_counts_as_1():
-    treatment = legacy(["a", "b", "c"], {"mean": [10.0, -2.0, 5.0], "std": [2.0, 0.5, 0.0]})
+def test_z_scored_numbers_and_a_std_of_0_counts_as_1():
+    treatment = z_scored(["a", "b", "c"], [10.0, -2.0, 5.0], [2.0, 0.5, 0.0])
     X = np.array([[10.0, -2.0, 5.0], [14.0, -1.0, 7.5], [0.0, 0.0, 0.0]])
     Z, _ = encode(treatment, X)
     np.testing.assert_array_equal(Z, [[0, 0, 0], [2, 2, 2.5], [-5, 4, -5]])
@@ -226,7 +230,7 @@ def test_a_version_1_standardization_z_scores_and_a_std_of_0_counts_as_1():
 
 
 def test_treated_channel_text_is_the_encoded_rows_in_float32():
-    treatment = legacy(["a", "b"], {"mean": [3.5, 1200.0], "std": [1.25, 0.0]})
+    treatment = z_scored(["a", "b"], [3.5, 1200.0], [1.25, 0.0])
     X = np.random.default_rng(4).normal(loc=[3, 1000], scale=[2, 500], size=(100, 2))
     written = parse_rows(channel_text(treatment, X), 2)
     want = encode(treatment, X)[0].astype(np.float32)
@@ -245,25 +249,6 @@ def test_a_constant_column_gets_a_std_of_0_not_rounding_noise():
     assert (np.abs(z[:, 0]) < 1e-9).all()  # (x - mean) / 1, not (x - mean) / 1e-14
 
 
-@pytest.mark.parametrize(
-    "data,message",
-    [
-        ({"mean": [1.0]}, "must be"),
-        ({"mean": [1.0], "std": [1.0], "extra": 1}, "must be"),
-        ({"mean": [1.0, 2.0], "std": [1.0]}, "one mean and one std per feature"),
-        ({"mean": ["1"], "std": [1.0]}, "mean must be a list of numbers"),
-        ({"mean": [1.0], "std": [True]}, "std must be a list of numbers"),
-        ({"mean": [1.0], "std": [-1.0]}, "not negative"),
-        ({"mean": [], "std": []}, "one mean and one std per feature"),
-        ({"mean": [1.0, 2.0], "std": [1.0, 1.0]}, "standardization has 2 features, featureColumns 1"),
-        ("z", "must be"),
-    ],
-)
-def test_a_version_1_standardization_is_checked(data, message):
-    with pytest.raises(ValueError, match=message):
-        legacy(["a"], data)
-
-
 def test_encode_checks_the_column_count():
     with pytest.raises(ValueError, match="the treatment has 2 columns"):
-        encode(legacy(["a", "b"], None), np.zeros((3, 3)))
+        encode(raw_numbers(["a", "b"]), np.zeros((3, 3)))

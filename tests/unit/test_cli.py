@@ -17,9 +17,11 @@ from moto import mock_aws
 
 import kmeans_cli as cli
 from kmeans_cli import main
-from kmeans_pipeline.data.treatment import encode, legacy
+from kmeans_pipeline.data.treatment import encode
 from kmeans_pipeline.model.scoring import flag, score
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment
 from offline.standin.ndarray import write_model_tar_gz
+from testkit.reports import evaluation_report
 
 ROOT = Path(__file__).resolve().parents[2]
 CENTROIDS = np.array([[0.0, 0.0], [10.0, 10.0], [-10.0, 5.0]], dtype=np.float32)
@@ -50,29 +52,12 @@ def model(tmp_path) -> Path:
 
 
 def report(**changes) -> dict:
-    body = {
-        "schemaVersion": 1,
-        "runId": "r1",
-        "modelArtifact": "s3://bucket/models/r1/output/model.tar.gz",
-        "featureColumns": ["tranCode", "Amount"],
-        "standardization": None,
-        "k": 3,
-        "anomalyPercentile": 99.0,
-        "testMsd": 1.0,
-        "evaluatedRows": 10,
-        "thresholds": {"overall": 3.0, "perCluster": [1.0, 2.0, None]},
-        "clusters": [],
-        "distance": {},
-        "flagged": {},
-        "headline": "promote",
-    }
-    body.update(changes)
-    return body
+    return evaluation_report(CENTROIDS.tolist(), per_cluster=[1.0, 2.0, None], overall=3.0, **changes)
 
 
-def write_report(tmp_path: Path, **changes) -> Path:
+def write_report(tmp_path: Path, body: dict | None = None, **changes) -> Path:
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(report(**changes)))
+    path.write_text(json.dumps(report(**changes) if body is None else body))
     return path
 
 
@@ -169,8 +154,8 @@ def test_score_with_a_report_picks_features_by_name_and_flags_anomalies(model, t
 
 def test_a_record_closest_to_a_small_cluster_is_scored_against_the_nearest_other_one(model, tmp_path, capsys):
     path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
-    small = {"rule": "anomalous", "clusters": [2]}
-    code, out, err = run(capsys, "score", model, path, "--report", write_report(tmp_path, smallClusters=small))
+    small = evaluation_report(CENTROIDS.tolist(), per_cluster=[1.0, 2.0, None], overall=3.0, small=(2,))
+    code, out, err = run(capsys, "score", model, path, "--report", write_report(tmp_path, small))
     assert code == 0 and err == ""
     got = read_csv(out)[1:]
     # The endpoint's answer is unchanged: (-14, 9) is closest to cluster 2, at 5.66.
@@ -186,21 +171,24 @@ def test_a_record_closest_to_a_small_cluster_is_scored_against_the_nearest_other
 
 def test_a_report_without_thresholds_gives_no_anomaly_column(model, tmp_path, capsys):
     path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
-    rep = write_report(tmp_path, thresholds={"overall": None, "perCluster": [None, None, None]})
+    rep = write_report(tmp_path, evaluation_report(CENTROIDS.tolist()))
     code, out, _ = run(capsys, "score", model, path, "--report", rep)
     assert code == 0 and read_csv(out)[0][-1] == "distance_to_cluster"
 
 
-def test_report_standardization_is_applied_unless_the_csv_is_standardized(model, tmp_path, capsys):
-    standardization = {"mean": [100.0, 5.0], "std": [10.0, 0.0]}
-    rep = write_report(tmp_path, standardization=standardization)
+def test_the_reports_treatment_is_applied_unless_the_csv_is_standardized(model, tmp_path, capsys):
+    treatment = FeatureTreatment(
+        columns=[
+            ColumnTreatment(column="tranCode", kind="numeric", standardize=True, mean=100.0, std=10.0),
+            ColumnTreatment(column="Amount", kind="numeric", standardize=True, mean=5.0, std=0.0),
+        ]
+    )
+    rep = write_report(tmp_path, evaluation_report(CENTROIDS.tolist(), treatment=treatment))
     raw = np.array([[100.0, 5.0], [200.0, 15.0], [0.0, 10.0]])
     write_csv(tmp_path / "raw.csv", [["Amount", "tranCode"]] + [[repr(float(a)), repr(float(t))] for t, a in raw])
     code, out, _ = run(capsys, "score", model, tmp_path / "raw.csv", "--report", rep)
     assert code == 0
-    closest, distance = score(
-        encode(legacy(["tranCode", "Amount"], standardization), raw)[0].astype(np.float32), CENTROIDS
-    )
+    closest, distance = score(encode(treatment, raw)[0].astype(np.float32), CENTROIDS)
     got = read_csv(out)[1:]
     assert [int(r[2]) for r in got] == closest.tolist() and [r[3] for r in got] == [repr(float(d)) for d in distance]
     code, out, _ = run(capsys, "score", model, tmp_path / "raw.csv", "--report", rep, "--standardized")
@@ -272,22 +260,37 @@ def test_a_bad_value_after_the_first_chunk_keeps_its_line_number(model, tmp_path
     assert code == 2 and "bad.csv line 51, column 2 (column 2): '4x' is not a number" in err
 
 
+def _one_feature_report() -> dict:
+    return evaluation_report([[0.0], [1.0], [2.0]], features=("Amount",))
+
+
+def _k4_report() -> dict:
+    return evaluation_report([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+
+
 @pytest.mark.parametrize(
-    "changes,message",
+    "body,message",
     [
-        ({"schemaVersion": 3}, "schemaVersion 3"),
-        ({"featureColumns": ["a"]}, "names 1 featureColumns that make 1 features, the model has feature_dim 2"),
-        ({"featureColumns": "tranCode"}, "featureColumns must be a non-empty list"),
-        ({"k": 4}, "is for k=4, the model has 3 centroids"),
-        ({"thresholds": {"overall": 1.0, "perCluster": [1.0]}}, "1 thresholds.perCluster for k=3"),
-        ({"thresholds": {"overall": "high"}}, "thresholds.overall must be a finite number or null"),
-        ({"standardization": {"mean": [0.0], "std": [1.0]}}, "standardization has 1 features, featureColumns 2"),
-        ({"smallClusters": {"clusters": [3]}}, "smallClusters.clusters must be a list of cluster indexes"),
+        (report(schemaVersion=1), "schemaVersion: this release reads version 2, the report is version 1"),
+        (_one_feature_report(), "names 1 featureColumns that make 1 features, the model has feature_dim 2"),
+        (report(featureColumns="tranCode"), "featureColumns: Input should be a valid list"),
+        (report(featureColumns=["Amount", "tranCode"]), "treatment columns ['tranCode', 'Amount'] are not"),
+        (_k4_report(), "is for k=4, the model has 3 centroids"),
+        (report(thresholds={"overall": 1.0, "perCluster": [1.0]}), "thresholds.perCluster has 1 values for k=3"),
+        (report(thresholds={"overall": "high", "perCluster": [1, 2, 3]}), "thresholds.overall: Input should be"),
+        (
+            report(thresholds={"overall": 1e999, "perCluster": [1, 2, 3]}),
+            "thresholds.overall: Input should be a finite",
+        ),
+        (report(smallClusters={**report()["smallClusters"], "clusters": [3]}), "[3] are not clusters of 0..2"),
+        (report(modelCentroids=[[0.0]]), "modelCentroids must be k=3 centroids of the treatment's 2 features"),
+        ({key: value for key, value in report().items() if key != "treatment"}, "treatment: Field required"),
+        ([report()], "is not a JSON object"),
     ],
 )
-def test_bad_reports_are_named(model, tmp_path, capsys, changes, message):
+def test_bad_reports_are_named(model, tmp_path, capsys, body, message):
     path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
-    code, _, err = run(capsys, "score", model, path, "--report", write_report(tmp_path, **changes))
+    code, _, err = run(capsys, "score", model, path, "--report", write_report(tmp_path, body))
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 

@@ -3,6 +3,7 @@ other units, request batching under the payload limit, retries, and what counts 
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -10,12 +11,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws.serving import batches, parse_answer
+from kmeans_pipeline.data.treatment import raw_numbers
 from kmeans_pipeline.errors import EndpointAnswerError, SageMakerThrottlingError, SageMakerUnavailableError
 from kmeans_pipeline.model.scoring import score
 from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, KChoice, SourceObject
-from kmeans_pipeline.steps.evaluate_model import gate, msd
+from kmeans_pipeline.steps.evaluate_model import gate, msd, serving_side
 from kmeans_pipeline.steps.resolve_run import resolve_run
 from kmeans_pipeline.steps.verify_endpoint import compare, invoke
+from testkit.reports import evaluation_report
 
 RNG = np.random.default_rng(7)
 CENTERS = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
@@ -78,7 +81,7 @@ def test_promote_only_within_the_tolerance_of_the_serving_models_score(settings,
         config(settings, tolerance),
         SERVING,
         CENTERS.astype(np.float32),
-        None,
+        raw_numbers(["tranCode", "Amount"]),
     )
     assert result.decision == decision
     assert result.serving_msd == pytest.approx(serving_msd) and result.serving_model == SERVING["modelName"]
@@ -90,7 +93,6 @@ def test_a_serving_model_with_other_statistics_is_scored_in_this_runs_units(sett
     theirs = standardized([3.0, 4.0], [5.0, 2.0])
     ours = standardized([1.0, -2.0], [4.0, 3.0])
     serving_centroids = to_standardized(CENTERS, theirs).astype(np.float32)
-    report = {"featureColumns": ["tranCode", "Amount"], "treatment": theirs.to_json()}
     Z = to_standardized(X, ours)
     result = gate(
         Z,
@@ -99,28 +101,16 @@ def test_a_serving_model_with_other_statistics_is_scored_in_this_runs_units(sett
         config(settings, 0.0),
         SERVING,
         serving_centroids,
-        report,
+        theirs,
     )
     assert result.serving_msd == pytest.approx(msd(Z, to_standardized(CENTERS, ours)), rel=1e-5)
     assert result.decision == "promote" and "not comparable" not in result.reason
-    # A report of schema version 1 says the same with its "standardization".
-    legacy = {"featureColumns": ["tranCode", "Amount"], "standardization": {"mean": [3.0, 4.0], "std": [5.0, 2.0]}}
-    again = gate(
-        Z,
-        msd(Z, to_standardized(CENTERS, ours)),
-        dataset(ours),
-        config(settings, 0.0),
-        SERVING,
-        serving_centroids,
-        legacy,
-    )
-    assert again.serving_msd == pytest.approx(result.serving_msd, rel=1e-6)
 
 
 def test_a_change_of_treatment_is_not_comparable_and_the_new_model_is_deployed(settings):
     # The serving model was trained on z-scored features, the new one on raw numbers (or with Amount as log).
-    report = {"featureColumns": ["tranCode", "Amount"], "treatment": standardized([3.0, 4.0], [5.0, 2.0]).to_json()}
-    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), report)
+    theirs = standardized([3.0, 4.0], [5.0, 2.0])
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), theirs)
     assert result.decision == "promote" and "not comparable" in result.reason
     assert "column tranCode was treated as numeric, z-scored, now as numeric" in result.reason
     logged = FeatureTreatment(
@@ -129,7 +119,8 @@ def test_a_change_of_treatment_is_not_comparable_and_the_new_model_is_deployed(s
             ColumnTreatment(column="Amount", kind="log", standardize=True, mean=1, std=1),
         ]
     )
-    result = gate(X, 1e9, dataset(logged), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), None)
+    raw = raw_numbers(["tranCode", "Amount"])
+    result = gate(X, 1e9, dataset(logged), config(settings, 0.0), SERVING, CENTERS.astype(np.float32), raw)
     assert (
         result.decision == "promote" and "column Amount was treated as numeric, now as log, z-scored" in result.reason
     )
@@ -144,14 +135,14 @@ def test_a_change_of_treatment_is_not_comparable_and_the_new_model_is_deployed(s
         config(settings, 0.0),
         SERVING,
         CENTERS[:, :2].astype(np.float32),
-        {"featureColumns": ["tranCode"], "treatment": levels[0].to_json()},
+        levels[0],
     )
     assert result.decision == "promote" and "had the levels [1.0, 2.0], now [1.0, 2.0, 3.0]" in result.reason
 
 
 def test_other_feature_columns_are_not_comparable_and_the_new_features_are_deployed(settings):
-    report = {"featureColumns": ["Amount"], "standardization": None}
-    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS[:, :1].astype(np.float32), report)
+    theirs = raw_numbers(["Amount"])
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS[:, :1].astype(np.float32), theirs)
     assert result.decision == "promote" and "not comparable" in result.reason
 
 
@@ -225,43 +216,68 @@ def test_malformed_answers_are_named(payload, message):
 
 def test_answers_equal_to_float32_precision_pass_and_anything_else_is_a_mismatch():
     closest, distance = score(X, CENTERS)
-    assert compare(X, CENTERS, closest, distance.astype(np.float64)) is None
-    assert compare(X, CENTERS, closest, distance * (1 + 1e-7)) is None  # float32 rounding
-    assert "rows differ" in compare(X, CENTERS, closest, distance * 1.001)
+    assert compare(X, CENTERS, closest, distance.astype(np.float64)) == (0, None)
+    assert compare(X, CENTERS, closest, distance * (1 + 1e-7)) == (0, None)  # float32 rounding
+    differing, first = compare(X, CENTERS, closest, distance * 1.001)
+    assert differing == int((distance > 0).sum()) and f"{differing} of {len(X)} rows differ" in first
     shifted = (closest + 1) % 3
-    assert "says cluster" in compare(X, CENTERS, shifted, distance)
+    assert "says cluster" in compare(X, CENTERS, shifted, distance)[1]
 
 
 def test_a_serving_model_that_cannot_be_read_is_named_and_the_new_one_deployed(settings):
-    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, None, None)
+    raw = raw_numbers(["tranCode", "Amount"])
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, None, raw)
     assert (
         result.decision == "promote"
         and "cannot be compared" in result.reason
         and SERVING["modelDataUrl"] in result.reason
     )
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, CENTERS, None, "its report is not valid")
+    assert result.decision == "promote" and "cannot be compared: its report is not valid" in result.reason
+
+
+class _Bucket:
+    """An S3 client whose model artifacts have expired, holding at most one report."""
+
+    def __init__(self, report: object = None):
+        self.report = report
+
+    def get_object(self, Bucket, Key, **kwargs):
+        if Key.startswith("reports/") and self.report is not None:
+            return {"Body": io.BytesIO(json.dumps(self.report).encode())}
+        raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+
+    def head_object(self, **kwargs):
+        raise ClientError({"Error": {"Code": "404", "Message": "gone"}}, "HeadObject")
 
 
 def test_an_expired_serving_artifact_is_replaced_by_its_reports_centroids(settings):
-    from kmeans_pipeline.steps.evaluate_model import _serving_centroids
+    theirs = standardized([1.0, 2.0], [3.0, 4.0])
+    serving = {**SERVING, "modelDataUrl": "s3://b/models/x/model.tar.gz"}
+    centroids, treatment, problem = serving_side(
+        serving, _Bucket(evaluation_report(CENTERS.tolist(), treatment=theirs)), "b"
+    )
+    np.testing.assert_allclose(centroids, to_standardized(CENTERS, theirs), rtol=1e-6)
+    assert treatment == theirs and problem == ""
+    Z = to_standardized(X, theirs)
+    result = gate(Z, msd(Z, centroids), dataset(theirs), config(settings, 0.0), SERVING, centroids, treatment)
+    assert result.serving_msd == pytest.approx(msd(Z, centroids), rel=1e-5) and result.decision == "promote"
 
-    class NoArtifact:
-        def get_object(self, **kwargs):
-            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
 
-        def head_object(self, **kwargs):
-            raise ClientError({"Error": {"Code": "404", "Message": "gone"}}, "HeadObject")
-
-    report = {
-        "featureColumns": ["tranCode", "Amount"],
-        "standardization": {"mean": [1, 2], "std": [3, 4]},
-        "centroids": CENTERS.tolist(),
-    }
-    centroids = _serving_centroids({**SERVING, "modelDataUrl": "s3://b/models/x/model.tar.gz"}, report, NoArtifact())
-    np.testing.assert_array_equal(centroids, CENTERS.astype(np.float32))
-    assert report["standardization"] is None  # original units: no mapping back through the old statistics
-    result = gate(X, msd(X, CENTERS), dataset(), config(settings, 0.0), SERVING, centroids, report)
-    assert result.serving_msd == pytest.approx(msd(X, CENTERS), rel=1e-5)
-    assert _serving_centroids({**SERVING, "modelDataUrl": "s3://b/m"}, None, NoArtifact()) is None
+def test_a_serving_model_without_a_valid_report_cannot_be_compared_and_the_report_names_why(settings):
+    # No report: a model this pipeline did not train. Its features are unknown, so it is not compared.
+    assert serving_side(SERVING, _Bucket(), "b") == (
+        None,
+        None,
+        f"it has no evaluation report at s3://b/reports/{SERVING['modelName'].rsplit('-', 1)[-1]}/report.json",
+    )
+    # A report that does not validate: the problem names the field.
+    broken = evaluation_report(CENTERS.tolist(), thresholds={"overall": 1.0, "perCluster": []})
+    centroids, treatment, problem = serving_side(SERVING, _Bucket(broken), "b")
+    assert centroids is None and treatment is None
+    assert "is not a valid evaluation report: thresholds.perCluster has 0 values for k=3" in problem
+    result = gate(X, 1e9, dataset(), config(settings, 0.0), SERVING, centroids, treatment, problem)
+    assert result.decision == "promote" and "thresholds.perCluster has 0 values for k=3" in result.reason
 
 
 def test_the_restore_never_deletes_an_endpoint_this_run_did_not_create(settings):

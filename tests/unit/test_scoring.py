@@ -354,9 +354,3 @@ def test_a_record_closest_to_a_small_cluster_is_referred_to_the_nearest_large_on
     assert same.tolist() == closest.tolist() and d.tolist() == distance.tolist()
     with pytest.raises(ValueError, match="every one of the 4 clusters is small"):
         scoring.refer(X, closest, distance, centroids, [0, 1, 2, 3])
-
-
-def test_a_report_names_its_small_clusters_or_none():
-    assert scoring.report_small_clusters({"smallClusters": {"rule": "anomalous", "clusters": [1, 4]}}) == [1, 4]
-    assert scoring.report_small_clusters({"smallClusters": {"rule": "normal", "clusters": []}}) == []
-    assert scoring.report_small_clusters({"schemaVersion": 2}) == []

@@ -13,61 +13,39 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kmeans_pipeline.data.split import split_stream
-from kmeans_pipeline.data.treatment import encode, legacy
+from kmeans_pipeline.data.treatment import encode
 from kmeans_pipeline.model.scoring import score
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment
 from offline import report_view
 from offline.__main__ import build_parser, main, outcome_line, summary
 from offline.runner import ExecutionResult
 from offline.sample_data import generate
+from testkit.reports import evaluation_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def hand_made_report(standardization: dict | None = None) -> dict:
-    return {
-        "schemaVersion": 1,
-        "runId": "abc123",
-        "trainingJob": "kmeans-dev-abc123-001-x",
-        "modelArtifact": "s3://bucket/models/abc123/model.tar.gz",
-        "featureColumns": ["tranCode", "Amount"],
-        "standardization": standardization,
-        "k": 2,
-        "testMsd": 12.5,
-        "evaluationMsd": 12.4,
-        "evaluatedRows": 1000,
-        "anomalyPercentile": 99.0,
-        "thresholds": {"overall": 35.5, "perCluster": [10.25, 40.0]},
-        "centroids": [[1.0, 45.0], [4.0, 2500.0]],
-        "clusters": [
-            {
-                "index": 0,
-                "size": 900,
-                "share": 0.9,
-                "threshold": 10.25,
-                "centroid": [1.0, 45.0],
-                "distance": {"p50": 2.0, "p90": 5.0, "p95": 7.0, "p99": 10.25, "p999": 11.0, "max": 12.0},
-            },
-            {
-                "index": 1,
-                "size": 100,
-                "share": 0.1,
-                "threshold": 40.0,
-                "centroid": [4.0, 2500.0],
-                "distance": {"p50": 20.0, "p90": 30.0, "p95": 35.0, "p99": 40.0, "p999": 41.0, "max": 1234.5},
-            },
-        ],
-        "distance": {"p50": 2.5, "p90": 15.0, "p95": 25.0, "p99": 35.5, "p999": 40.5, "max": 1234.5},
-        "flagged": {"perCluster": 10, "perClusterShare": 0.01, "overall": 10, "overallShare": 0.01},
-        "gate": {
-            "decision": "keep",
-            "reason": "test MSD 12.4 against the serving model's 10 on the same 1,000 test rows",
-            "newMsd": 12.4,
-            "servingMsd": 10.0,
-            "tolerancePercent": 5,
-            "servingModel": "kmeans-dev-old",
-        },
-        "headline": "keep: the serving model kmeans-dev-old keeps serving. 1.00% of 1,000 test records lie beyond",
-    }
+def z_scored(mean: list[float], std: list[float]) -> FeatureTreatment:
+    return FeatureTreatment(
+        columns=[
+            ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
+            for c, m, s in zip(["tranCode", "Amount"], mean, std)
+        ]
+    )
+
+
+def hand_made_report(treatment: FeatureTreatment | None = None) -> dict:
+    report = evaluation_report(
+        [[1.0, 45.0], [4.0, 2500.0]], treatment=treatment, per_cluster=[10.25, 40.0], overall=35.5
+    )
+    report["clusters"][0].update(
+        size=900, share=0.9, distance={"p50": 2.0, "p90": 5.0, "p95": 7.0, "p99": 10.25, "p999": 11.0, "max": 12.0}
+    )
+    report["clusters"][1].update(
+        size=100, share=0.1, distance={"p50": 20.0, "p90": 30.0, "p95": 35.0, "p99": 40.0, "p999": 41.0, "max": 1234.5}
+    )
+    report["distance"] = {"p50": 2.5, "p90": 15.0, "p95": 25.0, "p99": 35.5, "p999": 40.5, "max": 1234.5}
+    return report
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -95,7 +73,7 @@ def test_report_table_shows_clusters_thresholds_flagged_shares_gate_and_headline
     assert "10 of 1,000 test records (1.00%) beyond their cluster's threshold" in table
     assert "Gate: KEEP" in table and "serving model's 10.00" in table and "tolerance 5%" in table
     assert "Headline: keep: the serving model kmeans-dev-old keeps serving." in table
-    # Each column's treatment: a report of schema version 1 without standardisation held raw numbers.
+    # Each column's treatment.
     assert "  tranCode: numeric (requested)" in table and "  Amount: numeric (requested)" in table
     assert "distances and thresholds in the model's" in table
 
@@ -112,11 +90,10 @@ def test_report_table_marks_small_clusters_and_says_where_their_records_are_coun
 
 
 def test_report_table_says_how_each_column_became_features():
-    table = report_view.report_table(hand_made_report({"mean": [2.0, 500.0], "std": [1.0, 900.0]}))
+    table = report_view.report_table(hand_made_report(z_scored([2.0, 500.0], [1.0, 900.0])))
     assert "  tranCode: numeric, z-scored (requested)" in table and "  Amount: numeric, z-scored (requested)" in table
     report = hand_made_report()
-    report["schemaVersion"], report["treatment"] = (
-        2,
+    report["treatment"], report["featureNames"], report["modelCentroids"] = (
         {
             "columns": [
                 {
@@ -137,6 +114,8 @@ def test_report_table_says_how_each_column_became_features():
                 },
             ]
         },
+        ["tranCode=1", "tranCode=4", "log1p(Amount)"],
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]],
     )
     table = report_view.report_table(report)
     assert "  tranCode: category, one-hot over 2 levels (auto: 2 distinct whole numbers)" in table
@@ -187,15 +166,14 @@ def test_anomaly_scores_take_columns_by_name_and_apply_the_standardisation(tmp_p
     assert closest.tolist() == [0, 1, 1] and flagged.tolist() == [False, False, True]
     assert distance[0] == 0
 
-    standardization = {"mean": [2.0, 500.0], "std": [1.5, 900.0]}
-    report = hand_made_report(standardization)
-    treatment = legacy(report["featureColumns"], standardization)
+    treatment = z_scored([2.0, 500.0], [1.5, 900.0])
+    report = hand_made_report(treatment)
     centroids = encode(treatment, report["centroids"])[0].astype(np.float32)
     closest, distance, flagged = report_view.anomaly_scores(path, report, centroids)
     expected_closest, expected_distance = score(encode(treatment, X)[0].astype(np.float32), centroids)
     assert closest.tolist() == expected_closest.tolist()
     np.testing.assert_array_equal(distance, expected_distance)
-    # Without the artifact, the report's own centroids (original units) are converted the same way.
+    # Without the artifact, the report's own centroids in the model's units (modelCentroids) stand in.
     _, from_report, _ = report_view.anomaly_scores(path, report, None)
     np.testing.assert_allclose(from_report, expected_distance, rtol=1e-5)
 

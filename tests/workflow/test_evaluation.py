@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.scoring import score
+from kmeans_pipeline.schemas.report import read_report
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
 from testkit.stacks import reset_faults, without_endpoint
@@ -96,6 +97,18 @@ def test_first_deploy_writes_the_report_promotes_and_checks_the_endpoint(first_d
     assert report["evaluationMsd"] == pytest.approx(out["bestTrainingJob"]["testMsd"], rel=1e-3)
     assert 0 < report["flagged"]["perClusterShare"] < 0.05
     assert report["headline"] == evaluation["headline"] and report["headline"].startswith("promote")
+    # The JSON contract (docs/usage.md, "The report"): these camelCase keys, and it reads back through the model.
+    assert list(report) == [
+        *("schemaVersion", "runId", "executionName", "trainingJob", "hyperparameters", "modelArtifact", "dataset"),
+        *("featureColumns", "treatment", "featureNames", "k", "testMsd", "evaluationMsd", "evaluatedRows"),
+        *("anomalyPercentile", "smallClusters", "thresholds", "centroids", "modelCentroids", "clusters", "distance"),
+        *("flagged", "gate", "headline"),
+    ]
+    assert list(report["clusters"][0]) == [
+        *("index", "size", "share", "distance", "threshold", "ownThreshold", "small", "closestShare", "normalRange"),
+        *("flaggedShare", "nearestInside", "farthestBeyond", "centroid"),
+    ]
+    assert read_report(report, evaluation["reportUri"]).to_json() == report
 
 
 def test_a_worse_model_is_not_deployed_and_the_serving_one_keeps_serving(stack):

@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from kmeans_pipeline.data.treatment import encode, from_report
+from kmeans_pipeline.data.treatment import encode
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.scoring import anomaly_score, score
+from kmeans_pipeline.schemas.report import read_report
 from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
@@ -49,7 +50,7 @@ def test_raw_records_get_the_endpoints_answer_on_the_treated_features_and_a_scor
     assert (answer["records"], answer["scored"], answer["errors"]) == (5, 5, 0)
     # What the caller gets is what the model says of the treated features, scored against the report's thresholds.
     centroids = read_centroids(result.output["bestTrainingJob"]["artifactUri"], s3=aws.client("s3"))
-    Z, _ = encode(from_report(report), rows)
+    Z, _ = encode(read_report(report, "the run's").treatment, rows)
     closest, distance = score(Z, centroids)
     scores = anomaly_score(closest, distance, report["thresholds"]["perCluster"], report["thresholds"]["overall"])
     got = answer["results"]
@@ -154,7 +155,7 @@ def test_with_small_clusters_anomalous_a_record_of_a_rare_group_is_scored_agains
     assert status == 200 and answer["endpointConfig"] == run.output["endpointConfig"]
     wire, card = answer["results"]
     centroids = read_centroids(run.output["bestTrainingJob"]["artifactUri"], s3=aws.client("s3"))
-    Z, _ = encode(from_report(report), rows)
+    Z, _ = encode(read_report(report, "the run's").treatment, rows)
     closest, distance = score(Z, centroids)
     # The endpoint's own answer is still given; the score is against the nearest cluster that is not small.
     assert wire["closest_cluster"] == closest[0] and closest[0] in small

@@ -1,4 +1,12 @@
-"""Typed step errors. The state machine retries and catches them by class name, never by message."""
+"""Every name a run can fail with, in one place: the typed step errors (the state machine retries and catches them
+by class name, never by message) and the failures that are not exceptions (a step's result names them, or the state
+machine's own Fail states do). docs/operations.md's failure table lists exactly ``error_names()``
+(tests/infra/test_error_names.py checks it against the state machine and the steps)."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
 
 
 class PipelineError(Exception):
@@ -47,3 +55,40 @@ class ModelArtifactError(PipelineError):
 
 class EndpointAnswerError(PipelineError):
     """The endpoint's answers disagree with the model's offline scoring; the previous config is put back."""
+
+
+class Failure(StrEnum):
+    """Failures that are not exceptions. A check step returns them in its result's ``error`` and the state
+    machine's Fail state passes it through; the last four only the state machine writes."""
+
+    NO_BEST_TRAINING_JOB = "NoBestTrainingJob"
+    TUNING_JOB_STOPPED = "TuningJobStopped"
+    TUNING_JOB_FAILED = "TuningJobFailed"
+    ENDPOINT_MISSING = "EndpointMissing"
+    ENDPOINT_SUPERSEDED = "EndpointSuperseded"
+    ENDPOINT_UPDATE_ROLLED_BACK = "EndpointUpdateRolledBack"
+    ENDPOINT_FAILED = "EndpointFailed"
+    ENDPOINT_VERIFICATION_FAILED = "EndpointVerificationFailed"
+    # Written only in statemachine/pipeline.asl.json:
+    POLL_LIMIT_EXCEEDED = "PollLimitExceeded"
+    MODEL_REJECTED = "ModelRejected"
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"
+    STEP_FAILED = "StepFailed"  # a Step Functions error (States.*) ended a step after its retries
+
+
+def step_errors() -> list[type[PipelineError]]:
+    """The exception classes defined here: what a step raises and the state machine sees by class name."""
+    module = sys.modules[__name__]
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, PipelineError)
+        and value is not PipelineError
+        and value.__module__ == __name__
+    ]
+
+
+def error_names() -> list[str]:
+    """Every name a run can fail with: the step errors' class names, then the failures that are not exceptions."""
+    return [error.__name__ for error in step_errors()] + [failure.value for failure in Failure]

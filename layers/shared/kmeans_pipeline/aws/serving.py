@@ -17,6 +17,7 @@ from kmeans_pipeline.errors import (
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
+from kmeans_pipeline.schemas.report import MAX_REPORT_BYTES, EvaluationReport, read_report
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -61,15 +62,20 @@ def report_key(model_name: str) -> str:
     return f"reports/{model_name.rsplit('-', 1)[-1]}/{REPORT_NAME}"
 
 
-def serving_report(s3: S3Client, bucket: str, model_name: str) -> dict | None:
-    """The evaluation report of the run that made the serving model."""
+def serving_report(s3: S3Client, bucket: str, model_name: str) -> EvaluationReport | None:
+    """The evaluation report of the run that made the serving model; None when there is none (a model this
+    pipeline did not train), ReportError naming the field when it is not a valid report."""
+    key = report_key(model_name)
     try:
-        body = s3.get_object(Bucket=bucket, Key=report_key(model_name))["Body"]
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as exc:
         if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
-            return None  # deployed before reports existed: assume the same features, not standardised
+            return None
         raise
-    return json.loads(body.read())
+    try:
+        return read_report(body.read(MAX_REPORT_BYTES + 1), f"s3://{bucket}/{key}")
+    finally:
+        body.close()
 
 
 def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, bytes]]:

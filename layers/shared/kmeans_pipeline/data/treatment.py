@@ -321,39 +321,9 @@ def comparable(served: FeatureTreatment, new: FeatureTreatment) -> str | None:
     return None
 
 
-def legacy(columns: list[str], standardization: dict | None) -> FeatureTreatment:
-    """The treatment of a model made before treatments existed (a report of schema version 1): numeric columns,
-    z-scored with its ``{"mean": [...], "std": [...]}`` when it has one; ValueError naming what is wrong."""
-    if standardization is None:
-        return FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric") for c in columns])
-    if not isinstance(standardization, dict) or set(standardization) != {"mean", "std"}:
-        raise ValueError(f'standardization must be {{"mean": [...], "std": [...]}}, got {str(standardization)[:80]}')
-    for key in ("mean", "std"):
-        values = standardization[key]
-        if not isinstance(values, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
-            raise ValueError(f"standardization {key} must be a list of numbers, got {str(values)[:80]}")
-    mean, std = [float(v) for v in standardization["mean"]], [float(v) for v in standardization["std"]]
-    if len(mean) != len(std) or not mean:
-        raise ValueError(f"standardization needs one mean and one std per feature, got {len(mean)} and {len(std)}")
-    if not all(math.isfinite(v) for v in mean + std) or any(v < 0 for v in std):
-        raise ValueError("standardization means and stds must be finite, stds not negative")
-    if len(mean) != len(columns):
-        raise ValueError(f"standardization has {len(mean)} features, featureColumns {len(columns)}")
-    return FeatureTreatment(
-        columns=[
-            ColumnTreatment(column=c, kind="numeric", standardize=True, mean=m, std=s)
-            for c, m, s in zip(columns, mean, std)
-        ]
-    )
-
-
-def from_report(report: dict) -> FeatureTreatment:
-    """The treatment a report's model was trained with (reports of schema version 1 carry a standardization)."""
-    if report.get("treatment") is not None:
-        return FeatureTreatment.model_validate(report["treatment"])
-    return legacy(list(report["featureColumns"]), report.get("standardization"))
+def raw_numbers(columns: list[str]) -> FeatureTreatment:
+    """The treatment that keeps the CSV's numbers as they are: each column one numeric feature, not scaled."""
+    return FeatureTreatment(columns=[ColumnTreatment(column=c, kind="numeric") for c in columns])
 
 
 def channel_text(treatment: FeatureTreatment, rows: np.ndarray) -> bytes:

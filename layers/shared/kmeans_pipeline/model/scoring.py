@@ -192,8 +192,3 @@ def refer(X, closest, distance, centroids, small: list[int]) -> tuple[np.ndarray
         nearest, far = score(np.asarray(X, dtype=np.float32)[moved], C[large])
         closest[moved], distance[moved] = large[nearest], far
     return closest, distance
-
-
-def report_small_clusters(report: dict) -> list[int]:
-    """The clusters a report scores against others (``smallClusters``); none in reports without the field."""
-    return [int(i) for i in (report.get("smallClusters") or {}).get("clusters") or []]

@@ -57,6 +57,8 @@ class Evaluation(CamelModel):
 class EndpointVerification(CamelModel):
     passed: bool
     checked_rows: int
+    # Rows whose answer differed from offline scoring (0 when none did, or the answers could not be compared).
+    differing_rows: int = 0
     error: str | None = None
     cause: str | None = None
     restore: Literal["none", "updating", "deleted", "unknown", "failed"] = "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kmeans_pipeline.aws.endpoints import TRANSITIONAL, describe_endpoint
+from kmeans_pipeline.errors import Failure
 from kmeans_pipeline.schemas.results import EndpointStatus
 from kmeans_pipeline.schemas.run import RunConfig
 
@@ -27,7 +28,7 @@ def check_endpoint(
             outcome="failed",
             status="Missing",
             endpoint_config_name=None,
-            error="EndpointMissing",
+            error=Failure.ENDPOINT_MISSING,
             cause=f"Endpoint {name} no longer exists (deleted while the deployment of {endpoint_config_name} ran)",
         )
     status, current, pending, reason = endpoint.status, endpoint.current, endpoint.pending, endpoint.reason
@@ -43,25 +44,22 @@ def check_endpoint(
             outcome="failed",
             status=status,
             endpoint_config_name=current,
-            error="EndpointSuperseded",
+            error=Failure.ENDPOINT_SUPERSEDED,
             cause=f"Endpoint {name} serves {current}, deployed by another execution after this run's "
             f"{endpoint_config_name}: this run's model is not the one serving",
         )
-    if status == "InService":
-        return EndpointStatus(
-            outcome="failed",
-            status=status,
-            endpoint_config_name=current,
-            error="EndpointUpdateRolledBack",
-            failure_reason=reason,
-            cause=f"Endpoint {name} still serves {current}: the update to {endpoint_config_name} was rolled back: "
-            + (reason or "SageMaker gave no FailureReason"),
-        )
+    # InService on the old config: the update was rolled back (the old model serves); anything else failed.
+    rolled_back = status == "InService"
+    what = (
+        f"still serves {current}: the update to {endpoint_config_name} was rolled back"
+        if rolled_back
+        else f"is {status}"
+    )
     return EndpointStatus(
         outcome="failed",
         status=status,
         endpoint_config_name=current,
-        error="EndpointFailed",
+        error=Failure.ENDPOINT_UPDATE_ROLLED_BACK if rolled_back else Failure.ENDPOINT_FAILED,
         failure_reason=reason,
-        cause=f"Endpoint {name} is {status}: " + (reason or "SageMaker gave no FailureReason"),
+        cause=f"Endpoint {name} {what}: " + (reason or "SageMaker gave no FailureReason"),
     )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kmeans_pipeline.aws.clients import sagemaker_call
+from kmeans_pipeline.errors import Failure
 from kmeans_pipeline.model.algorithm import OBJECTIVE
 from kmeans_pipeline.schemas.results import BestTrainingJob, TuningStatus
 from kmeans_pipeline.schemas.run import RunConfig
@@ -44,7 +45,7 @@ def _failure(
     job: Mapping[str, Any],
     counters: dict,
     budget: int,
-    error: str,
+    error: Failure,
     what: str,
 ) -> TuningStatus:
     reason = job.get("FailureReason", "") or ""
@@ -90,9 +91,9 @@ def check_tuning(config: RunConfig, tuning_job_name: str, sagemaker: SageMakerCl
                 best=_best_training_job(sagemaker, best),
             )
         error, reason = {
-            "Completed": ("NoBestTrainingJob", "completed without a best training job"),
-            "Stopped": ("TuningJobStopped", "was stopped before it chose a model"),
-        }.get(status, ("TuningJobFailed", f"ended {status}"))
+            "Completed": (Failure.NO_BEST_TRAINING_JOB, "completed without a best training job"),
+            "Stopped": (Failure.TUNING_JOB_STOPPED, "was stopped before it chose a model"),
+        }.get(status, (Failure.TUNING_JOB_FAILED, f"ended {status}"))
         return _failure(sagemaker, tuning_job_name, status, job, counters, budget, error, reason)
 
 

@@ -17,6 +17,29 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 
+def _create(
+    config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: SageMakerClient
+) -> DeployResult:
+    """The first deploy: create the endpoint."""
+    name = config.names.endpoint
+    try:
+        sagemaker.create_endpoint(
+            EndpointName=name,
+            EndpointConfigName=endpoint_config_name,
+            Tags=settings.tag_list(RunId=config.run_id, ExecutionName=config.execution_name),
+        )
+    except ClientError as exc:
+        # Another execution may have created it since we looked: then it is "busy" (or ours, on a retry).
+        endpoint = describe_endpoint(sagemaker, name)
+        if endpoint is None:
+            raise translate(exc, "CreateEndpoint", name) from exc
+        ours = endpoint.current == endpoint_config_name
+        return DeployResult(
+            action="inProgress" if ours else "busy", endpoint_name=name, endpoint_status=endpoint.status
+        )
+    return DeployResult(action="created", endpoint_name=name, endpoint_status="Creating")
+
+
 def deploy_endpoint(
     config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: SageMakerClient
 ) -> DeployResult:
@@ -24,22 +47,7 @@ def deploy_endpoint(
     name = config.names.endpoint
     endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:
-        try:
-            sagemaker.create_endpoint(
-                EndpointName=name,
-                EndpointConfigName=endpoint_config_name,
-                Tags=settings.tag_list(RunId=config.run_id, ExecutionName=config.execution_name),
-            )
-        except ClientError as exc:
-            # Another execution may have created it since we looked: then it is "busy" (or ours, on a retry).
-            endpoint = describe_endpoint(sagemaker, name)
-            if endpoint is None:
-                raise translate(exc, "CreateEndpoint", name) from exc
-            ours = endpoint.current == endpoint_config_name
-            return DeployResult(
-                action="inProgress" if ours else "busy", endpoint_name=name, endpoint_status=endpoint.status
-            )
-        return DeployResult(action="created", endpoint_name=name, endpoint_status="Creating")
+        return _create(config, endpoint_config_name, settings, sagemaker)
 
     status, current = endpoint.status, endpoint.current
     if endpoint_config_name in endpoint.configs and status in TRANSITIONAL | {"InService"}:

@@ -16,13 +16,14 @@ model's records are scored; the report lists those clusters.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kmeans_pipeline.aws.serving import REPORT_NAME, serving_model, serving_report
+from kmeans_pipeline.aws.serving import REPORT_NAME, report_key, serving_model, serving_report
 from kmeans_pipeline.data.channels import read_rows
-from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, from_report, legacy, to_base, to_original
+from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, raw_numbers, to_base, to_original
 from kmeans_pipeline.errors import ModelArtifactError
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.clusters import EXPLAINED_SHARE, SmallCluster, judge_small_clusters
@@ -37,6 +38,17 @@ from kmeans_pipeline.model.scoring import (
     summarise,
 )
 from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment
+from kmeans_pipeline.schemas.report import (
+    ClusterReport,
+    Distances,
+    EvaluationReport,
+    Flagged,
+    ReportDataset,
+    ReportError,
+    SmallClusterDecision,
+    SmallClusterRule,
+    Thresholds,
+)
 from kmeans_pipeline.schemas.results import BestTrainingJob, Evaluation, GateDecision
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
@@ -62,26 +74,25 @@ def msd(X: np.ndarray, centroids: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------------------------
 
 
-SCHEMA_VERSION = 2
-
-
 def dataset_treatment(dataset: Dataset) -> FeatureTreatment:
-    return dataset.treatment or legacy(dataset.feature_columns, None)
+    return dataset.treatment or raw_numbers(dataset.feature_columns)
 
 
-def _serving_centroids(serving: dict, report: dict | None, s3: S3Client) -> np.ndarray | None:
-    """The serving model's centroids: from its artifact, else (expired by the bucket's lifecycle) from its report:
-    ``modelCentroids`` in the model's units, or (a report of schema version 1) ``centroids`` in original units,
-    for which the report then says "standardization": null."""
+def serving_side(serving: dict, s3: S3Client, bucket: str) -> tuple[np.ndarray | None, FeatureTreatment | None, str]:
+    """(the serving model's centroids, its treatment, why it cannot be compared): the centroids from its artifact,
+    else (expired by the bucket's lifecycle) its report's ``modelCentroids``; the treatment from its report. A
+    report that is missing or not valid leaves the model without a treatment, and says why."""
     try:
-        return read_centroids(serving["modelDataUrl"], s3=s3)
+        report = serving_report(s3, bucket, serving["modelName"])
+    except ReportError as exc:
+        report, problem = None, str(exc)
+    else:
+        problem = "" if report else f"it has no evaluation report at s3://{bucket}/{report_key(serving['modelName'])}"
+    try:
+        centroids: np.ndarray | None = read_centroids(serving["modelDataUrl"], s3=s3)
     except ModelArtifactError:
-        if report and report.get("modelCentroids"):
-            return np.asarray(report["modelCentroids"], dtype=np.float32)
-        if report and report.get("centroids") and report.get("treatment") is None:
-            report["standardization"] = None  # the report's centroids are already in original units
-            return np.asarray(report["centroids"], dtype=np.float32)
-        return None
+        centroids = None if report is None else np.asarray(report.model_centroids, dtype=np.float32)
+    return centroids, None if report is None else report.treatment, problem
 
 
 def gate(
@@ -91,25 +102,25 @@ def gate(
     config: RunConfig,
     serving: dict | None,
     serving_centroids: np.ndarray | None,
-    report: dict | None,
+    theirs: FeatureTreatment | None,
+    problem: str = "",
 ) -> GateDecision:
-    """Promote the new model, or keep the serving one; X holds the evaluation rows in the new model's units."""
+    """Promote the new model, or keep the serving one; X holds the evaluation rows in the new model's units.
+    ``theirs`` is the serving model's treatment (from its report), None when unknown, and ``problem`` says why."""
     tolerance = config.gate_tolerance_percent
     if serving is None:
         return GateDecision(
             decision="promote", reason="first deploy: no model serves yet", new_msd=new_msd, tolerance_percent=tolerance
         )
-    if serving_centroids is None:
+    if serving_centroids is None or theirs is None:
+        why = problem if theirs is None else f"its artifact {serving['modelDataUrl']} cannot be read (expired?)"
         return GateDecision(
             decision="promote",
             new_msd=new_msd,
             tolerance_percent=tolerance,
             serving_model=serving["modelName"],
-            reason=f"the serving model {serving['modelName']} cannot be compared: neither its artifact "
-            f"{serving['modelDataUrl']} nor its report can be read (expired?), so the new model is deployed",
+            reason=f"the serving model {serving['modelName']} cannot be compared: {why}, so the new model is deployed",
         )
-    # A serving model without a report was deployed before reports existed: the same columns, raw numbers.
-    theirs = from_report(report) if report else legacy(dataset.feature_columns, None)
     ours = dataset_treatment(dataset)
     different = comparable(theirs, ours)
     if different is None and serving_centroids.shape[1] != ours.feature_dim:
@@ -215,6 +226,70 @@ def _judge_small_clusters(
     ]
 
 
+def _report(
+    config: RunConfig,
+    dataset: Dataset,
+    best: BestTrainingJob,
+    treatment: FeatureTreatment,
+    summary: dict,
+    judged: list[SmallCluster],
+    clusters: list[ClusterReport],
+    centroids: np.ndarray,
+    original: np.ndarray,
+    decision: GateDecision,
+    headline: str,
+) -> EvaluationReport:
+    """The report: the run, the model, the data, and what the evaluation found (``summary``, ``clusters``)."""
+    return EvaluationReport(
+        run_id=config.run_id,
+        execution_name=config.execution_name,
+        training_job=best.training_job_name,
+        hyperparameters=best.hyperparameters,
+        model_artifact=best.artifact_uri,
+        dataset=ReportDataset(
+            train_uri=dataset.train_uri,
+            test_uri=dataset.test_uri,
+            raw_test_uri=dataset.raw_test_uri,
+            train_rows=dataset.train_rows,
+            test_rows=dataset.test_rows,
+            source=dataset.source,
+        ),
+        feature_columns=dataset.feature_columns,
+        treatment=treatment,
+        feature_names=treatment.feature_names,
+        k=dataset.k,
+        k_choice=dataset.k_choice,
+        test_msd=best.test_msd,
+        evaluation_msd=decision.new_msd,
+        evaluated_rows=summary["records"],
+        anomaly_percentile=config.anomaly_percentile,
+        small_clusters=SmallClusterRule(
+            rule=config.small_clusters,
+            clusters=[j.index for j in judged if j.anomalous],
+            large_share=LARGE_SHARE,
+            size_ratio=SIZE_RATIO,
+            explained_share=EXPLAINED_SHARE,
+            decisions=[SmallClusterDecision.model_validate(asdict(j)) for j in judged],
+        ),
+        thresholds=Thresholds(
+            overall=summary["threshold"],
+            per_cluster=[c.threshold for c in clusters],
+            rule=(
+                f"every record against the overall {config.anomaly_percentile:g}th-percentile test distance; a "
+                f"cluster's own percentile (ownThreshold) is shown where it has at least {MIN_CLUSTER_DISTANCES} "
+                "test distances, and ranks nothing"
+            ),
+        ),
+        centroids=original.tolist(),
+        model_centroids=np.asarray(centroids, dtype=np.float64).tolist(),
+        clusters=clusters,
+        distance=Distances.model_validate(summary["distance"]),
+        flagged=Flagged.model_validate(summary["flagged"]),
+        gate=decision,
+        headline=headline,
+    )
+
+
 def evaluate_model(
     config: RunConfig,
     dataset: Dataset,
@@ -242,11 +317,10 @@ def evaluate_model(
     summary = summarise(closest, distance, dataset.k, config.anomaly_percentile)
 
     serving = serving_model(sagemaker, config.names.endpoint)
-    serving_centroids = report = None
-    if serving is not None:
-        report = serving_report(s3, settings.data_bucket, serving["modelName"])
-        serving_centroids = _serving_centroids(serving, report, s3)
-    decision = gate(X, new_msd, dataset, config, serving, serving_centroids, report)
+    if serving is None:
+        decision = gate(X, new_msd, dataset, config, None, None, None)
+    else:
+        decision = gate(X, new_msd, dataset, config, serving, *serving_side(serving, s3, settings.data_bucket))
 
     treatment = dataset_treatment(dataset)
     raw = X
@@ -266,82 +340,25 @@ def evaluate_model(
             f"{', '.join(map(str, small))} are scored against the nearest of the others"
         )
     clusters = [
-        {
-            **cluster,
-            "small": cluster["index"] in small,
-            "closestShare": float(closest_share[cluster["index"]]),
-            **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster, summary["threshold"]),
-            "centroid": original[cluster["index"]].tolist(),
-        }
+        ClusterReport.model_validate(
+            {
+                **cluster,
+                "small": cluster["index"] in small,
+                "closestShare": float(closest_share[cluster["index"]]),
+                **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster, summary["threshold"]),
+                "centroid": original[cluster["index"]].tolist(),
+            }
+        )
         for cluster in summary["clusters"]
     ]
-    body = {
-        "schemaVersion": SCHEMA_VERSION,
-        "runId": config.run_id,
-        "executionName": config.execution_name,
-        "trainingJob": best.training_job_name,
-        "hyperparameters": best.hyperparameters,
-        "modelArtifact": best.artifact_uri,
-        "dataset": {
-            "trainUri": dataset.train_uri,
-            "testUri": dataset.test_uri,
-            "rawTestUri": dataset.raw_test_uri,
-            "trainRows": dataset.train_rows,
-            "testRows": dataset.test_rows,
-            "source": dataset.source.to_json(),
-        },
-        "featureColumns": dataset.feature_columns,
-        "treatment": treatment.to_json(),
-        "featureNames": treatment.feature_names,
-        "k": dataset.k,
-        "kChoice": dataset.k_choice.to_json(),
-        "testMsd": best.test_msd,
-        "evaluationMsd": new_msd,
-        "evaluatedRows": int(len(X)),
-        "anomalyPercentile": config.anomaly_percentile,
-        "smallClusters": {
-            "rule": config.small_clusters,
-            "clusters": small,
-            "largeShare": LARGE_SHARE,
-            "sizeRatio": SIZE_RATIO,
-            "explainedShare": EXPLAINED_SHARE,
-            "decisions": [
-                {
-                    "index": j.index,
-                    "trainingRows": j.training_rows,
-                    "anomalous": j.anomalous,
-                    "reason": j.reason,
-                    "column": j.column,
-                    "level": j.level,
-                    "levelShare": j.level_share,
-                    "shareOfLevel": j.share_of_level,
-                    "largeCluster": j.large_cluster,
-                }
-                for j in judged
-            ],
-        },
-        "thresholds": {
-            "overall": summary["threshold"],
-            "perCluster": thresholds,
-            "rule": (
-                f"every record against the overall {config.anomaly_percentile:g}th-percentile test distance; a "
-                f"cluster's own percentile (ownThreshold) is shown where it has at least {MIN_CLUSTER_DISTANCES} test "
-                "distances, and ranks nothing"
-            ),
-        },
-        "centroids": original.tolist(),
-        "modelCentroids": np.asarray(centroids, dtype=np.float64).tolist(),
-        "clusters": clusters,
-        "distance": summary["distance"],
-        "flagged": summary["flagged"],
-        "gate": decision.to_json(),
-        "headline": headline,
-    }
+    report = _report(
+        config, dataset, best, treatment, summary, judged, clusters, centroids, original, decision, headline
+    )
     key = f"{config.report_prefix}{REPORT_NAME}"
     s3.put_object(
         Bucket=settings.data_bucket,
         Key=key,
-        Body=json.dumps(body, indent=1).encode(),
+        Body=json.dumps(report.to_json(), indent=1).encode(),
         ContentType="application/json",
         ServerSideEncryption="aws:kms",
         SSEKMSKeyId=settings.kms_key_arn,

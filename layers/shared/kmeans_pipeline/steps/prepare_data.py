@@ -22,7 +22,7 @@ from kmeans_pipeline.aws.s3 import ShardedChannel, head_source, ranged_chunks
 from kmeans_pipeline.data.blocks import line_blocks
 from kmeans_pipeline.data.channels import parse_rows
 from kmeans_pipeline.data.split import split_stream
-from kmeans_pipeline.data.treatment import TreatmentLearner, channel_text, encode, legacy
+from kmeans_pipeline.data.treatment import TreatmentLearner, channel_text, encode, raw_numbers
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.model.clusters import CRITERION, candidate_range, choose_k
 from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, KCandidate, KChoice
@@ -104,7 +104,7 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
     bucket = settings.data_bucket
     train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
     if learner is None:
-        treatment = legacy(result.feature_columns, None)  # the raw numbers
+        treatment = raw_numbers(result.feature_columns)
     else:
         treatment = learner.decide(result.feature_columns, config.treatments, config.standardize)
     shards, raw_test_uri = len(train_out.keys), None

@@ -35,7 +35,7 @@ from kmeans_pipeline.aws.serving import (
     serving_report,
 )
 from kmeans_pipeline.data.exact import parse_float
-from kmeans_pipeline.data.treatment import encode, from_report, negative_log_values
+from kmeans_pipeline.data.treatment import encode, negative_log_values
 from kmeans_pipeline.errors import (
     DataValidationError,
     EndpointAnswerError,
@@ -44,8 +44,9 @@ from kmeans_pipeline.errors import (
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
-from kmeans_pipeline.model.scoring import anomaly_score, refer, report_small_clusters
+from kmeans_pipeline.model.scoring import anomaly_score, refer
 from kmeans_pipeline.schemas.dataset import FeatureTreatment
+from kmeans_pipeline.schemas.report import EvaluationReport, ReportError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -94,30 +95,32 @@ def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3C
     key = (bucket, config_name)
     if key not in _REPORTS:
         serving = model_of_config(sagemaker, config_name)
-        _REPORTS[key] = _view(serving, serving_report(s3, bucket, serving["modelName"]), bucket)
+        try:
+            report = serving_report(s3, bucket, serving["modelName"])
+        except ReportError as exc:
+            raise RequestError(503, f"The serving model {serving['modelName']} cannot be used: {exc}") from None
+        _REPORTS[key] = _view(serving, report, bucket)
     return _REPORTS[key]
 
 
-def _view(serving: dict, report: dict | None, bucket: str) -> ServingView:
+def _view(serving: dict, report: EvaluationReport | None, bucket: str) -> ServingView:
     if report is None:
         raise RequestError(
             503,
             f"The serving model {serving['modelName']} has no evaluation report, so its "
             "features and thresholds are unknown: deploy a model trained by this pipeline",
         )
-    thresholds = report.get("thresholds") or {}
-    k = int(report.get("k") or len(thresholds.get("perCluster") or []))
-    small = report_small_clusters(report)
+    small = report.small_clusters.clusters
     return ServingView(
         endpoint_config=serving["endpointConfigName"],
         model_name=serving["modelName"],
         report_uri=f"s3://{bucket}/{report_key(serving['modelName'])}",
-        treatment=from_report(report),
-        thresholds=list(thresholds.get("perCluster") or [None] * k),
-        overall=thresholds.get("overall"),
-        k=k,
+        treatment=report.treatment,
+        thresholds=report.thresholds.per_cluster,
+        overall=report.thresholds.overall,
+        k=report.k,
         small=small,
-        centroids=np.asarray(report["modelCentroids"], dtype=np.float32) if small else None,
+        centroids=np.asarray(report.model_centroids, dtype=np.float32) if small else None,
     )
 
 
@@ -286,14 +289,26 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _response(status: int, body: dict) -> dict:
-    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+@dataclass(frozen=True)
+class ScoreResponse:
+    """The answer to one request: its HTTP status and JSON body (``scored``, ``anomalies``, ``errors`` on a 200)."""
+
+    status: int
+    body: dict
+
+    def to_http(self) -> dict:
+        """The function URL's response."""
+        return {
+            "statusCode": self.status,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps(self.body),
+        }
 
 
 def score_records(
     event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient
-) -> dict:
-    """A function URL event (payload format 2.0) in, an HTTP response out."""
+) -> ScoreResponse:
+    """A function URL event (payload format 2.0) in, the answer out."""
     try:
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
         if method != "POST":
@@ -318,6 +333,6 @@ def score_records(
             view = serving_view(endpoint, bucket, sagemaker, s3)
         except (SageMakerThrottlingError, SageMakerUnavailableError) as exc:
             raise RequestError(503, f"what endpoint {endpoint} serves cannot be read now: {exc}") from None
-        return _response(200, score_with_endpoint(records, view, endpoint, runtime))
+        return ScoreResponse(200, score_with_endpoint(records, view, endpoint, runtime))
     except RequestError as exc:
-        return _response(exc.status, {"error": str(exc)})
+        return ScoreResponse(exc.status, {"error": str(exc)})

@@ -17,7 +17,7 @@ from kmeans_pipeline.aws.clients import sagemaker_call
 from kmeans_pipeline.aws.endpoints import describe_endpoint
 from kmeans_pipeline.aws.serving import batches, invoke_endpoint, parse_answer
 from kmeans_pipeline.data.channels import read_rows
-from kmeans_pipeline.errors import EndpointAnswerError, ModelArtifactError, SageMakerRequestError
+from kmeans_pipeline.errors import EndpointAnswerError, Failure, ModelArtifactError, SageMakerRequestError
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.scoring import score
 from kmeans_pipeline.schemas.dataset import Dataset
@@ -43,8 +43,8 @@ def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes
         raise EndpointAnswerError(str(exc)) from exc
 
 
-def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance: np.ndarray) -> str | None:
-    """None when the endpoint's answers equal offline scoring (up to float32 precision), else the first difference."""
+def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance: np.ndarray) -> tuple[int, str | None]:
+    """(rows whose answer differs from offline scoring beyond float32 precision, the first difference or None)."""
     want_closest, want_distance = score(X, centroids)
     close = np.isclose(distance, want_distance, rtol=RELATIVE_TOLERANCE, atol=1e-6)
     # Another cluster is only a tie broken the other way if that cluster is as near as ours.
@@ -53,9 +53,9 @@ def compare(X: np.ndarray, centroids: np.ndarray, closest: np.ndarray, distance:
     same = (closest == want_closest) | np.isclose(claimed, want_distance, rtol=RELATIVE_TOLERANCE, atol=1e-6)
     bad = np.flatnonzero(~(same & close))
     if not len(bad):
-        return None
+        return 0, None
     i = int(bad[0])
-    return (
+    return len(bad), (
         f"{len(bad)} of {len(X)} rows differ; row {i} {X[i].tolist()}: the endpoint says cluster {closest[i]} at "
         f"{distance[i]:.7g}, the model's centroids say cluster {want_closest[i]} at {float(want_distance[i]):.7g}"
     )
@@ -109,7 +109,7 @@ def verify_endpoint(
     runtime: SageMakerRuntimeClient,
 ) -> EndpointVerification:
     X = read_rows(s3, dataset.test_uri, config.endpoint_check_rows, dataset.feature_dim)
-    checked = len(X)
+    checked, differing = len(X), 0
     # Two runs at once: once another execution's deployment takes the endpoint, its answers are not this model's
     # to check, and putting "the previous config" back would undo that newer deployment. That run checks its own.
     overtaken = _overtaken(config, model, sagemaker)
@@ -117,7 +117,7 @@ def verify_endpoint(
         return EndpointVerification(
             passed=False,
             checked_rows=0,
-            error="EndpointSuperseded",
+            error=Failure.ENDPOINT_SUPERSEDED,
             cause=f"{overtaken}: this run's model is not the one serving, so it was not checked",
         )
     try:
@@ -132,7 +132,7 @@ def verify_endpoint(
             where = f"request {number} of {len(pieces)} (rows {start}-{end - 1})"
             payload = invoke(runtime, config.names.endpoint, body)
             closest[start:end], distance[start:end] = parse_answer(payload, end - start, dataset.k, where)
-        difference = compare(X, centroids, closest, distance)
+        differing, difference = compare(X, centroids, closest, distance)
         if difference:
             raise EndpointAnswerError(f"the endpoint's answers disagree with the model's centroids: {difference}")
     except (EndpointAnswerError, ModelArtifactError) as exc:
@@ -141,7 +141,8 @@ def verify_endpoint(
             return EndpointVerification(
                 passed=False,
                 checked_rows=checked,
-                error="EndpointSuperseded",
+                differing_rows=differing,
+                error=Failure.ENDPOINT_SUPERSEDED,
                 cause=f"{overtaken} while this run checked it: this run's model is not the one serving",
             )
         try:
@@ -162,7 +163,8 @@ def verify_endpoint(
         return EndpointVerification(
             passed=False,
             checked_rows=checked,
-            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else "EndpointVerificationFailed",
+            differing_rows=differing,
+            error=type(exc).__name__ if isinstance(exc, ModelArtifactError) else Failure.ENDPOINT_VERIFICATION_FAILED,
             cause=f"Endpoint check of {model.endpoint_config_name} failed: {exc}; {then}",
             restore=action,
             restored_endpoint_config_name=restored,
