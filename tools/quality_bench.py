@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from kmeans_pipeline.aws.uris import split_s3_uri
-from kmeans_pipeline.data.treatment import encode, from_report
+from kmeans_pipeline.data.treatment import encode
+from kmeans_pipeline.schemas.report import EvaluationReport, read_report
 from offline import report_view
 from offline.runner import OfflineAWS
 from tools.quality_sets import BUILDERS, LabelledSet
@@ -45,7 +46,7 @@ DEMO_AP, DEMO_RECALL = 0.95, 0.90
 KEY = "incoming/data.csv"
 
 
-def run_pipeline(csv_path: Path, name: str, overrides: dict) -> dict:
+def run_pipeline(csv_path: Path, name: str, overrides: dict) -> EvaluationReport:
     """The report of one offline execution on the CSV."""
     with OfflineAWS() as aws:
         aws.upload(csv_path, KEY)
@@ -53,29 +54,28 @@ def run_pipeline(csv_path: Path, name: str, overrides: dict) -> dict:
         if result.status != "SUCCEEDED":
             raise RuntimeError(f"{name}: {result.error}: {result.cause}")
         bucket, key = split_s3_uri(result.output["evaluation"]["reportUri"])
-        return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        return read_report(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read(), f"s3://{bucket}/{key}")
 
 
-def measure(labelled: LabelledSet, report: dict) -> dict:
+def measure(labelled: LabelledSet, report: EvaluationReport) -> dict:
     """The pipeline's ranking of every record of the set against the anchors'."""
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import roc_auc_score
     from sklearn.neighbors import LocalOutlierFactor
 
     X, truth = labelled.X, labelled.anomalous
-    columns = report["featureColumns"]
+    columns = report.feature_columns
     X = X[:, [labelled.columns.index(c) for c in columns]]
     closest, distance, _ = report_view.anomaly_scores(None, report, X=X)
     score = report_view.scores(report, closest, distance)
     flagged = report_view.flagged_overall(report, closest, distance)
     caught = int((flagged & truth).sum())
     forest = -IsolationForest(random_state=0).fit(X).score_samples(X)
-    Z, _ = encode(from_report(report), X)
+    Z, _ = encode(report.treatment, X)
     lof = -LocalOutlierFactor(n_neighbors=20).fit(Z).negative_outlier_factor_
-    small = report.get("smallClusters") or {}
     return {
-        "k": int(report["k"]),
-        "small": len(small.get("clusters") or []),
+        "k": report.k,
+        "small": len(report.small_clusters.clusters),
         "ap_score": report_view.average_precision(score, truth),
         "ap_distance": report_view.average_precision(distance, truth),
         "auc_score": float(roc_auc_score(truth, score)),
