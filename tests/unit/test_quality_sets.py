@@ -91,3 +91,28 @@ def test_the_mass_sets_have_their_published_counts(name, shape, anomalies):
     if name == "wbc":  # benign records without duplicates
         benign = labelled.X[~labelled.anomalous]
         assert len(np.unique(benign, axis=0)) == len(benign)
+
+
+def _found(ap: float, forest: float, recall: float = 1.0) -> dict:
+    keys = ("ap_distance", "auc_score", "auc_forest", "ap_lof", "auc_lof", "precision")
+    return {"k": 8, "small": 0, "ap_score": ap, "ap_forest": forest, "recall": recall, **dict.fromkeys(keys, 0.5)}
+
+
+def test_the_bench_checks_its_goals_from_the_means():
+    from tools.quality_bench import goals, table
+
+    one = LabelledSet("x", np.zeros((10, 2)), np.array([True] + [False] * 9), ["a", "b"], "")
+    results = {
+        "transactions": (one, [_found(0.97, 0.6), _found(0.96, 0.6, recall=0.95)]),
+        "breast_cancer": (one, [_found(0.7, 0.6), _found(0.5, 0.6)]),  # mean 0.6 = IsolationForest's
+        "shuttle": (one, [_found(0.8, 0.9)]),
+    }
+    assert goals(results) == []
+    assert "| breast_cancer | 10 x 2 | 1 (10.0%) | 8, 8 | **0.600** |" in table(results)
+    results["transactions"][1][1]["ap_score"] = 0.94
+    results["breast_cancer"][1][1]["ap_score"] = 0.49
+    assert goals(results) == [
+        "transactions seed 1: AP 0.940 < 0.95",
+        "breast_cancer: mean AP below IsolationForest's",
+        "mean AP at least IsolationForest's on only 1 of 3 sets",
+    ]
