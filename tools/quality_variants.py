@@ -102,8 +102,13 @@ def evaluate(name, seed, k, small_rule, n_min):
         if len(small) == k:
             small = []
     closest, dist = scoring.refer(Z, closest, dist, C, small)
-    s = scoring.summarise(closest[te], dist[te], k, 99.0, min_count=n_min)
-    thr, overall = [c["threshold"] for c in s["clusters"]], s["threshold"]
+    overall = float(np.percentile(dist[te], 99.0))
+    # Per-cluster thresholds as the pipeline had them: the cluster's own 99th percentile of its test distances,
+    # never above the overall one, for clusters with at least n_min of them (the overall one elsewhere).
+    thr = []
+    for j in range(k):
+        d = dist[te][closest[te] == j]
+        thr.append(min(float(np.percentile(d, 99.0)), overall) if d.size and d.size >= max(n_min, 1) else None)
     score = scoring.anomaly_score(closest, dist, thr, overall)
     fo = dist > overall
     return dict(
