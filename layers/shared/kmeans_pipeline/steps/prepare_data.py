@@ -8,11 +8,14 @@ written in as many lanes as there are training instances, so that with ``Sharded
 about the same share of the rows.
 
 The feature treatments (:mod:`kmeans_pipeline.data.treatment`) are learned in that same pass; unless the features are
-the raw numbers, a second pass reads the channels back and writes them treated under ``features/``.
+the raw numbers, a second pass reads the channels back and writes them treated under ``features/``. When neither the
+run nor the stack sets k, it is chosen here, before tuning, from the learner's sample of training rows
+(:func:`kmeans_pipeline.model.clusters.choose_k`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,11 +29,13 @@ from kmeans_pipeline.data.treatment import (
     TreatedOutOfRange,
     TreatmentLearner,
     channel_text,
+    encode,
     first_out_of_range,
     raw_numbers,
 )
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.model.clusters import CRITERION, candidate_range, choose_k
+from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, KCandidate, KChoice, SourceObject
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -57,7 +62,11 @@ class _Watch:
     def __init__(self, config: RunConfig) -> None:
         self.same = _Sameness()
         self.learner = None
-        if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
+        if (
+            config.k is None  # k is chosen from the learner's sample of training rows
+            or config.standardize is not False
+            or any(kind != "numeric" for kind in config.treatments.values())
+        ):
             self.learner = TreatmentLearner(seed=config.seed)
 
     def train(self, text: bytes) -> None:
@@ -133,7 +142,7 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
             stratify_column=config.stratify_column,
             test_fraction=config.test_fraction,
             seed=config.seed,
-            k=config.k,
+            k=config.k or 2,
             on_train=watch.train,
             nonnegative_columns=[name for name, kind in config.treatments.items() if kind == "log"],
             treated_columns=list(config.treatments),
@@ -189,6 +198,34 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         feature_dim=treatment.feature_dim,
         content_type=CHANNEL_CONTENT_TYPE,
         source=source,
+        k_choice=_k_choice(config, watch.learner, treatment, result.train_rows),
+    )
+
+
+def _k_choice(
+    config: RunConfig, learner: TreatmentLearner | None, treatment: FeatureTreatment, train_rows: int
+) -> KChoice:
+    """The run's or the stack's k, else the one the training rows' sample suggests (model.clusters)."""
+    if config.k is not None:
+        where = "the run's input (k)" if config.k_source == "run" else "the stack's DefaultK parameter"
+        return KChoice(k=config.k, source=config.k_source, reason=f"k={config.k}: set by {where}")
+    assert learner is not None  # made whenever k is to be chosen
+    Z, _ = encode(treatment, learner.sample)
+    choice = choose_k(Z, candidate_range(train_rows), seed=config.seed)
+    return KChoice(
+        k=choice.k,
+        source="data",
+        reason=choice.reason,
+        criterion=CRITERION,
+        candidates=[
+            KCandidate(
+                k=c.k,
+                davies_bouldin=c.davies_bouldin if math.isfinite(c.davies_bouldin) else None,
+                smallest_cluster=c.smallest_cluster,
+            )
+            for c in choice.candidates
+        ],
+        sample_rows=choice.sample_rows,
     )
 
 
