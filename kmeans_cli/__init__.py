@@ -36,10 +36,10 @@ score
     none set, with a warning on stderr).
     ``--standardized`` says the CSV holds the model's features already (a run's test channel).
 
-    Anomalies: ``score`` is the distance over the record's cluster's threshold (``thresholds.perCluster``: the
-    report's ``anomalyPercentile`` of that cluster's test distances, never above the overall one; the overall
-    threshold for a cluster that had no test records), and ``anomaly`` is ``true`` when the score is above 1;
-    with ``--overall``, the overall threshold (``thresholds.overall``) for every cluster. A record closest to a
+    Anomalies: ``score`` is the distance over the report's threshold for the record's cluster
+    (``thresholds.perCluster``, where a report of an older release holds one; the overall threshold,
+    ``thresholds.overall``, for every cluster in reports written now), and ``anomaly`` is ``true`` when the score
+    is above 1; with ``--overall``, the overall threshold for every cluster. A record closest to a
     cluster the report calls small (``smallClusters``) is scored against the nearest other cluster, as the scoring
     API scores it.
 

@@ -196,7 +196,7 @@ def score_examples(
     if not records:
         return
     status, answer = score_api(aws, "\n".join([",".join(features), *records]) + "\n")
-    print(f"\nThe scoring API answers ({','.join(features)}; score = distance / the cluster's threshold):", file=stream)
+    print(f"\nThe scoring API answers ({','.join(features)}; score = distance / the overall threshold):", file=stream)
     if status != 200:
         print(f"  HTTP {status}: {answer.get('error')}", file=stream)
         return

@@ -654,7 +654,7 @@ def test_environment_holds_the_stack_configuration(template):
     assert variables["DATA_BUCKET"] == {"Ref": "DataBucket"}
     assert variables["SAGEMAKER_ROLE_ARN"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
     assert (variables["DEFAULT_K"], variables["MAX_TRAINING_JOBS"], variables["MAX_PARALLEL_TRAINING_JOBS"]) == (
-        "8",
+        "auto",
         "10",
         "2",
     )

@@ -15,7 +15,7 @@ from kmeans_pipeline.data.treatment import raw_numbers
 from kmeans_pipeline.errors import EndpointAnswerError, SageMakerThrottlingError, SageMakerUnavailableError
 from kmeans_pipeline.model.scoring import score
 from kmeans_pipeline.model.tolerance import check, power
-from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, KChoice, SourceObject
 from kmeans_pipeline.steps.evaluate_model import gate, msd, serving_side
 from kmeans_pipeline.steps.resolve_run import resolve_run
 from kmeans_pipeline.steps.verify_endpoint import invoke
@@ -54,6 +54,7 @@ def dataset(treatment=None, features=("tranCode", "Amount")):
         content_type="text/csv;label_size=0",
         source=SourceObject(bucket="b", key="k", etag="e", size=1),
         treatment=treatment,
+        k_choice=KChoice(k=3, source="run", reason="k=3: set by the run's input (k)"),
     )
 
 

@@ -218,20 +218,19 @@ def test_percentiles():
 def test_summarise_by_hand():
     closest = np.array([0, 0, 0, 0, 1, 1, 1])
     distance = np.array([1, 2, 3, 4, 10, 20, 30], dtype=np.float32)
-    s = summarise(closest, distance, k=3, percentile=90.0)
+    s = summarise(closest, distance, k=3, percentile=90.0, min_count=4)
     json.dumps(s)  # JSON-ready
     c0, c1, c2 = s["clusters"]
-    # Linear interpolation: cluster 0 at rank 0.9 x 3 = 2.7 -> 3.7; cluster 1 at 1.8 -> 28; all at 5.4 -> 24.
+    # Linear interpolation: cluster 0 at rank 0.9 x 3 = 2.7 -> 3.7; all at 5.4 -> 24. Cluster 1 has 3 distances,
+    # fewer than min_count: its own percentile would be its largest distance, so it shows none.
     assert c0["index"] == 0 and c0["size"] == 4 and c0["share"] == pytest.approx(4 / 7)
-    assert c0["threshold"] == c0["ownThreshold"] == pytest.approx(3.7)
-    # Cluster 1's own 90th percentile (28) is above the overall one (24): its threshold is the overall one, so that
-    # a cluster made of outliers does not make them normal.
+    assert c0["ownThreshold"] == pytest.approx(3.7) and c0["threshold"] is None
     assert c1 == {
         "index": 1,
         "size": 3,
         "share": pytest.approx(3 / 7),
-        "threshold": pytest.approx(24.0),
-        "ownThreshold": pytest.approx(28.0),
+        "threshold": None,
+        "ownThreshold": None,
         "distance": {
             "p50": 20.0,
             "p90": pytest.approx(28.0),
@@ -251,10 +250,10 @@ def test_summarise_by_hand():
     }
     assert s["threshold"] == pytest.approx(24.0)
     assert s["distance"]["max"] == 30.0 and s["distance"]["p50"] == 4.0
-    # Per cluster: 4 > 3.7 and 30 > 24; overall: only 30 > 24.
+    # Every record against the overall threshold: only 30 > 24.
     assert s["flagged"] == {
-        "perCluster": 2,
-        "perClusterShare": pytest.approx(2 / 7),
+        "perCluster": 1,
+        "perClusterShare": pytest.approx(1 / 7),
         "overall": 1,
         "overallShare": pytest.approx(1 / 7),
     }
@@ -305,8 +304,33 @@ def test_the_anomaly_score_is_above_one_exactly_where_a_record_is_flagged():
     np.testing.assert_allclose(scores[[1, 3, 5]], [3.8 / 3.7, 28.5 / 28.0, 25.0 / 24.0], rtol=1e-6)
     assert scores[4] == 0.0  # no distance, no anomaly
     assert (scores > 1).tolist() == flag(closest, distance, thresholds, overall=24.0).tolist()
-    # A threshold of 0 (a cluster of identical records): any distance at all is infinitely far beyond it.
-    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, np.inf]
+
+
+def test_every_record_is_scored_against_the_overall_threshold_and_clusters_show_their_own_percentile():
+    # Cluster 0 has 60 test distances, cluster 1 only 10: its 99th percentile would be its largest distance.
+    rng = np.random.default_rng(3)
+    closest = np.repeat([0, 1, 2], [60, 10, 55])
+    distance = np.concatenate([rng.uniform(0, 1, 60), rng.uniform(0, 5, 10), np.zeros(55)]).astype(np.float32)
+    s = summarise(closest, distance, k=3)
+    c0, c1, c2 = s["clusters"]
+    assert c0["ownThreshold"] == pytest.approx(np.percentile(distance[:60].astype(np.float64), 99))
+    assert c1["ownThreshold"] is None and c2["ownThreshold"] == 0.0
+    assert [c["threshold"] for c in s["clusters"]] == [None, None, None]
+    overall = s["threshold"]
+    assert overall == pytest.approx(np.percentile(distance.astype(np.float64), 99))
+    scores = anomaly_score(closest, distance, [c["threshold"] for c in s["clusters"]], overall)
+    np.testing.assert_allclose(scores, np.minimum(distance / overall, np.inf), rtol=1e-6)
+    assert s["flagged"]["overall"] == s["flagged"]["perCluster"] == int((distance > overall).sum())
+
+
+def test_the_anomaly_score_is_always_finite():
+    # A cluster threshold of 0 (a report written before the rule above) falls back to the overall threshold.
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], 2.0).tolist() == [0.0, 0.25]
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, 0.0]
+    # An overall threshold of 0 (nearly every test record on its centroid): beyond it, 1 + the distance, and flagged.
+    scores = anomaly_score(np.array([0, 0, 0]), np.array([0.0, 0.5, 2.0]), [None], 0.0)
+    assert scores.tolist() == [0.0, 1.5, 3.0] and np.isfinite(scores).all()
+    assert (scores > 1).tolist() == flag(np.array([0, 0, 0]), np.array([0.0, 0.5, 2.0]), [None], 0.0).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_first_deploy_writes_the_report_promotes_and_checks_the_endpoint(first_d
     # The JSON contract (docs/usage.md, "The report"): these camelCase keys, and it reads back through the model.
     assert list(report) == [
         *("schemaVersion", "runId", "executionName", "trainingJob", "hyperparameters", "modelArtifact", "dataset"),
-        *("featureColumns", "treatment", "featureNames", "k", "testMsd", "evaluationMsd", "evaluatedRows"),
+        *("featureColumns", "treatment", "featureNames", "k", "kChoice", "testMsd", "evaluationMsd", "evaluatedRows"),
         *("anomalyPercentile", "smallClusters", "thresholds", "centroids", "modelCentroids", "clusters", "distance"),
         *("flagged", "gate", "headline"),
     ]

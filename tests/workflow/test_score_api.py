@@ -163,7 +163,8 @@ def test_with_small_clusters_anomalous_a_record_of_a_rare_group_is_scored_agains
     large = [i for i in range(report["k"]) if i not in small]
     nearest, far = score(Z[:1], centroids[large])
     assert wire["reference_cluster"] == large[int(nearest[0])] and wire["distance_to_reference"] == float(far[0])
-    threshold = report["thresholds"]["perCluster"][wire["reference_cluster"]]
+    assert report["thresholds"]["perCluster"][wire["reference_cluster"]] is None  # one threshold for every cluster
+    threshold = report["thresholds"]["overall"]
     assert wire["score"] == pytest.approx(float(far[0]) / threshold) and wire["anomaly"] is (wire["score"] > 1)
     # A card purchase is closest to a large cluster, and scored as before.
     assert card["closest_cluster"] not in small and "reference_cluster" not in card and card["anomaly"] is False

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from kmeans_pipeline.schemas.dataset import Dataset, SourceObject
+from kmeans_pipeline.schemas.dataset import Dataset, KChoice, SourceObject
 from kmeans_pipeline.schemas.results import (
     BestTrainingJob,
     CleanUpResult,
@@ -98,6 +98,7 @@ DATASET = Dataset(
     feature_dim=2,
     content_type="text/csv",
     source=SourceObject(bucket="data", key="incoming/t.csv", etag="e", size=10),
+    k_choice=KChoice(k=3, source="stack", reason="k=3: set by the stack's DefaultK parameter"),
 ).to_json()
 STARTED = TuningJobStarted(tuning_job_name=NAMES.tuning_job, tuning_job_arn="arn:tuning", reused=False).to_json()
 

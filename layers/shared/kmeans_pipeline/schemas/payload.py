@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from kmeans_pipeline.schemas.base import CamelModel
-from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, KChoice, SourceObject
 from kmeans_pipeline.schemas.run import RunConfig
 
 STATE_PAYLOAD_LIMIT = 262_144
@@ -41,6 +41,7 @@ def smallest_dataset(columns: list[str]) -> Dataset:
         feature_dim=len(columns),
         content_type="text/csv;label_size=0",
         source=SourceObject(bucket="b", key="k", etag="e", size=0),
+        k_choice=KChoice(k=2, source="run", reason=""),
     )
 
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -31,7 +31,8 @@ class StackSettings(BaseModel):
     kmeans_image_uri: str = Field(pattern=r"/kmeans:1$")
     training_instance_type: str = "ml.m5.xlarge"
     hosting_instance_type: str = "ml.m5.large"
-    default_k: int = Field(default=8, ge=2, le=1000)
+    # The stack's k, or "auto": each run chooses k from its data (model.clusters.choose_k).
+    default_k: Annotated[int, Field(ge=2, le=1000)] | Literal["auto"] = "auto"
     max_training_jobs: int = Field(default=10, ge=1, le=500)
     max_parallel_training_jobs: int = Field(default=2, ge=1, le=100)
     feature_columns: tuple[str, ...] = ()

@@ -8,11 +8,14 @@ written in as many lanes as there are training instances, so that with ``Sharded
 about the same share of the rows.
 
 The feature treatments (:mod:`kmeans_pipeline.data.treatment`) are learned in that same pass; unless the features are
-the raw numbers, a second pass reads the channels back and writes them treated under ``features/``.
+the raw numbers, a second pass reads the channels back and writes them treated under ``features/``. When neither the
+run nor the stack sets k, it is chosen here, before tuning, from the learner's sample of training rows
+(:func:`kmeans_pipeline.model.clusters.choose_k`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,11 +29,13 @@ from kmeans_pipeline.data.treatment import (
     TreatedOutOfRange,
     TreatmentLearner,
     channel_text,
+    encode,
     first_out_of_range,
     raw_numbers,
 )
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.model.clusters import CRITERION, candidate_range, choose_k
+from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, KCandidate, KChoice, SourceObject
 from kmeans_pipeline.schemas.payload import too_large
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
@@ -58,7 +63,11 @@ class _Watch:
     def __init__(self, config: RunConfig) -> None:
         self.same = _Sameness()
         self.learner = None
-        if config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values()):
+        if (
+            config.k is None  # k is chosen from the learner's sample of training rows
+            or config.standardize is not False
+            or any(kind != "numeric" for kind in config.treatments.values())
+        ):
             self.learner = TreatmentLearner(seed=config.seed)
 
     def train(self, text: bytes) -> None:
@@ -134,7 +143,7 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
             stratify_column=config.stratify_column,
             test_fraction=config.test_fraction,
             seed=config.seed,
-            k=config.k,
+            k=config.k or 2,
             on_train=watch.train,
             nonnegative_columns=[name for name, kind in config.treatments.items() if kind == "log"],
             treated_columns=list(config.treatments),
@@ -157,54 +166,17 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         )
 
     bucket = settings.data_bucket
-    train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
     treatment = watch.decide(result.feature_columns, config)
-    problem = too_large(config, _describe(config, settings, result, treatment, source, len(train_out.keys)))
-    if problem:  # before the second pass: the run could not carry this dataset through the state machine
-        raise DataValidationError(problem)
-    shards, raw_test_uri = len(train_out.keys), None
+    train_prefix, test_prefix, raw_test_uri = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/", None
     if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
         train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
-        try:
-            shards = _treat(
-                s3,
-                bucket,
-                train_out.keys,
-                train_prefix,
-                treatment,
-                shard_bytes,
-                settings.training_instance_count,
-                extra,
-            )
-            _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
-        except TreatedOutOfRange as exc:
-            raise _out_of_range(s3, source, config, treatment, exc) from None
-    return _describe(config, settings, result, treatment, source, shards, train_prefix, test_prefix, raw_test_uri)
-
-
-def _describe(
-    config: RunConfig,
-    settings: StackSettings,
-    result: Any,
-    treatment: FeatureTreatment,
-    source: SourceObject,
-    shards: int,
-    train_prefix: str | None = None,
-    test_prefix: str | None = None,
-    raw_test_uri: str | None = None,
-) -> Dataset:
-    """The dataset description the step returns (with the longest URIs it can have until the second pass is done)."""
-    bucket = settings.data_bucket
-    if train_prefix is None or test_prefix is None:
-        train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
-        raw_test_uri = f"s3://{bucket}/{config.dataset_prefix}test/"
-    return Dataset(
+    dataset = Dataset(
         train_uri=f"s3://{bucket}/{train_prefix}",
         test_uri=f"s3://{bucket}/{test_prefix}",
         train_rows=result.train_rows,
         test_rows=result.test_rows,
-        train_shards=shards,
+        train_shards=len(train_out.keys),
         treatment=treatment,
         raw_test_uri=raw_test_uri,
         skipped_blank_lines=result.blank_lines,
@@ -212,6 +184,47 @@ def _describe(
         feature_dim=treatment.feature_dim,
         content_type=CHANNEL_CONTENT_TYPE,
         source=source,
+        k_choice=_k_choice(config, watch.learner, treatment, result.train_rows),
+    )
+    problem = too_large(config, dataset)
+    if problem:  # before the second pass: the run could not carry this dataset through the state machine
+        raise DataValidationError(problem)
+    if treatment.is_identity:
+        return dataset
+    try:
+        shards = _treat(
+            s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes, settings.training_instance_count, extra
+        )
+        _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
+    except TreatedOutOfRange as exc:
+        raise _out_of_range(s3, source, config, treatment, exc) from None
+    return dataset.model_copy(update={"train_shards": shards})
+
+
+def _k_choice(
+    config: RunConfig, learner: TreatmentLearner | None, treatment: FeatureTreatment, train_rows: int
+) -> KChoice:
+    """The run's or the stack's k, else the one the training rows' sample suggests (model.clusters)."""
+    if config.k is not None:
+        where = "the run's input (k)" if config.k_source == "run" else "the stack's DefaultK parameter"
+        return KChoice(k=config.k, source=config.k_source, reason=f"k={config.k}: set by {where}")
+    assert learner is not None  # made whenever k is to be chosen
+    Z, _ = encode(treatment, learner.sample)
+    choice = choose_k(Z, candidate_range(train_rows), seed=config.seed)
+    return KChoice(
+        k=choice.k,
+        source="data",
+        reason=choice.reason,
+        criterion=CRITERION,
+        candidates=[
+            KCandidate(
+                k=c.k,
+                davies_bouldin=c.davies_bouldin if math.isfinite(c.davies_bouldin) else None,
+                smallest_cluster=c.smallest_cluster,
+            )
+            for c in choice.candidates
+        ],
+        sample_rows=choice.sample_rows,
     )
 
 

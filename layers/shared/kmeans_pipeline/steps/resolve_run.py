@@ -62,12 +62,14 @@ def resolve_run(
     rid = run_id(execution_name, execution_start_time)
     tuning_name = run_resource_name(settings.name_prefix, rid, TUNING_JOB_NAME_MAX)
     run_name = run_resource_name(settings.name_prefix, rid, NAME_MAX)
+    k, k_source = _k(request.k, settings.default_k)
     config = RunConfig(
         execution_name=execution_name,
         run_id=rid,
         trigger=trigger,
         source=source,
-        k=request.k or settings.default_k,
+        k=k,
+        k_source=k_source,
         feature_columns=request.feature_columns or (list(settings.feature_columns) or None),
         stratify_column=request.stratify_column,
         test_fraction=request.test_fraction,
@@ -86,7 +88,7 @@ def resolve_run(
         treatments=request.treatments,
         standardize=request.standardize,
         anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
-        small_clusters=request.small_clusters or "normal",
+        small_clusters=request.small_clusters or "auto",
         gate_tolerance_percent=(
             settings.gate_tolerance_percent
             if request.gate_tolerance_percent is None
@@ -108,6 +110,15 @@ def _field(event: dict, *path: str) -> Any:
     for name in path:
         value = value.get(name) if isinstance(value, dict) else None
     return value
+
+
+def _k(requested: int | None, stack: int | str) -> tuple[int | None, Literal["run", "stack", "data"]]:
+    """The run's k, else the stack's DefaultK, else None: the data step chooses it."""
+    if requested is not None:
+        return requested, "run"
+    if isinstance(stack, int):
+        return stack, "stack"
+    return None, "data"
 
 
 def _source_from_s3_event(event: dict, settings: StackSettings) -> S3Location:

@@ -107,8 +107,8 @@ def verify_endpoint(
         )
     try:
         centroids = read_centroids(model.model_data_url, s3=s3)
-        if centroids.shape[0] != config.k:
-            raise ModelArtifactError(f"{model.model_data_url} holds {centroids.shape[0]} centroids, not k={config.k}")
+        if centroids.shape[0] != dataset.k:
+            raise ModelArtifactError(f"{model.model_data_url} holds {centroids.shape[0]} centroids, not k={dataset.k}")
         closest = np.empty(checked, dtype=np.int64)
         distance = np.empty(checked, dtype=np.float64)
         pieces = batches(X)
@@ -116,7 +116,7 @@ def verify_endpoint(
             end = pieces[number][0] if number < len(pieces) else checked
             where = f"request {number} of {len(pieces)} (rows {start}-{end - 1})"
             payload = invoke(runtime, config.names.endpoint, body)
-            closest[start:end], distance[start:end] = parse_answer(payload, end - start, config.k, where)
+            closest[start:end], distance[start:end] = parse_answer(payload, end - start, dataset.k, where)
         differing, difference = check(X, centroids, closest, distance)
         if difference:
             raise EndpointAnswerError(f"the endpoint's answers disagree with the model's centroids: {difference}")
