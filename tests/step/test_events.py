@@ -18,6 +18,7 @@ from kmeans_pipeline.schemas.inputs import (
     CleanUpInput,
     CreateModelInput,
     DeployEndpointInput,
+    DeployLeaseInput,
     EvaluateModelInput,
     PrepareDataInput,
     ResolveRunInput,
@@ -43,13 +44,14 @@ INPUTS: dict[str, type[StepInput]] = {
     "check_endpoint": CheckEndpointInput,
     "verify_endpoint": VerifyEndpointInput,
     "clean_up": CleanUpInput,
+    "deploy_lease": DeployLeaseInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
 NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 11
+    assert len(STEPS) == 12
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
