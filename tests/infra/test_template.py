@@ -1067,3 +1067,18 @@ def test_the_lease_roles_get_only_their_item_calls_on_the_lease_table_and_the_ke
                         "dynamodb:LeadingKeys": [{"Fn::Sub": "deploy#${NamePrefix}-${EnvironmentName}"}]
                     }
                 }
+
+
+def test_no_role_has_two_inline_policies_of_one_name(resources):
+    # An AWS::IAM::Policy is written with PutRolePolicy, which replaces an inline policy of the same name on that
+    # role: two policies of one name on one role leave the role with only one of them, whichever was written last.
+    names: dict[tuple[str, str], int] = {}
+    for logical, spec in resources.items():
+        if spec["Type"] == "AWS::IAM::Role":
+            for policy in spec["Properties"].get("Policies", []):
+                names[(logical, policy["PolicyName"])] = names.get((logical, policy["PolicyName"]), 0) + 1
+        if spec["Type"] == "AWS::IAM::Policy":
+            for role in spec["Properties"]["Roles"]:
+                key = (role["Ref"], spec["Properties"]["PolicyName"])
+                names[key] = names.get(key, 0) + 1
+    assert [key for key, count in names.items() if count > 1] == []
