@@ -80,13 +80,21 @@ def test_only_the_holder_releases_and_a_late_release_leaves_the_new_holder(ddb):
     assert release(ddb, TABLE, "ep", A) is False and owner(ddb) == B
 
 
-def test_renew_only_while_held_and_unexpired(ddb):
+def test_renew_only_while_held(ddb):
     assert acquire(ddb, TABLE, "ep", A, 60, now=T0) is None
     assert renew(ddb, TABLE, "ep", A, 600, now=T0 + 30) is True
     assert acquire(ddb, TABLE, "ep", B, 60, now=T0 + 100) is not None  # renewed: still A's
     assert renew(ddb, TABLE, "ep", B, 600, now=T0 + 100) is False
-    assert renew(ddb, TABLE, "ep", A, 600, now=T0 + 700) is False  # expired at T0 + 630
+    assert acquire(ddb, TABLE, "ep", B, 60, now=T0 + 700) is None  # A's expired at T0 + 630: B takes it
+    assert renew(ddb, TABLE, "ep", A, 600, now=T0 + 710) is False and owner(ddb) == B
     assert renew(ddb, TABLE, "other", A, 600, now=T0) is False
+
+
+def test_an_expired_lease_nobody_took_is_renewed_by_its_holder(ddb):
+    # A holder whose steps outlasted the lease, with nobody waiting, still deploys: the item is still its own.
+    assert acquire(ddb, TABLE, "ep", A, 60, now=T0) is None
+    assert renew(ddb, TABLE, "ep", A, 600, now=T0 + 700) is True and owner(ddb) == A
+    assert acquire(ddb, TABLE, "ep", B, 60, now=T0 + 800) is not None  # renewed until T0 + 1300
 
 
 def test_leases_of_different_endpoints_are_independent(ddb):

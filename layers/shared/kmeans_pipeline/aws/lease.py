@@ -38,7 +38,9 @@ GRACE_FOR_TTL = 86_400  # TTL deletes expired items within days, not at once: on
 # others for at most this long.
 HOLD_MARGIN_SECONDS = 3600
 ACQUIRE_CONDITION = "attribute_not_exists(LockName) OR expiresAt < :now OR #owner = :me"
-RENEW_CONDITION = "#owner = :me AND expiresAt >= :now"
+# Renewing needs only that this execution still owns the item: an expired lease nobody has taken since is still
+# safely this one's (taking it over changes the owner, and conditional writes on one item are serialised).
+RENEW_CONDITION = "#owner = :me"
 RELEASE_CONDITION = "#owner = :me"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -98,7 +100,8 @@ def acquire(
 
 
 def renew(ddb: DynamoDBClient, table: str, endpoint: str, owner: str, seconds: int, now: int | None = None) -> bool:
-    """Extend ``owner``'s unexpired lease to ``seconds`` from now; False when it is no longer theirs."""
+    """Extend ``owner``'s lease to ``seconds`` from now, expired or not, as long as nobody has taken it since; False
+    when it is no longer theirs."""
     now = _now(now)
     try:
         ddb.update_item(
@@ -109,7 +112,6 @@ def renew(ddb: DynamoDBClient, table: str, endpoint: str, owner: str, seconds: i
             ExpressionAttributeNames={"#owner": "owner", "#ttl": "ttl"},
             ExpressionAttributeValues={
                 ":me": {"S": owner},
-                ":now": {"N": str(now)},
                 ":until": {"N": str(now + seconds)},
                 ":ttl": {"N": str(now + seconds + GRACE_FOR_TTL)},
             },
