@@ -20,7 +20,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
     lease = run_lease(step.config, step.lease_owner, StackSettings.from_env().deploy_lease_table)
     assert lease is not None  # the input requires an owner
     status = deploy_lease(
-        step.config, step.action, lease, step.evaluated_against, step.execution_start, client("sagemaker")
+        step.config,
+        step.action,
+        lease,
+        step.evaluated_against,
+        step.execution_start,
+        client("sagemaker"),
+        step.attempt or 0,
     )
     logger.info(
         "Deploy lease",

@@ -19,12 +19,20 @@ def handler(event: dict, context: LambdaContext) -> dict:
     step = EvaluateModelInput.from_event(event)
     follow_run(logger, step.config)
     result = evaluate_model(
-        step.config, step.dataset, step.best, StackSettings.from_env(), client("s3"), client("sagemaker")
+        step.config,
+        step.dataset,
+        step.best,
+        StackSettings.from_env(),
+        client("s3"),
+        client("sagemaker"),
+        strictly_better=bool(step.strictly_better),
     )
     logger.info(
         "Model evaluated",
         extra={"report": result.report_uri, "decision": result.gate.decision, "headline": result.headline},
     )
     promoted = result.gate.decision == "promote"
-    count(metrics, {"endpoint": step.config.names.endpoint}, ModelsPromoted=int(promoted), ModelsKept=int(not promoted))
+    # A run that compares again under the deploy lease decides twice: the comparison says which decision it was.
+    dimensions = {"endpoint": step.config.names.endpoint, "comparison": "underLease" if step.under_lease else "first"}
+    count(metrics, dimensions, ModelsPromoted=int(promoted), ModelsKept=int(not promoted))
     return result.to_json()

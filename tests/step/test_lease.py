@@ -13,6 +13,13 @@ from moto import mock_aws
 from kmeans_pipeline.aws import lease
 from kmeans_pipeline.aws.lease import acquire, holder, lock_name, release, renew, run_lease
 from kmeans_pipeline.errors import InvalidInputError
+from kmeans_pipeline.schemas.run import (
+    HOLDER_STEPS_SECONDS,
+    LEASE_MARGIN_SECONDS,
+    check_waits,
+    lease_seconds,
+    lease_waits,
+)
 from kmeans_pipeline.steps.check_endpoint import check_endpoint
 from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
 from kmeans_pipeline.steps.deploy_lease import deploy_lease
@@ -200,7 +207,7 @@ def test_taking_the_lease_with_nothing_serving_deploys_on_the_first_gates_decisi
     assert status.tolerance_percent == config.gate_tolerance_percent
     assert holder(lease_table, TABLE, "kmeans-dev").owner == A
     # The lease lasts two poll intervals and the margin past each renewal.
-    assert mine.seconds == 2 * config.poll_seconds + lease.HOLD_MARGIN_SECONDS
+    assert mine.seconds == 2 * config.poll_seconds + LEASE_MARGIN_SECONDS
 
 
 # This execution's start against the serving model's CreationTime (now): a model made after the start was made by
@@ -227,6 +234,7 @@ def test_the_lease_says_whether_to_compare_again_and_with_what_tolerance(
     status = deploy_lease(config, "acquire", mine, evaluated_against, started, sagemaker)
     assert (status.held, status.serving_model) == (True, "kmeans-dev-serving1")
     assert (status.compare_again, status.tolerance_percent) == (compare_again, tolerance)
+    assert status.strictly_better is (started == BEFORE_THE_MODEL)  # an overlapping run's model: a tie keeps it
 
 
 def test_a_busy_lease_names_its_holder_and_expiry_and_a_release_frees_only_ones_own(settings, lease_table):
@@ -284,3 +292,30 @@ def test_the_deploy_step_and_each_endpoint_check_renew_the_lease(settings, lease
     assert release(lease_table, TABLE, "kmeans-dev", A)
     assert check_endpoint(config, "kmeans-dev-newconfig1", sagemaker, None, mine).lease_renewed is False
     assert check_endpoint(config, "kmeans-dev-newconfig1", sagemaker).lease_renewed is None
+
+
+@pytest.mark.parametrize(("poll", "rounds"), [(0, 120), (1, 120), (10, 120), (60, 120), (60, 5), (3600, 1), (5, 2000)])
+def test_a_waiting_runs_tries_outlast_any_holder_and_start_short(poll, rounds):
+    waits = lease_waits(poll, rounds)
+    # One poll interval first, unless the tries are too few to double up to what outlasts a holder: then even.
+    assert len(waits) == rounds and (waits[0] == max(poll, 2) or len(set(waits)) == 1)
+    assert all(b in (a, 2 * a) or b == waits[-1] for a, b in zip(waits, waits[1:]))  # doubling up to one cap
+    # A live holder waits on the endpoint twice and does its own steps; a dead one blocks until its lease expires.
+    assert sum(waits) >= max(2 * rounds * poll + HOLDER_STEPS_SECONDS, lease_seconds(poll))
+
+
+def test_a_busy_lease_says_how_long_to_wait_before_the_next_try(settings, lease_table):
+    config = run_config(settings, pollSeconds=0)
+    assert run_lease(config, B, TABLE, lease_table).acquire() is None
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    mine = run_lease(config, A, TABLE, lease_table)
+    waits = [
+        deploy_lease(config, "acquire", mine, None, None, sagemaker, attempt).retry_in_seconds for attempt in range(4)
+    ]
+    assert waits == lease_waits(0, config.max_endpoint_poll_rounds)[:4] == [2, 4, 8, 16]
+
+
+def test_the_lease_waits_count_in_the_runs_wait_budget():
+    check_waits(60, 720, 120)  # the defaults fit
+    with pytest.raises(InvalidInputError, match="deploy lease"):
+        check_waits(3600, 10, 20)

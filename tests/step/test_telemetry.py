@@ -112,12 +112,15 @@ def test_evaluate_model_counts_the_gates_decision_per_endpoint(
     result = Evaluation(
         report_uri="s3://b/r.json", headline="h", gate=gate, evaluated_rows=10, flagged_share=0.1, overall_threshold=1.0
     )
-    monkeypatch.setattr(app, "evaluate_model", lambda *args: result)
+    monkeypatch.setattr(app, "evaluate_model", lambda *args, **kwargs: result)
     capsys.readouterr()
-    app.handler(event("evaluate_model"), lambda_context)
-    (document,), _ = printed(capsys)
-    assert metric_values(document) == {"ModelsPromoted": promoted, "ModelsKept": kept}
-    assert dimensions(document) == {"service": os.environ["POWERTOOLS_SERVICE_NAME"], "endpoint": "kmeans-dev"}
+    service = os.environ["POWERTOOLS_SERVICE_NAME"]
+    for under_lease, comparison in ((False, "first"), (True, "underLease")):
+        app.handler({**event("evaluate_model"), "underLease": under_lease}, lambda_context)
+        (document,), _ = printed(capsys)
+        assert metric_values(document) == {"ModelsPromoted": promoted, "ModelsKept": kept}
+        # A run that compares again under the deploy lease decides twice: the comparison tells the two apart.
+        assert dimensions(document) == {"service": service, "endpoint": "kmeans-dev", "comparison": comparison}
 
 
 def test_verify_endpoint_counts_the_rows_it_checked_and_those_that_differed(

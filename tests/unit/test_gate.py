@@ -88,6 +88,23 @@ def test_promote_only_within_the_tolerance_of_the_serving_models_score(settings,
     assert result.serving_msd == pytest.approx(serving_msd) and result.serving_model == SERVING["modelName"]
 
 
+@pytest.mark.parametrize(("new_better_by", "decision"), [(0.0, "keep"), (1e-9, "keep"), (0.01, "promote")])
+def test_where_only_a_better_model_may_replace_the_serving_one_a_tie_keeps_it(settings, new_better_by, decision):
+    # Under the deploy lease, against a model an overlapping execution deployed: an equal model is not deployed again.
+    serving_msd = msd(X, CENTERS)
+    result = gate(
+        X,
+        serving_msd * (1 - new_better_by),
+        dataset(),
+        config(settings, 0.0),
+        SERVING,
+        CENTERS.astype(np.float32),
+        raw_numbers(["tranCode", "Amount"]),
+        strictly_better=True,
+    )
+    assert result.decision == decision
+
+
 def test_a_serving_model_with_other_statistics_is_scored_in_this_runs_units(settings):
     # Both runs z-scored their features, each with its own training statistics: the same centres must give the same
     # score once mapped through both.

@@ -9,6 +9,8 @@ import json
 import pytest
 
 from offline.__main__ import main
+from offline.runner import OfflineAWS
+from offline.sample_data import generate
 
 pytestmark = pytest.mark.slow  # several whole executions at once
 
@@ -46,3 +48,26 @@ def test_with_a_tolerance_a_later_run_still_replaces_a_concurrent_model_only_if_
     scores = {e["runId"]: e["newMsd"] for e in report["executions"]}
     assert len(scores) == 2 and None not in scores.values()
     assert scores[report["endpoint"]["endpointConfig"].rsplit("-", 1)[-1]] == min(scores.values())
+
+
+def test_of_concurrent_runs_with_different_models_the_strictly_best_serves_and_the_others_end_kept(tmp_path):
+    # The demo's runs share one input, and offline models are reproducible, so they tie; here each run trains with
+    # its own k on the same upload and seed (the same test rows), so their scores differ and one is strictly best.
+    with OfflineAWS() as aws:
+        aws.upload(generate(tmp_path, rows=4000).csv_path, "incoming/transactions.csv")
+        arns = [
+            aws.start({"dataKey": "incoming/transactions.csv", "pollSeconds": 0, "maxTrainingJobs": 2, "k": k}, f"k{k}")
+            for k in (3, 5, 8)
+        ]
+        results = [aws.wait(arn) for arn in arns]
+        assert all(r.status == "SUCCEEDED" for r in results), [(r.error, r.cause) for r in results]
+        scores = {r.output["runId"]: r.output["evaluation"]["gate"]["newMsd"] for r in results}
+        best = min(scores, key=scores.get)
+        assert sorted(scores.values())[0] < sorted(scores.values())[1]
+        endpoint = aws.client("sagemaker").describe_endpoint(EndpointName=aws.endpoint_name)
+        assert endpoint["EndpointStatus"] == "InService"
+        assert endpoint["EndpointConfigName"].rsplit("-", 1)[-1] == best
+        outcomes = {r.output["runId"]: r.output["outcome"] for r in results}
+        assert outcomes[best] == "deployed"
+        assert all(outcome in {"kept", "superseded", "deployed"} for outcome in outcomes.values())
+        assert aws.deploy_lease() is None

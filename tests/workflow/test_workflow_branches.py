@@ -157,6 +157,7 @@ def lease(held: bool = True, compare_again: bool = False, **fields: Any) -> dict
         fields = {
             "holder": "arn:other",
             "expires_at": "2026-12-06T21:00:00Z",
+            "retry_in_seconds": 2,
             "reason": "execution arn:other holds it",
             **fields,
         }
@@ -678,6 +679,8 @@ def test_a_busy_lease_is_waited_for_then_taken_and_released_after_the_check(work
     run = workflow.run(take_the_deploy_lease=answers(lease(False), lease(False), lease()))
     assert run.status == "SUCCEEDED", run.cause
     assert run.invoked("Take the deploy lease") == 3 and run.path.count("Wait for the deploy lease") == 2
+    # Each try says how many came before it: the lease step answers with a wait that grows with the tries.
+    assert [event["attempt"] for name, event in run.calls if name == "Take the deploy lease"] == [0, 1, 2]
     assert run.invoked("Release the deploy lease") == 1
     # Taken with this execution's id and what the evaluation compared with; renewed by the deploy and checks.
     [(_, taken), *_] = [c for c in run.calls if c[0] == "Take the deploy lease"]

@@ -27,16 +27,12 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.errors import InvalidInputError
-from kmeans_pipeline.schemas.run import RunConfig
+from kmeans_pipeline.schemas.run import RunConfig, lease_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 GRACE_FOR_TTL = 86_400  # TTL deletes expired items within days, not at once: only clean-up rides on it
-# How long a lease lasts past each renewal besides two poll intervals: the longest a holder's steps may take between
-# renewals (evaluating again, creating the model, verifying, each with its retries). A holder that dies blocks the
-# others for at most this long.
-HOLD_MARGIN_SECONDS = 3600
 ACQUIRE_CONDITION = "attribute_not_exists(LockName) OR expiresAt < :now OR #owner = :me"
 # Renewing needs only that this execution still owns the item: an expired lease nobody has taken since is still
 # safely this one's (taking it over changes the owner, and conditional writes on one item are serialised).
@@ -146,11 +142,6 @@ def holder(ddb: DynamoDBClient, table: str, endpoint: str) -> Holder | None:
     item = ddb.get_item(TableName=table, Key={"LockName": {"S": lock_name(endpoint)}}, ConsistentRead=True).get("Item")
     found = _holder(item)
     return found if found is not None and found.expires_at >= _now(None) else None
-
-
-def lease_seconds(poll_seconds: int) -> int:
-    """How long a lease lasts from its last renewal: the holder renews it on every status check of the endpoint."""
-    return 2 * poll_seconds + HOLD_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)

@@ -81,10 +81,13 @@ class CheckTuningInput(RunStepInput):
 
 
 class EvaluateModelInput(RunStepInput):
-    """Evaluate model."""
+    """Evaluate model, and Compare with the model serving now (``under_lease``: the comparison made again under the
+    deploy lease; ``strictly_better``: an equal score keeps the serving model)."""
 
     dataset: Dataset
     best: BestTrainingJob
+    under_lease: bool | None = None
+    strictly_better: bool | None = None
 
 
 class CreateModelInput(RunStepInput):
@@ -101,6 +104,7 @@ class DeployLeaseInput(RunStepInput):
     lease_owner: str = Field(min_length=1)
     evaluated_against: str | None = None
     execution_start: str | None = None
+    attempt: int | None = Field(default=None, ge=0)
 
 
 class DeployEndpointInput(RunStepInput):

@@ -115,5 +115,10 @@ class LeaseStatus(CamelModel):
     serving_model: str | None = None
     compare_again: bool = False
     tolerance_percent: float | None = None
+    # Against a model an overlapping execution deployed, this run's must be strictly better: an equal one is kept
+    # out rather than deployed again (an endpoint update, with its second fleet, for nothing).
+    strictly_better: bool = False
+    # Not held: how long to wait before trying again (schemas/run.py lease_waits).
+    retry_in_seconds: int | None = None
     reason: str = ""
     released: bool | None = None

@@ -192,11 +192,52 @@ class RunConfig(CamelModel):
     endpoint_check_rows: int = 1000
 
 
+# The deploy lease (aws/lease.py) lasts two poll intervals and this margin past each renewal: the longest a holder's
+# steps may take between renewals. A holder that dies blocks the others for at most that long.
+LEASE_MARGIN_SECONDS = 3600
+# What a holder does under the lease besides waiting on the endpoint (at most twice: for its deployment, and for the
+# previous model put back after a failed verification): comparing again and verifying (a Lambda's 16 minutes each at
+# most), creating the model, cleaning up and releasing.
+HOLDER_STEPS_SECONDS = 2 * 960 + 600
+
+
+def lease_seconds(poll_seconds: int) -> int:
+    """How long a deploy lease lasts from its last renewal: the holder renews it on every status check."""
+    return 2 * poll_seconds + LEASE_MARGIN_SECONDS
+
+
+def lease_waits(poll_seconds: int, rounds: int) -> list[int]:
+    """The waits between a waiting run's tries for the deploy lease: doubling from one poll interval (at least 2 s),
+    so that a holder that finishes soon is followed soon, and capped as low as lets ``rounds`` tries outlast any
+    holder: one that waits twice on the endpoint and does its own steps, or one that died and whose lease expires."""
+    longest = max(2 * rounds * poll_seconds + HOLDER_STEPS_SECONDS, lease_seconds(poll_seconds))
+    first = max(poll_seconds, 2)
+
+    def waits(cap: int) -> list[int]:
+        found, wait = [], first
+        for _ in range(rounds):
+            found.append(min(wait, cap))
+            wait = min(wait * 2, cap)
+        return found
+
+    if sum(waits(longest)) < longest:  # too few tries to double up to it: each waits its share
+        return [max(first, -(-longest // rounds))] * rounds
+    low, high = first, longest
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if sum(waits(middle)) < longest else (low, middle)
+    return waits(low)
+
+
 def check_waits(poll_seconds: int, tuning_rounds: int, endpoint_rounds: int) -> None:
     """The waits a run may ask for must end, with a clear cause, before the execution's own timeout."""
-    if poll_seconds * (tuning_rounds + ENDPOINT_LOOPS * endpoint_rounds) > MAX_TOTAL_WAIT_SECONDS:
+    # Tuning and three endpoint loops wait pollSeconds a round; the deploy lease's loop waits lease_waits.
+    total = poll_seconds * (tuning_rounds + (ENDPOINT_LOOPS - 1) * endpoint_rounds)
+    total += sum(lease_waits(poll_seconds, endpoint_rounds))
+    if total > MAX_TOTAL_WAIT_SECONDS:
         raise InvalidInputError(
-            f"Invalid execution input: pollSeconds x (maxTuningPollRounds + {ENDPOINT_LOOPS} x maxEndpointPollRounds) must be at "
-            f"most {MAX_TOTAL_WAIT_SECONDS} s, so that the run gives up with a clear cause before the execution's "
-            f"{EXECUTION_TIMEOUT_SECONDS} s timeout"
+            f"Invalid execution input: the waits pollSeconds and the poll rounds ask for (maxTuningPollRounds and "
+            f"{ENDPOINT_LOOPS} loops of maxEndpointPollRounds, the deploy lease's with its longer waits) come to "
+            f"{total} s, more than {MAX_TOTAL_WAIT_SECONDS} s: the run must give up with a clear cause before the "
+            f"execution's {EXECUTION_TIMEOUT_SECONDS} s timeout"
         )

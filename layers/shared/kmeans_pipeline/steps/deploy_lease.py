@@ -18,7 +18,7 @@ from kmeans_pipeline.aws.lease import Lease
 from kmeans_pipeline.aws.serving import serving_model
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.schemas.results import LeaseStatus
-from kmeans_pipeline.schemas.run import RunConfig
+from kmeans_pipeline.schemas.run import RunConfig, lease_waits
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -39,13 +39,16 @@ def take(
     evaluated_against: str | None,
     execution_start: str | None,
     sagemaker: SageMakerClient,
+    attempt: int = 0,
 ) -> LeaseStatus:
     busy = lease.acquire()
     if busy is not None:
+        waits = lease_waits(config.poll_seconds, config.max_endpoint_poll_rounds)
         return LeaseStatus(
             held=False,
             holder=busy.owner,
             expires_at=busy.until(),
+            retry_in_seconds=waits[min(attempt, len(waits) - 1)],
             reason=f"execution {busy.owner} holds the deploy lease of endpoint {lease.endpoint} until {busy.until()}",
         )
     serving = serving_model(sagemaker, lease.endpoint)
@@ -56,8 +59,8 @@ def take(
     tolerance = 0.0 if overlapping else config.gate_tolerance_percent
     if overlapping:
         reason = (
-            f"{name} serves now, made by an execution that overlapped this one: this run's model must be at least as "
-            "good to replace it (tolerance 0%)"
+            f"{name} serves now, made by an execution that overlapped this one: this run's model must be better "
+            "to replace it (tolerance 0%, a tie keeps it)"
         )
     elif name != evaluated_against:
         reason = f"{name or 'no model'} serves now, not {evaluated_against or 'no model'} as when this run evaluated"
@@ -68,6 +71,7 @@ def take(
         serving_model=name,
         compare_again=overlapping or name != evaluated_against,
         tolerance_percent=tolerance,
+        strictly_better=overlapping,
         reason=reason,
     )
 
@@ -79,7 +83,9 @@ def deploy_lease(
     evaluated_against: str | None,
     execution_start: str | None,
     sagemaker: SageMakerClient,
+    attempt: int = 0,
 ) -> LeaseStatus:
+    """Take the deploy lease (``attempt``: how many tries came before this one) or give it back."""
     if action == "release":
         released = lease.release()
         return LeaseStatus(
@@ -87,4 +93,4 @@ def deploy_lease(
             released=released,
             reason="released" if released else "this execution no longer held it (expired, or never taken)",
         )
-    return take(config, lease, evaluated_against, execution_start, sagemaker)
+    return take(config, lease, evaluated_against, execution_start, sagemaker, attempt)

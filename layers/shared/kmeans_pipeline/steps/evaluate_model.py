@@ -104,9 +104,11 @@ def gate(
     serving_centroids: np.ndarray | None,
     theirs: FeatureTreatment | None,
     problem: str = "",
+    strictly_better: bool = False,
 ) -> GateDecision:
     """Promote the new model, or keep the serving one; X holds the evaluation rows in the new model's units.
-    ``theirs`` is the serving model's treatment (from its report), None when unknown, and ``problem`` says why."""
+    ``theirs`` is the serving model's treatment (from its report), None when unknown, and ``problem`` says why.
+    ``strictly_better``: a score equal to the serving model's (to float32 precision) keeps it."""
     tolerance = config.gate_tolerance_percent
     if serving is None:
         return GateDecision(
@@ -138,13 +140,21 @@ def gate(
     # standardisation back to the treatment's base units (x, log1p(x), one-hot), then through this run's.
     served = from_base(ours, to_base(theirs, serving_centroids)).astype(np.float32)
     serving_msd = msd(X, served)
-    # Scores equal to float32 precision count as equal (the same model, re-scored, must pass a 0% tolerance).
-    limit = serving_msd * (1 + tolerance / 100) * (1 + TIE)
+    # Scores equal to float32 precision count as equal (the same model, re-scored, must pass a 0% tolerance, and
+    # must not pass where only a better model may replace the serving one).
+    if strictly_better:
+        limit = serving_msd * (1 + tolerance / 100) * (1 - TIE)
+        allowed = f"below {limit:,.6g} needed: only a better model replaces one an overlapping execution deployed"
+        passed = new_msd < limit
+    else:
+        limit = serving_msd * (1 + tolerance / 100) * (1 + TIE)
+        allowed = f"at most {limit:,.6g} allowed with a {tolerance:g}% tolerance"
+        passed = new_msd <= limit
     verdict = (
         f"test MSD {new_msd:,.6g} against the serving model's {serving_msd:,.6g} on the same {len(X):,} test rows "
-        f"(at most {limit:,.6g} allowed with a {tolerance:g}% tolerance)"
+        f"({allowed})"
     )
-    if new_msd <= limit:
+    if passed:
         return GateDecision(
             decision="promote",
             reason=verdict,
@@ -297,6 +307,7 @@ def evaluate_model(
     settings: StackSettings,
     s3: S3Client,
     sagemaker: SageMakerClient,
+    strictly_better: bool = False,
 ) -> Evaluation:
     centroids = read_centroids(best.artifact_uri, s3=s3)
     if centroids.shape != (dataset.k, dataset.feature_dim):
@@ -320,7 +331,8 @@ def evaluate_model(
     if serving is None:
         decision = gate(X, new_msd, dataset, config, None, None, None)
     else:
-        decision = gate(X, new_msd, dataset, config, serving, *serving_side(serving, s3, settings.data_bucket))
+        their_centroids, theirs, problem = serving_side(serving, s3, settings.data_bucket)
+        decision = gate(X, new_msd, dataset, config, serving, their_centroids, theirs, problem, strictly_better)
 
     treatment = dataset_treatment(dataset)
     raw = X
