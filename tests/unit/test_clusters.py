@@ -147,6 +147,10 @@ def test_a_rare_level_spread_over_a_small_cluster_and_others_does_not_explain_it
     closest = np.repeat([0, 1, 0, 2, 2], [500, 400, 45, 45, 5])
     (judged,) = judge_small_clusters(Z, closest, 3, [2], TREATMENT)
     assert judged.anomalous
+    # The report says what was found, for the reviewer: the level most of it shares, and why that does not explain it.
+    assert (judged.column, judged.level) == ("code", 5.0)
+    assert "90% of its 50 training records have code=5, but only 50% of the code=5 records are in it" in judged.reason
+    assert "no level of a category column holds" not in judged.reason
 
 
 def test_an_empty_small_cluster_is_anomalous():

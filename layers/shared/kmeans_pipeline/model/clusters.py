@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kmeans_pipeline.schemas.dataset import FeatureTreatment
+from kmeans_pipeline.schemas.report import SmallClusterDecision
 
 # The candidates when neither the run nor the stack sets k.
 K_FLOOR = 8
@@ -183,21 +184,6 @@ def choose_k(X: np.ndarray, candidates: list[int], seed: int, sample_rows: int =
 # ------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmallCluster:
-    """What one small cluster is judged to be, and why."""
-
-    index: int
-    training_rows: int
-    anomalous: bool
-    reason: str
-    column: str | None = None
-    level: float | None = None
-    level_share: float | None = None  # of the cluster's training rows at that level
-    share_of_level: float | None = None  # of the level's training rows in this cluster
-    large_cluster: int | None = None  # a large cluster that level also makes up
-
-
 def _category_blocks(treatment: FeatureTreatment) -> list[tuple[str, int, list[float]]]:
     blocks, at = [], 0
     for column in treatment.columns:
@@ -209,7 +195,7 @@ def _category_blocks(treatment: FeatureTreatment) -> list[tuple[str, int, list[f
 
 def judge_small_clusters(
     Z: np.ndarray, closest: np.ndarray, k: int, small: list[int], treatment: FeatureTreatment
-) -> list[SmallCluster]:
+) -> list[SmallClusterDecision]:
     """Each small cluster judged from the training rows Z (model features) and their closest clusters: a kind of
     record (not anomalous) when one level of a category column explains it, else a group of anomalies."""
     Z = np.asarray(Z)
@@ -222,58 +208,74 @@ def judge_small_clusters(
         members = closest == index
         rows = int(members.sum())
         if not rows:
-            judged.append(SmallCluster(index, 0, True, "no training record is closest to it"))
+            judged.append(
+                SmallClusterDecision(
+                    index=index, training_rows=0, anomalous=True, reason="no training record is closest to it"
+                )
+            )
             continue
-        found = None
-        for name, levels, hot in blocks:
-            in_cluster = hot[members].mean(0)
-            level_rows = hot.sum(0)
-            for at in np.flatnonzero(in_cluster >= EXPLAINED_SHARE):
-                share_of_level = float(hot[members, at].sum() / level_rows[at])
-                if share_of_level >= EXPLAINED_SHARE:
-                    found = SmallCluster(
-                        index,
-                        rows,
-                        False,
-                        f"{in_cluster[at]:.0%} of its {rows:,} training records have {name}={levels[at]:g}, and "
-                        f"{share_of_level:.0%} of the {name}={levels[at]:g} records are in it: a kind of record "
-                        "the data names, scored against its own centroid",
-                        name,
-                        float(levels[at]),
-                        float(in_cluster[at]),
-                        share_of_level,
+        judged.append(_judge(index, rows, members, closest, blocks, large))
+    return judged
+
+
+def _judge(
+    index: int,
+    rows: int,
+    members: np.ndarray,
+    closest: np.ndarray,
+    blocks: list[tuple[str, list[float], np.ndarray]],
+    large: list[int],
+) -> SmallClusterDecision:
+    """One small cluster with training records: explained by a category level, or a group of anomalies."""
+    dominant = None  # a level most of its records share, that explains it no further
+    for name, levels, hot in blocks:
+        in_cluster = hot[members].mean(0)
+        level_rows = hot.sum(0)
+        for at in np.flatnonzero(in_cluster >= EXPLAINED_SHARE):
+            level, share = float(levels[at]), float(in_cluster[at])
+            share_of_level = float(hot[members, at].sum() / level_rows[at])
+            facts = SmallClusterDecision(
+                index=index,
+                training_rows=rows,
+                anomalous=True,
+                reason="",
+                column=name,
+                level=level,
+                level_share=share,
+                share_of_level=share_of_level,
+            )
+            held = f"{share:.0%} of its {rows:,} training records have {name}={level:g}"
+            if share_of_level >= EXPLAINED_SHARE:
+                return facts.model_copy(
+                    update={
+                        "anomalous": False,
+                        "reason": f"{held}, and {share_of_level:.0%} of the {name}={level:g} records are in it: a "
+                        "kind of record the data names, scored against its own centroid",
+                    }
+                )
+            for j in large:
+                of_large = float(hot[closest == j, at].mean())
+                if of_large >= EXPLAINED_SHARE:
+                    return facts.model_copy(
+                        update={
+                            "anomalous": False,
+                            "reason": f"{held}, a level that also makes up {of_large:.0%} of large cluster {j}: part "
+                            "of a kind of record the data names, scored against its own centroid",
+                            "large_cluster": j,
+                        }
                     )
-                    break
-                for j in large:
-                    of_large = float(hot[closest == j, at].mean())
-                    if of_large >= EXPLAINED_SHARE:
-                        found = SmallCluster(
-                            index,
-                            rows,
-                            False,
-                            f"{in_cluster[at]:.0%} of its {rows:,} training records have {name}={levels[at]:g}, "
-                            f"a level that also makes up {of_large:.0%} of large cluster {j}: part of a kind of "
-                            "record the data names, scored against its own centroid",
-                            name,
-                            float(levels[at]),
-                            float(in_cluster[at]),
-                            share_of_level,
-                            j,
-                        )
-                        break
-                if found:
-                    break
-            if found:
-                break
+            if dominant is None:
+                why = (
+                    f"{held}, but only {share_of_level:.0%} of the {name}={level:g} records are in it and no large "
+                    f"cluster is {EXPLAINED_SHARE:.0%} that level"
+                )
+                dominant = facts.model_copy(update={"reason": why})
+    if dominant is None:
         why = (
             f"no level of a category column holds {EXPLAINED_SHARE:.0%} of its {rows:,} training records"
             if blocks
             else f"the data has no category column that could name its {rows:,} training records"
         )
-        judged.append(
-            found
-            or SmallCluster(
-                index, rows, True, f"{why}: a group of unusual records, scored against the nearest large cluster"
-            )
-        )
-    return judged
+        dominant = SmallClusterDecision(index=index, training_rows=rows, anomalous=True, reason=why)
+    reason = f"{dominant.reason}: a group of unusual records, scored against the nearest large cluster"
+    return dominant.model_copy(update={"reason": reason})

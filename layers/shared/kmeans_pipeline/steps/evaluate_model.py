@@ -16,7 +16,6 @@ model's records are scored; the report lists those clusters.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from kmeans_pipeline.data.channels import read_rows
 from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, raw_numbers, to_base, to_original
 from kmeans_pipeline.errors import ModelArtifactError
 from kmeans_pipeline.model.artifact import read_centroids
-from kmeans_pipeline.model.clusters import EXPLAINED_SHARE, SmallCluster, judge_small_clusters
+from kmeans_pipeline.model.clusters import EXPLAINED_SHARE, judge_small_clusters
 from kmeans_pipeline.model.scoring import (
     LARGE_SHARE,
     MIN_CLUSTER_DISTANCES,
@@ -217,7 +216,7 @@ def _cluster_view(
 
 def _judge_small_clusters(
     config: RunConfig, dataset: Dataset, centroids: np.ndarray, s3: S3Client, limit: int
-) -> list[SmallCluster]:
+) -> list[SmallClusterDecision]:
     """CBLOF's small clusters (from the training rows) and what each is taken for, by the run's rule: auto judges
     each by the category columns (model.clusters), anomalous calls every one a group of anomalies, normal none."""
     if config.small_clusters == "normal":
@@ -229,8 +228,11 @@ def _judge_small_clusters(
         return judge_small_clusters(Z, trained, dataset.k, small, dataset_treatment(dataset))
     sizes = np.bincount(trained, minlength=dataset.k)
     return [
-        SmallCluster(
-            index, int(sizes[index]), True, "smallClusters is anomalous: scored against the nearest large cluster"
+        SmallClusterDecision(
+            index=index,
+            training_rows=int(sizes[index]),
+            anomalous=True,
+            reason="smallClusters is anomalous: scored against the nearest large cluster",
         )
         for index in small
     ]
@@ -242,7 +244,7 @@ def _report(
     best: BestTrainingJob,
     treatment: FeatureTreatment,
     summary: dict,
-    judged: list[SmallCluster],
+    judged: list[SmallClusterDecision],
     clusters: list[ClusterReport],
     centroids: np.ndarray,
     original: np.ndarray,
@@ -279,7 +281,7 @@ def _report(
             large_share=LARGE_SHARE,
             size_ratio=SIZE_RATIO,
             explained_share=EXPLAINED_SHARE,
-            decisions=[SmallClusterDecision.model_validate(asdict(j)) for j in judged],
+            decisions=judged,
         ),
         thresholds=Thresholds(
             overall=summary["threshold"],
