@@ -67,7 +67,7 @@ class RunRequest(CamelModel):
         description="Column whose values keep their share in train and test (e.g. tranCode); default: a plain seeded random split.",
     )
     test_fraction: float = Field(default=0.2, ge=0.05, le=0.5, description="Share of rows held out for test.")
-    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed of the train/test split.")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed of the train/test split, of the sample k is chosen from, and of the tuning job (RandomSeed).")
     max_training_jobs: int | None = Field(
         default=None,
         ge=1,
@@ -100,8 +100,8 @@ class RunRequest(CamelModel):
         le=99.99,
         description="Distance percentile above which the report flags a record; default: the stack's AnomalyPercentile (99).",
     )
-    small_clusters: SmallClusters | None = Field(
-        default=None,
+    small_clusters: SmallClusters = Field(
+        default="auto",
         description="What a record closest to a small cluster (those left once the biggest hold 90% of the training records, or the next is 5 times smaller: CBLOF's rule) is scored against. auto (the default): the nearest large cluster, unless one level of a category column explains the small cluster (at least 80% of its training records share the level, and the level has at least 80% of its records in it or makes up 80% of a large cluster): then it is a kind of record, and its own centroid. anomalous: the nearest large cluster, always; for data whose anomalies come in groups and whose rare normal records no category names. normal: its closest cluster, however small.",
     )
     gate_tolerance_percent: float | None = Field(

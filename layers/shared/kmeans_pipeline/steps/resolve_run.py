@@ -88,7 +88,7 @@ def resolve_run(
         treatments=request.treatments,
         standardize=request.standardize,
         anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
-        small_clusters=request.small_clusters or "auto",
+        small_clusters=request.small_clusters,
         gate_tolerance_percent=(
             settings.gate_tolerance_percent
             if request.gate_tolerance_percent is None
