@@ -67,7 +67,12 @@ class RunRequest(CamelModel):
         description="Column whose values keep their share in train and test (e.g. tranCode); default: a plain seeded random split.",
     )
     test_fraction: float = Field(default=0.2, ge=0.05, le=0.5, description="Share of rows held out for test.")
-    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Seed of the train/test split, of the sample k is chosen from, and of the tuning job (RandomSeed).")
+    seed: int = Field(
+        default=42,
+        ge=0,
+        le=2**31 - 1,
+        description="Seed of the train/test split, of the sample k is chosen from, and of the tuning job (RandomSeed).",
+    )
     max_training_jobs: int | None = Field(
         default=None,
         ge=1,
