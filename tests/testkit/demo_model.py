@@ -54,7 +54,9 @@ def build(directory: Path, rows: int = 50_000, seed: int = 7, k: int = 9) -> Dem
     Z_train, _ = encode(treatment, raw[~test])
     Z_test, _ = encode(treatment, raw[test])
     centroids = train(
-        Z_train[rng.permutation(len(Z_train))], KMeansParams(k=k, feature_dim=Z_train.shape[1]), rng=np.random.default_rng(1)
+        Z_train[rng.permutation(len(Z_train))],
+        KMeansParams(k=k, feature_dim=Z_train.shape[1]),
+        rng=np.random.default_rng(1),
     )
     closest, distance = score(Z_test, centroids)
     summary = summarise(closest, distance, k)

@@ -29,7 +29,10 @@ def demo(tmp_path_factory):
     return build(directory), read_sample(directory / "live", rows=44_000, seed=1001).raw
 
 
-def check(model, raw, thresholds=Thresholds()):
+DEFAULTS = Thresholds()
+
+
+def check(model, raw, thresholds=DEFAULTS):
     """A window as the scoring API records it (raw values, the distance scored at, the flag), checked."""
     report = model.report
     Z, _ = encode(report.treatment, raw)

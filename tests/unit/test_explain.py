@@ -66,7 +66,11 @@ def test_an_unseen_level_is_named(demo):
     explainer = Explainer(model.report)
     for r in range(len(raw)):
         first = explainer.explain(raw[r], Z[r], unseen[r], int(reference[r])).reasons[0]
-        assert (first.column, first.kind, first.text) == ("tranCode", "unseen", "tranCode 9: a level not seen in training")
+        assert (first.column, first.kind, first.text) == (
+            "tranCode",
+            "unseen",
+            "tranCode 9: a level not seen in training",
+        )
 
 
 def test_an_amount_within_its_cluster_is_not_named(demo):
