@@ -95,3 +95,26 @@ class EndpointStatus(CamelModel):
     error: str | None = None
     cause: str | None = None
     failure_reason: str = ""
+
+
+class DriftCheck(CamelModel):
+    """What one drift check found (the check function's output and log line); ``drift`` is None when nothing
+    could be said (no model serves, its report is missing, or too few records were scored in the window)."""
+
+    endpoint: str
+    window_start: str
+    window_end: str
+    model: str | None = None
+    report_uri: str | None = None
+    objects: int = 0
+    records: int = 0
+    flagged: int = 0
+    flagged_share: float | None = None
+    expected_flagged_share: float | None = None
+    flagged_p_value: float | None = None
+    distance_psi: float | None = None
+    column_psi: dict[str, float] = {}
+    drift: bool | None = None
+    findings: list[str] = []
+    watch: list[str] = []
+    metrics: list[str] = []
