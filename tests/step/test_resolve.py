@@ -89,9 +89,7 @@ def test_the_drift_alarm_retrains_on_the_newest_upload(settings):
     assert config.source.key == "incoming/new.csv"
 
 
-@pytest.mark.parametrize(
-    "change", [{"source": "aws.events"}, {"detail": {"alarmName": "x", "state": {"value": "OK"}}}]
-)
+@pytest.mark.parametrize("change", [{"source": "aws.events"}, {"detail": {"alarmName": "x", "state": {"value": "OK"}}}])
 def test_an_alarm_event_that_is_not_an_alarm_going_off_starts_nothing(settings, change):
     with pytest.raises(InvalidInputError, match="going into ALARM"):
         resolve_run({**ALARM, **change}, "drift-2", START, settings, s3())
