@@ -72,10 +72,13 @@ def scored_lines(
 
 def put_scored(s3: S3Client, bucket: str, kms_key_arn: str, key: str, body: bytes) -> None:
     """SSE-KMS with ``kms_key_arn`` (empty: the bucket's default key, which the bucket policy allows too)."""
-    key_id = {"SSEKMSKeyId": kms_key_arn} if kms_key_arn else {}
-    s3.put_object(
-        Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson", ServerSideEncryption="aws:kms", **key_id
-    )
+    kind = "application/x-ndjson"
+    if kms_key_arn:
+        s3.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType=kind, ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_arn
+        )
+    else:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=kind, ServerSideEncryption="aws:kms")
 
 
 def _read(s3: S3Client, bucket: str, key: str) -> bytes:

@@ -324,7 +324,7 @@ def score_request(records: list[Any], view: ServingView, endpoint: str, runtime:
             result["warnings"] = warnings[i]
         results.append(result)
     results.sort(key=lambda result: result["record"])
-    body = {
+    answer = {
         "endpoint": endpoint,
         "endpointConfig": view.endpoint_config,
         "model": view.model_name,
@@ -338,7 +338,7 @@ def score_request(records: list[Any], view: ServingView, endpoint: str, runtime:
         "results": results,
     }
     lines = scored_lines(view.treatment.input_columns, encoded.raw, reference, np.asarray(referred), scores)
-    return Scored(body, lines)
+    return Scored(answer, lines)
 
 
 # ------------------------------------------------------------------------------------------------------------
