@@ -410,7 +410,8 @@ class OfflineAWS:
                 "detail-type": "Scheduled Event",
                 "source": "aws.events",
                 "account": ACCOUNT_ID,
-                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                # EventBridge's time has whole seconds: the next one, so that what was just scored is in the window.
+                "time": (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "region": REGION,
                 "resources": [self.stack.arns["DriftCheckRule"]],
                 "detail": {},

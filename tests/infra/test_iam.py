@@ -41,6 +41,12 @@ def recorded(tmp_path_factory):
         caller.start()
         caller.join()
         assert answers[0][0] == 200, answers
+        # The drift check, as its schedule runs it (the window holds what the scoring API just scored).
+        checks = []
+        checker = threading.Thread(target=lambda: checks.append(aws.check_drift()))
+        checker.start()
+        checker.join()
+        assert checks and checks[0]["records"] == 1, checks
         arn = aws.start({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "iam-schedule")
         aws.state_output(arn, "Resolve run configuration")
         aws.client("stepfunctions").stop_execution(executionArn=arn)
@@ -73,6 +79,8 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple[str, str]]:
             return [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"), ("kms:GenerateDataKey", key_arn)]
         if operation in {"ListObjectsV2", "ListObjects"}:
             return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+    if service == "cloudwatch" and operation == "PutMetricData":
+        return [("cloudwatch:PutMetricData", "*")]  # no resource type: the namespace condition is checked below
     if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
         return [("sagemaker:InvokeEndpoint", f"{prefix}:endpoint/{params['EndpointName'].lower()}")]
     raise AssertionError(f"no IAM mapping for {service}:{operation}: add one")
@@ -126,6 +134,11 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("ScoreRecordsFunction", "DescribeModel"),
         ("ScoreRecordsFunction", "GetObject"),
         ("ScoreRecordsFunction", "InvokeEndpoint"),
+        ("ScoreRecordsFunction", "PutObject"),
+        ("CheckDriftFunction", "DescribeEndpoint"),
+        ("CheckDriftFunction", "ListObjectsV2"),
+        ("CheckDriftFunction", "GetObject"),
+        ("CheckDriftFunction", "PutMetricData"),
     ]:
         assert expected in operations
 
@@ -141,6 +154,8 @@ def test_every_call_is_allowed_by_its_functions_role(recorded):
                 missing.add(f"{call[0]}: {action} on {resource}")
             elif action == "iam:PassRole":
                 assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+            elif action == "cloudwatch:PutMetricData":
+                assert statement["Condition"]["StringEquals"]["cloudwatch:namespace"] == call[3]["Namespace"]
     assert not missing, "\n".join(sorted(missing))
 
 
