@@ -118,3 +118,16 @@ class DriftCheck(CamelModel):
     findings: list[str] = []
     watch: list[str] = []
     metrics: list[str] = []
+
+
+# What happened to a run's model, as the registry records it (steps/record_version.py).
+VersionEvent = Literal["registered", "approved", "rejected", "timedOut", "deployed", "kept", "superseded", "failed"]
+
+
+class ModelVersion(CamelModel):
+    """The run's model as a version of the stack's model registry group."""
+
+    model_package_arn: str
+    version: int
+    status: Literal["Approved", "Rejected", "PendingManualApproval"]
+    description: str
