@@ -177,13 +177,14 @@ def update_version(
     sagemaker: SageMakerClient, arn: str, status: Status, description: str, properties: dict[str, str]
 ) -> None:
     """The version's approval status, why (one line), and metadata merged in; its card's status follows."""
+    extra: dict[str, Any] = {"CustomerMetadataProperties": properties} if properties else {}  # 1-50 entries
     with sagemaker_call("UpdateModelPackage", arn):
         sagemaker.update_model_package(
             ModelPackageArn=arn,
             ModelApprovalStatus=status,
             ApprovalDescription=one_line(description),
-            CustomerMetadataProperties=properties,
             ModelCard={"ModelCardStatus": CARD_STATUS[status]},  # type: ignore[typeddict-item]
+            **extra,
         )
 
 

@@ -95,9 +95,10 @@ class EvaluateModelInput(RunStepInput):
 
 
 class CreateModelInput(RunStepInput):
-    """Create model and endpoint config."""
+    """Create model and endpoint config: from the run's registered (Approved) model version."""
 
     best: BestTrainingJob
+    version: ModelVersion
 
 
 class DeployEndpointInput(RunStepInput):

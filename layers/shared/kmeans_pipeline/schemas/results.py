@@ -69,6 +69,8 @@ class ModelCreated(CamelModel):
     model_name: str
     endpoint_config_name: str
     model_data_url: str
+    # The registered version the model is made from.
+    model_package_arn: str | None = None
 
 
 # What the deploy step did: created or updated the endpoint, found this run's deployment under way, found another
