@@ -63,7 +63,7 @@ def test_every_state_is_reachable_and_every_transition_exists():
 
 
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
-    assert len(TASKS) == 11
+    assert len(TASKS) == 16
     for name, task in TASKS.items():
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
@@ -73,6 +73,10 @@ def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
         if name == "Clean up superseded models":
             # After a verified deploy: a failed clean-up is reported, the deployment stands.
             assert STATES[catch["Next"]]["Type"] == "Succeed" and "warning" in catch["Assign"]["cleanup"]
+            continue
+        if name == "Record the deployment":
+            # So does a failed registry update after it: the warning is in the output.
+            assert catch["Next"] == "Clean up superseded models" and "registryWarning" in catch["Assign"]
             continue
         assert STATES[catch["Next"]]["Type"] == "Fail"
         assert catch["Assign"]["failure"]["step"] == name
@@ -123,9 +127,13 @@ def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
     assert ask["TimeoutSeconds"] == "{% $config.approvalTimeoutSeconds %}"
     assert "$states.context.Task.Token" in ask["Arguments"]["Message"]
     assert [(c["ErrorEquals"], c["Next"]) for c in ask["Catch"]] == [
-        (["States.Timeout"], "Approval timed out"),
+        (["States.Timeout"], "Record the timeout"),
         (["States.ALL"], "A step failed"),
     ]
+    # The registry hears of every answer before the run goes on.
+    assert STATES["Record the timeout"]["Next"] == "Approval timed out"
+    assert STATES["Record the rejection"]["Next"] == "Model rejected"
+    assert STATES["Record the approval"]["Next"] == "Create model and endpoint config"
     assert STATES["Approval timed out"]["Error"] == "ApprovalTimedOut"
     assert STATES["Model rejected"]["Error"] == "ModelRejected"
 

@@ -43,6 +43,7 @@ FUNCTIONS = {
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
     "CheckDriftFunction": "functions/check_drift/",
+    "RecordVersionFunction": "functions/record_version/",
 }
 # What the state machine invokes: every function but the scoring API, which callers invoke through its URL, and the
 # drift check, which its schedule invokes.
@@ -604,6 +605,8 @@ def test_evaluation_role_has_exactly_what_the_step_calls(resources):
         "sagemaker:DescribeEndpoint": {f"{sagemaker}:endpoint/${{NamePrefix}}-${{EnvironmentName}}"},
         "sagemaker:DescribeEndpointConfig": {f"{sagemaker}:endpoint-config/${{NamePrefix}}-${{EnvironmentName}}-*"},
         "sagemaker:DescribeModel": {f"{sagemaker}:model/${{NamePrefix}}-${{EnvironmentName}}-*"},
+        # The serving model may be made from a registered version: its artifact is the version's.
+        "sagemaker:DescribeModelPackage": {f"{sagemaker}:model-package/${{NamePrefix}}-${{EnvironmentName}}/*"},
         "s3:GetObject": {"${DataBucket.Arn}/datasets/*", "${DataBucket.Arn}/models/*", "${DataBucket.Arn}/reports/*"},
         "s3:ListBucket": {"DataBucket.Arn"},
         "s3:PutObject": {"${DataBucket.Arn}/reports/*"},
@@ -970,6 +973,7 @@ def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_s
         "sagemaker:DescribeEndpoint",
         "sagemaker:DescribeEndpointConfig",
         "sagemaker:DescribeModel",
+        "sagemaker:DescribeModelPackage",
         "sagemaker:InvokeEndpoint",
         "xray:PutTelemetryRecords",
         "xray:PutTraceSegments",
@@ -1096,3 +1100,22 @@ def test_the_model_registry_is_a_retained_tagged_group(resources, template):
     assert evaluate(properties["ModelPackageGroupName"], template) == "kmeans-dev"
     assert "\n" not in evaluate(properties["ModelPackageGroupDescription"], template)  # no control characters
     assert {t["Key"] for t in properties["Tags"]} == {"Project", "Environment", "Owner"}
+
+
+def test_the_registry_step_may_touch_only_this_stacks_versions(resources, template):
+    statements = role_statements(resources, "RecordVersionFunctionRole")
+    group = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model-package-group/${NamePrefix}-${EnvironmentName}"
+    versions = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model-package/${NamePrefix}-${EnvironmentName}/*"
+    for action in ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:DescribeModelPackage"):
+        (statement,) = allows(statements, action)
+        assert [r["Fn::Sub"] for r in as_list(statement["Resource"])] == [group, versions]
+    assert not [s for s in statements for a in as_list(s["Action"]) if a.startswith("sagemaker:") and "Endpoint" in a]
+    # The model card is encrypted with the stack's key, only through SageMaker.
+    (kms,) = allows(statements, "kms:GenerateDataKey")
+    assert kms["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sagemaker.${AWS::Region}.${AWS::URLSuffix}"}}
+    }
+    # Create model makes the model from the registered version, which it may read.
+    create = role_statements(resources, "CreateModelFunctionRole")
+    (from_version,) = [s for s in allows(create, "sagemaker:CreateModel") if "model-package" in str(s["Resource"])]
+    assert from_version["Resource"]["Fn::Sub"] == versions

@@ -20,6 +20,7 @@ from kmeans_pipeline.schemas.inputs import (
     DeployEndpointInput,
     EvaluateModelInput,
     PrepareDataInput,
+    RecordVersionInput,
     ResolveRunInput,
     StartTuningInput,
     StepInput,
@@ -43,6 +44,7 @@ INPUTS: dict[str, type[StepInput]] = {
     "check_endpoint": CheckEndpointInput,
     "verify_endpoint": VerifyEndpointInput,
     "clean_up": CleanUpInput,
+    "record_version": RecordVersionInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
 NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records", "check_drift"}
@@ -51,7 +53,7 @@ NOT_STATES = {"score_records", "check_drift"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 12
+    assert len(STEPS) == 13
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 

@@ -27,6 +27,7 @@ from kmeans_pipeline.schemas.results import (
     Evaluation,
     GateDecision,
     ModelCreated,
+    ModelVersion,
     TuningJobStarted,
     TuningStatus,
 )
@@ -149,7 +150,32 @@ def check(passed: bool, **fields: Any) -> dict:
     return EndpointVerification(passed=passed, checked_rows=20, **fields).to_json()
 
 
+VERSION_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/kmeans-dev/1"
+
+
+def version(event: dict) -> dict:
+    """Record the model version: the status its event gives the run's version (steps/record_version.py)."""
+    happened = event["event"]
+    if happened == "registered":
+        promoted = event["evaluation"]["gate"]["decision"] == "promote"
+        status = "PendingManualApproval" if promoted and event["config"]["approval"] else "Approved"
+        status = status if promoted else "Rejected"
+    else:
+        assert event["version"]["modelPackageArn"] == VERSION_ARN, event
+        status = "Approved" if happened in {"approved", "deployed"} else "Rejected"
+    return ModelVersion(model_package_arn=VERSION_ARN, version=1, status=status, description=happened).to_json()
+
+
+RECORD_STATES = [
+    "Register the model version",
+    "Record the approval",
+    "Record the rejection",
+    "Record the timeout",
+    "Record the deployment",
+]
+
 HAPPY: dict[str, Any] = {
+    **{state: version for state in RECORD_STATES},
     "Resolve run configuration": config,
     "Prepare training data": DATASET,
     "Start hyperparameter tuning": STARTED,
@@ -315,6 +341,7 @@ DEPLOY_PATH = [
     "Is the endpoint in service?",
     "Verify endpoint",
     "Did the endpoint pass verification?",
+    "Record the deployment",
     "Clean up superseded models",
     "Model deployed",
 ]
@@ -334,6 +361,7 @@ def test_a_run_that_goes_well_deploys_and_reports_every_step(workflow):
         "Check tuning job",
         "Has tuning finished?",
         "Evaluate model",
+        "Register the model version",
         "Announce the decision",
         "Promote the new model?",
         *DEPLOY_PATH,
@@ -392,8 +420,16 @@ def test_an_approved_model_is_deployed(workflow):
         "Promote the new model?",
         "Ask for approval",
         "Approved?",
+        "Record the approval",
         *DEPLOY_PATH,
     ]
+    # The version was waiting for the person, then Approved by them; the model is made from it.
+    events = [e["event"] for state, e in run.calls if state in RECORD_STATES]
+    assert events == ["registered", "approved", "deployed"]
+    [(_, approved)] = [c for c in run.calls if c[0] == "Record the approval"]
+    assert approved["approval"] == {"approved": True, "by": "ana"}
+    [(_, create)] = [c for c in run.calls if c[0] == "Create model and endpoint config"]
+    assert create["version"]["status"] == "Approved"
 
 
 @pytest.mark.parametrize(
@@ -402,7 +438,8 @@ def test_an_approved_model_is_deployed(workflow):
 def test_anything_but_an_approval_object_rejects_the_model_and_leaves_the_endpoint(workflow, answer):
     run = workflow.run({"approval": True}, answer=approve_with(answer))
     assert (run.status, run.error) == ("FAILED", "ModelRejected")
-    assert run.path[-2:] == ["Approved?", "Model rejected"] and run.invoked("Deploy to endpoint") == 0
+    assert run.path[-3:] == ["Approved?", "Record the rejection", "Model rejected"]
+    assert run.invoked("Deploy to endpoint") == 0
     assert f"Endpoint {NAMES.endpoint} was not touched. Report: s3://data/reports/run/report.json" in run.cause
     if isinstance(answer, dict) and "comment" in answer:
         assert run.cause.startswith("The model was rejected by ana: too few rows. ")
@@ -413,6 +450,7 @@ def test_an_unanswered_approval_times_out_and_leaves_the_endpoint(workflow):
     assert (run.status, run.error) == ("FAILED", "ApprovalTimedOut")
     assert run.cause.startswith("Nobody approved or rejected the model within 1 seconds. ")
     assert run.invoked("Create model and endpoint config") == 0
+    assert run.path[-2:] == ["Record the timeout", "Approval timed out"]
 
 
 def test_a_failed_approval_task_ends_the_run_with_its_cause(workflow):
@@ -555,7 +593,9 @@ def test_a_failed_announcement_does_not_stop_the_run(workflow):
 
 # "Check the previous model" is reached only after a failed check; tests/infra/test_statemachine.py pins that its Retry
 # is the same as every other step's.
-ON_A_GOOD_RUN = [s for s in LAMBDA_STATES if s != "Check the previous model"]
+# Not on a run without approval that deploys: the restore check and the approval answer's records.
+NOT_ON_A_GOOD_RUN = {"Check the previous model", "Record the approval", "Record the rejection", "Record the timeout"}
+ON_A_GOOD_RUN = [s for s in LAMBDA_STATES if s not in NOT_ON_A_GOOD_RUN]
 SAGEMAKER_STEPS = [s for s in ON_A_GOOD_RUN if s not in ("Resolve run configuration", "Prepare training data")]
 LAMBDAS_OWN = ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Runtime.ExitError", "Sandbox.Timedout"]
 
