@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 KEY = "incoming/transactions.csv"
 RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}  # always deploy
+PACKAGE_OPERATIONS = {"CreateModelPackage", "DescribeModelPackage", "UpdateModelPackage"}
 SAGEMAKER_TYPES = {
     "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
     "TrainingJobName": "training-job",
@@ -60,10 +61,25 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple[str, str]]:
     key_arn = aws.kms_key_arn
     if service == "sagemaker" and operation in {"ListModels", "ListEndpointConfigs"}:
         return [(f"sagemaker:{operation}", "*")]  # no resource-level permission
+    if service == "sagemaker" and operation in PACKAGE_OPERATIONS:
+        # A version is named by its ARN or <group>/<version>; CreateModelPackage by its group.
+        name = params.get("ModelPackageName") or params.get("ModelPackageArn")
+        arn = (
+            f"{prefix}:model-package/{name.split(':model-package/')[-1].lower()}"
+            if name
+            else f"{prefix}:model-package-group/{params['ModelPackageGroupName'].lower()}"
+        )
+        pairs = [(f"sagemaker:{operation}", arn)]
+        if params.get("Tags"):
+            pairs.append(("sagemaker:AddTags", arn))
+        return pairs
     if service == "sagemaker":
         field = next(f for f in SAGEMAKER_TYPES if f in params)  # the first named resource is the primary one
         arn = f"{prefix}:{SAGEMAKER_TYPES[field]}/{params[field].lower()}"
         pairs = [(f"sagemaker:{operation}", arn)]
+        package = (params.get("PrimaryContainer") or {}).get("ModelPackageName")
+        if operation == "CreateModel" and package:  # CreateModel reads the registered version it is made from
+            pairs.append(("sagemaker:CreateModel", f"{prefix}:model-package/{package.split(':model-package/')[-1]}"))
         if params.get("Tags"):
             pairs.append(("sagemaker:AddTags", arn))
         for role in (params.get("TrainingJobDefinition", {}).get("RoleArn"), params.get("ExecutionRoleArn")):
@@ -139,6 +155,12 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("CheckDriftFunction", "ListObjectsV2"),
         ("CheckDriftFunction", "GetObject"),
         ("CheckDriftFunction", "PutMetricData"),
+        ("RecordVersionFunction", "CreateModelPackage"),
+        ("RecordVersionFunction", "UpdateModelPackage"),
+        ("RecordVersionFunction", "DescribeModelPackage"),
+        ("EvaluateModelFunction", "DescribeModelPackage"),
+        ("ScoreRecordsFunction", "DescribeModelPackage"),
+        ("CheckDriftFunction", "DescribeModelPackage"),
     ]:
         assert expected in operations
 

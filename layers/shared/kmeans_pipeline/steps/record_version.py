@@ -134,7 +134,8 @@ def _what_happened(step: RecordVersionInput) -> tuple[Status, str, dict[str, str
     if step.event == "deployed":
         return (
             "Approved",
-            f"{(step.version.description if step.version else '')} Deployed to endpoint {step.config.names.endpoint}"
+            f"{(step.version.description if step.version else '').rstrip('.')}. Deployed to endpoint "
+            f"{step.config.names.endpoint}"
             f" ({step.endpoint_config_name or step.config.names.endpoint_config}), verified.",
             metadata(Deployed="true", EndpointConfig=step.endpoint_config_name or step.config.names.endpoint_config),
         )
