@@ -17,8 +17,8 @@ export-centroids
 score
     Reads CSV (a path, or ``-`` for stdin) and writes it back (to stdout unless ``--out``) with the columns
     ``closest_cluster,distance_to_cluster`` appended, and ``score,anomaly,explanation`` when a report gives
-    thresholds. The answer is exactly the endpoint's: the nearest centroid (the first one on a tie) and the Euclidean distance to it,
-    computed in float32 as SageMaker's K-Means container does. Clusters are written as integers, distances as
+    thresholds. The answer is the endpoint's within float32 error: the nearest centroid (the first one on a tie) and the Euclidean
+    distance to it, computed in float32 (the container's own arithmetic is not documented). Clusters are written as integers, distances as
     the shortest decimal text of the float32 value widened to a double (what the endpoint's JSON holds).
 
     Feature columns: without ``--report``, every column, in order, and there must be feature_dim of them. With

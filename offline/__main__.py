@@ -413,6 +413,8 @@ def ending(result: ExecutionResult) -> str:
         return f"{result.error}: {result.cause}"
     if result.output.get("outcome") == "kept":
         return "kept the serving model (" + result.output["evaluation"]["gate"]["reason"] + ")"
+    if result.output.get("outcome") == "superseded":
+        return "superseded (" + str(result.output.get("reason")) + ")"
     return "deployed " + result.output["endpointConfig"]
 
 
@@ -485,6 +487,11 @@ def outcome_line(result: ExecutionResult, approved: bool | None) -> str:
         return (
             f"Outcome: KEPT. The quality gate kept {out['evaluation']['gate'].get('servingModel') or 'the serving model'} "
             f"on endpoint {out['endpoint']}; the new model was not deployed."
+        )
+    if result.status == "SUCCEEDED" and out.get("outcome") == "superseded":
+        return (
+            f"Outcome: SUPERSEDED. Another execution's deployment took endpoint {out['endpoint']} while this run "
+            f"deployed {out.get('model')}: {out.get('reason')}"
         )
     if result.status == "SUCCEEDED":
         return f"Outcome: DEPLOYED {out.get('model')} to endpoint {out.get('endpoint')} ({out.get('deployment')})" + (
@@ -693,6 +700,7 @@ class Shown:
     features: list[str] | None = None
     report: dict | None = None
     demo_error: str | None = None
+    lease: dict | None = None  # who holds the deploy lease once the runs are done (nobody, if all went well)
     version: dict | None = None
     drift: dict | None = None
 
@@ -711,6 +719,7 @@ def after_the_run(
             file=stream,
         )
     shown.endpoint = endpoint_state(aws)
+    shown.lease = aws.deploy_lease()
     config = next(iter(result.state_outputs("Resolve run configuration")), None)
     names = config.get("names") if isinstance(config, dict) else None  # a failed resolve has none
     shown.resources = aws.sagemaker_resources(names) if isinstance(names, dict) else {}
@@ -763,6 +772,9 @@ def closing_lines(
             "error": r.error,
             "cause": r.cause,
             "endpointConfig": (r.output or {}).get("endpointConfig"),
+            "outcome": (r.output or {}).get("outcome"),
+            "runId": (r.output or {}).get("runId"),
+            "newMsd": (r.output or {}).get("evaluation", {}).get("gate", {}).get("newMsd"),
         }
         for r in others
     ]
@@ -781,6 +793,7 @@ def closing_lines(
                 "drift": shown.drift,
                 "demoError": shown.demo_error,
                 "executions": executions,
+                "deployLease": shown.lease,
             },
             indent=2,
         )

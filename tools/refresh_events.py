@@ -30,6 +30,7 @@ STEP_DIRS = {
     "EvaluateModelFunction": "evaluate_model",
     "VerifyEndpointFunction": "verify_endpoint",
     "RecordVersionFunction": "record_version",
+    "DeployLeaseFunction": "deploy_lease",
 }
 SCORE_BODY = "id,tranCode,Amount\nt-1,1,42.50\nt-2,4,2480.00\nt-3,1,9000.00\nt-4,2,twenty\n"
 CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "stratifyColumn": "tranCode", "maxTrainingJobs": 4}

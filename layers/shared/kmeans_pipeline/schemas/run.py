@@ -22,7 +22,7 @@ MAX_HISTORY_EVENTS = 25_000
 # What the rest of an execution needs (steps, retries, choices) is kept out of the polling budget.
 MAX_TOTAL_POLL_ROUNDS = (MAX_HISTORY_EVENTS - 1_600) // EVENTS_PER_POLL_ROUND
 # Wait loops on the endpoint, each capped by maxEndpointPollRounds (tuning has one, capped by its own).
-ENDPOINT_LOOPS = 3
+ENDPOINT_LOOPS = 4
 # The state machine's TimeoutSeconds: two days for the tuning and endpoint waits (a run's own waits must end well
 # before that, with a clear cause) plus the longest approval wait.
 MAX_APPROVAL_SECONDS = 7 * 86_400
@@ -135,8 +135,8 @@ class RunRequest(CamelModel):
             unknown = [name for name in self.treatments if name not in self.feature_columns]
             if unknown:
                 raise ValueError(f"treatments names {', '.join(unknown)}, which featureColumns does not list")
-        # Three loops wait on the endpoint: for another deployment, for this one, and for the previous model
-        # after a failed endpoint check.
+        # Four loops wait on the endpoint: for the deploy lease, for another deployment, for this one, and for the
+        # previous model after a failed endpoint check.
         rounds = self.max_tuning_poll_rounds + ENDPOINT_LOOPS * self.max_endpoint_poll_rounds
         if rounds > MAX_TOTAL_POLL_ROUNDS:
             raise ValueError(

@@ -53,6 +53,8 @@ class StackSettings(BaseModel):
     approval_timeout_hours: int = Field(default=24, ge=1, le=168)
     endpoint_check_rows: int = Field(default=1000, ge=10, le=100_000)
     resource_tags: dict[str, str] = Field(default_factory=dict)
+    # The DynamoDB table of the deploy lease (one execution at a time deploys; aws/lease.py).
+    deploy_lease_table: str = ""
 
     @field_validator("feature_columns", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from kmeans_pipeline.data.treatment import (
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.model.clusters import CRITERION, candidate_range, choose_k
 from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, KCandidate, KChoice, SourceObject
+from kmeans_pipeline.schemas.payload import too_large
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -165,32 +166,17 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         )
 
     bucket = settings.data_bucket
-    train_prefix, test_prefix = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/"
     treatment = watch.decide(result.feature_columns, config)
-    shards, raw_test_uri = len(train_out.keys), None
+    train_prefix, test_prefix, raw_test_uri = f"{config.dataset_prefix}train/", f"{config.dataset_prefix}test/", None
     if not treatment.is_identity:
         raw_test_uri = f"s3://{bucket}/{test_prefix}"
         train_prefix, test_prefix = (f"{config.dataset_prefix}features/{name}/" for name in ("train", "test"))
-        try:
-            shards = _treat(
-                s3,
-                bucket,
-                train_out.keys,
-                train_prefix,
-                treatment,
-                shard_bytes,
-                settings.training_instance_count,
-                extra,
-            )
-            _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
-        except TreatedOutOfRange as exc:
-            raise _out_of_range(s3, source, config, treatment, exc) from None
-    return Dataset(
+    dataset = Dataset(
         train_uri=f"s3://{bucket}/{train_prefix}",
         test_uri=f"s3://{bucket}/{test_prefix}",
         train_rows=result.train_rows,
         test_rows=result.test_rows,
-        train_shards=shards,
+        train_shards=len(train_out.keys),
         treatment=treatment,
         raw_test_uri=raw_test_uri,
         skipped_blank_lines=result.blank_lines,
@@ -200,6 +186,19 @@ def prepare_data(config: RunConfig, settings: StackSettings, s3: Any) -> Dataset
         source=source,
         k_choice=_k_choice(config, watch.learner, treatment, result.train_rows),
     )
+    problem = too_large(config, dataset)
+    if problem:  # before the second pass: the run could not carry this dataset through the state machine
+        raise DataValidationError(problem)
+    if treatment.is_identity:
+        return dataset
+    try:
+        shards = _treat(
+            s3, bucket, train_out.keys, train_prefix, treatment, shard_bytes, settings.training_instance_count, extra
+        )
+        _treat(s3, bucket, test_out.keys, test_prefix, treatment, shard_bytes, 1, extra)
+    except TreatedOutOfRange as exc:
+        raise _out_of_range(s3, source, config, treatment, exc) from None
+    return dataset.model_copy(update={"train_shards": shards})
 
 
 def _k_choice(

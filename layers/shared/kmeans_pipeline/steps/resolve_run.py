@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from kmeans_pipeline.aws.names import NAME_MAX, TUNING_JOB_NAME_MAX, run_id, run_resource_name
 from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
 from kmeans_pipeline.schemas.base import describe_validation_error
+from kmeans_pipeline.schemas.payload import too_large
 from kmeans_pipeline.schemas.run import ResourceNames, RunConfig, RunRequest, S3Location, check_waits
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -68,7 +69,7 @@ def resolve_run(
     tuning_name = run_resource_name(settings.name_prefix, rid, TUNING_JOB_NAME_MAX)
     run_name = run_resource_name(settings.name_prefix, rid, NAME_MAX)
     k, k_source = _k(request.k, settings.default_k)
-    return RunConfig(
+    config = RunConfig(
         execution_name=execution_name,
         run_id=rid,
         trigger=trigger,
@@ -103,6 +104,10 @@ def resolve_run(
         approval_timeout_seconds=request.approval_timeout_seconds or settings.approval_timeout_hours * 3600,
         endpoint_check_rows=settings.endpoint_check_rows,
     )
+    problem = too_large(config)
+    if problem:
+        raise InvalidInputError(f"Invalid execution input: {problem}")
+    return config
 
 
 def _field(event: dict, *path: str) -> Any:
