@@ -94,8 +94,9 @@ def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
             assert catch["Next"] == "How does the run end?" and "registryWarning" in catch["Assign"]
             continue
         if name == "Release the deploy lease":
-            # A failed release ends the run as it would have ended (the lease expires by itself).
-            assert catch["Next"] == "How does the run end?" and "release" in catch["Assign"]
+            # A failed release ends the run as it would have ended (the lease expires by itself), after the registry
+            # hears of it.
+            assert catch["Next"] == "Record what happened to the model" and "release" in catch["Assign"]
             continue
         for each in task["Catch"]:
             assert each["Assign"]["failure"]["step"] == name
@@ -133,7 +134,8 @@ def test_every_way_out_after_the_lease_is_taken_releases_it_first():
 
 def test_approval_outcomes_come_before_the_lease_so_they_hold_nothing():
     assert STATES["Promote the new model?"]["Default"] == "Take the deploy lease"
-    assert [c["Next"] for c in STATES["Approved?"]["Choices"]] == ["Take the deploy lease"]
+    assert [c["Next"] for c in STATES["Approved?"]["Choices"]] == ["Record the approval"]
+    assert STATES["Record the approval"]["Next"] == "Take the deploy lease"
     assert STATES["Model rejected"]["Type"] == STATES["Approval timed out"]["Type"] == "Fail"
 
 
@@ -201,7 +203,7 @@ def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
     # The registry hears of every answer before the run goes on.
     assert STATES["Record the timeout"]["Next"] == "Approval timed out"
     assert STATES["Record the rejection"]["Next"] == "Model rejected"
-    assert STATES["Record the approval"]["Next"] == "Create model and endpoint config"
+    assert STATES["Record the approval"]["Next"] == "Take the deploy lease"
     assert STATES["Approval timed out"]["Error"] == "ApprovalTimedOut"
     assert STATES["Model rejected"]["Error"] == "ModelRejected"
 

@@ -42,9 +42,9 @@ FUNCTIONS = {
     "VerifyEndpointFunction": "functions/verify_endpoint/",
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
-    "DeployLeaseFunction": "functions/deploy_lease/",
     "CheckDriftFunction": "functions/check_drift/",
     "RecordVersionFunction": "functions/record_version/",
+    "DeployLeaseFunction": "functions/deploy_lease/",
 }
 # What the state machine invokes: every function but the scoring API, which callers invoke through its URL, and the
 # drift check, which its schedule invokes.

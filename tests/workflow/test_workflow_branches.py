@@ -753,9 +753,12 @@ def test_another_model_serving_now_is_compared_again_under_the_lease_and_can_kee
         "Does the new model still pass the gate?",
         "Keep the model serving now",
         "Release the deploy lease",
+        "Record what happened to the model",
         "How does the run end?",
         "Serving model kept",
     ]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert recorded["event"] == "kept"  # the version is Rejected: it lost the second comparison
     assert run.output["outcome"] == "kept" and run.invoked("Create model and endpoint config") == 0
     # The comparison ran with the lease's tolerance (0 against an overlapping execution's model).
     [(_, compared)] = [c for c in run.calls if c[0] == "Compare with the model serving now"]
@@ -790,7 +793,13 @@ def test_every_way_out_after_the_lease_releases_it_first(workflow, stubs, ending
     inputs = {k: stubs.pop(k) for k in list(stubs) if k == "maxEndpointPollRounds"}
     run = workflow.run(inputs, **stubs)
     after = ["Clean up superseded models"] if ending == "Model deployed" else []
-    assert run.path[-3 - len(after) :] == ["Release the deploy lease", "How does the run end?", *after, ending]
+    assert run.path[-4 - len(after) :] == [
+        "Release the deploy lease",
+        "Record what happened to the model",
+        "How does the run end?",
+        *after,
+        ending,
+    ]
     assert run.invoked("Release the deploy lease") == 1
     if ending == "Model deployed":  # a failed release still ends the run as it would have ended
         assert run.status == "SUCCEEDED" and run.output["outcome"] == "deployed"
@@ -822,7 +831,14 @@ def test_every_way_out_after_the_lease_releases_it_first(workflow, stubs, ending
 def test_a_run_overtaken_by_another_deployment_ends_superseded_not_failed(workflow, stubs, reason):
     run = workflow.run(**stubs)
     assert run.status == "SUCCEEDED", run.cause
-    assert run.path[-3:] == ["Release the deploy lease", "How does the run end?", "Model superseded"]
+    assert run.path[-4:] == [
+        "Release the deploy lease",
+        "Record what happened to the model",
+        "How does the run end?",
+        "Model superseded",
+    ]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert recorded["event"] == "superseded"
     assert (run.output["outcome"], run.output["reason"]) == ("superseded", reason)
     assert run.output["model"] == NAMES.model and run.invoked("Clean up superseded models") == 0
 
