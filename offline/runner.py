@@ -396,7 +396,9 @@ class OfflineAWS:
 
         backend = events_backends[ACCOUNT_ID][REGION]
         for rule in backend.event_buses["default"].rules.values():
-            if rule.scheduled_expression:  # a disabled rule receives nothing (moto_patches)
+            # The retraining schedule; the drift check's schedule is OfflineAWS.check_drift (moto delivers nothing
+            # to a Lambda target). A disabled rule receives nothing (moto_patches).
+            if rule.scheduled_expression and any(t["Arn"] == self.stack.state_machine_arn for t in rule.targets):
                 event = {
                     "version": "0",
                     "id": os.urandom(16).hex(),
