@@ -16,8 +16,8 @@ export-centroids
 
 score
     Reads CSV (a path, or ``-`` for stdin) and writes it back (to stdout unless ``--out``) with the columns
-    ``closest_cluster,distance_to_cluster`` appended, and ``score,anomaly`` when a report gives thresholds. The answer
-    is the endpoint's within float32 error: the nearest centroid (the first one on a tie) and the Euclidean
+    ``closest_cluster,distance_to_cluster`` appended, and ``score,anomaly,explanation`` when a report gives
+    thresholds. The answer is the endpoint's within float32 error: the nearest centroid (the first one on a tie) and the Euclidean
     distance to it, computed in float32 (the container's own arithmetic is not documented). Clusters are written as integers, distances as
     the shortest decimal text of the float32 value widened to a double (what the endpoint's JSON holds).
 
@@ -42,6 +42,11 @@ score
     is above 1; with ``--overall``, the overall threshold for every cluster. A record closest to a
     cluster the report calls small (``smallClusters``) is scored against the nearest other cluster, as the scoring
     API scores it.
+
+    Explanations: with a report (and not ``--standardized``), the column ``explanation`` says why a flagged row is
+    flagged (empty for the others), as the scoring API does: the features or levels beyond its cluster's normal
+    range in the CSV's units, e.g. ``Amount 9,000 where tranCode 1's normal range (cluster 2) is 38.14-228`` or
+    ``tranCode 9: a level not seen in training``.
 
     The CSV is read and scored ``--chunk-rows`` rows at a time (default 10000), so its size does not matter.
     Blank lines are skipped. Every value of a feature column must be a finite number; the first one that is

@@ -12,6 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from kmeans_pipeline.data.treatment import encode, negative_log_values
+from kmeans_pipeline.model.explain import Explainer
 from kmeans_pipeline.model.scoring import anomaly_score, flag, refer, score
 from kmeans_pipeline.schemas.dataset import FeatureTreatment
 from kmeans_pipeline.schemas.report import EvaluationReport
@@ -19,6 +20,8 @@ from kmeans_pipeline.schemas.report import EvaluationReport
 PROG = "python -m kmeans_cli"
 OUTPUT_COLUMNS = ("closest_cluster", "distance_to_cluster")
 ANOMALY_COLUMNS = ("score", "anomaly")
+# With a report's treatment: why a flagged row is flagged (empty for the others).
+EXPLANATION_COLUMN = "explanation"
 DEFAULT_CHUNK_ROWS = 10_000
 
 
@@ -138,11 +141,13 @@ class _Scorer:
     thresholds: list[float | None] | None
     overall: float | None
     small: list[int]
+    explainer: Explainer | None  # with a report's treatment and thresholds
 
-    def features(self, cells: list[list[str]], lines: list[int]) -> np.ndarray:
+    def features(self, cells: list[list[str]], lines: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(raw values, model features, unseen levels (None without a treatment)) of the rows."""
         X = _parse_batch(cells, lines, self.layout, self.csv_name)
         if self.treatment is None:
-            return X
+            return X, X, None
         negative = negative_log_values(self.treatment, X)
         if negative.any():
             r, j = (int(v[0]) for v in np.nonzero(negative))
@@ -158,12 +163,13 @@ class _Scorer:
                 f"{cells[r][j].strip()} was not seen in training; scored with none of its levels set",
                 file=sys.stderr,
             )
-        return Z
+        return X, Z, unseen
 
     def columns(self, pending: list[tuple[int, list[str]]]) -> list[list[str]]:
         """The new columns' values of these rows, one list per column."""
         cells = [[row[i] for i in self.layout.features] for _, row in pending]
-        X = self.features(cells, [line for line, _ in pending]).astype(np.float32)
+        raw, Z, unseen = self.features(cells, [line for line, _ in pending])
+        X = Z.astype(np.float32)
         closest, distance = score(X, self.centroids)
         columns = [[str(c) for c in closest.tolist()], [repr(d) for d in distance.astype(np.float64).tolist()]]
         if self.thresholds is not None:
@@ -172,6 +178,14 @@ class _Scorer:
             scores = anomaly_score(reference, referred, self.thresholds, self.overall)
             columns.append([repr(float(v)) for v in scores.tolist()])
             columns.append(["true" if f else "false" for f in flags.tolist()])
+            if self.explainer is not None and unseen is not None:
+                why = [""] * len(flags)
+                rows = np.flatnonzero(flags)
+                for r, explanation in zip(
+                    rows.tolist(), self.explainer.explain_many(raw[rows], Z[rows], unseen[rows], reference[rows])
+                ):
+                    why[r] = explanation.text
+                columns.append(why)
         return columns
 
 
@@ -212,13 +226,13 @@ def score_csv(
         thresholds,
         report.thresholds.overall if report is not None else None,
         report.small_clusters.clusters if report is not None else [],
+        Explainer(report) if report is not None and treatment is not None and thresholds is not None else None,
     )
     writer = csv.writer(out, lineterminator="\n")
     pending: list[tuple[int, list[str]]] = []
     if layout.header is not None:
-        writer.writerow(
-            layout.header + list(OUTPUT_COLUMNS) + (list(ANOMALY_COLUMNS) if thresholds is not None else [])
-        )
+        new = list(OUTPUT_COLUMNS) + (list(ANOMALY_COLUMNS) if thresholds is not None else [])
+        writer.writerow(layout.header + new + ([EXPLANATION_COLUMN] if scorer.explainer is not None else []))
     else:
         pending.append(first)
     scored = 0

@@ -3,8 +3,11 @@
     python -m offline [--data PATH] [--rows N] [--name NAME] [--input JSON] [--fail MODE] [--approve | --reject]
                       [--concurrent N] [--json] [--output DIR] [--verbose]
 
-It ends with the run's evaluation report: a table, the injected anomalies of the generated sample that the report's
-thresholds catch, and report.json and report.png in the output folder.
+It shows the model's version in the model registry and its approval status, the scoring API's answers (why each
+flagged record is flagged), a drift check on the demo's traffic (20 windows as generated, then one with every
+Amount tripled, which raises the drift alarm), and ends with the run's evaluation report: a table, the injected
+anomalies of the generated sample that the report's thresholds catch, and report.json and report.png in the output
+folder.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +216,93 @@ def score_examples(
             f"{', ANOMALY' if result['anomaly'] else ''}   ({label})",
             file=stream,
         )
+        if result.get("explanation"):
+            print(f"  {'':<7}      why: {result['explanation']}", file=stream)
+
+
+def show_version(aws: OfflineAWS, result: ExecutionResult, stream: Any) -> dict | None:
+    """The run's model as a version of the stack's model registry group: its status and why, as a reviewer reads it
+    (aws sagemaker describe-model-package)."""
+    registered = next(iter(result.state_outputs("Register the model version")), None)
+    if not isinstance(registered, dict):
+        return None
+    described = aws.client("sagemaker").describe_model_package(ModelPackageName=registered["modelPackageArn"])
+    meta = described.get("CustomerMetadataProperties") or {}
+    print(
+        f"\nModel registry: {aws.stack.outputs['ModelPackageGroupName']} version {described['ModelPackageVersion']} "
+        f"is {described['ModelApprovalStatus']}: {described.get('ApprovalDescription')}\n"
+        f"  evidence {described['ModelMetrics']['ModelQuality']['Statistics']['S3Uri']} "
+        f"({described['ModelMetrics']['ModelQuality']['Statistics']['ContentDigest'][:19]}...), "
+        f"k={meta.get('K')}, {meta.get('TrainRows')} training rows, treatment {meta.get('Treatment')}",
+        file=stream,
+    )
+    return {
+        "modelPackageArn": described["ModelPackageArn"],
+        "version": described["ModelPackageVersion"],
+        "status": described["ModelApprovalStatus"],
+        "approvalDescription": described.get("ApprovalDescription"),
+    }
+
+
+DRIFT_WINDOWS = 20
+DRIFT_WINDOW_RECORDS = 1000
+DRIFT_SHIFT = 3.0
+
+
+def drift_windows(aws: OfflineAWS, output: Path, stream: Any) -> dict:
+    """Fresh traffic from the sample's generator scored through the scoring API in windows of 1,000 records, each
+    checked for drift as the stack's schedule would, the alarm evaluated after each: 20 windows as generated, then
+    one with every Amount tripled."""
+    live = generate(output / "live-traffic", rows=(DRIFT_WINDOWS + 1) * DRIFT_WINDOW_RECORDS, seed=1001)
+    rows = np.loadtxt(live.csv_path, delimiter=",", skiprows=1, ndmin=2)
+    print(
+        f"\nDrift: {DRIFT_WINDOWS} windows of {DRIFT_WINDOW_RECORDS:,} fresh records through the scoring API, each "
+        "checked against the report (PSI of distances and of each column, the flagged share), then one window with "
+        f"every Amount x{DRIFT_SHIFT:g}:",
+        file=stream,
+    )
+    checks, alarms = [], []
+    for i in range(DRIFT_WINDOWS + 1):
+        window = rows[i * DRIFT_WINDOW_RECORDS : (i + 1) * DRIFT_WINDOW_RECORDS].copy()
+        if i == DRIFT_WINDOWS:
+            window[:, 1] *= DRIFT_SHIFT
+        body = "tranCode,Amount\n" + "".join(f"{int(c)},{a:.2f}\n" for c, a in window)
+        start = datetime.now(UTC)
+        status, answer = score_api(aws, body)
+        if status != 200:
+            raise RuntimeError(f"the scoring API answered {status}: {answer.get('error')}")
+        check = aws.check_drift((start, datetime.now(UTC)))
+        changes = [c for c in aws.evaluate_alarms() if c.alarm == aws.stack.outputs["DriftAlarmName"]]
+        checks.append(check)
+        alarms.append(changes[-1].new if changes else None)
+    unshifted = checks[:DRIFT_WINDOWS]
+    raised = sum(1 for a in alarms[:DRIFT_WINDOWS] if a == "ALARM")
+    print(
+        f"  as generated: drift in {sum(bool(c['drift']) for c in unshifted)} of {DRIFT_WINDOWS} windows, the alarm "
+        f"raised {raised} times; largest PSI {max(c['distancePsi'] for c in unshifted):.3f} (distances), "
+        + ", ".join(f"{max(c['columnPsi'][k] for c in unshifted):.3f} ({k})" for k in unshifted[0]["columnPsi"])
+        + f"; flagged {min(c['flaggedShare'] for c in unshifted):.2%}-{max(c['flaggedShare'] for c in unshifted):.2%}"
+        f" (the evaluation flagged {unshifted[0]['expectedFlaggedShare']:.2%})",
+        file=stream,
+    )
+    shifted = checks[-1]
+    print(f"  Amount x{DRIFT_SHIFT:g}: drift {shifted['drift']}: " + "; ".join(shifted["findings"]), file=stream)
+    note = next((n for n in reversed(aws.notifications) if n["message"]["NewStateValue"] == "ALARM"), None)
+    if note:
+        retrain = aws.stack.parameters.get("RetrainOnDrift") == "true"
+        print(
+            f"  the drift alarm went {alarms[-1]} and notified the topic: {note['subject']}"
+            + ("" if retrain else " (RetrainOnDrift is false: no retraining run started)"),
+            file=stream,
+        )
+    return {
+        "windows": DRIFT_WINDOWS,
+        "unshiftedDrift": sum(bool(c["drift"]) for c in unshifted),
+        "unshiftedAlarms": raised,
+        "shiftedDrift": shifted["drift"],
+        "alarm": alarms[-1],
+        "findings": shifted["findings"],
+    }
 
 
 def sample_rows(text: str) -> int:
@@ -610,6 +701,8 @@ class Shown:
     report: dict | None = None
     demo_error: str | None = None
     lease: dict | None = None  # who holds the deploy lease once the runs are done (nobody, if all went well)
+    version: dict | None = None
+    drift: dict | None = None
 
 
 def after_the_run(
@@ -638,6 +731,9 @@ def after_the_run(
         if shown.features and (result.status == "SUCCEEDED" or args.fail == "update"):
             shown.rows = report_view.read_rows(csv_path, shown.features)  # the CSV as the data step read it
             score_examples(aws, *shown.rows, shown.features, stream, anomaly_lines)
+        shown.version = show_version(aws, result, stream)
+        if result.status == "SUCCEEDED" and anomaly_lines is not None and args.concurrent == 1 and not args.fail:
+            shown.drift = drift_windows(aws, args.output, stream)
         shown.fetched = fetch_report(aws, result, stream)
     except Exception as exc:  # the run's own outcome is printed whatever the display after it meets
         shown.demo_error = demo_failed(exc, stream)
@@ -693,6 +789,8 @@ def closing_lines(
                 "output": result.output,
                 "endpoint": shown.endpoint,
                 "report": shown.report,
+                "modelVersion": shown.version,
+                "drift": shown.drift,
                 "demoError": shown.demo_error,
                 "executions": executions,
                 "deployLease": shown.lease,

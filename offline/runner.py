@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -256,6 +257,8 @@ class OfflineAWS:
         self.builder: StackBuilder | None = None
         self._clients: dict[str, Any] = {}  # service -> the runner's own client (clients are thread-safe)
         self._clients_lock = threading.Lock()
+        self._alarm_states: dict[str, str] = {}  # alarm name -> its state as the runner evaluated it
+        self.notifications: list[dict] = []  # what the alarms published to their topics
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def __enter__(self) -> OfflineAWS:
@@ -393,7 +396,9 @@ class OfflineAWS:
 
         backend = events_backends[ACCOUNT_ID][REGION]
         for rule in backend.event_buses["default"].rules.values():
-            if rule.scheduled_expression:  # a disabled rule receives nothing (moto_patches)
+            # The retraining schedule; the drift check's schedule is OfflineAWS.check_drift (moto delivers nothing
+            # to a Lambda target). A disabled rule receives nothing (moto_patches).
+            if rule.scheduled_expression and any(t["Arn"] == self.stack.state_machine_arn for t in rule.targets):
                 event = {
                     "version": "0",
                     "id": os.urandom(16).hex(),
@@ -406,6 +411,110 @@ class OfflineAWS:
                     "detail": {},
                 }
                 rule.send_to_targets(event)
+
+    def check_drift(self, window: tuple[datetime, datetime] | None = None) -> dict:
+        """Run the drift check as its schedule does (a "Scheduled Event" now), or on an explicit [start, end)
+        window as an operator would; returns its output. moto delivers no event to a Lambda target."""
+        name = self.stack.physical["CheckDriftFunction"]
+        if window is None:
+            event: dict = {
+                "version": "0",
+                "id": os.urandom(16).hex(),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": ACCOUNT_ID,
+                # EventBridge's time has whole seconds: the next one, so that what was just scored is in the window.
+                "time": (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [self.stack.arns["DriftCheckRule"]],
+                "detail": {},
+            }
+        else:
+            event = {"windowStart": _iso(window[0]), "windowEnd": _iso(window[1])}
+        answer = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
+        payload = json.loads(answer["Payload"].read())
+        if answer.get("FunctionError"):
+            raise RuntimeError(f"the drift check failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
+        return payload
+
+    def evaluate_alarms(self, now: datetime | None = None) -> list[AlarmChange]:
+        """Evaluate the stack's metric alarms as CloudWatch does, which moto never does: the latest
+        EvaluationPeriods periods of the metric's statistic against the threshold (DatapointsToAlarm of them
+        breaching), missing data as TreatMissingData says. A change of state notifies the alarm's actions (SNS,
+        in CloudWatch's message format, kept in ``notifications``) and emits the "CloudWatch Alarm State Change"
+        event, which the runner delivers to the enabled rules that match it (a state machine target starts an
+        execution with the native event, as EventBridge does). Callers may not send aws.* events through
+        PutEvents, so only the runner can."""
+        now = now or datetime.now(UTC)
+        cloudwatch = self.client("cloudwatch")
+        changes = []
+        for alarm in cloudwatch.describe_alarms()["MetricAlarms"]:
+            state, reason = _alarm_state(cloudwatch, alarm, now)
+            old = self._alarm_states.get(alarm["AlarmName"], "INSUFFICIENT_DATA")
+            if state is None or state == old:
+                continue
+            self._alarm_states[alarm["AlarmName"]] = state
+            cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason)
+            change = AlarmChange(alarm["AlarmName"], old, state, reason)
+            message = {
+                "AlarmName": alarm["AlarmName"],
+                "AlarmDescription": alarm.get("AlarmDescription"),
+                "AWSAccountId": ACCOUNT_ID,
+                "NewStateValue": state,
+                "NewStateReason": reason,
+                "StateChangeTime": now.isoformat(),
+                "Region": REGION,
+                "AlarmArn": alarm["AlarmArn"],
+                "OldStateValue": old,
+                "Trigger": {
+                    "MetricName": alarm["MetricName"],
+                    "Namespace": alarm["Namespace"],
+                    "Statistic": alarm["Statistic"].upper(),
+                    "Period": alarm["Period"],
+                    "EvaluationPeriods": alarm["EvaluationPeriods"],
+                    "ComparisonOperator": alarm["ComparisonOperator"],
+                    "Threshold": alarm["Threshold"],
+                    "TreatMissingData": alarm.get("TreatMissingData", "missing"),
+                    "Dimensions": [{"name": d["Name"], "value": d["Value"]} for d in alarm.get("Dimensions", [])],
+                },
+            }
+            actions = alarm.get("AlarmActions", []) if state == "ALARM" else alarm.get("OKActions", [])
+            for topic in actions:
+                subject = f'{state}: "{alarm["AlarmName"]}" in {REGION}'
+                self.client("sns").publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message))
+                self.notifications.append({"topic": topic, "subject": subject, "message": message})
+            event = {
+                "version": "0",
+                "id": os.urandom(16).hex(),
+                "detail-type": "CloudWatch Alarm State Change",
+                "source": "aws.cloudwatch",
+                "account": ACCOUNT_ID,
+                "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [alarm["AlarmArn"]],
+                "detail": {
+                    "alarmName": alarm["AlarmName"],
+                    "state": {"value": state, "reason": reason, "timestamp": now.isoformat()},
+                    "previousState": {"value": old},
+                    "configuration": {"description": alarm.get("AlarmDescription", "")},
+                },
+            }
+            change.executions = self._deliver(event)
+            changes.append(change)
+        return changes
+
+    def _deliver(self, event: dict) -> list[str]:
+        """Start the state machine for each enabled rule that matches the event; returns the executions."""
+        from moto.events.models import events_backends
+
+        started = []
+        for rule in events_backends[ACCOUNT_ID][REGION].event_buses["default"].rules.values():
+            if rule.state != "ENABLED" or rule.scheduled_expression or not rule.event_pattern.matches_event(event):
+                continue
+            for target in rule.targets:
+                if target["Arn"] == self.stack.state_machine_arn:
+                    started.append(self.start(event, f"drift-{os.urandom(6).hex()}"))
+        return started
 
     def state_output(self, arn: str, state: str, timeout: float = 60.0) -> Any:
         """The output of `state` the first time it is left in a running execution, waiting for it."""
@@ -577,6 +686,58 @@ class OfflineAWS:
             except ClientError:
                 found[kind] = []
         return found
+
+
+@dataclass
+class AlarmChange:
+    """An alarm's change of state as the runner evaluated it, and the executions its event started."""
+
+    alarm: str
+    old: str
+    new: str
+    reason: str
+    executions: list[str] = field(default_factory=list)
+
+
+_COMPARE = {
+    "GreaterThanThreshold": lambda v, t: v > t,
+    "GreaterThanOrEqualToThreshold": lambda v, t: v >= t,
+    "LessThanThreshold": lambda v, t: v < t,
+    "LessThanOrEqualToThreshold": lambda v, t: v <= t,
+}
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _alarm_state(cloudwatch: Any, alarm: dict, now: datetime) -> tuple[str | None, str]:
+    """(the state CloudWatch would put the alarm in, why); None: missing data that leaves it as it is."""
+    period, periods = int(alarm["Period"]), int(alarm["EvaluationPeriods"])
+    stats = cloudwatch.get_metric_statistics(
+        Namespace=alarm["Namespace"],
+        MetricName=alarm["MetricName"],
+        Dimensions=alarm.get("Dimensions", []),
+        StartTime=now - timedelta(seconds=period * periods),
+        EndTime=now + timedelta(seconds=1),
+        Period=period,
+        Statistics=[alarm["Statistic"]],
+    )["Datapoints"]
+    values = [p[alarm["Statistic"]] for p in sorted(stats, key=lambda p: p["Timestamp"])][-periods:]
+    threshold, compare = float(alarm["Threshold"]), _COMPARE[alarm["ComparisonOperator"]]
+    if not values:
+        treat = alarm.get("TreatMissingData", "missing")
+        reason = f"no datapoints in the last {periods} period(s) of {period} s (TreatMissingData {treat})"
+        return {"notBreaching": "OK", "breaching": "ALARM"}.get(treat), reason
+    breaching = [v for v in values if compare(v, threshold)]
+    needed = int(alarm.get("DatapointsToAlarm") or periods)
+    shown = ", ".join(f"{v:g}" for v in values)
+    if len(breaching) >= needed:
+        return (
+            "ALARM",
+            f"Threshold Crossed: {len(breaching)} datapoint(s) [{shown}] {alarm['ComparisonOperator']} {threshold:g}",
+        )
+    return "OK", f"Threshold not crossed: datapoint(s) [{shown}] against {threshold:g}"
 
 
 def _state_event(event: dict, start: Any) -> StateEvent | None:

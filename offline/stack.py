@@ -226,12 +226,26 @@ class StackBuilder:
                 name = f"/offline/{lower}"
         elif kind == "AWS::SNS::Topic":
             name = f"{self.stack_name}-{logical}"
+        elif kind == "AWS::CloudWatch::Alarm":
+            name = self.resolve(props["AlarmName"]) if "AlarmName" in props else f"{self.stack_name}-{logical}"
+            arn_by_kind[kind] = lambda n: f"arn:aws:cloudwatch:{self.region}:{ACCOUNT_ID}:alarm:{n}"
+        elif kind == "AWS::SageMaker::ModelPackageGroup":
+            # Ref returns the group's ARN, as in CloudFormation.
+            name = self.resolve(props["ModelPackageGroupName"])
+            arn_by_kind[kind] = lambda n: (
+                f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:model-package-group/{n.lower()}"
+            )
         elif kind == "AWS::DynamoDB::Table" and "TableName" in props:
             name = self.resolve(props["TableName"])
         self.deployed.physical[logical] = name
         if kind in arn_by_kind:
             self.deployed.arns[logical] = arn_by_kind[kind](name)
-            if kind in {"AWS::SNS::Topic", "AWS::Serverless::LayerVersion", "AWS::Serverless::StateMachine"}:
+            if kind in {
+                "AWS::SNS::Topic",
+                "AWS::Serverless::LayerVersion",
+                "AWS::Serverless::StateMachine",
+                "AWS::SageMaker::ModelPackageGroup",
+            }:
                 self.deployed.physical[logical] = self.deployed.arns[logical]
 
     def _create_KMS_Key(self, logical: str, props: dict) -> None:
@@ -321,6 +335,39 @@ class StackBuilder:
         if targets:
             events.put_targets(Rule=name, Targets=targets)
         self.deployed.rules[logical] = name
+
+    def _create_CloudWatch_Alarm(self, logical: str, props: dict) -> None:
+        # moto keeps the alarm but never evaluates it: the runner does (OfflineAWS.evaluate_alarms).
+        keys = [
+            "AlarmDescription",
+            "Namespace",
+            "MetricName",
+            "Dimensions",
+            "Statistic",
+            "Period",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "Threshold",
+            "ComparisonOperator",
+            "TreatMissingData",
+            "AlarmActions",
+            "OKActions",
+            "Tags",
+        ]
+        args = {key: props[key] for key in keys if key in props}
+        for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if key in args:
+                args[key] = int(args[key])
+        args["Threshold"] = float(args["Threshold"])
+        self.client("cloudwatch").put_metric_alarm(AlarmName=self.deployed.physical[logical], **args)
+
+    def _create_SageMaker_ModelPackageGroup(self, logical: str, props: dict) -> None:
+        # The SageMaker stand-in answers (it is installed before the stack is deployed).
+        self.client("sagemaker").create_model_package_group(
+            ModelPackageGroupName=props["ModelPackageGroupName"],
+            ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", ""),
+            Tags=props.get("Tags", []),
+        )
 
     def _create_DynamoDB_Table(self, logical: str, props: dict) -> None:
         ddb = self.client("dynamodb")

@@ -29,6 +29,7 @@ STEP_DIRS = {
     "CleanUpFunction": "clean_up",
     "EvaluateModelFunction": "evaluate_model",
     "VerifyEndpointFunction": "verify_endpoint",
+    "RecordVersionFunction": "record_version",
     "DeployLeaseFunction": "deploy_lease",
 }
 SCORE_BODY = "id,tranCode,Amount\nt-1,1,42.50\nt-2,4,2480.00\nt-3,1,9000.00\nt-4,2,twenty\n"
@@ -50,6 +51,8 @@ def main() -> int:
                 event = {**event, "input": CONSOLE_INPUT}
             if logical == "CheckTuningFunction":
                 event = aws.step_events[logical][-1]
+            if logical == "RecordVersionFunction":  # the registration; what later events add is null in it
+                event = {**dict.fromkeys(("version", "approval", "reason", "endpointConfigName")), **event}
             if "config" in event:  # the run polled without waiting; show the deployed default
                 event = {**event, "config": {**event["config"], "pollSeconds": 60}}
             text = json.dumps(event, indent=2).replace(bucket, PLACEHOLDER)

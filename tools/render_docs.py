@@ -74,6 +74,14 @@ def render(asl: dict) -> str:
     )
     lines.append('  score_api -- "treated features" --> endpoint[("SageMaker endpoint")]')
     lines.append(f'  {_node_id("Deploy to endpoint", ids)} -. "creates or updates" .-> endpoint')
+    # What the scoring API scored, checked for drift on the stack's schedule; the alarm can start a run.
+    lines.append('  score_api -. "scored records (S3, KMS)" .-> drift["Check drift (schedule)"]')
+    lines.append('  drift -- "DriftDetected" --> drift_alarm(["Drift alarm"])')
+    lines.append('  drift_alarm -. "notifies" .-> notify')
+    lines.append('  drift_alarm -. "RetrainOnDrift" .-> sm_start')
+    lines.append(
+        f'  {_node_id("Register the model version", ids)} -. "versions, status" .-> registry[("Model registry")]'
+    )
     lines.append("  classDef fail fill:#fdd,stroke:#c00")
     lines.append("  classDef ok fill:#dfd,stroke:#070")
     if classes["fail"]:
@@ -125,6 +133,10 @@ def steps_table(asl: dict) -> str:
     rows.append(
         "| (function URL, not a state) | `ScoreRecordsFunction` | `functions/score_records/app.py` "
         "| `kmeans_pipeline.steps.score_records.score_records()` |"
+    )
+    rows.append(
+        "| (schedule, not a state) | `CheckDriftFunction` | `functions/check_drift/app.py` "
+        "| `kmeans_pipeline.steps.check_drift.check_drift()` |"
     )
     return "\n".join(rows)
 

@@ -16,6 +16,6 @@ logger = Logger()
 def handler(event: dict, context: LambdaContext) -> dict:
     step = CreateModelInput.from_event(event)
     follow_run(logger, step.config)
-    created = create_model(step.config, step.best, StackSettings.from_env(), client("sagemaker"))
+    created = create_model(step.config, step.best, step.version, StackSettings.from_env(), client("sagemaker"))
     logger.info("Model created", extra={"model": created.model_name, "endpoint_config": created.endpoint_config_name})
     return created.to_json()

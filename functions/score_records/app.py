@@ -1,4 +1,5 @@
-"""Score records: the function URL that answers, per raw record, its cluster, distance, score and anomaly flag."""
+"""Score records: the function URL that answers, per raw record, its cluster, distance, score and anomaly flag, and
+why a flagged record is flagged; the scored records are kept for drift checks."""
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,17 +24,25 @@ def handler(event: dict, context: LambdaContext) -> dict:
         client("sagemaker"),
         client("s3"),
         client("sagemaker-runtime"),
+        kms_key_arn=settings.kms_key_arn,
     )
     body, endpoint = response.body, {"endpoint": settings.endpoint_name}
     if response.status == 200:
-        logger.info("Records scored", extra={"status": 200, "model": body["model"], "records": body["records"]})
+        logger.info(
+            "Records scored",
+            extra={"status": 200, "model": body["model"], "records": body["records"], "recorded": response.recorded},
+        )
         count(
             metrics,
-            endpoint,
+            {**endpoint, "model": body["model"]},
             RecordsScored=body["scored"],
             RecordsFlagged=body["anomalies"],
             RecordsRefused=body["errors"],
+            UnseenLevels=body["unseenLevels"],
         )
+        if response.not_recorded:
+            logger.warning("Scored records not kept for drift checks", extra={"error": response.not_recorded})
+            count(metrics, {**endpoint, "model": body["model"]}, ScoredRecordsNotKept=body["scored"])
     else:
         logger.info("Request refused", extra={"status": response.status, "error": body["error"]})
         count(metrics, endpoint, RequestsRefused=1)

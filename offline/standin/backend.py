@@ -17,7 +17,7 @@ from typing import Any
 import botocore.exceptions
 import numpy as np
 
-from . import hosting, training, validators
+from . import hosting, registry, training, validators
 from .exceptions import (
     ResourceInUse,
     ResourceLimitExceeded,
@@ -51,6 +51,12 @@ OPERATIONS = (
     "ListEndpoints",
     "AddTags",
     "ListTags",
+    "CreateModelPackageGroup",
+    "DescribeModelPackageGroup",
+    "CreateModelPackage",
+    "DescribeModelPackage",
+    "UpdateModelPackage",
+    "ListModelPackages",
 )
 
 
@@ -111,6 +117,10 @@ class SageMakerBackend(State):
         super().__init__(*args, **kwargs)
         self._throttle_key: tuple | None = None
         self._throttle_counts: dict[tuple[str, str], int] = {}
+        self.package_groups: dict[str, registry.ModelPackageGroup] = {}
+        self.client_tokens: dict[str, registry.ModelPackage] = {}
+        # Who the stand-in says made a call (CreatedBy, LastModifiedBy): an IAM identity, as for a Lambda's role.
+        self.caller = {"IamIdentity": {"Arn": f"arn:aws:sts::{self.account_id}:assumed-role/offline/standin"}}
 
     # -- checks that need AWS --------------------------------------------------------------------------
 
@@ -316,12 +326,28 @@ class SageMakerBackend(State):
     def create_model(self, p: dict) -> dict:
         name, tags = validators.check_model(p, self.region, self._check_model_data)
         resource_arn = self.arn("model", name)
+        container = p.get("PrimaryContainer") or (p.get("Containers") or [{}])[0]
+        resolved = None
+        if container.get("ModelPackageName"):
+            resolved = self._approved_container(container["ModelPackageName"])
+            self._check_model_data(resolved.get("ModelDataUrl"), "ModelPackage ModelDataUrl")
         with self.lock:
             if name.lower() in self.models:
                 raise ValidationException(f'Cannot create already existing model "{resource_arn}".')
             request = copy.deepcopy({k: v for k, v in p.items() if k != "Tags"})
-            self.add(self.models, Model(name, resource_arn, request, now()), tags)
+            self.add(self.models, Model(name, resource_arn, request, now(), resolved), tags)
         return {"ModelArn": resource_arn}
+
+    def _approved_container(self, package_name: Any) -> dict:
+        """The container of a registered version that may be deployed (Approved)."""
+        with self.lock:
+            package = self._package(package_name)
+            if package.status != "Approved":
+                raise ValidationException(
+                    f"Model package {package.arn} is {package.status}: only an Approved model package version can "
+                    "be deployed."
+                )  # UNVERIFIED wording
+            return package.container()
 
     def describe_model(self, p: dict) -> dict:
         with self.lock:
@@ -451,6 +477,123 @@ class SageMakerBackend(State):
             return {"Endpoints": [e.summary() for e in page], "NextToken": nxt}
 
     # == tags ==========================================================================================
+
+    # == the model registry ===========================================================================
+
+    def _group(self, name_or_arn: Any) -> registry.ModelPackageGroup:
+        name = registry.group_of(name_or_arn)
+        group = self.package_groups.get(name.lower())
+        if group is None:
+            raise ValidationException(f"ModelPackageGroup {self.arn('model-package-group', name)} does not exist.")
+        return group
+
+    def _package(self, name: Any, field: str = "modelPackageName") -> registry.ModelPackage:
+        group_name, version = registry.version_of(name, field)
+        group = self.package_groups.get(group_name.lower())
+        if group is None or not 1 <= version <= len(group.versions):
+            raise ValidationException(f"ModelPackage {name} does not exist.")  # UNVERIFIED wording
+        return group.versions[version - 1]
+
+    def create_model_package_group(self, p: dict) -> dict:
+        name = registry.check_group_name(p.get("ModelPackageGroupName"))
+        if p.get("ModelPackageGroupDescription") is not None:
+            registry.check_text(p["ModelPackageGroupDescription"], "modelPackageGroupDescription", 1024)
+        tags = validators.check_tags(p.get("Tags"))
+        resource_arn = self.arn("model-package-group", name)
+        with self.lock:
+            if name.lower() in self.package_groups:
+                raise ValidationException(f"Model Package Group already exists: {resource_arn}")  # UNVERIFIED wording
+            group = registry.ModelPackageGroup(
+                name, resource_arn, p.get("ModelPackageGroupDescription"), now(), self.caller
+            )
+            self.package_groups[name.lower()] = group
+            self.tags[resource_arn] = tags
+        return {"ModelPackageGroupArn": resource_arn}
+
+    def describe_model_package_group(self, p: dict) -> dict:
+        with self.lock:
+            return self._group(p.get("ModelPackageGroupName")).describe()
+
+    def create_model_package(self, p: dict) -> dict:
+        if p.get("ModelPackageName") and p.get("ModelPackageGroupName"):
+            raise ValidationException(
+                "Both ModelPackageName and ModelPackageGroupName are provided in the input. Cannot determine which "
+                "one to use."
+            )
+        if not p.get("ModelPackageGroupName"):
+            raise ValidationException(
+                "Unversioned model packages are not supported by the SageMaker stand-in: give ModelPackageGroupName."
+            )
+        token = p.get("ClientToken")
+        registry.check_client_token(token)
+        if p.get("ModelPackageDescription") is not None:
+            registry.check_text(p["ModelPackageDescription"], "modelPackageDescription", 1024)
+        if p.get("ModelApprovalStatus") is not None:
+            validators.check_enum(p["ModelApprovalStatus"], "modelApprovalStatus", registry.APPROVAL)
+        registry.check_inference_specification(p.get("InferenceSpecification"), self.region)
+        registry.check_model_metrics(p.get("ModelMetrics"))
+        registry.check_metadata(p.get("CustomerMetadataProperties"))
+        registry.check_model_card(p.get("ModelCard"))
+        tags = validators.check_tags(p.get("Tags"))
+        if p.get("SecurityConfig"):
+            self._check_kms(p["SecurityConfig"].get("KmsKeyId"), "SecurityConfig.KmsKeyId")
+        with self.lock:
+            if token and token in self.client_tokens:  # a retried request: the version it made
+                return {"ModelPackageArn": self.client_tokens[token].arn}
+            group = self._group(p["ModelPackageGroupName"])
+            version = len(group.versions) + 1
+            request = {k: v for k, v in p.items() if k not in ("Tags", "ClientToken")}
+            package = registry.ModelPackage(
+                group, version, self.arn("model-package", f"{group.name}/{version}"), request, now(), self.caller
+            )
+            group.versions.append(package)
+            if token:
+                self.client_tokens[token] = package
+            self.tags[package.arn] = tags
+        return {"ModelPackageArn": package.arn}
+
+    def describe_model_package(self, p: dict) -> dict:
+        with self.lock:
+            return self._package(p.get("ModelPackageName")).describe()
+
+    def update_model_package(self, p: dict) -> dict:
+        arn = registry.check_package_arn(p.get("ModelPackageArn"))
+        if p.get("ModelApprovalStatus") is not None:
+            validators.check_enum(p["ModelApprovalStatus"], "modelApprovalStatus", registry.APPROVAL)
+        if p.get("ApprovalDescription") is not None:
+            registry.check_one_line(p["ApprovalDescription"], "approvalDescription", 1024)
+        added = registry.check_metadata(p.get("CustomerMetadataProperties"))
+        registry.check_model_card(p.get("ModelCard"))
+        with self.lock:
+            package = self._package(arn, "modelPackageArn")
+            merged = {**package.metadata, **added}
+            for key in p.get("CustomerMetadataPropertiesToRemove") or []:
+                merged.pop(key, None)
+            if len(merged) > registry.MAX_METADATA:
+                raise ResourceLimitExceeded(
+                    f"A model package holds at most {registry.MAX_METADATA} customer metadata properties."
+                )
+            package.metadata = merged
+            if p.get("ModelApprovalStatus") is not None:
+                package.status = p["ModelApprovalStatus"]
+            if p.get("ApprovalDescription") is not None:
+                package.approval_description = p["ApprovalDescription"]
+            if p.get("ModelCard") is not None:
+                package.card = {**(package.card or {}), **copy.deepcopy(p["ModelCard"])}
+            package.modified, package.modified_by = now(), self.caller
+        return {"ModelPackageArn": package.arn}
+
+    def list_model_packages(self, p: dict) -> dict:
+        with self.lock:
+            if p.get("ModelPackageGroupName"):
+                items = list(self._group(p["ModelPackageGroupName"]).versions)
+            else:
+                items = [v for g in self.package_groups.values() for v in g.versions]
+            if p.get("ModelApprovalStatus"):
+                validators.check_enum(p["ModelApprovalStatus"], "modelApprovalStatus", registry.APPROVAL)
+                items = [v for v in items if v.status == p["ModelApprovalStatus"]]
+            page, nxt = paginate(_filter_and_sort(items, p), p)
+            return {"ModelPackageSummaryList": [v.summary() for v in page], "NextToken": nxt}
 
     def add_tags(self, p: dict) -> dict:
         new = validators.check_tags(p.get("Tags"))

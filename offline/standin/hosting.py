@@ -75,11 +75,10 @@ def _load_variants(state: State, config_name: str) -> list[Variant]:
             model = state.models.get(str(spec.get("ModelName")).lower())
             if model is None:
                 raise JobFailure(f'Could not find model "{state.arn("model", str(spec.get("ModelName")))}".')
-            models[spec["VariantName"]] = copy.deepcopy(model.request)
+            models[spec["VariantName"]] = model.serving_container()
     variants = []
     for spec in specs:
-        req = models[spec["VariantName"]]
-        container = req.get("PrimaryContainer") or (req.get("Containers") or [{}])[0]
+        container = models[spec["VariantName"]]
         url = container.get("ModelDataUrl") or ((container.get("ModelDataSource") or {}).get("S3DataSource") or {}).get(
             "S3Uri"
         )

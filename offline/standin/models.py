@@ -235,8 +235,17 @@ class TuningJob:
 
 
 class Model:
-    def __init__(self, name, arn, request, now):
+    def __init__(self, name, arn, request, now, resolved: dict | None = None):
         self.name, self.arn, self.request, self.created = name, arn, request, now
+        # A model made from a registered version: the version's container (image, artifact), which DescribeModel
+        # does not show (it answers the container as given, ModelPackageName).
+        self.resolved = resolved
+
+    def serving_container(self) -> dict:
+        """The container the endpoint runs: the registered version's, or the one given."""
+        if self.resolved is not None:
+            return copy.deepcopy(self.resolved)
+        return copy.deepcopy(self.request.get("PrimaryContainer") or (self.request.get("Containers") or [{}])[0])
 
     def describe(self) -> dict:
         out = copy.deepcopy(self.request)

@@ -587,10 +587,18 @@ def check_model(p: dict, region: str, model_data: Callable[[Any, str], None]) ->
             "stand-in: give one container holding the K-Means model."
         )
     container = primary or containers[0]
-    if container.get("ModelPackageName"):
-        raise ValidationException("ModelPackageName is not supported by the SageMaker stand-in.")
     if container.get("Mode", "SingleModel") != "SingleModel":
         raise ValidationException("Multi-model endpoints are not supported by the SageMaker stand-in.")
+    if container.get("ModelPackageName"):
+        # The registered version's image and artifact (the backend resolves them); none of its own.
+        if container.get("Image") or container.get("ModelDataUrl") or container.get("ModelDataSource"):
+            raise ValidationException(
+                "A container that names a ModelPackageName takes its image and model data from the model package."
+            )  # UNVERIFIED wording
+        if p.get("ExecutionRoleArn") is not None:
+            check_role(p.get("ExecutionRoleArn"), "ExecutionRoleArn")
+        check_vpc(p.get("VpcConfig"))
+        return name, tags
     check_image(container.get("Image"), "Image", region)
     if p.get("ExecutionRoleArn") is not None:
         check_role(p.get("ExecutionRoleArn"), "ExecutionRoleArn")

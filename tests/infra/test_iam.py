@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
 KEY = "incoming/transactions.csv"
 RUN = {"dataKey": KEY, "pollSeconds": 0, "maxTrainingJobs": 2, "k": 3, "gateTolerancePercent": 1000}  # always deploy
+PACKAGE_OPERATIONS = {"CreateModelPackage", "DescribeModelPackage", "UpdateModelPackage"}
 SAGEMAKER_TYPES = {
     "HyperParameterTuningJobName": "hyper-parameter-tuning-job",
     "TrainingJobName": "training-job",
@@ -96,6 +97,12 @@ def recorded(tmp_path_factory):
         caller.start()
         caller.join()
         assert answers[1][0] == 200, answers
+        # The drift check, as its schedule runs it (the window holds what the scoring API just scored).
+        checks = []
+        checker = threading.Thread(target=lambda: checks.append(aws.check_drift()))
+        checker.start()
+        checker.join()
+        assert checks and checks[0]["records"] == 1, checks
         arn = aws.start({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "iam-schedule")
         aws.state_output(arn, "Resolve run configuration")
         aws.client("stepfunctions").stop_execution(executionArn=arn)
@@ -109,10 +116,25 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple]:
     key_arn = aws.kms_key_arn
     if service == "sagemaker" and operation in {"ListModels", "ListEndpointConfigs"}:
         return [(f"sagemaker:{operation}", "*")]  # no resource-level permission
+    if service == "sagemaker" and operation in PACKAGE_OPERATIONS:
+        # A version is named by its ARN or <group>/<version>; CreateModelPackage by its group.
+        name = params.get("ModelPackageName") or params.get("ModelPackageArn")
+        arn = (
+            f"{prefix}:model-package/{name.split(':model-package/')[-1].lower()}"
+            if name
+            else f"{prefix}:model-package-group/{params['ModelPackageGroupName'].lower()}"
+        )
+        pairs = [(f"sagemaker:{operation}", arn)]
+        if params.get("Tags"):
+            pairs.append(("sagemaker:AddTags", arn))
+        return pairs
     if service == "sagemaker":
         field = next(f for f in SAGEMAKER_TYPES if f in params)  # the first named resource is the primary one
         arn = f"{prefix}:{SAGEMAKER_TYPES[field]}/{params[field].lower()}"
         pairs = [(f"sagemaker:{operation}", arn)]
+        package = (params.get("PrimaryContainer") or {}).get("ModelPackageName")
+        if operation == "CreateModel" and package:  # CreateModel reads the registered version it is made from
+            pairs.append(("sagemaker:CreateModel", f"{prefix}:model-package/{package.split(':model-package/')[-1]}"))
         if params.get("Tags"):
             pairs.append(("sagemaker:AddTags", arn))
         for role in (params.get("TrainingJobDefinition", {}).get("RoleArn"), params.get("ExecutionRoleArn")):
@@ -135,6 +157,8 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple]:
         return [(f"dynamodb:{operation}", table, {"dynamodb:LeadingKeys": [key]})] + [
             (action, key_arn, via) for action in ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
         ]
+    if service == "cloudwatch" and operation == "PutMetricData":
+        return [("cloudwatch:PutMetricData", "*")]  # no resource type: the namespace condition is checked below
     if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
         return [("sagemaker:InvokeEndpoint", f"{prefix}:endpoint/{params['EndpointName'].lower()}")]
     raise AssertionError(f"no IAM mapping for {service}:{operation}: add one")
@@ -211,6 +235,17 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("ScoreRecordsFunction", "DescribeModel"),
         ("ScoreRecordsFunction", "GetObject"),
         ("ScoreRecordsFunction", "InvokeEndpoint"),
+        ("ScoreRecordsFunction", "PutObject"),
+        ("CheckDriftFunction", "DescribeEndpoint"),
+        ("CheckDriftFunction", "ListObjectsV2"),
+        ("CheckDriftFunction", "GetObject"),
+        ("CheckDriftFunction", "PutMetricData"),
+        ("RecordVersionFunction", "CreateModelPackage"),
+        ("RecordVersionFunction", "UpdateModelPackage"),
+        ("RecordVersionFunction", "DescribeModelPackage"),
+        ("EvaluateModelFunction", "DescribeModelPackage"),
+        ("ScoreRecordsFunction", "DescribeModelPackage"),
+        ("CheckDriftFunction", "DescribeModelPackage"),
         ("DeployLeaseFunction", "PutItem"),
         ("DeployLeaseFunction", "DeleteItem"),
         ("DeployEndpointFunction", "UpdateItem"),
@@ -230,6 +265,8 @@ def test_every_call_is_allowed_by_its_functions_role(recorded):
                 missing.add(f"{call[0]}: {action} on {resource}")
             elif action == "iam:PassRole":
                 assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+            elif action == "cloudwatch:PutMetricData":
+                assert statement["Condition"]["StringEquals"]["cloudwatch:namespace"] == call[3]["Namespace"]
     assert not missing, "\n".join(sorted(missing))
 
 

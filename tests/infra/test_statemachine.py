@@ -78,7 +78,7 @@ UNDER_THE_LEASE = {
 
 
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
-    assert len(TASKS) == 14
+    assert len(TASKS) == 19
     for name, task in TASKS.items():
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
@@ -89,9 +89,14 @@ def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
             # After a verified deploy: a failed clean-up is reported, the deployment stands.
             assert STATES[catch["Next"]]["Type"] == "Succeed" and "warning" in catch["Assign"]["cleanup"]
             continue
+        if name == "Record what happened to the model":
+            # After the lease's release: a failed registry update does not change how the run ends.
+            assert catch["Next"] == "How does the run end?" and "registryWarning" in catch["Assign"]
+            continue
         if name == "Release the deploy lease":
-            # A failed release ends the run as it would have ended (the lease expires by itself).
-            assert catch["Next"] == "How does the run end?" and "release" in catch["Assign"]
+            # A failed release ends the run as it would have ended (the lease expires by itself), after the registry
+            # hears of it.
+            assert catch["Next"] == "Record what happened to the model" and "release" in catch["Assign"]
             continue
         for each in task["Catch"]:
             assert each["Assign"]["failure"]["step"] == name
@@ -129,7 +134,8 @@ def test_every_way_out_after_the_lease_is_taken_releases_it_first():
 
 def test_approval_outcomes_come_before_the_lease_so_they_hold_nothing():
     assert STATES["Promote the new model?"]["Default"] == "Take the deploy lease"
-    assert [c["Next"] for c in STATES["Approved?"]["Choices"]] == ["Take the deploy lease"]
+    assert [c["Next"] for c in STATES["Approved?"]["Choices"]] == ["Record the approval"]
+    assert STATES["Record the approval"]["Next"] == "Take the deploy lease"
     assert STATES["Model rejected"]["Type"] == STATES["Approval timed out"]["Type"] == "Fail"
 
 
@@ -191,9 +197,13 @@ def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
     assert ask["TimeoutSeconds"] == "{% $config.approvalTimeoutSeconds %}"
     assert "$states.context.Task.Token" in ask["Arguments"]["Message"]
     assert [(c["ErrorEquals"], c["Next"]) for c in ask["Catch"]] == [
-        (["States.Timeout"], "Approval timed out"),
+        (["States.Timeout"], "Record the timeout"),
         (["States.ALL"], "A step failed"),
     ]
+    # The registry hears of every answer before the run goes on.
+    assert STATES["Record the timeout"]["Next"] == "Approval timed out"
+    assert STATES["Record the rejection"]["Next"] == "Model rejected"
+    assert STATES["Record the approval"]["Next"] == "Take the deploy lease"
     assert STATES["Approval timed out"]["Error"] == "ApprovalTimedOut"
     assert STATES["Model rejected"]["Error"] == "ModelRejected"
 

@@ -42,10 +42,13 @@ FUNCTIONS = {
     "VerifyEndpointFunction": "functions/verify_endpoint/",
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
+    "CheckDriftFunction": "functions/check_drift/",
+    "RecordVersionFunction": "functions/record_version/",
     "DeployLeaseFunction": "functions/deploy_lease/",
 }
-# What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
-STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
+# What the state machine invokes: every function but the scoring API, which callers invoke through its URL, and the
+# drift check, which its schedule invokes.
+STEP_FUNCTIONS = [name for name in FUNCTIONS if name not in {"ScoreRecordsFunction", "CheckDriftFunction"}]
 ENVIRONMENT = {
     "DEPLOY_LEASE_TABLE",
     "POWERTOOLS_SERVICE_NAME",
@@ -74,6 +77,10 @@ ENVIRONMENT = {
     "APPROVAL_REQUIRED",
     "APPROVAL_TIMEOUT_HOURS",
     "ENDPOINT_CHECK_ROWS",
+    "DRIFT_WINDOW_MINUTES",
+    "DRIFT_MIN_RECORDS",
+    "DRIFT_PSI_THRESHOLD",
+    "DRIFT_FLAGGED_P_VALUE",
 }
 # The evaluation, gate, approval and endpoint-check parameters: (environment variable, Type, Default, range).
 EVALUATION_PARAMETERS = {
@@ -501,6 +508,8 @@ def test_bucket_is_private_versioned_and_notifies_eventbridge(resources):
         "datasets/": {"Ref": "DatasetRetentionDays"},
         "models/": {"Ref": "ModelRetentionDays"},
         "reports/": {"Ref": "ModelRetentionDays"},
+        # What the scoring API scored (raw feature values), only as long as drift checks need it.
+        "scored/": {"Ref": "ScoredRecordsRetentionDays"},
     }
 
 
@@ -598,6 +607,8 @@ def test_evaluation_role_has_exactly_what_the_step_calls(resources):
         "sagemaker:DescribeEndpoint": {f"{sagemaker}:endpoint/${{NamePrefix}}-${{EnvironmentName}}"},
         "sagemaker:DescribeEndpointConfig": {f"{sagemaker}:endpoint-config/${{NamePrefix}}-${{EnvironmentName}}-*"},
         "sagemaker:DescribeModel": {f"{sagemaker}:model/${{NamePrefix}}-${{EnvironmentName}}-*"},
+        # The serving model may be made from a registered version: its artifact is the version's.
+        "sagemaker:DescribeModelPackage": {f"{sagemaker}:model-package/${{NamePrefix}}-${{EnvironmentName}}/*"},
         "s3:GetObject": {"${DataBucket.Arn}/datasets/*", "${DataBucket.Arn}/models/*", "${DataBucket.Arn}/reports/*"},
         "s3:ListBucket": {"DataBucket.Arn"},
         "s3:PutObject": {"${DataBucket.Arn}/reports/*"},
@@ -907,6 +918,8 @@ def test_outputs(template):
         "KmsKeyArn",
         "SageMakerRoleArn",
         "ScoreApiUrl",
+        "ModelPackageGroupName",
+        "DriftAlarmName",
     }
     assert template["Outputs"]["ScoreApiUrl"]["Value"] == {"Fn::GetAtt": ["ScoreRecordsFunctionUrl", "FunctionUrl"]}
     assert evaluate(template["Outputs"]["EndpointName"]["Value"], template) == "kmeans-dev"
@@ -963,6 +976,7 @@ def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_s
         "sagemaker:DescribeEndpoint",
         "sagemaker:DescribeEndpointConfig",
         "sagemaker:DescribeModel",
+        "sagemaker:DescribeModelPackage",
         "sagemaker:InvokeEndpoint",
         "xray:PutTelemetryRecords",
         "xray:PutTraceSegments",
@@ -971,8 +985,144 @@ def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_s
     assert {s["Sid"]: (s["Action"], s["Resource"]) for s in data} == {
         "ReadReports": ("s3:GetObject", {"Fn::Sub": "${DataBucket.Arn}/reports/*"}),
         "TellMissingReports": ("s3:ListBucket", {"Fn::GetAtt": ["DataBucket", "Arn"]}),
+        # What it scored, for drift checks: written under scored/ only, with the stack's key.
+        "KeepScoredRecords": ("s3:PutObject", {"Fn::Sub": "${DataBucket.Arn}/scored/*"}),
+        "EncryptScoredRecords": ("kms:GenerateDataKey", KEY_ARN),
     }
     assert all("Condition" not in s for s in data)  # an expired report must be a 404 (tests/infra/test_iam.py)
+
+
+# -- drift and the model registry ---------------------------------------------------------------------------------
+def test_the_drift_check_runs_on_the_stacks_schedule_and_alarms_to_the_topic(resources, template):
+    rule = resources["DriftCheckRule"]["Properties"]
+    assert rule["ScheduleExpression"] == {"Fn::Sub": "rate(${DriftCheckMinutes} minutes)"}
+    assert rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["CheckDriftFunction", "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]}
+    permission = resources["DriftCheckPermission"]["Properties"]
+    assert (permission["Principal"], permission["SourceArn"]) == (
+        "events.amazonaws.com",
+        {"Fn::GetAtt": ["DriftCheckRule", "Arn"]},
+    )
+    invoke = resources["DriftCheckInvokeConfig"]["Properties"]
+    assert invoke["MaximumRetryAttempts"] == 0
+    assert invoke["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["DeliveryDeadLetterQueue", "Arn"]}
+    alarm = resources["DriftAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "DriftDetected",
+        "Maximum",
+        "GreaterThanThreshold",
+        0.5,
+    )
+    assert evaluate(alarm["Namespace"], template) == "kmeans-dev/kmeans-pipeline"  # the check's own namespace
+    assert alarm["TreatMissingData"] == "notBreaching"  # too few records to judge is not drift
+    assert alarm["EvaluationPeriods"] == 1  # within one check
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "NotificationTopic"}]
+    # The alarm's period is the check's schedule, in seconds, for every schedule the stack allows.
+    periods = template["Mappings"]["DriftCheckPeriods"]
+    allowed = template["Parameters"]["DriftCheckMinutes"]["AllowedValues"]
+    assert {int(m): p["Seconds"] for m, p in periods.items()} == {m: m * 60 for m in allowed}
+    assert alarm["Period"] == {"Fn::FindInMap": ["DriftCheckPeriods", {"Ref": "DriftCheckMinutes"}, "Seconds"]}
+    # The alarm may publish to the encrypted topic.
+    policy = {s["Sid"]: s for s in resources["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]}
+    alarms = policy["AllowDeliveryFailureAlarm"]
+    assert {"Fn::GetAtt": ["DriftAlarm", "Arn"]} in as_list(alarms["Condition"]["ArnEquals"]["aws:SourceArn"])
+    key = {s["Sid"]: s for s in resources["Key"]["Properties"]["KeyPolicy"]["Statement"]}
+    assert key["AllowCloudWatchAlarmsToUseTheTopic"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= set(key["AllowCloudWatchAlarmsToUseTheTopic"]["Action"])
+
+
+def test_the_drift_alarm_starts_a_retraining_run_only_when_the_stack_says_so(resources, template):
+    rule = resources["RetrainOnDriftRule"]["Properties"]
+    assert rule["State"] == {"Fn::If": ["IsRetrainOnDrift", "ENABLED", "DISABLED"]}
+    assert template["Conditions"]["IsRetrainOnDrift"] == {"Fn::Equals": [{"Ref": "RetrainOnDrift"}, "true"]}
+    assert template["Parameters"]["RetrainOnDrift"]["Default"] == "false"
+    assert rule["EventPattern"] == {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+        "resources": [{"Fn::GetAtt": ["DriftAlarm", "Arn"]}],
+        "detail": {"state": {"value": ["ALARM"]}},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": "PipelineStateMachine"}
+    assert "InputTransformer" not in target  # the native event: Resolve reads it (trigger "drift")
+    queue = resources["DeliveryDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    sources = queue["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert {"Fn::GetAtt": ["RetrainOnDriftRule", "Arn"]} in sources
+    assert {"Fn::GetAtt": ["DriftCheckRule", "Arn"]} in sources
+
+
+def test_drift_parameters_have_justified_defaults(template):
+    parameters = template["Parameters"]
+    expected = {
+        "DriftCheckMinutes": ("DRIFT_CHECK", 60),
+        "DriftWindowMinutes": ("DRIFT_WINDOW_MINUTES", 60),
+        "DriftMinRecords": ("DRIFT_MIN_RECORDS", 1000),
+        "DriftPsiThreshold": ("DRIFT_PSI_THRESHOLD", 0.25),
+        "DriftFlaggedPValue": ("DRIFT_FLAGGED_P_VALUE", 0.0001),
+        "ScoredRecordsRetentionDays": (None, 30),
+    }
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name, (variable, default) in expected.items():
+        assert parameters[name]["Default"] == default, name
+        if variable in variables:
+            assert variables[variable] == {"Ref": name}
+    from kmeans_pipeline.model.drift import FLAGGED_P_VALUE, MIN_RECORDS, PSI_THRESHOLD
+    from kmeans_pipeline.schemas.settings import DriftSettings
+
+    defaults = DriftSettings(powertools_metrics_namespace="x")
+    assert (PSI_THRESHOLD, FLAGGED_P_VALUE, MIN_RECORDS) == (0.25, 0.0001, 1000)
+    assert (defaults.drift_psi_threshold, defaults.drift_flagged_p_value, defaults.drift_min_records) == (
+        0.25,
+        0.0001,
+        1000,
+    )
+
+
+def test_the_drift_check_reads_only_reports_and_scored_records_and_publishes_only_its_namespace(resources, template):
+    role = resources["CheckDriftFunctionRole"]["Properties"]
+    statements = {s["Sid"]: s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]}
+    publish = statements["PublishDriftMetrics"]
+    assert publish["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": {"Fn::Sub": "${NamePrefix}-${EnvironmentName}/kmeans-pipeline"}}
+    }
+    actions = sorted({a for s in statements.values() for a in as_list(s["Action"])})
+    assert not [a for a in actions if a.startswith("sagemaker:") and not a.startswith("sagemaker:Describe")]
+    data = resources["CheckDriftDataAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    reads = {s["Sid"]: s for s in data}["ReadReportsAndScoredRecords"]
+    assert reads["Action"] == "s3:GetObject"
+    assert reads["Resource"] == [{"Fn::Sub": "${DataBucket.Arn}/reports/*"}, {"Fn::Sub": "${DataBucket.Arn}/scored/*"}]
+    assert not [s for s in data if "s3:PutObject" in as_list(s["Action"])]
+
+
+def test_the_model_registry_is_a_retained_tagged_group(resources, template):
+    group = resources["ModelRegistry"]
+    assert group["Type"] == "AWS::SageMaker::ModelPackageGroup"
+    assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Retain"
+    properties = group["Properties"]
+    assert evaluate(properties["ModelPackageGroupName"], template) == "kmeans-dev"
+    assert "\n" not in evaluate(properties["ModelPackageGroupDescription"], template)  # no control characters
+    assert {t["Key"] for t in properties["Tags"]} == {"Project", "Environment", "Owner"}
+
+
+def test_the_registry_step_may_touch_only_this_stacks_versions(resources, template):
+    statements = role_statements(resources, "RecordVersionFunctionRole")
+    group = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model-package-group/${NamePrefix}-${EnvironmentName}"
+    versions = "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model-package/${NamePrefix}-${EnvironmentName}/*"
+    for action in ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:DescribeModelPackage"):
+        (statement,) = allows(statements, action)
+        assert [r["Fn::Sub"] for r in as_list(statement["Resource"])] == [group, versions]
+    assert not [s for s in statements for a in as_list(s["Action"]) if a.startswith("sagemaker:") and "Endpoint" in a]
+    # The model card is encrypted with the stack's key, only through SageMaker.
+    (kms,) = allows(statements, "kms:GenerateDataKey")
+    assert kms["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sagemaker.${AWS::Region}.${AWS::URLSuffix}"}}
+    }
+    # Create model makes the model from the registered version, which it may read.
+    create = role_statements(resources, "CreateModelFunctionRole")
+    (from_version,) = [s for s in allows(create, "sagemaker:CreateModel") if "model-package" in str(s["Resource"])]
+    assert from_version["Resource"]["Fn::Sub"] == versions
 
 
 SCHEDULES_EVENTBRIDGE_ACCEPTS = [

@@ -8,12 +8,13 @@ from botocore.stub import Stubber
 
 from kmeans_pipeline.errors import (
     EndpointUnavailableError,
+    ResourceConflictError,
     SageMakerLimitExceededError,
     SageMakerRequestError,
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
-from kmeans_pipeline.schemas.results import BestTrainingJob
+from kmeans_pipeline.schemas.results import BestTrainingJob, ModelVersion
 from kmeans_pipeline.steps.check_endpoint import check_endpoint
 from kmeans_pipeline.steps.create_model import create_model
 from kmeans_pipeline.steps.deploy_endpoint import deploy_endpoint
@@ -36,15 +37,25 @@ BEST = BestTrainingJob(
 )
 
 
+VERSION = ModelVersion(
+    model_package_arn=f"arn:aws:sagemaker:{REGION}:123456789012:model-package/kmeans-dev/4",
+    version=4,
+    status="Approved",
+    description="Approved by the quality gate",
+)
+
+
 def test_model_and_endpoint_config_requests(settings, aws):
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     recorder = Recorder(sagemaker)
     config = make_config(settings)
-    created = create_model(config, BEST, settings, sagemaker)
+    created = create_model(config, BEST, VERSION, settings, sagemaker)
 
     [model] = recorder.requests("CreateModel")
     assert model["ModelName"] == created.model_name == config.names.model
-    assert model["PrimaryContainer"] == {"Image": settings.kmeans_image_uri, "ModelDataUrl": BEST.artifact_uri}
+    # The endpoint serves the registered version: the model is made from it, not from the artifact directly.
+    assert model["PrimaryContainer"] == {"ModelPackageName": VERSION.model_package_arn}
+    assert created.model_package_arn == VERSION.model_package_arn
     assert model["ExecutionRoleArn"] == settings.sagemaker_role_arn
     assert model["EnableNetworkIsolation"] is True
     [endpoint_config] = recorder.requests("CreateEndpointConfig")
@@ -61,9 +72,20 @@ def test_a_retried_create_model_reuses_what_it_made(settings, aws):
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     recorder = Recorder(sagemaker)
     config = make_config(settings)
-    assert create_model(config, BEST, settings, sagemaker) == create_model(config, BEST, settings, sagemaker)
+    first = create_model(config, BEST, VERSION, settings, sagemaker)
+    assert first == create_model(config, BEST, VERSION, settings, sagemaker)
     assert len(recorder.requests("CreateModel")) == 1
     assert len(recorder.requests("CreateEndpointConfig")) == 1
+
+
+@pytest.mark.parametrize("status", ["PendingManualApproval", "Rejected"])
+def test_only_an_approved_version_is_made_into_a_model(settings, aws, status):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    recorder = Recorder(sagemaker)
+    unapproved = VERSION.model_copy(update={"status": status})
+    with pytest.raises(ResourceConflictError, match=f"is {status}: only an Approved version is deployed"):
+        create_model(make_config(settings), BEST, unapproved, settings, sagemaker)
+    assert recorder.requests("CreateModel") == []
 
 
 def endpoint(status, config_name=OLD, reason=None, pending=None):

@@ -21,6 +21,7 @@ from kmeans_pipeline.schemas.inputs import (
     DeployLeaseInput,
     EvaluateModelInput,
     PrepareDataInput,
+    RecordVersionInput,
     ResolveRunInput,
     StartTuningInput,
     StepInput,
@@ -44,14 +45,17 @@ INPUTS: dict[str, type[StepInput]] = {
     "check_endpoint": CheckEndpointInput,
     "verify_endpoint": VerifyEndpointInput,
     "clean_up": CleanUpInput,
+    "record_version": RecordVersionInput,
     "deploy_lease": DeployLeaseInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
-NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records"}
+NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records", "check_drift"}
+# Not state machine steps: the scoring API (its function URL's request) and the drift check (its schedule's event).
+NOT_STATES = {"score_records", "check_drift"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 12
+    assert len(STEPS) == 14
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
@@ -65,7 +69,7 @@ def event(step: str) -> dict:
 
 
 def test_every_state_machine_step_has_an_input_model():
-    assert set(INPUTS) == set(STEPS) - {"score_records"}
+    assert set(INPUTS) == set(STEPS) - NOT_STATES
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -74,6 +78,12 @@ def test_step_event_is_valid_for_its_step(step):
         request = event(step)
         assert request["version"] == "2.0" and request["requestContext"]["http"]["method"] == "POST"
         assert request["headers"]["content-type"] == "text/csv" and request["body"].startswith("id,tranCode,Amount\n")
+        return
+    if step == "check_drift":  # the schedule's event: the window ends at its time
+        from kmeans_pipeline.steps.check_drift import window_of
+
+        start, end = window_of(event(step), 60, None)  # type: ignore[arg-type]
+        assert (end - start).total_seconds() == 3600 and end.isoformat() == "2026-11-23T02:00:00+00:00"
         return
     given = event(step)
     parsed = INPUTS[step].from_event(given)

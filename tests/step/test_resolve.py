@@ -68,6 +68,33 @@ def test_schedule_trains_on_the_newest_upload(settings):
     assert config.source.key == "incoming/new.csv"
 
 
+ALARM = {
+    "version": "0",
+    "detail-type": "CloudWatch Alarm State Change",
+    "source": "aws.cloudwatch",
+    "resources": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:kmeans-dev-drift"],
+    "detail": {
+        "alarmName": "kmeans-dev-drift",
+        "state": {"value": "ALARM", "reason": "Threshold Crossed"},
+        "previousState": {"value": "OK"},
+    },
+}
+
+
+def test_the_drift_alarm_retrains_on_the_newest_upload(settings):
+    put_csv(settings.data_bucket, "incoming/old.csv", "a\n1\n")
+    put_csv(settings.data_bucket, "incoming/new.csv", "a\n1\n")
+    config = resolve_run(ALARM, "drift-1", START, settings, s3())
+    assert config.trigger == "drift"
+    assert config.source.key == "incoming/new.csv"
+
+
+@pytest.mark.parametrize("change", [{"source": "aws.events"}, {"detail": {"alarmName": "x", "state": {"value": "OK"}}}])
+def test_an_alarm_event_that_is_not_an_alarm_going_off_starts_nothing(settings, change):
+    with pytest.raises(InvalidInputError, match="going into ALARM"):
+        resolve_run({**ALARM, **change}, "drift-2", START, settings, s3())
+
+
 def test_schedule_with_nothing_uploaded_says_what_to_do(settings):
     with pytest.raises(SourceObjectError, match="incoming/ is empty"):
         resolve_run({"detail-type": "Scheduled Event"}, "sched-2", START, settings, s3())

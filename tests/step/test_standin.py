@@ -1464,3 +1464,152 @@ def test_add_tags_and_list_paging(sm, aws):
     assert newest_first == [f"model-{i}" for i in reversed(range(5))]
     with pytest.raises(ClientError):
         sm.list_models(NextToken="garbage")
+
+
+# ----------------------------------------------------------------------------------------------
+# The model registry
+# ----------------------------------------------------------------------------------------------
+
+REPORT_URI = f"s3://{BUCKET}/reports/abc123def0/report.json"
+
+
+def package_spec(url: str = f"s3://{BUCKET}/models/m/model.tar.gz") -> dict:
+    return {
+        "Containers": [{"Image": IMAGE, "ModelDataUrl": url}],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["application/json"],
+    }
+
+
+def register(sm, **changes) -> str:
+    args = {
+        "ModelPackageGroupName": "kmeans-dev",
+        "InferenceSpecification": package_spec(),
+        "ClientToken": "abc123def0-register",
+        "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": REPORT_URI}}},
+        "CustomerMetadataProperties": {"RunId": "abc123def0", "GateDecision": "promote"},
+        **changes,
+    }
+    return sm.create_model_package(**args)["ModelPackageArn"]
+
+
+def refused(call, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+def test_registry_versions_statuses_idempotency_and_merged_metadata(sm):
+    sm.create_model_package_group(ModelPackageGroupName="kmeans-dev", Tags=[{"Key": "Project", "Value": "kmeans"}])
+    arn = register(sm)
+    assert arn == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/kmeans-dev/1"
+    assert register(sm) == arn  # the same ClientToken: the version it made (a retried step registers once)
+    assert register(sm, ClientToken="other-token").endswith("/2")
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["ModelApprovalStatus"] == "PendingManualApproval" and described["ModelPackageVersion"] == 1
+    assert sm.describe_model_package(ModelPackageName="kmeans-dev/1")["ModelPackageArn"] == arn
+    sm.update_model_package(
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Approved",
+        ApprovalDescription="Approved by alice@example.com: looks right",
+        CustomerMetadataProperties={"ApprovedBy": "alice@example.com"},
+    )
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["CustomerMetadataProperties"] == {
+        "RunId": "abc123def0",
+        "GateDecision": "promote",
+        "ApprovedBy": "alice@example.com",
+    }
+    sm.update_model_package(ModelPackageArn=arn, CustomerMetadataPropertiesToRemove=["GateDecision"])
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["ApprovalDescription"] == "Approved by alice@example.com: looks right"  # kept, not wiped
+    assert "GateDecision" not in described["CustomerMetadataProperties"]
+    assert described["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == REPORT_URI
+    approved = sm.list_model_packages(ModelPackageGroupName="kmeans-dev", ModelApprovalStatus="Approved")
+    assert [s["ModelPackageArn"] for s in approved["ModelPackageSummaryList"]] == [arn]
+    every = sm.list_model_packages(ModelPackageGroupName="kmeans-dev", SortOrder="Descending")
+    assert [s["ModelPackageVersion"] for s in every["ModelPackageSummaryList"]] == [2, 1]
+    assert sm.describe_model_package_group(ModelPackageGroupName="kmeans-dev")["ModelPackageGroupStatus"] == "Completed"
+    assert sm.list_tags(
+        ResourceArn=sm.describe_model_package_group(ModelPackageGroupName="kmeans-dev")["ModelPackageGroupArn"]
+    )["Tags"] == [{"Key": "Project", "Value": "kmeans"}]
+
+
+def test_registry_refuses_what_sagemaker_refuses(sm):
+    code, message = refused(register, sm=sm)
+    assert code == "ValidationException" and "does not exist" in message
+    sm.create_model_package_group(ModelPackageGroupName="kmeans-dev")
+    assert refused(sm.create_model_package_group, ModelPackageGroupName="kmeans-dev")[0] == "ValidationException"
+    assert refused(sm.create_model_package_group, ModelPackageGroupName="bad_name!")[0] == "ValidationException"
+    bad = [
+        {"CustomerMetadataProperties": {"K": "a, b"}},  # no comma in a metadata value
+        {"CustomerMetadataProperties": {f"k{i}": "v" for i in range(51)}},  # at most 50 entries
+        {"ModelPackageDescription": "line one\nline two"},  # no control characters
+        {"InferenceSpecification": {"Containers": [{"Image": IMAGE.replace(":1", ":latest")}]}},
+        {"ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": "reports/x"}}}},
+        {
+            "ModelMetrics": {
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": REPORT_URI, "ContentDigest": "md5:abc"}
+                }
+            }
+        },
+        {"ModelApprovalStatus": "Maybe"},
+        {"ModelCard": {"ModelCardContent": "not json", "ModelCardStatus": "Draft"}},
+        {"ModelCard": {"ModelCardContent": "{}", "ModelCardStatus": "Done"}},
+        {"ClientToken": "a" * 37},
+    ]
+    for i, change in enumerate(bad):
+        code, message = refused(register, sm=sm, **{"ClientToken": f"t-{i}", **change})
+        assert code == "ValidationException", change
+    arn = register(sm)
+    assert refused(sm.update_model_package, ModelPackageArn=arn, ApprovalDescription="a\nb")[0] == "ValidationException"
+    assert refused(sm.describe_model_package, ModelPackageName="kmeans-dev/9")[0] == "ValidationException"
+
+
+def test_a_version_keeps_its_model_card_and_key(sm, aws):
+    sm.create_model_package_group(ModelPackageGroupName="kmeans-dev")
+    card = json.dumps({"intended_uses": {"purpose_of_model": "flag unusual transactions"}})
+    arn = register(
+        sm,
+        ModelCard={"ModelCardContent": card, "ModelCardStatus": "PendingReview"},
+        SecurityConfig={"KmsKeyId": aws.key},
+    )
+    sm.update_model_package(ModelPackageArn=arn, ModelCard={"ModelCardStatus": "Approved"})
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["ModelCard"] == {"ModelCardContent": card, "ModelCardStatus": "Approved"}
+    assert described["SecurityConfig"] == {"KmsKeyId": aws.key}
+
+
+def test_an_endpoint_serves_only_an_approved_version(sm, aws):
+    aws.s3.put_object(Bucket=BUCKET, Key="models/m/model.tar.gz", Body=write_model_tar_gz(CENTERS.astype(np.float32)))
+    sm.create_model_package_group(ModelPackageGroupName="kmeans-dev")
+    arn = register(sm)
+    code, message = refused(
+        sm.create_model, ModelName="m-1", PrimaryContainer={"ModelPackageName": arn}, ExecutionRoleArn=ROLE
+    )
+    assert code == "ValidationException" and "PendingManualApproval" in message
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    sm.create_model(
+        ModelName="m-1", PrimaryContainer={"ModelPackageName": arn}, ExecutionRoleArn=ROLE, EnableNetworkIsolation=True
+    )
+    # The container as it was given (no ModelDataUrl): the artifact is the registered version's.
+    assert sm.describe_model(ModelName="m-1")["PrimaryContainer"] == {"ModelPackageName": arn}
+    with_image = {"ModelPackageName": arn, "Image": IMAGE}
+    assert refused(sm.create_model, ModelName="m-2", PrimaryContainer=with_image, ExecutionRoleArn=ROLE)[0] == (
+        "ValidationException"
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="c-1",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "m-1", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
+        ],
+    )
+    sm.create_endpoint(EndpointName="e-1", EndpointConfigName="c-1")
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="e-1", WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+    answer = (
+        session()
+        .client("sagemaker-runtime")
+        .invoke_endpoint(EndpointName="e-1", ContentType="text/csv", Accept="application/json", Body=b"12,12\n")
+    )
+    assert json.loads(answer["Body"].read())["predictions"][0]["closest_cluster"] == 3.0

@@ -136,26 +136,29 @@ def test_verify_endpoint_counts_the_rows_it_checked_and_those_that_differed(
     assert dimensions(document)["endpoint"] == "kmeans-dev"
 
 
-def test_the_scoring_api_counts_records_scored_flagged_and_refused_and_refused_requests(
+def test_the_scoring_api_counts_records_scored_flagged_refused_and_unseen_levels_per_model_and_refused_requests(
     settings_env, lambda_context, monkeypatch, capsys
 ):
     app = load_handler("score_records", monkeypatch)
     answers = iter(
         [
-            ScoreResponse(200, {"model": "m", "records": 12, "scored": 10, "anomalies": 3, "errors": 2}),
+            ScoreResponse(
+                200, {"model": "m", "records": 12, "scored": 10, "anomalies": 3, "unseenLevels": 1, "errors": 2}
+            ),
             ScoreResponse(503, {"error": "Endpoint kmeans-dev serves no model yet: run the pipeline first"}),
         ]
     )
-    monkeypatch.setattr(app, "score_records", lambda *args: next(answers))
+    monkeypatch.setattr(app, "score_records", lambda *args, **kwargs: next(answers))
     capsys.readouterr()
     assert app.handler(event("score_records"), lambda_context)["statusCode"] == 200
     assert app.handler(event("score_records"), lambda_context)["statusCode"] == 503
     documents, logs = printed(capsys)
     assert [metric_values(d) for d in documents] == [
-        {"RecordsScored": 10, "RecordsFlagged": 3, "RecordsRefused": 2},
+        {"RecordsScored": 10, "RecordsFlagged": 3, "RecordsRefused": 2, "UnseenLevels": 1},
         {"RequestsRefused": 1},
     ]
     assert all(dimensions(d)["endpoint"] == "kmeans-dev" for d in documents)
+    assert dimensions(documents[0])["model"] == "m"  # per serving model
     assert [line["message"] for line in logs] == ["Records scored", "Request refused"]
 
 

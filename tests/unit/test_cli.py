@@ -21,6 +21,7 @@ from kmeans_pipeline.data.treatment import encode
 from kmeans_pipeline.model.scoring import flag, score
 from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment
 from offline.standin.ndarray import write_model_tar_gz
+from testkit.demo_model import build
 from testkit.reports import evaluation_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +100,7 @@ def test_model_and_report_from_s3(tmp_path, capsys):
         # The report from S3 too
         path = write_csv(tmp_path / "tx.csv", HEADER_ROWS)
         assert main(["score", "s3://models/r1/model.tar.gz", str(path), "--report", "s3://models/r1/report.json"]) == 0
-        assert read_csv(capsys.readouterr().out)[0][-1] == "anomaly"
+        assert read_csv(capsys.readouterr().out)[0][-2:] == ["anomaly", "explanation"]
         assert main(["score", "s3://models/r1/model.tar.gz", str(path), "--report", "s3://models/r1/nope.json"]) == 2
         assert "report s3://models/r1/nope.json cannot be read (NoSuchKey)" in capsys.readouterr().err
 
@@ -133,7 +134,7 @@ def test_score_with_a_report_picks_features_by_name_and_flags_anomalies(model, t
     code, out, err = run(capsys, "score", model, path, "--report", write_report(tmp_path), "--out", tmp_path / "o.csv")
     assert code == 0 and out == "" and err == ""
     got = read_csv((tmp_path / "o.csv").read_text())
-    assert got[0] == HEADER_ROWS[0] + ["closest_cluster", "distance_to_cluster", "score", "anomaly"]
+    assert got[0] == HEADER_ROWS[0] + ["closest_cluster", "distance_to_cluster", "score", "anomaly", "explanation"]
     assert [r[:4] for r in got[1:]] == HEADER_ROWS[1:]  # every input column kept, quoting and all
     X = np.array([[float(r[1]), float(r[3])] for r in HEADER_ROWS[1:]])
     closest, distance = score(X, CENTROIDS)
@@ -147,6 +148,9 @@ def test_score_with_a_report_picks_features_by_name_and_flags_anomalies(model, t
     limits = np.array([1.0, 2.0, 3.0])[closest]
     np.testing.assert_allclose([float(r[6]) for r in got[1:]], distance / limits, rtol=1e-12)
     assert [float(r[6]) > 1 for r in got[1:]] == want.tolist()
+    # A flagged row says why; this report has no normal ranges, so the feature with the largest part of the distance.
+    assert [bool(r[8]) for r in got[1:]] == want.tolist()
+    assert got[1][8].startswith("tranCode 1 with the record's other values")
     # --overall: the overall threshold (3) for every cluster.
     code, out, _ = run(capsys, "score", model, path, "--report", tmp_path / "report.json", "--overall")
     assert [r[7] for r in read_csv(out)[1:]] == ["false", "false", "true", "false"]
@@ -324,3 +328,19 @@ def test_help_documents_both_commands(capsys):
     with pytest.raises(SystemExit):
         main(["score", "--help"])
     assert "--overall" in capsys.readouterr().out
+
+
+def test_a_flagged_row_is_explained_in_the_csvs_units(tmp_path, capsys):
+    """With a report's normal ranges: the feature outside its line of business's range, in the CSV's units."""
+    demo = build(tmp_path, rows=20_000)
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(write_model_tar_gz(demo.centroids))
+    report_path = write_report(tmp_path, demo.report.to_json())
+    path = write_csv(tmp_path / "tx.csv", [["tranCode", "Amount"], ["1", "45.10"], ["1", "9000"], ["9", "45"]])
+    code, out, err = run(capsys, "score", model, path, "--report", report_path)
+    rows = read_csv(out)
+    assert code == 0 and rows[0][-1] == "explanation"
+    assert [r[5] for r in rows[1:]] == ["false", "true", "true"]
+    assert rows[1][-1] == ""
+    assert rows[2][-1].startswith("Amount 9,000 where tranCode 1's normal range (cluster ")
+    assert rows[3][-1].startswith("tranCode 9: a level not seen in training")

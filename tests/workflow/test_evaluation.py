@@ -103,7 +103,7 @@ def test_first_deploy_writes_the_report_promotes_and_checks_the_endpoint(first_d
         *("schemaVersion", "runId", "executionName", "trainingJob", "hyperparameters", "modelArtifact", "dataset"),
         *("featureColumns", "treatment", "featureNames", "k", "kChoice", "testMsd", "evaluationMsd", "evaluatedRows"),
         *("anomalyPercentile", "smallClusters", "thresholds", "centroids", "modelCentroids", "clusters", "distance"),
-        *("flagged", "gate", "headline"),
+        *("flagged", "gate", "headline", "baseline"),
     ]
     assert list(report["clusters"][0]) == [
         *("index", "size", "share", "distance", "threshold", "ownThreshold", "small", "closestShare", "normalRange"),

@@ -131,7 +131,7 @@ def test_throttled_creates_are_retried_and_the_run_succeeds(stack, monkeypatch):
     result = run(stack, "throttled")
     assert result.status == "SUCCEEDED", result.cause
     failed = [e for e in result.history if e["type"] == "TaskFailed"]
-    assert len(failed) == 2 * 4  # two throttles for each of the four Creates
+    assert len(failed) == 2 * 5  # two throttles for each of the five Creates (the model version's too)
     assert all(e["taskFailedEventDetails"]["error"] == "SageMakerThrottlingError" for e in failed)
 
 

@@ -28,6 +28,7 @@ from kmeans_pipeline.schemas.results import (
     GateDecision,
     LeaseStatus,
     ModelCreated,
+    ModelVersion,
     TuningJobStarted,
     TuningStatus,
 )
@@ -150,6 +151,31 @@ def check(passed: bool, **fields: Any) -> dict:
     return EndpointVerification(passed=passed, checked_rows=20, **fields).to_json()
 
 
+VERSION_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/kmeans-dev/1"
+
+
+def version(event: dict) -> dict:
+    """Record the model version: the status its event gives the run's version (steps/record_version.py)."""
+    happened = event["event"]
+    if happened == "registered":
+        promoted = event["evaluation"]["gate"]["decision"] == "promote"
+        status = "PendingManualApproval" if promoted and event["config"]["approval"] else "Approved"
+        status = status if promoted else "Rejected"
+    else:
+        assert event["version"]["modelPackageArn"] == VERSION_ARN, event
+        status = "Approved" if happened in {"approved", "deployed"} else "Rejected"
+    return ModelVersion(model_package_arn=VERSION_ARN, version=1, status=status, description=happened).to_json()
+
+
+RECORD_STATES = [
+    "Register the model version",
+    "Record the approval",
+    "Record the rejection",
+    "Record the timeout",
+    "Record what happened to the model",
+]
+
+
 def lease(held: bool = True, compare_again: bool = False, **fields: Any) -> dict:
     if held:
         fields = {"serving_model": None, "tolerance_percent": 5.0, "reason": "no model still serves", **fields}
@@ -167,6 +193,7 @@ def lease(held: bool = True, compare_again: bool = False, **fields: Any) -> dict
 RELEASED = LeaseStatus(held=False, released=True, reason="released").to_json()
 
 HAPPY: dict[str, Any] = {
+    **{state: version for state in RECORD_STATES},
     "Resolve run configuration": config,
     "Prepare training data": DATASET,
     "Start hyperparameter tuning": STARTED,
@@ -339,6 +366,7 @@ DEPLOY_PATH = [
     "Did the endpoint pass verification?",
     "The endpoint passed verification",
     "Release the deploy lease",
+    "Record what happened to the model",
     "How does the run end?",
     "Clean up superseded models",
     "Model deployed",
@@ -359,6 +387,7 @@ def test_a_run_that_goes_well_deploys_and_reports_every_step(workflow):
         "Check tuning job",
         "Has tuning finished?",
         "Evaluate model",
+        "Register the model version",
         "Announce the decision",
         "Promote the new model?",
         *DEPLOY_PATH,
@@ -417,8 +446,16 @@ def test_an_approved_model_is_deployed(workflow):
         "Promote the new model?",
         "Ask for approval",
         "Approved?",
+        "Record the approval",
         *DEPLOY_PATH,
     ]
+    # The version was waiting for the person, then Approved by them; the model is made from it.
+    events = [e["event"] for state, e in run.calls if state in RECORD_STATES]
+    assert events == ["registered", "approved", "deployed"]
+    [(_, approved)] = [c for c in run.calls if c[0] == "Record the approval"]
+    assert approved["approval"] == {"approved": True, "by": "ana"}
+    [(_, create)] = [c for c in run.calls if c[0] == "Create model and endpoint config"]
+    assert create["version"]["status"] == "Approved"
 
 
 @pytest.mark.parametrize(
@@ -427,7 +464,8 @@ def test_an_approved_model_is_deployed(workflow):
 def test_anything_but_an_approval_object_rejects_the_model_and_leaves_the_endpoint(workflow, answer):
     run = workflow.run({"approval": True}, answer=approve_with(answer))
     assert (run.status, run.error) == ("FAILED", "ModelRejected")
-    assert run.path[-2:] == ["Approved?", "Model rejected"] and run.invoked("Deploy to endpoint") == 0
+    assert run.path[-3:] == ["Approved?", "Record the rejection", "Model rejected"]
+    assert run.invoked("Deploy to endpoint") == 0
     assert f"Endpoint {NAMES.endpoint} was not touched. Report: s3://data/reports/run/report.json" in run.cause
     if isinstance(answer, dict) and "comment" in answer:
         assert run.cause.startswith("The model was rejected by ana: too few rows. ")
@@ -438,6 +476,7 @@ def test_an_unanswered_approval_times_out_and_leaves_the_endpoint(workflow):
     assert (run.status, run.error) == ("FAILED", "ApprovalTimedOut")
     assert run.cause.startswith("Nobody approved or rejected the model within 1 seconds. ")
     assert run.invoked("Create model and endpoint config") == 0
+    assert run.path[-2:] == ["Record the timeout", "Approval timed out"]
 
 
 def test_a_failed_approval_task_ends_the_run_with_its_cause(workflow):
@@ -580,10 +619,16 @@ def test_a_failed_announcement_does_not_stop_the_run(workflow):
 
 # "Check the previous model" is reached only after a failed check; tests/infra/test_statemachine.py pins that its Retry
 # is the same as every other step's.
-# "Compare with the model serving now" only when another model serves once the deploy lease is held.
-ON_A_GOOD_RUN = [
-    s for s in LAMBDA_STATES if s not in ("Check the previous model", "Compare with the model serving now")
-]
+# Not on a run without approval that deploys: the restore check, the second comparison (only when another model
+# serves once the deploy lease is held) and the approval answer's records.
+NOT_ON_A_GOOD_RUN = {
+    "Check the previous model",
+    "Compare with the model serving now",
+    "Record the approval",
+    "Record the rejection",
+    "Record the timeout",
+}
+ON_A_GOOD_RUN = [s for s in LAMBDA_STATES if s not in NOT_ON_A_GOOD_RUN]
 SAGEMAKER_STEPS = [
     s
     for s in ON_A_GOOD_RUN
@@ -711,9 +756,12 @@ def test_another_model_serving_now_is_compared_again_under_the_lease_and_can_kee
         "Does the new model still pass the gate?",
         "Keep the model serving now",
         "Release the deploy lease",
+        "Record what happened to the model",
         "How does the run end?",
         "Serving model kept",
     ]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert recorded["event"] == "kept"  # the version is Rejected: it lost the second comparison
     assert run.output["outcome"] == "kept" and run.invoked("Create model and endpoint config") == 0
     # The comparison ran with the lease's tolerance (0 against an overlapping execution's model).
     [(_, compared)] = [c for c in run.calls if c[0] == "Compare with the model serving now"]
@@ -748,7 +796,13 @@ def test_every_way_out_after_the_lease_releases_it_first(workflow, stubs, ending
     inputs = {k: stubs.pop(k) for k in list(stubs) if k == "maxEndpointPollRounds"}
     run = workflow.run(inputs, **stubs)
     after = ["Clean up superseded models"] if ending == "Model deployed" else []
-    assert run.path[-3 - len(after) :] == ["Release the deploy lease", "How does the run end?", *after, ending]
+    assert run.path[-4 - len(after) :] == [
+        "Release the deploy lease",
+        "Record what happened to the model",
+        "How does the run end?",
+        *after,
+        ending,
+    ]
     assert run.invoked("Release the deploy lease") == 1
     if ending == "Model deployed":  # a failed release still ends the run as it would have ended
         assert run.status == "SUCCEEDED" and run.output["outcome"] == "deployed"
@@ -780,7 +834,14 @@ def test_every_way_out_after_the_lease_releases_it_first(workflow, stubs, ending
 def test_a_run_overtaken_by_another_deployment_ends_superseded_not_failed(workflow, stubs, reason):
     run = workflow.run(**stubs)
     assert run.status == "SUCCEEDED", run.cause
-    assert run.path[-3:] == ["Release the deploy lease", "How does the run end?", "Model superseded"]
+    assert run.path[-4:] == [
+        "Release the deploy lease",
+        "Record what happened to the model",
+        "How does the run end?",
+        "Model superseded",
+    ]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert recorded["event"] == "superseded"
     assert (run.output["outcome"], run.output["reason"]) == ("superseded", reason)
     assert run.output["model"] == NAMES.model and run.invoked("Clean up superseded models") == 0
 

@@ -38,17 +38,26 @@ def serving_config(sagemaker: SageMakerClient, endpoint_name: str) -> str | None
 
 
 def model_of_config(sagemaker: SageMakerClient, config_name: str) -> dict:
-    """{"modelName", "modelDataUrl", "endpointConfigName", "createdAt"} of the model an endpoint config serves
-    (createdAt: the model's CreationTime, ISO 8601)."""
+    """{"modelName", "modelDataUrl", "endpointConfigName", "createdAt", "modelPackageArn"} of the model an endpoint
+    config serves (createdAt: the model's CreationTime, ISO 8601; modelPackageArn: the registered version it is made
+    from, None for a model not made from one)."""
     with sagemaker_call("DescribeEndpointConfig", config_name):
         config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
     model_name = config["ProductionVariants"][0]["ModelName"]
     with sagemaker_call("DescribeModel", model_name):
         model = sagemaker.describe_model(ModelName=model_name)
+    container = dict(model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0])
+    package = container.get("ModelPackageName")
+    if isinstance(package, str) and not container.get("ModelDataUrl"):
+        # A model made from a registered version: its artifact is the version's (DescribeModel need not show it).
+        with sagemaker_call("DescribeModelPackage", package):
+            described = sagemaker.describe_model_package(ModelPackageName=package)
+        container = dict(described["InferenceSpecification"]["Containers"][0])
     return {
         "modelName": model_name,
-        "modelDataUrl": model["PrimaryContainer"]["ModelDataUrl"],
+        "modelDataUrl": container["ModelDataUrl"],
         "endpointConfigName": config_name,
+        "modelPackageArn": package,
         "createdAt": model["CreationTime"].isoformat() if model.get("CreationTime") else None,
     }
 

@@ -12,7 +12,14 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.schemas.base import CamelModel, describe_errors
 from kmeans_pipeline.schemas.dataset import Dataset
-from kmeans_pipeline.schemas.results import BestTrainingJob, DeploymentAction, ModelCreated
+from kmeans_pipeline.schemas.results import (
+    BestTrainingJob,
+    DeploymentAction,
+    Evaluation,
+    ModelCreated,
+    ModelVersion,
+    VersionEvent,
+)
 from kmeans_pipeline.schemas.run import RunConfig
 
 
@@ -91,9 +98,10 @@ class EvaluateModelInput(RunStepInput):
 
 
 class CreateModelInput(RunStepInput):
-    """Create model and endpoint config."""
+    """Create model and endpoint config: from the run's registered (Approved) model version."""
 
     best: BestTrainingJob
+    version: ModelVersion
 
 
 class DeployLeaseInput(RunStepInput):
@@ -135,3 +143,27 @@ class VerifyEndpointInput(RunStepInput):
 
 class CleanUpInput(RunStepInput):
     """Clean up superseded models."""
+
+
+class Approval(StepInput):
+    """A person's answer to an approval request (what send-task-success carries)."""
+
+    approved: bool | None = None
+    by: str | None = None
+    comment: str | None = None
+
+
+class RecordVersionInput(RunStepInput):
+    """Record the model version: register the evaluated model (``registered``), then record what happened to it.
+    ``version`` is the registered version (every event but ``registered``)."""
+
+    event: VersionEvent
+    evaluation: Evaluation
+    dataset: Dataset | None = None
+    best: BestTrainingJob | None = None
+    version: ModelVersion | None = None
+    approval: Approval | None = None
+    # Why the run ended as it did (a cause, a verification's or a supersession's reason).
+    reason: str | None = None
+    execution_id: str | None = None
+    endpoint_config_name: str | None = None

@@ -135,6 +135,32 @@ class ClusterReport(ReportModel):
     centroid: list[float]
 
 
+class Bins(ReportModel):
+    """Bins (-inf, e1], (e1, e2], ..., (em, inf) of the inner edges, and the share of the test records in each."""
+
+    edges: list[float]
+    shares: list[float]
+
+
+class ColumnBins(ReportModel):
+    """A feature column's test values in bins (numeric, log: ``edges``; category: ``levels``, then one bin for levels
+    unseen in training), in the CSV's units."""
+
+    column: str
+    edges: list[float] | None = None
+    levels: list[float] | None = None
+    shares: list[float]
+
+
+class Baseline(ReportModel):
+    """What a drift check compares live traffic with (model.drift.baseline): the test records' distances and
+    feature values in bins."""
+
+    rows: int
+    distance: Bins
+    columns: list[ColumnBins]
+
+
 class EvaluationReport(ReportModel):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -162,6 +188,8 @@ class EvaluationReport(ReportModel):
     flagged: Flagged
     gate: GateDecision
     headline: str
+    # Reports written before drift checks have none: a check then tests the flagged share only.
+    baseline: Baseline | None = None
 
     @field_validator("schema_version")
     @classmethod

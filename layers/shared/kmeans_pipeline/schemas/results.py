@@ -72,6 +72,8 @@ class ModelCreated(CamelModel):
     model_name: str
     endpoint_config_name: str
     model_data_url: str
+    # The registered version the model is made from.
+    model_package_arn: str | None = None
 
 
 # What the deploy step did: created or updated the endpoint, found this run's deployment under way, found another
@@ -122,3 +124,39 @@ class LeaseStatus(CamelModel):
     retry_in_seconds: int | None = None
     reason: str = ""
     released: bool | None = None
+
+
+class DriftCheck(CamelModel):
+    """What one drift check found (the check function's output and log line); ``drift`` is None when nothing
+    could be said (no model serves, its report is missing, or too few records were scored in the window)."""
+
+    endpoint: str
+    window_start: str
+    window_end: str
+    model: str | None = None
+    report_uri: str | None = None
+    objects: int = 0
+    records: int = 0
+    flagged: int = 0
+    flagged_share: float | None = None
+    expected_flagged_share: float | None = None
+    flagged_p_value: float | None = None
+    distance_psi: float | None = None
+    column_psi: dict[str, float] = {}
+    drift: bool | None = None
+    findings: list[str] = []
+    watch: list[str] = []
+    metrics: list[str] = []
+
+
+# What happened to a run's model, as the registry records it (steps/record_version.py).
+VersionEvent = Literal["registered", "approved", "rejected", "timedOut", "deployed", "kept", "superseded", "failed"]
+
+
+class ModelVersion(CamelModel):
+    """The run's model as a version of the stack's model registry group."""
+
+    model_package_arn: str
+    version: int
+    status: Literal["Approved", "Rejected", "PendingManualApproval"]
+    description: str

@@ -169,7 +169,8 @@ class RunConfig(CamelModel):
 
     execution_name: str
     run_id: str
-    trigger: Literal["console", "upload", "schedule"]
+    # "drift": the stack's drift alarm went into ALARM and RetrainOnDrift started this run.
+    trigger: Literal["console", "upload", "schedule", "drift"]
     source: S3Location
     # None: the data step chooses k from the data (Dataset.k_choice holds the k every later step uses).
     k: int | None

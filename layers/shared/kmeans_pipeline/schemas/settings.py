@@ -90,6 +90,28 @@ class StackSettings(BaseModel):
         return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
+class DriftSettings(BaseModel):
+    """The drift check's own environment variables (template.yaml, CheckDriftFunction): its window, what it
+    needs to say anything, and the thresholds of its tests (model.drift; docs/usage.md says why these defaults)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    powertools_metrics_namespace: str = Field(min_length=1)
+    drift_window_minutes: int = Field(default=60, ge=5, le=10080)
+    drift_min_records: int = Field(default=1000, ge=100, le=1_000_000)
+    drift_psi_threshold: float = Field(default=0.25, gt=0, le=10)
+    drift_flagged_p_value: float = Field(default=1e-4, gt=0, lt=1)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DriftSettings:
+        env = function_environment() if environ is None else environ
+        fields = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise InvalidInputError(f"The drift check's environment is not valid: {exc}") from exc
+
+
 # The environment variables of the function being invoked. In Lambda every function is its own process, so this
 # is os.environ; a host that runs several functions in one process (the offline runner) hands each invocation
 # its own variables with `function_environment_set`. A ContextVar is per thread, so concurrent invocations on

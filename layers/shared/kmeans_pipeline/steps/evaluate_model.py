@@ -26,6 +26,7 @@ from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, ra
 from kmeans_pipeline.errors import ModelArtifactError
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.clusters import EXPLAINED_SHARE, judge_small_clusters
+from kmeans_pipeline.model.drift import baseline
 from kmeans_pipeline.model.scoring import (
     LARGE_SHARE,
     MIN_CLUSTER_DISTANCES,
@@ -38,6 +39,7 @@ from kmeans_pipeline.model.scoring import (
 )
 from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment
 from kmeans_pipeline.schemas.report import (
+    Baseline,
     ClusterReport,
     Distances,
     EvaluationReport,
@@ -250,6 +252,7 @@ def _report(
     original: np.ndarray,
     decision: GateDecision,
     headline: str,
+    drift_baseline: Baseline,
 ) -> EvaluationReport:
     """The report: the run, the model, the data, and what the evaluation found (``summary``, ``clusters``)."""
     return EvaluationReport(
@@ -299,6 +302,7 @@ def _report(
         flagged=Flagged.model_validate(summary["flagged"]),
         gate=decision,
         headline=headline,
+        baseline=drift_baseline,
     )
 
 
@@ -365,8 +369,21 @@ def evaluate_model(
         )
         for cluster in summary["clusters"]
     ]
+    # What drift checks compare live traffic with: the test rows' raw values and the distances they are scored at.
+    drift_baseline = Baseline.model_validate(baseline(treatment, raw, distance))
     report = _report(
-        config, dataset, best, treatment, summary, judged, clusters, centroids, original, decision, headline
+        config,
+        dataset,
+        best,
+        treatment,
+        summary,
+        judged,
+        clusters,
+        centroids,
+        original,
+        decision,
+        headline,
+        drift_baseline,
     )
     key = f"{config.report_prefix}{REPORT_NAME}"
     s3.put_object(

@@ -1,4 +1,5 @@
-"""Resolve run configuration: turn whatever started the execution (console, schedule, S3 upload) into one RunConfig."""
+"""Resolve run configuration: turn whatever started the execution (console, schedule, S3 upload, the drift alarm)
+into one RunConfig."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 INCOMING_PREFIX = "incoming/"
 S3_OBJECT_CREATED = "Object Created"
 SCHEDULED_EVENT = "Scheduled Event"
+ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 
 
 def resolve_run(
@@ -28,21 +30,25 @@ def resolve_run(
     settings: StackSettings,
     s3: S3Client,
 ) -> RunConfig:
-    """Validate the execution input, whichever of the three shapes it has, and fill in the stack's defaults."""
+    """Validate the execution input, whichever of the four shapes it has, and fill in the stack's defaults."""
     if execution_input is None:
         execution_input = {}
     if not isinstance(execution_input, dict):
         raise InvalidInputError(f"The execution input must be a JSON object, not {type(execution_input).__name__}")
 
     detail_type = execution_input.get("detail-type")
-    trigger: Literal["console", "upload", "schedule"]
+    trigger: Literal["console", "upload", "schedule", "drift"]
     if detail_type == S3_OBJECT_CREATED:
         trigger, request, source = "upload", RunRequest(), _source_from_s3_event(execution_input, settings)
     elif detail_type == SCHEDULED_EVENT:
         trigger, request, source = "schedule", RunRequest(), None
+    elif detail_type == ALARM_STATE_CHANGE:
+        _check_alarm_event(execution_input)
+        trigger, request, source = "drift", RunRequest(), None  # retrain on the newest upload, as the schedule does
     elif detail_type is not None:
         raise InvalidInputError(
-            f"Unsupported EventBridge event {detail_type!r}: expected S3 Object Created or a schedule"
+            f"Unsupported EventBridge event {detail_type!r}: expected S3 Object Created, a schedule or the drift "
+            "alarm's state change"
         )
     else:
         trigger = "console"
@@ -119,6 +125,17 @@ def _k(requested: int | None, stack: int | str) -> tuple[int | None, Literal["ru
     if isinstance(stack, int):
         return stack, "stack"
     return None, "data"
+
+
+def _check_alarm_event(event: dict) -> None:
+    """A CloudWatch alarm's state change starts a run only when the alarm went into ALARM (the stack's rule
+    matches nothing else; a hand-made event is held to the same)."""
+    state = _field(event, "detail", "state", "value")
+    if event.get("source") != "aws.cloudwatch" or state != "ALARM":
+        raise InvalidInputError(
+            f"The CloudWatch alarm event starts a run only for an alarm (source aws.cloudwatch) going into ALARM; "
+            f"this one is from {event.get('source')!r} with state {state!r}"
+        )
 
 
 def _source_from_s3_event(event: dict, settings: StackSettings) -> S3Location:

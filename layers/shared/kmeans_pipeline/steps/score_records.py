@@ -7,7 +7,12 @@ cluster's threshold) and ``anomaly`` (score above 1). A bad record gets an ``err
 are scored all the same. A category level the model never saw is scored with none of its levels set, and the
 record carries a warning. When the model's run called some clusters small (``smallClusters: anomalous``), a
 record closest to one of them is scored against the nearest other cluster, named in ``reference_cluster`` with
-``distance_to_reference``.
+``distance_to_reference``. A flagged record also gets ``explanation`` and ``reasons``: the features or levels that
+put it beyond its threshold, in the CSV's units against its cluster's normal range (``model.explain``).
+
+Every scored record is kept for drift checks (``aws.scored``: its feature values, cluster, distance and score, one
+SSE-KMS object per request). A failed write does not fail the answer: the response says so to the handler, which
+logs it and counts it.
 
 What the endpoint serves is read with DescribeEndpoint on every request; the model's report (treatment,
 thresholds) is read once per endpoint config and cached, so a new deployment is used as soon as it serves.
@@ -21,10 +26,14 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
+from kmeans_pipeline.aws.clients import error_code
+from kmeans_pipeline.aws.scored import put_scored, scored_key, scored_lines
 from kmeans_pipeline.aws.serving import (
     batches,
     invoke_endpoint,
@@ -44,6 +53,7 @@ from kmeans_pipeline.errors import (
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
+from kmeans_pipeline.model.explain import Explainer
 from kmeans_pipeline.model.scoring import anomaly_score, refer
 from kmeans_pipeline.schemas.dataset import FeatureTreatment
 from kmeans_pipeline.schemas.report import EvaluationReport, ReportError
@@ -80,6 +90,7 @@ class ServingView:
     # Clusters whose records are scored against the nearest other one, and the model's centroids to find it.
     small: list[int]
     centroids: np.ndarray | None
+    explainer: Explainer
 
 
 # Reports by (bucket, endpoint config): a config names one run's model, so its report never changes.
@@ -121,6 +132,7 @@ def _view(serving: dict, report: EvaluationReport | None, bucket: str) -> Servin
         k=report.k,
         small=small,
         centroids=np.asarray(report.model_centroids, dtype=np.float32) if small else None,
+        explainer=Explainer(report),
     )
 
 
@@ -189,10 +201,28 @@ def _value(record: Any, column: str, number: int) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """The good records of a request: raw values (column order), model features, unseen levels, their indexes."""
+
+    raw: np.ndarray
+    Z: np.ndarray
+    unseen: np.ndarray
+    good: list[int]
+    errors: dict[int, str]
+    warnings: dict[int, list[str]]
+
+
 def encode_records(
     records: list[Any], treatment: FeatureTreatment
 ) -> tuple[np.ndarray, list[int], dict[int, str], dict[int, list[str]]]:
     """(model features of the good records, their indexes, errors by index, warnings by index)."""
+    encoded = encode_request(records, treatment)
+    return encoded.Z, encoded.good, encoded.errors, encoded.warnings
+
+
+def encode_request(records: list[Any], treatment: FeatureTreatment) -> Encoded:
+    """Each record's feature columns read (errors by index for those that cannot be), treated and encoded."""
     columns = treatment.input_columns
     good, rows, errors = [], [], {}
     for i, record in enumerate(records):
@@ -218,7 +248,7 @@ def encode_records(
             f"field {columns[j]}: level {X[keep][r, j]:g} was not seen in training (levels "
             f"{', '.join(f'{v:g}' for v in treatment.columns[j].levels or [])}); scored with none of them set"
         )
-    return Z, good, errors, warnings
+    return Encoded(X[keep], Z, unseen, good, errors, warnings)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -237,10 +267,24 @@ def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes
         raise RequestError(502, f"the endpoint {endpoint} refused the request: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A request's records scored: the answer's body, and what is kept for drift checks."""
+
+    body: dict
+    lines: bytes
+
+
 def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> dict:
+    """The answer's body for these records."""
+    return score_request(records, view, endpoint, runtime).body
+
+
+def score_request(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> Scored:
     if len(records) > MAX_RECORDS:
         raise RequestError(413, f"{len(records):,} records in one request; send at most {MAX_RECORDS:,}")
-    Z, good, errors, warnings = encode_records(records, view.treatment)
+    encoded = encode_request(records, view.treatment)
+    Z, good, errors, warnings = encoded.Z, encoded.good, encoded.errors, encoded.warnings
     closest = np.empty(len(good), dtype=np.int64)
     distance = np.empty(len(good), dtype=np.float64)
     pieces = batches(Z.astype(np.float32))
@@ -254,6 +298,13 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
             raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
     reference, referred = refer(Z, closest, distance, view.centroids, view.small)
     scores = anomaly_score(reference, referred, view.thresholds, view.overall)
+    flagged = np.flatnonzero(scores > 1)
+    explanations = dict(
+        zip(
+            flagged.tolist(),
+            view.explainer.explain_many(encoded.raw[flagged], Z[flagged], encoded.unseen[flagged], reference[flagged]),
+        )
+    )
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
     for r, i in enumerate(good):
         result: dict[str, Any] = {
@@ -266,11 +317,14 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
         if reference[r] != closest[r]:  # closest to a small cluster: scored against the nearest other one
             result["reference_cluster"] = int(reference[r])
             result["distance_to_reference"] = float(referred[r])
+        if r in explanations:
+            result["explanation"] = explanations[r].text
+            result["reasons"] = [reason.to_json() for reason in explanations[r].reasons]
         if i in warnings:
             result["warnings"] = warnings[i]
         results.append(result)
     results.sort(key=lambda result: result["record"])
-    return {
+    answer = {
         "endpoint": endpoint,
         "endpointConfig": view.endpoint_config,
         "model": view.model_name,
@@ -278,10 +332,13 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
         "features": view.treatment.input_columns,
         "records": len(records),
         "scored": len(good),
-        "anomalies": int(np.count_nonzero(scores > 1)),
+        "anomalies": int(len(flagged)),
+        "unseenLevels": len(warnings),
         "errors": len(errors),
         "results": results,
     }
+    lines = scored_lines(view.treatment.input_columns, encoded.raw, reference, np.asarray(referred), scores)
+    return Scored(answer, lines)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -291,10 +348,13 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
 
 @dataclass(frozen=True)
 class ScoreResponse:
-    """The answer to one request: its HTTP status and JSON body (``scored``, ``anomalies``, ``errors`` on a 200)."""
+    """The answer to one request: its HTTP status and JSON body (``scored``, ``anomalies``, ``errors`` on a 200),
+    and where its scored records were kept (or why they could not be)."""
 
     status: int
     body: dict
+    recorded: str | None = None
+    not_recorded: str | None = None
 
     def to_http(self) -> dict:
         """The function URL's response."""
@@ -305,10 +365,25 @@ class ScoreResponse:
         }
 
 
+def record(s3: S3Client, bucket: str, kms_key_arn: str, endpoint: str, model: str, lines: bytes, now: datetime) -> str:
+    """Keep a request's scored records for drift checks; returns the object's URI."""
+    key = scored_key(endpoint, model, now)
+    put_scored(s3, bucket, kms_key_arn, key, lines)
+    return f"s3://{bucket}/{key}"
+
+
 def score_records(
-    event: dict, endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client, runtime: SageMakerRuntimeClient
+    event: dict,
+    endpoint: str,
+    bucket: str,
+    sagemaker: SageMakerClient,
+    s3: S3Client,
+    runtime: SageMakerRuntimeClient,
+    kms_key_arn: str = "",
+    now: datetime | None = None,
 ) -> ScoreResponse:
-    """A function URL event (payload format 2.0) in, the answer out."""
+    """A function URL event (payload format 2.0) in, the answer out; the scored records kept under ``scored/``
+    with SSE-KMS (``kms_key_arn``, else the bucket's default key)."""
     try:
         method = ((event.get("requestContext") or {}).get("http") or {}).get("method", "POST")
         if method != "POST":
@@ -333,6 +408,14 @@ def score_records(
             view = serving_view(endpoint, bucket, sagemaker, s3)
         except (SageMakerThrottlingError, SageMakerUnavailableError) as exc:
             raise RequestError(503, f"what endpoint {endpoint} serves cannot be read now: {exc}") from None
-        return ScoreResponse(200, score_with_endpoint(records, view, endpoint, runtime))
+        scored = score_request(records, view, endpoint, runtime)
     except RequestError as exc:
         return ScoreResponse(exc.status, {"error": str(exc)})
+    if not scored.lines:
+        return ScoreResponse(200, scored.body)
+    try:
+        where = record(s3, bucket, kms_key_arn, endpoint, view.model_name, scored.lines, now or datetime.now(UTC))
+    except (ClientError, BotoCoreError) as exc:  # the caller's answer does not wait on the drift record
+        code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        return ScoreResponse(200, scored.body, not_recorded=f"{code}: {exc}")
+    return ScoreResponse(200, scored.body, recorded=where)
