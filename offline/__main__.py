@@ -540,10 +540,11 @@ def show_report(
         print(f"\nCould not score {csv_path} with the model: {exc}", file=stream)
         return shown
     overall = report_view.flagged_overall(report, closest, distance)
+    per_cluster = any(t is not None for t in report["thresholds"]["perCluster"])
+    own = f"{int(flagged.sum()):,} ({flagged.mean():.2%}) beyond their cluster's threshold, " if per_cluster else ""
     print(
-        f"\nAll {len(X):,} records of {csv_path.name} scored with the model: {int(flagged.sum()):,} "
-        f"({flagged.mean():.2%}) beyond their cluster's threshold, {int(overall.sum()):,} ({overall.mean():.2%}) "
-        f"beyond the overall threshold {report_view.fmt(report['thresholds']['overall'])}",
+        f"\nAll {len(X):,} records of {csv_path.name} scored with the model: {own}{int(overall.sum()):,} "
+        f"({overall.mean():.2%}) beyond the overall threshold {report_view.fmt(report['thresholds']['overall'])}",
         file=stream,
     )
     shown["records"] = {
@@ -568,7 +569,7 @@ def show_report(
             "ranked by score",
             file=stream,
         )
-        for rule, mask in (("perCluster", flagged), ("overall", overall)):
+        for rule, mask in (("perCluster", flagged), ("overall", overall))[0 if per_cluster else 1 :]:
             recall, precision = report_view.recall_precision(mask, anomaly_lines)
             caught = int((mask & anomalies).sum())
             label = "at their cluster's thresholds:" if rule == "perCluster" else "at the overall threshold:"

@@ -100,7 +100,7 @@ def _cluster_rows(report: EvaluationReport) -> list[list[str]]:
                 fmt(cluster.distance.p50),
                 fmt(cluster.distance.p99),
                 fmt(cluster.distance.max),
-                fmt(cluster.threshold),
+                *([fmt(cluster.threshold)] if _per_cluster(report) else []),
             ]
         )
     overall = report.distance
@@ -113,10 +113,16 @@ def _cluster_rows(report: EvaluationReport) -> list[list[str]]:
             fmt(overall.p50),
             fmt(overall.p99),
             fmt(overall.max),
-            fmt(report.thresholds.overall),
+            *([fmt(report.thresholds.overall)] if _per_cluster(report) else []),
         ]
     )
     return rows
+
+
+def _per_cluster(report: EvaluationReport) -> bool:
+    """Whether the report scores any cluster against a threshold of its own (today's rule scores every record
+    against the overall threshold: then a per-cluster column and count would only repeat the overall ones)."""
+    return any(t is not None for t in report.thresholds.per_cluster)
 
 
 def _wrapped(text: str, first: str) -> list[str]:
@@ -138,7 +144,8 @@ def report_table(report: Report) -> str:
         "test distance (a cluster's own p99 describes its spread)",
         "",
     ]
-    header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
+    header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist"]
+    header += ["threshold"] if _per_cluster(report) else []
     lines += _grid(header, _cluster_rows(report))
     small = [c for c in report.clusters if c.small]
     decisions = report.small_clusters.decisions
@@ -157,11 +164,16 @@ def report_table(report: Report) -> str:
     overall = report.distance.to_json()
     lines += ["", "Distance percentiles, all test records: " + ", ".join(f"{k} {fmt(v)}" for k, v in overall.items())]
     flagged, n = report.flagged, report.evaluated_rows
-    lines.append(
-        f"Flagged: {flagged.per_cluster:,} of {n:,} test records ({_share(flagged.per_cluster_share)}) "
-        f"beyond their cluster's threshold; {flagged.overall:,} ({_share(flagged.overall_share)}) "
-        f"beyond the overall threshold {fmt(report.thresholds.overall)}"
-    )
+    beyond_overall = f"beyond the overall threshold {fmt(report.thresholds.overall)}"
+    if _per_cluster(report):
+        lines.append(
+            f"Flagged: {flagged.per_cluster:,} of {n:,} test records ({_share(flagged.per_cluster_share)}) "
+            f"beyond their cluster's threshold; {flagged.overall:,} ({_share(flagged.overall_share)}) {beyond_overall}"
+        )
+    else:
+        lines.append(
+            f"Flagged: {flagged.overall:,} of {n:,} test records ({_share(flagged.overall_share)}) {beyond_overall}"
+        )
     gate = report.gate
     serving = "none" if gate.serving_msd is None else fmt(gate.serving_msd)
     lines += [
