@@ -218,11 +218,13 @@ def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -
     if first is None:
         raise DataValidationError("the object is empty: expected a header line and data rows")
     end = first.index(b"\n") + 1
-    return first[:end], _row_blocks(itertools.chain([first[end:]], blocks), block_bytes)
+    return first[:end], row_blocks(itertools.chain([first[end:]], blocks), block_bytes)
 
 
-def _row_blocks(pieces: Iterator[bytes], block_bytes: int) -> Iterator[RowBlock]:
-    line, carried = 2, b""  # the line the next block starts on, and an unfinished record read on from
+def row_blocks(pieces: Iterator[bytes], block_bytes: int = BLOCK_BYTES, first_line: int = 2) -> Iterator[RowBlock]:
+    """Blocks of whole rows from pieces of whole lines (as ``line_blocks`` gives them) that start at a row's start,
+    on line ``first_line`` onwards (the header's line 1 precedes an object's first data line)."""
+    line, carried = first_line, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
             piece = next(pieces, None)

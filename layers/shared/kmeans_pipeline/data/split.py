@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, header_and_blocks
 from kmeans_pipeline.data.exact import split_exact
 from kmeans_pipeline.data.fast import route, scan
-from kmeans_pipeline.data.header import parse_header
+from kmeans_pipeline.data.header import Layout, parse_header
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.errors import DataValidationError
 
@@ -76,19 +76,57 @@ def split_stream(
     """Validate every row of a CSV object and write its feature rows, header-less, to train or test.
 
     ``on_train`` sees every piece of the training channel as it is written, in order (the data step uses it to
-    compute the training set's statistics in the same pass).
+    compute the training set's statistics in the same pass). The rows go through :func:`split_blocks`; the
+    counts are then checked as a whole (:func:`check_counts`).
+    """
+    header, blocks = header_and_blocks(chunks, block_bytes)
+    layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
+    splitter = StratifiedSplitter(test_fraction, seed)
+    counts = split_blocks(blocks, layout, splitter, train, test, on_train=on_train, workers=workers)
+    stratified = layout.stratify is not None
+    check_counts(
+        counts.train,
+        counts.test,
+        k=k,
+        strata=splitter.strata_sizes() if stratified else None,
+        need=splitter.rows_for_both(),
+        stratify_column=layout.header[layout.stratify] if layout.stratify is not None else None,
+        test_fraction=test_fraction,
+    )
+    return SplitResult(layout.names, counts.train, counts.test, counts.blank)
+
+
+@dataclass
+class Counts:
+    """What :func:`split_blocks` wrote: rows to each channel, blank lines skipped, lines read (newlines)."""
+
+    train: int = 0
+    test: int = 0
+    blank: int = 0
+    lines: int = 0
+
+
+def split_blocks(
+    blocks: Iterator[RowBlock],
+    layout: Layout,
+    splitter: StratifiedSplitter,
+    train: BinaryWriter,
+    test: BinaryWriter,
+    *,
+    on_train: Callable[[bytes], None] | None = None,
+    workers: int | None = None,
+) -> Counts:
+    """Check and split blocks of rows (no header) in order, writing each channel's rows as they are done;
+    DataValidationError names the first bad line, once the blocks before it are checked and written.
 
     With more than one worker (the default: one per core, see default_workers) blocks are scanned and routed on
     a thread pool (numpy releases the GIL) while this thread reads the next ones, and a writer thread writes
     the finished ones in order: reading, parsing and writing overlap. At most ``workers + 1`` blocks are in
-    each stage, so memory stays a constant multiple of ``block_bytes``. The result does not depend on the
+    each stage, so memory stays a constant multiple of the block size. The result does not depend on the
     number of workers: the splitter draws for every block in order, in this thread.
     """
     workers = default_workers() if workers is None else max(1, workers)
-    header, blocks = header_and_blocks(chunks, block_bytes)
-    layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
-    splitter = StratifiedSplitter(test_fraction, seed)
-    counts = {"train": 0, "test": 0, "blank": 0}
+    counts = Counts()
     depth = workers + 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="split") if workers > 1 else None
     writer = ThreadPoolExecutor(1, thread_name_prefix="split-write") if workers > 1 else None
@@ -108,9 +146,10 @@ def split_stream(
             test.write(part.test)
 
     def emit(part: RoutedBlock) -> None:
-        counts["train"] += part.rows - part.test_rows
-        counts["test"] += part.test_rows
-        counts["blank"] += part.blank
+        counts.train += part.rows - part.test_rows
+        counts.test += part.test_rows
+        counts.blank += part.blank
+        counts.lines += part.lines
         writes.append(submit(writer, write, part))
         while len(writes) > 2:
             writes.popleft().result()
@@ -157,21 +196,32 @@ def split_stream(
         for executor in (pool, writer):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
-    train_rows, test_rows = counts["train"], counts["test"]
+    return counts
+
+
+def check_counts(
+    train_rows: int,
+    test_rows: int,
+    *,
+    k: int,
+    strata: list[int] | None,
+    need: int,
+    stratify_column: str | None,
+    test_fraction: float,
+) -> None:
+    """The split as a whole: data rows at all, k training rows, a test row; with strata (the rows seen of each),
+    one stratum at least large enough to send one row to test and keep one (``need`` rows)."""
     if train_rows + test_rows == 0:
         raise DataValidationError("the object has a header but no data rows")
-    if layout.stratify is not None and (test_rows == 0 or train_rows < k):
-        sizes, need = splitter.strata_sizes(), splitter.rows_for_both()
-        if max(sizes) < need:
-            raise DataValidationError(
-                f"stratifyColumn {layout.header[layout.stratify]}: none of its {len(sizes):,} values has the "
-                f"{need} rows a value needs at testFraction {test_fraction} to send one to test and keep one for "
-                f"training (the largest has {max(sizes):,}): stratify on a column with fewer, larger groups, or not at all"
-            )
+    if strata is not None and (test_rows == 0 or train_rows < k) and max(strata) < need:
+        raise DataValidationError(
+            f"stratifyColumn {stratify_column}: none of its {len(strata):,} values has the "
+            f"{need} rows a value needs at testFraction {test_fraction} to send one to test and keep one for "
+            f"training (the largest has {max(strata):,}): stratify on a column with fewer, larger groups, or not at all"
+        )
     if train_rows < k:
         raise DataValidationError(
             f"only {train_rows + test_rows} data rows: the training share ({train_rows}) must hold at least k={k} rows"
         )
     if test_rows == 0:
         raise DataValidationError(f"only {train_rows + test_rows} data rows: none left for the test channel")
-    return SplitResult(layout.names, train_rows, test_rows, counts["blank"])

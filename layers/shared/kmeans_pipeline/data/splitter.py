@@ -11,21 +11,28 @@ class StratifiedSplitter:
     """Seeded train/test assignment that keeps each stratum's test share within one row of the target.
 
     Rows come in batches. In each batch every stratum sends to test exactly the rows it owes,
-    round(fraction x rows seen so far) minus the rows already sent, chosen at random among the batch's rows.
-    So each stratum (or the whole file, unstratified) holds round(fraction x rows) test rows after every batch,
-    in random places, and the result depends only on the seed and the sequence of batches.
+    floor(fraction x rows seen so far + u) minus the rows already sent, chosen at random among the batch's rows,
+    where u (drawn once per stratum, uniform in [0, 1)) rounds at random: so each stratum (or the whole file,
+    unstratified) holds fraction x rows test rows within one row after every batch, in random places, and its
+    expected share is exactly the fraction however few rows it has. That matters where many splitters each see a
+    part of the file (the data step's ranges): a stratum with one row per range still sends a fifth of them to
+    test at 0.2, where rounding to the nearest would send none. The result depends only on the seed and the
+    sequence of batches.
     """
 
-    def __init__(self, test_fraction: float, seed: int) -> None:
+    def __init__(self, test_fraction: float, seed: int | list[int]) -> None:
         self._fraction = test_fraction
         self._rng = np.random.default_rng(seed)
         self._seen: dict[bytes, int] = {}
         self._tested: dict[bytes, int] = {}
+        self._offset: dict[bytes, float] = {}
 
     def _owed(self, stratum: bytes, rows: int) -> int:
         seen = self._seen.get(stratum, 0) + rows
         tested = self._tested.get(stratum, 0)
-        owed = min(max(math.floor(self._fraction * seen + 0.5) - tested, 0), rows)
+        if stratum not in self._offset:
+            self._offset[stratum] = float(self._rng.random())
+        owed = min(max(math.floor(self._fraction * seen + self._offset[stratum]) - tested, 0), rows)
         self._seen[stratum], self._tested[stratum] = seen, tested + owed
         return owed
 
@@ -35,6 +42,10 @@ class StratifiedSplitter:
         while math.floor(self._fraction * rows + 0.5) < 1 or rows - math.floor(self._fraction * rows + 0.5) < 1:
             rows += 1
         return rows
+
+    def strata(self) -> dict[bytes, int]:
+        """The rows seen of each stratum (b"" when unstratified)."""
+        return dict(self._seen)
 
     def strata_sizes(self) -> list[int]:
         """The rows seen of each stratum (of the one stratum b"" when unstratified)."""

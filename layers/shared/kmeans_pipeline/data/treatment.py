@@ -36,20 +36,21 @@ MAX_SAMPLE_ROWS = 100_000
 
 
 class _Moments:
-    """Mean, population standard deviation, minimum and maximum per column, merged block by block (Chan et al.'s
-    pairwise update of each block's own centred sums), in float64.
+    """Mean, population standard deviation, minimum and maximum per column, merged block by block and part by part
+    (Chan et al.'s pairwise update of each block's own centred sums), in float64.
 
-    Centred: each block's squares are of distances to its own mean, so a column whose spread is tiny next to its
-    mean (nanosecond timestamps, 1.7e18 +- 9e7) keeps its spread. Scaled: the sums are kept in units of a power of
-    two at least as large as every value seen (exact to divide by), so no finite input overflows them. A column
-    whose training values are all equal has a standard deviation of exactly 0.
+    Shifted: the sums are of each value's distance to the first value seen (``shift``), so a column whose spread
+    is tiny next to its mean (nanosecond timestamps, 1.7e18 +- 9e7) keeps every bit of its spread, also when parts
+    with different shifts merge. No finite input overflows them: the data step refuses values beyond float32's
+    range, whose squares are far inside float64's. A column whose values are all equal has a standard deviation of
+    exactly 0.
     """
 
     def __init__(self, dim: int) -> None:
         self.count = 0
-        self.scale = np.ones(dim)
-        self._mean = np.zeros(dim)  # in units of scale
-        self._m2 = np.zeros(dim)  # in units of scale**2
+        self.shift = np.zeros(dim)
+        self._mean = np.zeros(dim)  # of the values minus shift
+        self._m2 = np.zeros(dim)
         self.low = np.full(dim, np.inf)
         self.high = np.full(dim, -np.inf)
 
@@ -57,24 +58,54 @@ class _Moments:
         n = len(rows)
         if not n:
             return
-        low, high = rows.min(0), rows.max(0)
-        self.low, self.high = np.minimum(self.low, low), np.maximum(self.high, high)
-        top = np.maximum(np.abs(low), np.abs(high))
-        scale = np.maximum(self.scale, np.exp2(np.ceil(np.log2(np.where(top > 0, top, 1.0)))))
-        ratio = self.scale / scale
-        self._mean, self._m2, self.scale = self._mean * ratio, self._m2 * ratio**2, scale
-        y = rows / scale
+        self.low, self.high = np.minimum(self.low, rows.min(0)), np.maximum(self.high, rows.max(0))
+        if not self.count:
+            self.shift = np.array(rows[0], dtype=np.float64)
+        y = rows - self.shift
         mean = y.mean(0)
-        m2 = ((y - mean) ** 2).sum(0)
+        self._combine(n, mean, ((y - mean) ** 2).sum(0))
+
+    def _combine(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Take in ``n`` values with this mean (minus ``shift``) and sum of squared distances to it."""
         total = self.count + n
         delta = mean - self._mean
         self._mean = self._mean + delta * (n / total)
         self._m2 = self._m2 + m2 + delta**2 * (self.count * n / total)
         self.count = total
 
+    def merge(self, other: _Moments) -> None:
+        """Take in another part's moments, as if its values had been added here."""
+        if not other.count:
+            return
+        self.low, self.high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
+        if not self.count:
+            self.shift, self._mean, self._m2, self.count = other.shift, other._mean, other._m2, other.count
+            return
+        self._combine(other.count, (other.shift - self.shift) + other._mean, other._m2)
+
+    def state(self) -> dict:
+        """The moments as JSON-ready lists (exact: floats round-trip through JSON)."""
+        return {
+            "count": self.count,
+            "shift": self.shift.tolist(),
+            "mean": self._mean.tolist(),
+            "m2": self._m2.tolist(),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> _Moments:
+        moments = cls(len(state["shift"]))
+        moments.count = int(state["count"])
+        moments.shift, moments._mean, moments._m2, moments.low, moments.high = (
+            np.asarray(state[k], dtype=np.float64) for k in ("shift", "mean", "m2", "low", "high")
+        )
+        return moments
+
     @property
     def mean(self) -> np.ndarray:
-        return self._mean * self.scale
+        return self.shift + self._mean
 
     @property
     def constant(self) -> np.ndarray:
@@ -83,14 +114,14 @@ class _Moments:
 
     @property
     def std(self) -> np.ndarray:
-        std = np.sqrt(self._m2 / max(self.count, 1)) * self.scale
+        std = np.sqrt(self._m2 / max(self.count, 1))
         return np.where(self.constant, 0.0, std)
 
 
 class TreatmentLearner:
     """What the data step learns about each feature column while it streams the channels."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int | list[int] = 0) -> None:
         self._seed = seed
         self.rows = 0
 
@@ -101,10 +132,55 @@ class TreatmentLearner:
         self.levels: list[set[float] | None] = [set() for _ in range(d)]
         self.raw = _Moments(d)
         self.logged = _Moments(d)
-        self._capacity = max(1000, min(MAX_SAMPLE_ROWS, SAMPLE_VALUES // max(d, 1)))
+        self._capacity = sample_capacity(d)
         self.sample = np.empty((0, d))
         self._sampled = 0
         self._rng = np.random.default_rng(self._seed)
+
+    def state(self) -> dict | None:
+        """What this learner saw, JSON-ready, but its sample (see ``shuffled_sample``); None if it saw no rows."""
+        if not self.rows:
+            return None
+        return {
+            "rows": self.rows,
+            "minimum": self.minimum.tolist(),
+            "integral": self.integral.tolist(),
+            "levels": [sorted(seen) if seen is not None else None for seen in self.levels],
+            "raw": self.raw.state(),
+            "logged": self.logged.state(),
+            "sampled": self._sampled,
+        }
+
+    def shuffled_sample(self) -> np.ndarray:
+        """The reservoir sample in a seeded random order: any prefix of it is a uniform sample too, so a merge can
+        read only the rows it draws from this part (see ``merge_parts``)."""
+        if not self.rows:
+            return np.empty((0, 0))
+        return self.sample[self._rng.permutation(len(self.sample))]
+
+    @classmethod
+    def merged(cls, states: list[dict], samples: list[np.ndarray], dim: int) -> TreatmentLearner:
+        """One learner from parts' states (in file order) and the rows drawn from their samples (``sample_draws``)."""
+        learner = cls()
+        learner._start(dim)
+        for state in states:
+            learner.rows += int(state["rows"])
+            learner.minimum = np.minimum(learner.minimum, np.asarray(state["minimum"], dtype=np.float64))
+            learner.integral &= np.asarray(state["integral"], dtype=bool)
+            for j, seen in enumerate(state["levels"]):
+                mine = learner.levels[j]
+                if mine is None or seen is None:
+                    learner.levels[j] = None
+                    continue
+                mine.update(seen)
+                if len(mine) > MAX_CATEGORY_LEVELS:
+                    learner.levels[j] = None
+            learner.raw.merge(_Moments.from_state(state["raw"]))
+            learner.logged.merge(_Moments.from_state(state["logged"]))
+            learner._sampled += int(state["sampled"])
+        drawn = [sample for sample in samples if len(sample)]
+        learner.sample = np.concatenate(drawn) if drawn else np.empty((0, dim))
+        return learner
 
     def add_text(self, text: bytes, *, train: bool) -> None:
         """Channel text (header-less rows of plain numbers), as the data step writes it."""
@@ -229,6 +305,24 @@ class TreatmentLearner:
 # ------------------------------------------------------------------------------------------------------------
 # Applying a treatment
 # ------------------------------------------------------------------------------------------------------------
+
+
+def sample_draws(sampled: list[int], capacity: int, seed: int) -> list[int]:
+    """How many rows to take from each part's sample so that together they are a uniform sample, without
+    replacement, of every part's training rows (``sampled``: each part's training rows, in file order), of the
+    size one reservoir would hold: a seeded multivariate hypergeometric draw, so the result depends on the seed
+    and the parts only, never on which part finished first. Each part's sample holds at least its draw."""
+    total = sum(sampled)
+    size = min(capacity, total)
+    if not size:
+        return [0] * len(sampled)
+    rng = np.random.default_rng([seed, 0x5A3D1E])
+    return [int(v) for v in rng.multivariate_hypergeometric(np.asarray(sampled, dtype=np.int64), size)]
+
+
+def sample_capacity(dim: int) -> int:
+    """Rows one reservoir holds for rows of ``dim`` values."""
+    return max(1000, min(MAX_SAMPLE_ROWS, SAMPLE_VALUES // max(dim, 1)))
 
 
 def _scale(column: ColumnTreatment) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.schemas.base import CamelModel, describe_errors
 from kmeans_pipeline.schemas.dataset import Dataset
+from kmeans_pipeline.schemas.ranges import RangeItem, TreatItem
 from kmeans_pipeline.schemas.results import BestTrainingJob, DeploymentAction, ModelCreated
 from kmeans_pipeline.schemas.run import RunConfig
 
@@ -64,8 +65,28 @@ class RunStepInput(StepInput):
     config: RunConfig
 
 
-class PrepareDataInput(RunStepInput):
-    """Prepare training data."""
+class PlanDataInput(RunStepInput):
+    """Plan the data ranges."""
+
+
+class SplitRangeInput(RunStepInput):
+    """Split a range (a child of the Distributed Maps "Split the ranges" and "Read ranges again")."""
+
+    range: RangeItem
+
+
+class MergeRangesInput(RunStepInput):
+    """Merge the ranges."""
+
+
+class TreatRangeInput(RunStepInput):
+    """Treat a range (a child of the Distributed Map "Write the treated features")."""
+
+    item: TreatItem
+
+
+class FinishDatasetInput(RunStepInput):
+    """Finish the dataset."""
 
 
 class StartTuningInput(RunStepInput):

@@ -1,0 +1,191 @@
+"""Split a range: one worker of the data step's first Distributed Map (and of "Read ranges again").
+
+The worker reads its byte range of the raw object, moved to line starts (:mod:`kmeans_pipeline.data.ranges`), and
+checks and splits its rows exactly as the whole object was split before (:func:`kmeans_pipeline.data.split.
+split_blocks`: the fast and exact paths, the first problem by line and column), with its own seeded splitter. It
+writes its own channel shards (``train/part-<range>-NNNNN.csv``, SSE-KMS) and, for the reduce, its result: counts,
+the statistics the treatments need, its quote-state readings, and its first problem, with lines counted from its
+own first line. A data problem is a result, not a failure: only the reduce knows whether it comes first in the
+file, and whether this worker's reading assumed right where its rows start.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from kmeans_pipeline.aws.s3 import ShardedChannel, ranged_chunks, source_header
+from kmeans_pipeline.aws.work import Work, sample_name, split_name
+from kmeans_pipeline.data.blocks import BLOCK_BYTES, LineTooLong, header_and_blocks, line_blocks, row_blocks
+from kmeans_pipeline.data.header import parse_header
+from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun, range_seed
+from kmeans_pipeline.data.split import split_blocks
+from kmeans_pipeline.data.splitter import StratifiedSplitter
+from kmeans_pipeline.data.watch import Observed, Watch
+from kmeans_pipeline.errors import DataValidationError
+from kmeans_pipeline.schemas.ranges import RangeItem, RangeResult
+from kmeans_pipeline.schemas.run import RunConfig
+from kmeans_pipeline.schemas.settings import StackSettings
+
+CHANNEL_CONTENT_TYPE = "text/csv"
+# Past its end a range reads on in small GETs (to the end of its last line, or of a record open there).
+TAIL_BYTES = 64 << 10
+
+
+class _Reading:
+    """A range's bytes as whole lines, from its first row start to its aligned end, then (when a quoted field is
+    open there) on to the end of that record; counting lines and following both quote readings as it goes."""
+
+    def __init__(self, s3: Any, item: RangeItem) -> None:
+        self.item = item
+        self.start = item.again_from if item.again_from is not None else item.start
+        self.origin = max(self.start - 1, 0)
+        size = item.source.size
+        near = min(max(item.end, self.origin) + TAIL_BYTES, size)
+        self._chunks = itertools.chain(
+            ranged_chunks(s3, item.source, start=self.origin, stop=near),
+            ranged_chunks(s3, item.source, start=near, range_bytes=TAIL_BYTES, in_flight=1),
+        )
+        self.bounds: list[Bounds] = []
+        self._rest: list[bytes] = []
+        self.tracker = QuoteTracker()
+        self.lines = 0
+        self.overrun = 0
+        self.draining = False
+
+    def pieces(self) -> Iterator[bytes]:
+        body = aligned_pieces(self._chunks, self.origin, self.start, self.item.end, self.bounds, self._rest)
+        try:
+            for piece in line_blocks(body):
+                self.tracker.see(piece)
+                self.lines += piece.count(b"\n")
+                yield piece
+        except LineTooLong:
+            self.tracker.complete = False  # its quote states past here are unknown; the line is the problem
+            raise
+        if self.tracker.inside and not self.draining:  # the last record runs on past the range: read it to its end
+            tail, _ = overrun(itertools.chain(self._rest, self._chunks))
+            self.overrun = len(tail)
+            self.lines += tail.count(b"\n")
+            yield tail
+
+    @property
+    def aligned(self) -> Bounds:
+        return self.bounds[0] if self.bounds else Bounds(self.start, self.start)
+
+
+def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: RangeItem) -> dict:
+    """Split one range, write its result for the reduce; returns a small summary (the Map's result per item)."""
+    work = Work(s3, config, settings)
+    again = item.again_from is not None
+    header, _ = source_header(s3, item.source)
+    layout = parse_header(
+        header,
+        config.feature_columns,
+        config.stratify_column,
+        [name for name, kind in config.treatments.items() if kind == "log"],
+        list(config.treatments),
+    )
+    seed = range_seed(config.seed, item.index)
+    splitter = StratifiedSplitter(config.test_fraction, seed)
+    watch = Watch(config, seed)
+    if again:  # the first reading's shards: written under an assumption that did not hold
+        first = RangeResult.model_validate(work.get_json(split_name(item.index)))
+        work.delete(first.train_keys + first.test_keys)
+    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_arn, "ContentType": CHANNEL_CONTENT_TYPE}
+    name = f"part-{item.index:06d}{'a' if again else ''}-"
+    shard_bytes = settings.shard_megabytes << 20
+    train = ShardedChannel(
+        s3,
+        settings.data_bucket,
+        f"{config.dataset_prefix}train/",
+        shard_bytes=shard_bytes,
+        lanes=item.lanes,
+        extra=extra,
+        name=name,
+    )
+    test = ShardedChannel(
+        s3, settings.data_bucket, f"{config.dataset_prefix}test/", shard_bytes=shard_bytes, lanes=1, extra=extra, name=name
+    )
+    reading = None if item.gzip else _Reading(s3, item)
+    error = None
+    counts = None
+    pieces: Iterator[bytes] | None = None
+    try:
+        if reading is None:
+            chunks = ranged_chunks(s3, item.source)
+            _, blocks = header_and_blocks(chunks)  # a gzip object is read whole, its lines numbered from its header
+        else:
+            pieces = reading.pieces()
+            blocks = row_blocks(pieces, BLOCK_BYTES, first_line=1)
+        counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
+        train.close()
+        test.close()
+    except DataValidationError as exc:
+        error = str(exc)
+        train.abort()
+        test.abort()
+        if reading is not None and pieces is not None:  # follow the quote states to the range's end all the same
+            reading.draining = True
+            try:
+                for _ in pieces:
+                    pass
+            except LineTooLong:
+                pass
+    except BaseException:
+        train.abort()
+        test.abort()
+        raise
+    result = _result(item, reading, counts, error, watch, splitter, train.keys, test.keys)
+    if config.stratify_column is not None:
+        result.strata = {key.hex(): rows for key, rows in splitter.strata().items()}
+    if watch.learner is not None and watch.learner.rows and error is None:
+        sample = watch.learner.shuffled_sample()
+        result.sample_key = sample_name(item.index, again)
+        work.put(result.sample_key, sample.astype("<f8").tobytes())
+        result.sample_rows = len(sample)
+    work.put_json(split_name(item.index, again), result.to_json())
+    return {"index": item.index, "rows": result.train_rows + result.test_rows, "problem": error is not None}
+
+
+def _result(
+    item: RangeItem,
+    reading: _Reading | None,
+    counts: Any,
+    error: str | None,
+    watch: Watch,
+    splitter: StratifiedSplitter,
+    train_keys: list[str],
+    test_keys: list[str],
+) -> RangeResult:
+    fields: dict[str, Any] = {
+        "index": item.index,
+        "part": item.part,
+        "train_keys": train_keys,
+        "test_keys": test_keys,
+        "error": error,
+        "first_row": watch.same.first.decode() if watch.same.first else None,
+        "varied": watch.same.varied,
+        "learner": watch.learner.state() if watch.learner is not None and error is None else None,
+    }
+    if counts is not None:
+        fields.update(train_rows=counts.train, test_rows=counts.test, blank_lines=counts.blank)
+    if reading is None:  # gzip: the whole object, numbered from its header
+        size = item.source.size
+        return RangeResult(start=0, end=size, aligned_end=size, line_base=2, lines=0, **fields)
+    aligned = reading.aligned
+    tracker = reading.tracker
+    return RangeResult(
+        start=aligned.start,
+        end=aligned.end + reading.overrun,
+        aligned_end=aligned.end,
+        line_base=1,
+        lines=reading.lines,
+        ends_inside=tracker.inside,
+        ends_inside_if_inside=tracker.inside_if_inside,
+        record_if_inside=None if tracker.record_if_inside is None else aligned.start + tracker.record_if_inside,
+        complete=tracker.complete,
+        **fields,
+    )
+
