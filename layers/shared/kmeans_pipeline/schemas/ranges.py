@@ -31,6 +31,8 @@ class DataPlan(CamelModel):
     """What the plan step returns: where its items are, and how many (never the items themselves)."""
 
     items_uri: str
+    items_bucket: str
+    items_key: str
     ranges: int = Field(ge=1)
     parts: int = Field(ge=1)
     bytes: int = Field(ge=0)
@@ -99,6 +101,8 @@ class MergeResult(CamelModel):
 
     next: Literal["again", "treat", "done"]
     items_uri: str | None = None
+    items_bucket: str | None = None
+    items_key: str | None = None
     items: int = 0
     train_rows: int = 0
     test_rows: int = 0

@@ -100,7 +100,13 @@ def merge_ranges(config: RunConfig, settings: StackSettings, s3: Any) -> MergeRe
             break  # nothing after a real problem, or a range whose end is known only once it is read again
     if redo:
         work.put_json(AGAIN_ITEMS, [item.to_json() for item in redo])
-        return MergeResult(next="again", items_uri=work.uri(AGAIN_ITEMS), items=len(redo))
+        return MergeResult(
+            next="again",
+            items_uri=work.uri(AGAIN_ITEMS),
+            items_bucket=work.bucket,
+            items_key=work.key(AGAIN_ITEMS),
+            items=len(redo),
+        )
     _check_joined(chosen)
     return _merge(config, settings, s3, work, items, chosen)
 
@@ -188,7 +194,13 @@ def _merge(
     ]
     work.put_json(TREAT_ITEMS, [item.to_json() for item in treat_items])
     return MergeResult(
-        next="treat", items_uri=work.uri(TREAT_ITEMS), items=len(treat_items), train_rows=train_rows, test_rows=test_rows
+        next="treat",
+        items_uri=work.uri(TREAT_ITEMS),
+        items_bucket=work.bucket,
+        items_key=work.key(TREAT_ITEMS),
+        items=len(treat_items),
+        train_rows=train_rows,
+        test_rows=test_rows,
     )
 
 

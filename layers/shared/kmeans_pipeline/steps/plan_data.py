@@ -75,6 +75,8 @@ def plan_data(config: RunConfig, settings: StackSettings, s3: Any, *, range_byte
     work.put_json(PLAN, [item.to_json() for item in items])
     return DataPlan(
         items_uri=work.uri(PLAN),
+        items_bucket=work.bucket,
+        items_key=work.key(PLAN),
         ranges=len(items),
         parts=len(parts),
         bytes=total,
