@@ -45,10 +45,11 @@ from offline.cfn import load_template  # noqa: E402
 OUT = ROOT / ".aws-sam" / "package-check"
 MIB = 1024 * 1024
 AWS_LIMIT = 250 * MIB
-DATA_STEP = "PrepareDataFunction"
-# The steps that ship numpy: the data step, and the two that score (evaluation before deploying, the endpoint check
-# after). They get the data step's limits; every other step must stay lean.
-NUMPY_STEPS = (DATA_STEP, "EvaluateModelFunction", "VerifyEndpointFunction", "ScoreRecordsFunction")
+DATA_STEPS = ("PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction")
+# The steps that ship numpy: the data step's plan, workers and merge, and the ones that score (evaluation before
+# deploying, the endpoint check after, the scoring API). They get the data step's limits; every other step must stay
+# lean.
+NUMPY_STEPS = (*DATA_STEPS, "EvaluateModelFunction", "VerifyEndpointFunction", "ScoreRecordsFunction")
 STEP_LIMITS = {step: 200 * MIB for step in NUMPY_STEPS}  # unzipped bytes, code and layers
 DEFAULT_STEP_LIMIT = 30 * MIB
 IMPORT_GOALS = {step: 1.5 for step in NUMPY_STEPS}  # seconds

@@ -20,7 +20,11 @@ EVENTS = ROOT / "events"
 PLACEHOLDER = "EXAMPLE-BUCKET"
 STEP_DIRS = {
     "ResolveRunFunction": "resolve_run",
-    "PrepareDataFunction": "prepare_data",
+    "PlanDataFunction": "plan_data",
+    "SplitRangeFunction": "split_range",
+    "MergeRangesFunction": "merge_ranges",
+    "TreatRangeFunction": "treat_range",
+    "FinishDatasetFunction": "finish_dataset",
     "StartTuningFunction": "start_tuning",
     "CheckTuningFunction": "check_tuning",
     "CreateModelFunction": "create_model",

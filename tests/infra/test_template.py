@@ -32,7 +32,11 @@ PSEUDO = {
 }
 FUNCTIONS = {
     "ResolveRunFunction": "functions/resolve_run/",
-    "PrepareDataFunction": "functions/prepare_data/",
+    "PlanDataFunction": "functions/plan_data/",
+    "SplitRangeFunction": "functions/split_range/",
+    "MergeRangesFunction": "functions/merge_ranges/",
+    "TreatRangeFunction": "functions/treat_range/",
+    "FinishDatasetFunction": "functions/finish_dataset/",
     "StartTuningFunction": "functions/start_tuning/",
     "CheckTuningFunction": "functions/check_tuning/",
     "EvaluateModelFunction": "functions/evaluate_model/",
@@ -43,6 +47,8 @@ FUNCTIONS = {
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
 }
+# The data step's functions that write the run's dataset (the finish step only reads it).
+DATA_STEP_WRITERS = ["PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction"]
 # What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
 STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
 ENVIRONMENT = {
@@ -62,6 +68,7 @@ ENVIRONMENT = {
     "MAX_PARALLEL_TRAINING_JOBS",
     "FEATURE_COLUMNS",
     "MAX_INPUT_MEGABYTES",
+    "RANGE_MEGABYTES",
     "SHARD_MEGABYTES",
     "TRAINING_INSTANCE_COUNT",
     "KEEP_MODELS",
@@ -383,8 +390,14 @@ def test_function_roles_reach_only_their_own_resources(resources, template):
     stmts = {name: role_statements(resources, f"{name}Role") for name in FUNCTIONS}
     (listing,) = allows(stmts["ResolveRunFunction"], "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
-    (put,) = allows(stmts["PrepareDataFunction"], "s3:PutObject")
-    assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}
+    for name in DATA_STEP_WRITERS:
+        (put,) = allows(stmts[name], "s3:PutObject")
+        assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}, name
+    assert not allows(stmts["FinishDatasetFunction"], "s3:PutObject")
+    # Only a range read again deletes, and only the shards it wrote under datasets/.
+    deleting = {name: allows(stmts[name], "s3:DeleteObject") for name in FUNCTIONS}
+    assert {name for name, found in deleting.items() if found} == {"SplitRangeFunction"}
+    assert [d["Resource"] for d in deleting["SplitRangeFunction"]] == [{"Fn::Sub": "${DataBucket.Arn}/datasets/*"}]
     sagemaker_arns = [
         r
         for s in (x for v in stmts.values() for x in v)
@@ -552,9 +565,10 @@ def test_functions_share_one_configuration_and_trace(resources, template):
         assert not {"Tracing", "Runtime", "Environment", "Layers"} & set(properties), logical_id
         assert properties["Role"] == {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]}
         assert (ROOT / properties["CodeUri"] / "app.py").is_file(), logical_id
-    prepare = resources["PrepareDataFunction"]["Properties"]
-    assert (prepare["MemorySize"], prepare["Timeout"]) == (3008, 900)
-    assert "EphemeralStorage" not in prepare  # the data step streams S3 to S3 and stages nothing in /tmp
+    for name in ("SplitRangeFunction", "TreatRangeFunction"):
+        worker = resources[name]["Properties"]
+        assert (worker["MemorySize"], worker["Timeout"]) == (3008, 900), name
+        assert "EphemeralStorage" not in worker  # a range streams S3 to S3 and stages nothing in /tmp
 
 
 def test_evaluation_and_verification_functions(resources, template):
@@ -740,12 +754,23 @@ def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
         "logs:DescribeLogGroups",
     }
     xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+    machine = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${NamePrefix}-${EnvironmentName}-pipeline"
+    executions = machine.replace(":stateMachine:", ":execution:") + "/*"
     assert grants(stmts) == {
         **dict.fromkeys(log_delivery | xray, {"*"}),
         "lambda:InvokeFunction": {f"{name}.Arn" for name in STEP_FUNCTIONS},
         "sns:Publish": {"Ref:NotificationTopic"},
         "kms:Decrypt": {"Key"},
         "kms:GenerateDataKey": {"Key"},
+        # The Distributed Maps: their children are this state machine's executions (AWS's documented policy).
+        "states:StartExecution": {machine},
+        "states:DescribeExecution": {executions},
+        "states:StopExecution": {executions},
+        # Their items and results, only under the run's working files.
+        "s3:GetObject": {"${DataBucket.Arn}/datasets/*/work/*"},
+        "s3:PutObject": {"${DataBucket.Arn}/datasets/*/work/map-runs/*"},
+        "s3:AbortMultipartUpload": {"${DataBucket.Arn}/datasets/*/work/map-runs/*"},
+        "s3:ListMultipartUploadParts": {"${DataBucket.Arn}/datasets/*/work/map-runs/*"},
     }
 
 
@@ -755,13 +780,15 @@ def test_state_machine_may_publish_only_to_the_notification_topic(resources):
     assert as_list(publish["Action"]) == ["sns:Publish"]
     assert publish["Resource"] == {"Ref": "NotificationTopic"}
     assert "Condition" not in publish
-    # The topic is encrypted with the stack's key: the publisher needs the key, through SNS only.
-    (use_key,) = allows(stmts, "kms:GenerateDataKey")
-    assert sorted(as_list(use_key["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
-    assert use_key["Resource"] == KEY_ARN
-    assert use_key["Condition"] == {
-        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}
-    }
+    # The topic is encrypted with the stack's key: the publisher needs the key, through SNS only (and the Maps'
+    # files need it through S3 only).
+    uses = allows(stmts, "kms:GenerateDataKey")
+    assert all(sorted(as_list(u["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"] for u in uses)
+    assert all(u["Resource"] == KEY_ARN for u in uses)
+    assert sorted(u["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"] for u in uses) == [
+        "s3.${AWS::Region}.${AWS::URLSuffix}",
+        "sns.${AWS::Region}.${AWS::URLSuffix}",
+    ]
     assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
     # No other role of the stack may publish anywhere.
     for logical_id, resource in resources.items():
@@ -778,6 +805,8 @@ def test_asl_uses_exactly_the_definition_substitutions(resources):
     assert substitutions == {
         **{f"{name}Arn": {"Fn::GetAtt": [name, "Arn"]} for name in STEP_FUNCTIONS},
         "NotificationTopicArn": {"Ref": "NotificationTopic"},
+        "DataBucket": {"Ref": "DataBucket"},
+        "MaxDataWorkers": {"Ref": "MaxDataWorkers"},
         "Partition": {"Ref": "AWS::Partition"},
     }
 

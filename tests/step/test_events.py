@@ -19,7 +19,11 @@ from kmeans_pipeline.schemas.inputs import (
     CreateModelInput,
     DeployEndpointInput,
     EvaluateModelInput,
-    PrepareDataInput,
+    FinishDatasetInput,
+    MergeRangesInput,
+    PlanDataInput,
+    SplitRangeInput,
+    TreatRangeInput,
     ResolveRunInput,
     StartTuningInput,
     StepInput,
@@ -34,7 +38,11 @@ STEPS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").
 # Each state machine step's input model (score_records is the scoring API's function URL, not a step).
 INPUTS: dict[str, type[StepInput]] = {
     "resolve_run": ResolveRunInput,
-    "prepare_data": PrepareDataInput,
+    "plan_data": PlanDataInput,
+    "split_range": SplitRangeInput,
+    "merge_ranges": MergeRangesInput,
+    "treat_range": TreatRangeInput,
+    "finish_dataset": FinishDatasetInput,
     "start_tuning": StartTuningInput,
     "check_tuning": CheckTuningInput,
     "evaluate_model": EvaluateModelInput,
@@ -45,11 +53,11 @@ INPUTS: dict[str, type[StepInput]] = {
     "clean_up": CleanUpInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
-NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records"}
+NUMPY_STEPS = {"plan_data", "split_range", "merge_ranges", "treat_range", "evaluate_model", "verify_endpoint", "score_records"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 11
+    assert len(STEPS) == 15
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
