@@ -91,13 +91,17 @@ def test_step_event_is_valid_for_its_step(step):
 
 
 def state_machine_payloads() -> list[tuple[str, str, dict]]:
-    """(state, step, Payload) of every Lambda task in the ASL, its function found through the template."""
+    """(state, step, Payload) of every Lambda task in the ASL (a Distributed Map's children included), its function
+    found through the template."""
     template = load_template(ROOT / "template.yaml")
     machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
     substitutions = machine["Properties"]["DefinitionSubstitutions"]
     definition = json.loads((ROOT / machine["Properties"]["DefinitionUri"]).read_text())
     found = []
-    for name, state in definition["States"].items():
+    states = dict(definition["States"])
+    for state in definition["States"].values():
+        states.update(state.get("ItemProcessor", {}).get("States", {}))
+    for name, state in states.items():
         if state["Type"] != "Task" or not state["Resource"].endswith(":lambda:invoke"):
             continue
         placeholder = re.fullmatch(r"\$\{(\w+)\}", state["Arguments"]["FunctionName"]).group(1)

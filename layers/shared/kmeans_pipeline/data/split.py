@@ -210,10 +210,11 @@ def check_counts(
     test_fraction: float,
 ) -> None:
     """The split as a whole: data rows at all, k training rows, a test row; with strata (the rows seen of each),
-    one stratum at least large enough to send one row to test and keep one (``need`` rows)."""
+    one stratum at least large enough to send one row to test and keep one (``need`` rows): where none is, the
+    split would be a random one whatever the column."""
     if train_rows + test_rows == 0:
         raise DataValidationError("the object has a header but no data rows")
-    if strata is not None and (test_rows == 0 or train_rows < k) and max(strata) < need:
+    if strata is not None and max(strata) < need:  # no value can be split: stratifying it means nothing
         raise DataValidationError(
             f"stratifyColumn {stratify_column}: none of its {len(strata):,} values has the "
             f"{need} rows a value needs at testFraction {test_fraction} to send one to test and keep one for "
