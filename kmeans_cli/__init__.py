@@ -17,8 +17,8 @@ export-centroids
 score
     Reads CSV (a path, or ``-`` for stdin) and writes it back (to stdout unless ``--out``) with the columns
     ``closest_cluster,distance_to_cluster`` appended, and ``score,anomaly`` when a report gives thresholds. The answer
-    is exactly the endpoint's: the nearest centroid (the first one on a tie) and the Euclidean distance to it,
-    computed in float32 as SageMaker's K-Means container does. Clusters are written as integers, distances as
+    is the endpoint's within float32 error: the nearest centroid (the first one on a tie) and the Euclidean
+    distance to it, computed in float32 (the container's own arithmetic is not documented). Clusters are written as integers, distances as
     the shortest decimal text of the float32 value widened to a double (what the endpoint's JSON holds).
 
     Feature columns: without ``--report``, every column, in order, and there must be feature_dim of them. With
@@ -36,10 +36,10 @@ score
     none set, with a warning on stderr).
     ``--standardized`` says the CSV holds the model's features already (a run's test channel).
 
-    Anomalies: ``score`` is the distance over the record's cluster's threshold (``thresholds.perCluster``: the
-    report's ``anomalyPercentile`` of that cluster's test distances, never above the overall one; the overall
-    threshold for a cluster that had no test records), and ``anomaly`` is ``true`` when the score is above 1;
-    with ``--overall``, the overall threshold (``thresholds.overall``) for every cluster. A record closest to a
+    Anomalies: ``score`` is the distance over the report's threshold for the record's cluster
+    (``thresholds.perCluster``, where a report of an older release holds one; the overall threshold,
+    ``thresholds.overall``, for every cluster in reports written now), and ``anomaly`` is ``true`` when the score
+    is above 1; with ``--overall``, the overall threshold for every cluster. A record closest to a
     cluster the report calls small (``smallClusters``) is scored against the nearest other cluster, as the scoring
     API scores it.
 

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scorer = commands.add_parser(
         "score",
-        help="score a CSV offline, exactly as the endpoint would",
+        help="score a CSV offline, as the endpoint would (within float32 error)",
         description="Append closest_cluster, distance_to_cluster (and score, anomaly, with a report's thresholds) to "
         f"every row of a CSV, computed as SageMaker's K-Means endpoint does. See `{PROG} --help` "
         "for the rules on feature columns, headers and treatments.",

@@ -196,7 +196,7 @@ def score_examples(
     if not records:
         return
     status, answer = score_api(aws, "\n".join([",".join(features), *records]) + "\n")
-    print(f"\nThe scoring API answers ({','.join(features)}; score = distance / the cluster's threshold):", file=stream)
+    print(f"\nThe scoring API answers ({','.join(features)}; score = distance / the overall threshold):", file=stream)
     if status != 200:
         print(f"  HTTP {status}: {answer.get('error')}", file=stream)
         return
@@ -322,6 +322,8 @@ def ending(result: ExecutionResult) -> str:
         return f"{result.error}: {result.cause}"
     if result.output.get("outcome") == "kept":
         return "kept the serving model (" + result.output["evaluation"]["gate"]["reason"] + ")"
+    if result.output.get("outcome") == "superseded":
+        return "superseded (" + str(result.output.get("reason")) + ")"
     return "deployed " + result.output["endpointConfig"]
 
 
@@ -394,6 +396,11 @@ def outcome_line(result: ExecutionResult, approved: bool | None) -> str:
         return (
             f"Outcome: KEPT. The quality gate kept {out['evaluation']['gate'].get('servingModel') or 'the serving model'} "
             f"on endpoint {out['endpoint']}; the new model was not deployed."
+        )
+    if result.status == "SUCCEEDED" and out.get("outcome") == "superseded":
+        return (
+            f"Outcome: SUPERSEDED. Another execution's deployment took endpoint {out['endpoint']} while this run "
+            f"deployed {out.get('model')}: {out.get('reason')}"
         )
     if result.status == "SUCCEEDED":
         return f"Outcome: DEPLOYED {out.get('model')} to endpoint {out.get('endpoint')} ({out.get('deployment')})" + (
@@ -602,6 +609,7 @@ class Shown:
     features: list[str] | None = None
     report: dict | None = None
     demo_error: str | None = None
+    lease: dict | None = None  # who holds the deploy lease once the runs are done (nobody, if all went well)
 
 
 def after_the_run(
@@ -618,13 +626,14 @@ def after_the_run(
             file=stream,
         )
     shown.endpoint = endpoint_state(aws)
+    shown.lease = aws.deploy_lease()
     config = next(iter(result.state_outputs("Resolve run configuration")), None)
     names = config.get("names") if isinstance(config, dict) else None  # a failed resolve has none
     shown.resources = aws.sagemaker_resources(names) if isinstance(names, dict) else {}
     try:
         if result.status == "SUCCEEDED":
             compare_with_scikit_learn(aws, result, stream)
-        dataset = next(iter(result.state_outputs("Prepare training data")), None)
+        dataset = next(iter(result.state_outputs("Finish the dataset")), None)
         shown.features = dataset.get("featureColumns") if isinstance(dataset, dict) else None
         if shown.features and (result.status == "SUCCEEDED" or args.fail == "update"):
             shown.rows = report_view.read_rows(csv_path, shown.features)  # the CSV as the data step read it
@@ -667,6 +676,9 @@ def closing_lines(
             "error": r.error,
             "cause": r.cause,
             "endpointConfig": (r.output or {}).get("endpointConfig"),
+            "outcome": (r.output or {}).get("outcome"),
+            "runId": (r.output or {}).get("runId"),
+            "newMsd": (r.output or {}).get("evaluation", {}).get("gate", {}).get("newMsd"),
         }
         for r in others
     ]
@@ -683,6 +695,7 @@ def closing_lines(
                 "report": shown.report,
                 "demoError": shown.demo_error,
                 "executions": executions,
+                "deployLease": shown.lease,
             },
             indent=2,
         )

@@ -76,6 +76,18 @@ def _how(column: ColumnTreatment) -> str:
     return f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")")
 
 
+def _k_lines(report: EvaluationReport) -> list[str]:
+    choice = report.k_choice
+    if choice is None:
+        return []
+    lines = _wrapped(choice.reason, "How k was set: ")
+    if choice.candidates:
+        lines.append(
+            "  Davies-Bouldin index per k: " + ", ".join(f"{c.k}: {fmt(c.davies_bouldin)}" for c in choice.candidates)
+        )
+    return lines
+
+
 def _cluster_rows(report: EvaluationReport) -> list[list[str]]:
     rows = []
     for cluster in report.clusters:
@@ -120,18 +132,27 @@ def report_table(report: Report) -> str:
         f"k={report.k}, {report.evaluated_rows:,} test records scored, "
         f"test MSD {fmt(report.evaluation_msd)}; the features:",
         *(_how(column) for column in report.treatment.columns),
+        *_k_lines(report),
         "Centroids in the CSV's units (a category: its heaviest level); distances and thresholds in the model's; "
-        f"threshold = the {report.anomaly_percentile:g}th-percentile distance, never above the overall one",
+        f"every record is scored against the overall threshold, the {report.anomaly_percentile:g}th-percentile "
+        "test distance (a cluster's own p99 describes its spread)",
         "",
     ]
     header = ["cluster", "size", "share", *features, "p50 dist", "p99 dist", "max dist", "threshold"]
     lines += _grid(header, _cluster_rows(report))
     small = [c for c in report.clusters if c.small]
+    decisions = report.small_clusters.decisions
+    if decisions:
+        lines.append(f"Small clusters (smallClusters: {report.small_clusters.rule}):")
+        lines += [
+            line
+            for d in decisions
+            for line in _wrapped(d.reason, f"  {d.index}: {'anomalous' if d.anomalous else 'a kind of record'}: ")
+        ]
     if small:
         lines.append(
-            f"Small clusters ({', '.join(str(c.index) for c in small)}; smallClusters: anomalous): the "
-            f"{_share(sum(c.closest_share for c in small))} of test records closest to them are scored "
-            "against the nearest other cluster, and counted there"
+            f"The {_share(sum(c.closest_share for c in small))} of test records closest to the small cluster(s) "
+            f"{', '.join(str(c.index) for c in small)} are scored against the nearest large cluster, and counted there"
         )
     overall = report.distance.to_json()
     lines += ["", "Distance percentiles, all test records: " + ", ".join(f"{k} {fmt(v)}" for k, v in overall.items())]

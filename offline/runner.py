@@ -329,6 +329,17 @@ class OfflineAWS:
     def endpoint_name(self) -> str:
         return self.stack.outputs["EndpointName"]
 
+    def deploy_lease(self) -> dict | None:
+        """The deploy lease's item as the table holds it now ({"owner", "expiresAt"}), or None when nobody holds it."""
+        table = self.stack.physical.get("DeployLeaseTable")
+        if table is None:
+            return None
+        items = self.client("dynamodb").scan(TableName=table, ConsistentRead=True).get("Items", [])
+        if not items:
+            return None
+        item = items[0]
+        return {"owner": item["owner"]["S"], "expiresAt": int(item["expiresAt"]["N"])}
+
     def client(self, service: str) -> Any:
         """The runner's client for `service` (made once per stack: `wait` polls the history twenty times a second)."""
         with self._clients_lock:

@@ -120,6 +120,9 @@ class StackBuilder:
                 return all(self.resolve(arg))
             if key == "Fn::Or":
                 return any(self.resolve(arg))
+            if key == "Fn::Contains":  # a rule function: a list of strings holds a string
+                items, item = self.resolve(arg)
+                return str(item) in [str(i) for i in items]
             if key == "Condition":
                 return self.condition(arg)
             if key == "Fn::FindInMap":
@@ -165,7 +168,18 @@ class StackBuilder:
             if "Condition" not in spec or self.condition(spec["Condition"])
         }
 
+    def check_rules(self) -> None:
+        """The template's Rules, as CloudFormation checks them before it creates anything: a failed assertion
+        stops the deployment with its AssertDescription."""
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self.resolve(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self.resolve(assertion["Assert"]):
+                    raise RuleFailed(f"Rule {name} failed: {assertion.get('AssertDescription', 'assertion failed')}")
+
     def deploy(self) -> Deployed:
+        self.check_rules()
         resources = self.active()
         # Names first, so that policies may refer to roles and functions before they exist (as in CloudFormation).
         # Log groups last: their names usually refer to the functions'.
@@ -198,6 +212,7 @@ class StackBuilder:
             "AWS::Serverless::LayerVersion": lambda n: f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:layer:{n}:1",
             "AWS::Events::Rule": lambda n: f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{n}",
             "AWS::SQS::Queue": lambda n: f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{n}",
+            "AWS::DynamoDB::Table": lambda n: f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{n}",
         }
         if kind == "AWS::KMS::Key":
             return  # its id comes from KMS when it is created
@@ -211,6 +226,8 @@ class StackBuilder:
                 name = f"/offline/{lower}"
         elif kind == "AWS::SNS::Topic":
             name = f"{self.stack_name}-{logical}"
+        elif kind == "AWS::DynamoDB::Table" and "TableName" in props:
+            name = self.resolve(props["TableName"])
         self.deployed.physical[logical] = name
         if kind in arn_by_kind:
             self.deployed.arns[logical] = arn_by_kind[kind](name)
@@ -305,6 +322,36 @@ class StackBuilder:
             events.put_targets(Rule=name, Targets=targets)
         self.deployed.rules[logical] = name
 
+    def _create_DynamoDB_Table(self, logical: str, props: dict) -> None:
+        ddb = self.client("dynamodb")
+        name = self.deployed.physical[logical]
+        args: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        sse = props.get("SSESpecification")
+        if sse:  # CloudFormation's SSEEnabled/KMSMasterKeyId are the API's Enabled/KMSMasterKeyId
+            args["SSESpecification"] = {
+                "Enabled": bool(sse.get("SSEEnabled")),
+                **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
+                **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
+            }
+        if props.get("Tags"):
+            args["Tags"] = props["Tags"]
+        ddb.create_table(**args)
+        if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
+            ddb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+            )
+
     def _create_Logs_LogGroup(self, logical: str, props: dict) -> None:
         args = {"logGroupName": self.deployed.physical[logical]}
         if props.get("KmsKeyId"):
@@ -370,6 +417,10 @@ class StackBuilder:
         self.deployed.arns[logical] = arn
         self.deployed.physical[logical] = arn
         self.deployed.state_machine_arn = arn
+
+
+class RuleFailed(ValueError):
+    """A template rule's assertion does not hold for this deployment (CloudFormation refuses it the same way)."""
 
 
 class _NoValue:

@@ -33,9 +33,10 @@ STEP_DIRS = {
     "CleanUpFunction": "clean_up",
     "EvaluateModelFunction": "evaluate_model",
     "VerifyEndpointFunction": "verify_endpoint",
+    "DeployLeaseFunction": "deploy_lease",
 }
 SCORE_BODY = "id,tranCode,Amount\nt-1,1,42.50\nt-2,4,2480.00\nt-3,1,9000.00\nt-4,2,twenty\n"
-CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "k": 8, "stratifyColumn": "tranCode", "maxTrainingJobs": 4}
+CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "stratifyColumn": "tranCode", "maxTrainingJobs": 4}
 
 
 def main() -> int:

@@ -64,7 +64,7 @@ def render(asl: dict) -> str:
             edges.append(f"  {node} --> {_node_id(state['Next'], ids)}")
         for catch in state.get("Catch", []):
             edges.append(f"  {node} -. error .-> {_node_id(catch['Next'], ids)}")
-    lines.extend(edges)
+    lines.extend(dict.fromkeys(edges))  # two catches into one state draw one arrow
     lines.append(
         '  sm_start -. "execution ends: succeeded, failed, timed out, aborted" .-> notify(["SNS topic (KMS)"])'
     )

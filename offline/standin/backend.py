@@ -221,13 +221,16 @@ class SageMakerBackend(State):
         config.setdefault("TrainingJobEarlyStoppingType", "Off")
         resource_arn = self.arn("hyper-parameter-tuning-job", name)
         seed = (p.get("HyperParameterTuningJobConfig") or {}).get("RandomSeed")
-        rng = np.random.default_rng(seed if seed is not None else secrets.randbits(64))
+        if seed is None:  # as SageMaker: without a seed, every tuning job searches and trains differently
+            seed = secrets.randbits(63)
+        rng = np.random.default_rng(seed)
         with self.lock:
             if name.lower() in self.tuning_jobs:
                 raise ResourceInUse(f"Hyperparameter tuning job {name} already exists.")
             tj = TuningJob(name, resource_arn, request, now(), spec.tags)
             tj.ranges, tj.static = spec.ranges, spec.static
             tj.searcher = Searcher(spec.ranges, spec.strategy, spec.max_jobs, rng)
+            tj.random_seed = seed
             tj.fault_tuning = self.faults.tuning_job_fails
             tj.fault_training = self.faults.training_jobs_fail
             tj.warm_history = parents

@@ -26,6 +26,8 @@ class Faults:
     # InvokeEndpoint answers with every distance_to_cluster doubled (read per request), as a container serving
     # something other than its artifact would: what the pipeline's endpoint check must catch.
     endpoint_answers_wrong: bool = False
+    # InvokeEndpoint answers with squared distances: a container whose unit is not the one documented.
+    endpoint_answers_squared: bool = False
 
 
 @dataclass

@@ -562,16 +562,26 @@ def evaluate(X: np.ndarray, centroids: np.ndarray) -> dict[str, float]:
     return {"msd": float(best.mean()), "ssd": float(best.sum())}
 
 
-def predict(X: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Closest cluster index and Euclidean distance to it, computed in float32 like the container."""
+def predict(X: np.ndarray, centroids: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Closest cluster index and Euclidean distance to it, as a float32 container plausibly computes them: the batched
+    formula sqrt(max(|x|^2 - 2 x.c + |c|^2, 0)), all in float32 (the container's arithmetic is not documented). Near
+    a centroid its subtraction cancels, so its answers differ from a direct float32 or a float64 sum by more than
+    rounding: the endpoint check must allow for that (kmeans_pipeline.model.tolerance). Each row's answer does not
+    depend on the other rows of the request (a BLAS matrix product's could)."""
     X = np.asarray(X, dtype=np.float32)
     C = np.asarray(centroids, dtype=np.float32)
     idx = np.empty(len(X), dtype=np.int64)
     dist = np.empty(len(X), dtype=np.float32)
-    for s in range(0, len(X), chunk):
-        diff = X[s : s + chunk, None, :] - C[None, :, :]
-        d2 = np.einsum("nkd,nkd->nk", diff, diff, dtype=np.float32)
-        i = d2.argmin(1)
-        idx[s : s + chunk] = i
-        dist[s : s + chunk] = np.sqrt(d2[np.arange(len(i)), i], dtype=np.float32)
+    cc = (C * C).sum(axis=1, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow float32 to inf, in the container too
+        for s in range(0, len(X), chunk):
+            x = X[s : s + chunk]
+            xx = (x * x).sum(axis=1, dtype=np.float32)
+            xc = (x[:, None, :] * C[None, :, :]).sum(axis=2, dtype=np.float32)
+            d2 = (xx[:, None] - np.float32(2) * xc) + cc[None, :]
+            d2 = np.maximum(d2, np.float32(0))  # cancellation can leave a tiny negative
+            d2 = np.where(np.isnan(d2), np.float32(np.inf), d2)  # inf - inf: the distance is beyond float32
+            i = d2.argmin(1)
+            idx[s : s + chunk] = i
+            dist[s : s + chunk] = np.sqrt(d2[np.arange(len(i)), i], dtype=np.float32)
     return idx, dist

@@ -183,6 +183,7 @@ class TuningJob:
         self.fault_tuning: str | None = None
         self.fault_training: str | None = None
         self.searcher: Searcher | None = None
+        self.random_seed = 0  # RandomSeed, or the one drawn for it
         self.ranges: list[Range] = []
         self.static: dict[str, str] = {}
         self.warm_history: list[tuple[dict[str, str], float]] = []

@@ -1,14 +1,17 @@
 """MXNet NDArray list files (``model_algo-1``) and the ``model.tar.gz`` that holds one.
 
-The layout is the one SageMaker's built-in K-Means writes and loads (little-endian):
+The layout is the one SageMaker's built-in K-Means writes and loads (little-endian; MXNet's src/ndarray/ndarray.cc):
 
     u64 0x112 (list magic), u64 0 (reserved), u64 array count
-    per array: u32 0xF993FAC9 (NDArray V2 magic), i32 storage type (0 = dense), i32 ndim,
+    per array (V2, what K-Means writes): u32 0xF993FAC9, i32 storage type (0 = dense), i32 ndim,
                ndim x i64 dims, i32 device type, i32 device id, i32 dtype flag (0 = float32),
                raw data (prod(dims) items, C order)
     u64 name count (0 for k-means), then per name: u64 length, bytes
 
-Only dense float32 arrays are supported, which is all K-Means uses. numpy only.
+MXNet's loader also reads V3 (0xF993FACA, numpy shape semantics, otherwise as V2), V1 (0xF993FAC8, no storage type)
+and the legacy layout (no magic: u32 ndim and u32 dims); the writer can write each, for tests, and the reader reads
+each, as a container loading such an artifact would. Only dense float32 arrays are supported, which is all K-Means
+uses. numpy only.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 
 LIST_MAGIC = 0x112
 ARRAY_MAGIC = 0xF993FAC9
+ARRAY_MAGICS = {"v1": 0xF993FAC8, "v2": ARRAY_MAGIC, "v3": 0xF993FACA}
+VERSIONS = ("legacy", "v1", "v2", "v3")
 STORAGE_DENSE = 0
 DTYPE_FLAG_FLOAT32 = 0
 DEVICE_CPU = 1
@@ -46,10 +51,15 @@ _DTYPE_FLAG_NAMES = {
 _STORAGE_NAMES = {-1: "undefined", 0: "default (dense)", 1: "row_sparse", 2: "csr"}
 
 
-def write_ndarray_list(arrays: list[np.ndarray]) -> bytes:
-    """Serialise arrays as an MXNet NDArray list of dense float32 arrays, without names."""
+def write_ndarray_list(arrays: list[np.ndarray], version: str = "v2", names: list[str] | None = None) -> bytes:
+    """Serialise arrays as an MXNet NDArray list of dense float32 arrays in NDArray layout ``version`` (legacy,
+    v1, v2 as K-Means writes, v3), with ``names`` (none, as K-Means writes, or one per array)."""
     if isinstance(arrays, np.ndarray):
         raise TypeError("write_ndarray_list takes a list of arrays, not one array")
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(VERSIONS)}, not {version!r}")
+    if names is not None and len(names) != len(arrays):
+        raise ValueError(f"{len(names)} names for {len(arrays)} arrays")
     out = io.BytesIO()
     out.write(struct.pack("<QQQ", LIST_MAGIC, 0, len(arrays)))
     for index, array in enumerate(arrays):
@@ -59,11 +69,18 @@ def write_ndarray_list(arrays: list[np.ndarray]) -> bytes:
         if a.ndim == 0:
             raise ValueError(f"array {index}: 0-dimensional arrays are not supported")
         a = np.ascontiguousarray(a, dtype="<f4")
-        out.write(struct.pack("<Iii", ARRAY_MAGIC, STORAGE_DENSE, a.ndim))
-        out.write(struct.pack(f"<{a.ndim}q", *a.shape))
+        if version == "legacy":  # no magic: the loader reads ndim first, then uint32 dims
+            out.write(struct.pack(f"<I{a.ndim}I", a.ndim, *a.shape))
+        elif version == "v1":
+            out.write(struct.pack(f"<Ii{a.ndim}q", ARRAY_MAGICS["v1"], a.ndim, *a.shape))
+        else:
+            out.write(struct.pack(f"<Iii{a.ndim}q", ARRAY_MAGICS[version], STORAGE_DENSE, a.ndim, *a.shape))
         out.write(struct.pack("<iii", DEVICE_CPU, 0, DTYPE_FLAG_FLOAT32))
         out.write(a.tobytes(order="C"))
-    out.write(struct.pack("<Q", 0))
+    out.write(struct.pack("<Q", len(names or [])))
+    for name in names or []:
+        raw = name.encode()
+        out.write(struct.pack("<Q", len(raw)) + raw)
     return out.getvalue()
 
 
@@ -102,19 +119,25 @@ def read_ndarray_list(data: bytes) -> list[np.ndarray]:
     arrays: list[np.ndarray] = []
     for index in range(count):
         (amagic,) = r.unpack("<I", f"array {index} magic")
-        if amagic != ARRAY_MAGIC:
+        dim_format = "q"
+        if amagic in (ARRAY_MAGICS["v2"], ARRAY_MAGICS["v3"]):
+            (stype,) = r.unpack("<i", f"array {index} storage type")
+            if stype != STORAGE_DENSE:
+                name = _STORAGE_NAMES.get(stype, "unknown")
+                raise ValueError(f"array {index}: storage type {stype} ({name}) is not supported, only dense (0)")
+            (ndim,) = r.unpack("<i", f"array {index} ndim")
+        elif amagic == ARRAY_MAGICS["v1"]:
+            (ndim,) = r.unpack("<i", f"array {index} ndim")
+        elif amagic <= 32:  # legacy: no magic, this word is ndim and the dims are uint32
+            ndim, dim_format = amagic, "I"
+        else:
             raise ValueError(
-                f"array {index}: magic is {amagic:#x}, expected {ARRAY_MAGIC:#x} "
-                "(only the NDArray V2 format is supported)"
+                f"array {index}: magic is {amagic:#x}, not an NDArray V1, V2 or V3 magic "
+                f"({', '.join(f'{m:#x}' for m in ARRAY_MAGICS.values())}) nor a legacy ndim"
             )
-        (stype,) = r.unpack("<i", f"array {index} storage type")
-        if stype != STORAGE_DENSE:
-            name = _STORAGE_NAMES.get(stype, "unknown")
-            raise ValueError(f"array {index}: storage type {stype} ({name}) is not supported, only dense (0)")
-        (ndim,) = r.unpack("<i", f"array {index} ndim")
         if ndim < 1 or ndim > 32:
             raise ValueError(f"array {index}: unsupported number of dimensions {ndim}")
-        dims = r.unpack(f"<{ndim}q", f"array {index} shape")
+        dims = r.unpack(f"<{ndim}{dim_format}", f"array {index} shape")
         if any(d < 0 for d in dims):
             raise ValueError(f"array {index}: negative dimension in shape {dims}")
         _dev_type, _dev_id = r.unpack("<ii", f"array {index} context")

@@ -100,6 +100,8 @@ class SageMakerRuntimeBackend:
         idx, dist = kmeans.predict(X, variant.centroids)
         if sm.faults.endpoint_answers_wrong:
             dist = dist * np.float32(2)
+        if sm.faults.endpoint_answers_squared:
+            dist = dist * dist
         preds = [{"closest_cluster": float(i), "distance_to_cluster": float(d)} for i, d in zip(idx, dist)]
         if accept == "application/jsonlines":
             payload = "\n".join(json.dumps(p) for p in preds).encode("utf-8")

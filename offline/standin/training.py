@@ -3,10 +3,16 @@
 ``run_tuning`` runs on its own thread (``State.spawn``) with up to ``max_workers_per_tuning_job``
 training jobs at a time; each reads its channels from S3 (once per tuning job), trains K-Means for real,
 scores the test channel and writes ``model.tar.gz`` with SSE-KMS, the way the built-in algorithm does.
+
+Reproducible with a ``RandomSeed``: job n is proposed from the jobs 1..n-p only (p jobs at a time), once they have
+all ended, so the proposals do not depend on which thread finishes first; and each job trains with a random
+generator seeded by the tuning job's seed and its own hyperparameters. The same request on the same data then
+gives the same training jobs, metrics and models. Without a seed, the tuning job draws one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import zlib
@@ -54,8 +60,14 @@ def _run_tuning_jobs(state: State, tj: TuningJob) -> None:
                 failed = sum(1 for j in tj.jobs if j.status == "Failed")
                 succeeded = sum(1 for j in tj.jobs if j.status == "Completed")
                 give_up = failed >= NO_SUCCESS_ATTEMPTS and succeeded == 0
-                while not stopping and not give_up and launched < max_jobs and len(running) < parallel:
-                    job = _new_training_job(state, tj)
+                while (
+                    not stopping
+                    and not give_up
+                    and launched < max_jobs
+                    and len(running) < parallel
+                    and _proposable(tj, parallel)
+                ):
+                    job = _new_training_job(state, tj, parallel)
                     running[pool.submit(_run_training, state, tj, job)] = job
                     launched += 1
                 if stopping:
@@ -86,12 +98,20 @@ def _run_tuning_jobs(state: State, tj: TuningJob) -> None:
         tj.ended = tj.modified = now()
 
 
-def _new_training_job(state: State, tj: TuningJob) -> TrainingJob:
-    """Propose hyperparameters and register the next training job (caller holds the lock)."""
-    history = list(tj.warm_history) + [
-        (j.tuned, j.objective) for j in tj.jobs if j.status not in ("InProgress", "Stopping")
-    ]
-    pending = [j.tuned for j in tj.jobs if j.status in ("InProgress", "Stopping")]
+def _ended(job: TrainingJob) -> bool:
+    return job.status not in ("InProgress", "Stopping")
+
+
+def _proposable(tj: TuningJob, parallel: int) -> bool:
+    """The next job (n) may be proposed once jobs 1..n-parallel have ended (caller holds the lock)."""
+    return all(_ended(j) for j in tj.jobs[: len(tj.jobs) + 1 - parallel])
+
+
+def _new_training_job(state: State, tj: TuningJob, parallel: int) -> TrainingJob:
+    """Propose hyperparameters from jobs 1..n-parallel and register job n (caller holds the lock)."""
+    known = max(0, len(tj.jobs) + 1 - parallel)
+    history = list(tj.warm_history) + [(j.tuned, j.objective) for j in tj.jobs[:known]]
+    pending = [j.tuned for j in tj.jobs[known:]]
     tuned = tj.searcher.propose(history, pending)
     index = len(tj.jobs) + 1
     while True:
@@ -132,7 +152,7 @@ def _run_training(state: State, tj: TuningJob, job: TrainingJob) -> None:
         if should_stop():
             raise kmeans.Stopped()
         transition("Training", "Training image download completed. Training in progress.")
-        rng = np.random.default_rng(zlib.crc32(job.name.encode()))
+        rng = np.random.default_rng(training_seed(tj.random_seed, job.hyperparameters))
         centroids = kmeans.train(data["train"], params, rng, should_stop)
         metrics = {}
         if "test" in data:
@@ -168,6 +188,13 @@ def _run_training(state: State, tj: TuningJob, job: TrainingJob) -> None:
                 f"InternalServerError: We encountered an internal error. Please try again. ({exc!r})"
             )
             job.finish("Failed", "Failed", "Training job failed")
+
+
+def training_seed(tuning_seed: int, hyperparameters: dict[str, str]) -> list[int]:
+    """The entropy a training job's random generator starts from: its tuning job's seed and its hyperparameters
+    (never its name, which holds a random suffix)."""
+    text = json.dumps(hyperparameters, sort_keys=True).encode()
+    return [int(tuning_seed), zlib.crc32(text)]
 
 
 def _channel_data(state: State, tj: TuningJob, params: kmeans.KMeansParams) -> dict[str, np.ndarray]:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
-from offline.cfn import load_template
+from offline.cfn import load_template, loads_template
+from offline.stack import RuleFailed, StackBuilder
 from testkit.aws import require
 from tools import generate_image_mappings as generator
 
@@ -98,3 +100,37 @@ def test_sagemaker_role_pulls_from_the_same_registry(template):
     arn, variables = pull["Resource"]["Fn::Sub"]
     assert arn == "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/kmeans"
     assert variables["Account"] == {"Fn::FindInMap": ["KMeansImageAccounts", {"Ref": "AWS::Region"}, "Account"]}
+
+
+def test_the_region_rule_lists_exactly_the_regions_the_image_mapping_has(template):
+    (assertion,) = template["Rules"]["SupportedRegion"]["Assertions"]
+    regions, region = assertion["Assert"]["Fn::Contains"]
+    assert region == {"Ref": "AWS::Region"}
+    assert regions == sorted(template["Mappings"]["KMeansImageAccounts"])
+    assert len(regions) == 37
+    description = " ".join(assertion["AssertDescription"].split())
+    assert all(f" {r}," in description or f" {r}." in description for r in regions)
+    assert "K-Means image" in description
+
+
+def test_the_rule_block_is_what_the_generator_writes_and_replaces_only_itself():
+    text = TEMPLATE.read_text(encoding="utf-8")
+    rule = generator.render_rule({"eu-west-1": "438346466558", "us-east-1": "382416733822"})
+    updated = generator.updated_template(text, generator.render_block({"us-east-1": "382416733822"}), rule)
+    assert rule in updated and "us-west-2" not in updated.split(generator.RULE_BEGIN)[1].split(generator.RULE_END)[0]
+    parsed = loads_template(updated)["Rules"]["SupportedRegion"]["Assertions"][0]
+    assert parsed["Assert"]["Fn::Contains"][0] == ["eu-west-1", "us-east-1"]
+
+
+@pytest.mark.parametrize(("region", "deploys"), [("us-east-1", True), ("eu-west-1", True), ("mx-central-1", False)])
+def test_a_deploy_in_a_region_without_the_image_fails_naming_the_supported_regions(region, deploys):
+    with mock_aws():
+        builder = StackBuilder(ROOT, "rules-test", region)
+        if deploys:
+            builder.check_rules()
+            return
+        with pytest.raises(RuleFailed) as failure:
+            builder.check_rules()
+    message = str(failure.value)
+    assert message.startswith("Rule SupportedRegion failed: SageMaker's built-in K-Means image")
+    assert "us-east-1" in message and "mx-central-1" not in message

@@ -86,20 +86,75 @@ def test_the_data_steps_maps_read_their_items_from_s3_write_their_results_there_
         assert "Catch" not in child  # a child's failure is the Map's
 
 
+# The 15-minute steps: their Lambda timeout is deterministic for the same input, so every retry would burn
+# another 15 minutes before the same failure.
+LONG_STEPS = {"Merge the ranges", "Evaluate model", "Compare with the model serving now"}
+# The steps that run while this execution holds the deploy lease: every way out of them releases it first.
+UNDER_THE_LEASE = {
+    "Take the deploy lease",
+    "Compare with the model serving now",
+    "Create model and endpoint config",
+    "Deploy to endpoint",
+    "Check endpoint",
+    "Verify endpoint",
+    "Check the previous model",
+}
+
+
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
-    assert len(TASKS) == 13
+    assert len(TASKS) == 16
     for name, task in TASKS.items():
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
         assert lambda_retry["JitterStrategy"] == "FULL" and "MaxDelaySeconds" in lambda_retry
-        [catch] = task["Catch"]
-        assert catch["ErrorEquals"] == ["States.ALL"]
+        catch = task["Catch"][-1]  # a 15-minute step catches its timeout first (below)
+        assert catch["ErrorEquals"] == ["States.ALL"] and len(task["Catch"]) == 1 + (name in LONG_STEPS)
         if name == "Clean up superseded models":
             # After a verified deploy: a failed clean-up is reported, the deployment stands.
             assert STATES[catch["Next"]]["Type"] == "Succeed" and "warning" in catch["Assign"]["cleanup"]
             continue
-        assert STATES[catch["Next"]]["Type"] == "Fail"
-        assert catch["Assign"]["failure"]["step"] == name
+        if name == "Release the deploy lease":
+            # A failed release ends the run as it would have ended (the lease expires by itself).
+            assert catch["Next"] == "How does the run end?" and "release" in catch["Assign"]
+            continue
+        for each in task["Catch"]:
+            assert each["Assign"]["failure"]["step"] == name
+            if name in UNDER_THE_LEASE:
+                assert each["Next"] == "Release the deploy lease" and each["Assign"]["ending"] == "A step failed"
+            else:
+                assert STATES[each["Next"]]["Type"] == "Fail"
+
+
+def test_every_way_out_after_the_lease_is_taken_releases_it_first():
+    """From the lease's state on, every path to a Fail or Succeed state passes the release, and the release's
+    Choice routes each ending to a state that exists."""
+    ending = STATES["How does the run end?"]
+    routed = {c["Next"] for c in ending["Choices"]} | {ending["Default"]}
+    assert routed <= set(STATES)
+    assert {c["Condition"] for c in ending["Choices"]} == {
+        f"{{% $ending = '{n}' %}}" for n in routed - {"A step failed"}
+    }
+
+    def ends_without_release(name: str, seen: set[str]) -> list[str]:
+        if name in seen or name == "Release the deploy lease":
+            return []
+        seen.add(name)
+        state = STATES[name]
+        if state["Type"] in ("Fail", "Succeed"):
+            return [name]
+        return [end for target in targets(state) for end in ends_without_release(target, seen)]
+
+    leaks = ends_without_release("Is the deploy lease ours?", set())
+    # The only way out without the lease is giving up waiting for it (never taken).
+    assert leaks == ["Deploy lease not free"], leaks
+    for note in ("The deploy lease was lost", "The deployment ended", "Another deployment replaced this one"):
+        assert STATES[note]["Next"] == "Release the deploy lease" and "ending" in STATES[note]["Assign"]
+
+
+def test_approval_outcomes_come_before_the_lease_so_they_hold_nothing():
+    assert STATES["Promote the new model?"]["Default"] == "Take the deploy lease"
+    assert [c["Next"] for c in STATES["Approved?"]["Choices"]] == ["Take the deploy lease"]
+    assert STATES["Model rejected"]["Type"] == STATES["Approval timed out"]["Type"] == "Fail"
 
 
 def test_throttling_is_retried_by_name_on_every_sagemaker_step():
@@ -124,10 +179,23 @@ def test_throttling_is_retried_by_name_on_every_sagemaker_step():
 
 
 def test_every_step_is_retried_after_a_crashed_or_timed_out_invocation():
-    """Every step is idempotent (same names, create-or-reuse), so an invocation that died midway is retried."""
+    """Every step is idempotent (same names, create-or-reuse), so an invocation that died midway is retried; a
+    15-minute step that ran out of time is not (the same input takes as long again)."""
     for name, task in TASKS.items():
         retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
-        assert {"Sandbox.Timedout", "Runtime.ExitError", "States.Timeout"} <= retried, name
+        assert {"Runtime.ExitError", "States.Timeout"} <= retried, name
+        assert ("Sandbox.Timedout" in retried) is (name not in LONG_STEPS), name
+
+
+def test_a_long_step_that_times_out_fails_at_once_saying_why_and_what_to_change():
+    for name in LONG_STEPS:
+        first = TASKS[name]["Catch"][0]
+        assert first["ErrorEquals"] == ["Sandbox.Timedout"]
+        assert first["Next"] == ("Release the deploy lease" if name in UNDER_THE_LEASE else "A step failed")
+        assert first["Assign"]["failure"]["step"] == name
+        assert (
+            "15 minutes" in first["Assign"]["failure"]["cause"] and "not retried" in first["Assign"]["failure"]["cause"]
+        )
 
 
 def test_an_account_quota_is_not_retried():
@@ -169,8 +237,16 @@ def test_waits_a_run_may_ask_for_end_before_the_execution_times_out():
 
 def test_poll_intervals_come_from_the_input_and_loops_are_capped():
     waits = {name: s for name, s in STATES.items() if s["Type"] == "Wait"}
+    # Waiting for another execution's lease is not polled faster than every 2 s, even with pollSeconds 0.
+    assert STATES["Wait for the deploy lease"]["Seconds"] == "{% $max([$config.pollSeconds, 2]) %}"
+    del waits["Wait for the deploy lease"]
     assert waits and all(s["Seconds"] == "{% $config.pollSeconds %}" for s in waits.values())
-    for choice in ("Has tuning finished?", "Is the endpoint in service?", "Is the endpoint free?"):
+    for choice in (
+        "Has tuning finished?",
+        "Is the endpoint in service?",
+        "Is the endpoint free?",
+        "Is the deploy lease ours?",
+    ):
         conditions = " ".join(c["Condition"] for c in STATES[choice]["Choices"])
         assert re.search(r"Polls >= \$config\.max\w+PollRounds", conditions), choice
 
@@ -186,7 +262,7 @@ def test_every_variable_read_is_assigned_somewhere():
         assigned |= set(state.get("Assign", {}))
         for catch in state.get("Catch", []):
             assigned |= set(catch.get("Assign", {}))
-    builtins = {"string", "type", "substring", "parse", "c", "t", "round", "exists"}
+    builtins = {"string", "type", "substring", "parse", "c", "t", "round", "exists", "max", "merge"}
     for name, state in STATES.items():
         for expression in expressions(state):
             for variable in re.findall(r"\$([A-Za-z_]\w*)", re.sub(r"'[^']*'", "", expression)):

@@ -46,12 +46,14 @@ FUNCTIONS = {
     "VerifyEndpointFunction": "functions/verify_endpoint/",
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
+    "DeployLeaseFunction": "functions/deploy_lease/",
 }
 # The data step's functions that write the run's dataset (the finish step only reads it).
 DATA_STEP_WRITERS = ["PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction"]
 # What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
 STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
 ENVIRONMENT = {
+    "DEPLOY_LEASE_TABLE",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -617,8 +619,9 @@ def test_evaluation_role_has_exactly_what_the_step_calls(resources):
         "kms:GenerateDataKey": {"Key"},
     }
     (listing,) = allows(stmts, "s3:ListBucket")
-    # reports/ too: without it S3 answers a missing report with 403, and the gate could not tell "no report".
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["datasets/*", "reports/*"]}}
+    # No s3:prefix condition: a GetObject carries none, so with one S3 would answer a missing (expired) serving
+    # report with 403, and the gate could not tell "no report" (tests/infra/test_iam.py checks the calls).
+    assert "Condition" not in listing
 
 
 def test_verification_role_has_exactly_what_the_step_calls(resources):
@@ -665,7 +668,7 @@ def test_environment_holds_the_stack_configuration(template):
     assert variables["DATA_BUCKET"] == {"Ref": "DataBucket"}
     assert variables["SAGEMAKER_ROLE_ARN"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
     assert (variables["DEFAULT_K"], variables["MAX_TRAINING_JOBS"], variables["MAX_PARALLEL_TRAINING_JOBS"]) == (
-        "8",
+        "auto",
         "10",
         "2",
     )
@@ -996,5 +999,100 @@ def test_the_scoring_api_is_an_iam_authorised_function_url_that_only_reads_and_s
     data = resources["ScoreRecordsDataAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert {s["Sid"]: (s["Action"], s["Resource"]) for s in data} == {
         "ReadReports": ("s3:GetObject", {"Fn::Sub": "${DataBucket.Arn}/reports/*"}),
-        "ListReports": ("s3:ListBucket", {"Fn::GetAtt": ["DataBucket", "Arn"]}),
+        "TellMissingReports": ("s3:ListBucket", {"Fn::GetAtt": ["DataBucket", "Arn"]}),
     }
+    assert all("Condition" not in s for s in data)  # an expired report must be a 404 (tests/infra/test_iam.py)
+
+
+SCHEDULES_EVENTBRIDGE_ACCEPTS = [
+    "rate(1 minute)",
+    "rate(1 hour)",
+    "rate(1 day)",
+    "rate(2 minutes)",
+    "rate(7 days)",
+    "rate(10 hours)",
+    "rate(100 days)",
+    "cron(0 12 * * ? *)",
+    "cron(15 10 ? * 6L 2022-2023)",
+    "cron(0/15 * * * ? *)",
+    "cron(0 8 1W * ? *)",
+    "cron(0 9 ? * MON#1 *)",
+]
+# EventBridge refuses these at deploy: a singular unit needs 1 and a plural one more than 1; cron has six fields.
+SCHEDULES_EVENTBRIDGE_REFUSES = [
+    "rate(7 day)",
+    "rate(1 days)",
+    "rate(1 minutes)",
+    "rate(5 hour)",
+    "rate(0 minutes)",
+    "rate(01 minute)",
+    "rate(1  day)",
+    "rate(-1 days)",
+    "rate(1.5 hours)",
+    "rate(1 week)",
+    "rate(7 Days)",
+    "cron(0 12 * * ?)",
+    "cron(0 12 * * ? * *)",
+    "cron()",
+    " rate(1 day)",
+    "rate(1 day) ",
+    "at(2025-01-01T00:00:00)",
+]
+
+
+@pytest.mark.parametrize("expression", SCHEDULES_EVENTBRIDGE_ACCEPTS)
+def test_the_schedule_pattern_accepts_what_eventbridge_accepts(template, expression):
+    assert re.fullmatch(template["Parameters"]["ScheduleExpression"]["AllowedPattern"], expression)
+
+
+@pytest.mark.parametrize("expression", SCHEDULES_EVENTBRIDGE_REFUSES)
+def test_the_schedule_pattern_refuses_what_eventbridge_refuses(template, expression):
+    assert not re.fullmatch(template["Parameters"]["ScheduleExpression"]["AllowedPattern"], expression)
+
+
+def test_the_deploy_lease_table_is_encrypted_with_the_stacks_key_recoverable_and_self_cleaning(resources):
+    table = resources["DeployLeaseTable"]
+    props = table["Properties"]
+    assert props["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Fn::If": ["CreateKey", {"Fn::GetAtt": ["Key", "Arn"]}, {"Ref": "KmsKeyArn"}]},
+    }
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}  # clean-up only
+    assert props["KeySchema"] == [{"AttributeName": "LockName", "KeyType": "HASH"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert {t["Key"] for t in props["Tags"]} == {"Project", "Environment", "Owner"}
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Delete"  # leases are ephemeral
+
+
+def test_the_lease_roles_get_only_their_item_calls_on_the_lease_table_and_the_key_only_through_dynamodb(resources):
+    item = "DeployLeaseTable.Arn"
+    lease = grants(role_statements(resources, "DeployLeaseFunctionRole"))
+    assert {a: r for a, r in lease.items() if a.startswith("dynamodb:")} == {
+        "dynamodb:PutItem": {item},  # take (a conditional write)
+        "dynamodb:DeleteItem": {item},  # release (only the holder's)
+        "dynamodb:GetItem": {item},  # a busy answer returns the holder's item
+    }
+    for role in ("DeployEndpointFunctionRole", "CheckEndpointFunctionRole"):
+        renewing = grants(role_statements(resources, role))
+        assert {a: r for a, r in renewing.items() if a.startswith("dynamodb:")} == {"dynamodb:UpdateItem": {item}}
+    others = [
+        name
+        for name in FUNCTIONS
+        if name not in ("DeployLeaseFunction", "DeployEndpointFunction", "CheckEndpointFunction")
+    ]
+    for name in others:
+        assert not any(a.startswith("dynamodb:") for a in grants(role_statements(resources, f"{name}Role"))), name
+    for policy in ("DeployLeaseTakePolicy", "DeployLeaseRenewPolicy"):
+        for statement in resources[policy]["Properties"]["PolicyDocument"]["Statement"]:
+            if any(a.startswith("kms:") for a in as_list(statement["Action"])):
+                assert statement["Condition"] == {
+                    "StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}}
+                }
+            else:
+                assert statement["Condition"] == {
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": [{"Fn::Sub": "deploy#${NamePrefix}-${EnvironmentName}"}]
+                    }
+                }

@@ -18,15 +18,16 @@ from kmeans_pipeline.schemas.inputs import (
     CleanUpInput,
     CreateModelInput,
     DeployEndpointInput,
+    DeployLeaseInput,
     EvaluateModelInput,
     FinishDatasetInput,
     MergeRangesInput,
     PlanDataInput,
-    SplitRangeInput,
-    TreatRangeInput,
     ResolveRunInput,
+    SplitRangeInput,
     StartTuningInput,
     StepInput,
+    TreatRangeInput,
     VerifyEndpointInput,
 )
 from kmeans_pipeline.schemas.run import RunRequest
@@ -51,13 +52,22 @@ INPUTS: dict[str, type[StepInput]] = {
     "check_endpoint": CheckEndpointInput,
     "verify_endpoint": VerifyEndpointInput,
     "clean_up": CleanUpInput,
+    "deploy_lease": DeployLeaseInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
-NUMPY_STEPS = {"plan_data", "split_range", "merge_ranges", "treat_range", "evaluate_model", "verify_endpoint", "score_records"}
+NUMPY_STEPS = {
+    "plan_data",
+    "split_range",
+    "merge_ranges",
+    "treat_range",
+    "evaluate_model",
+    "verify_endpoint",
+    "score_records",
+}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 15
+    assert len(STEPS) == 16
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 

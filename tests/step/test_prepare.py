@@ -9,8 +9,8 @@ import pytest
 from kmeans_pipeline.aws.s3 import head_source, ranged_chunks
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.errors import DataValidationError, SourceObjectError
-from offline.data_step import prepare_dataset as prepare_data
 from kmeans_pipeline.steps.resolve_run import resolve_run
+from offline.data_step import prepare_dataset as prepare_data
 from testkit.aws import REGION, put_csv, read_text
 
 START = "2026-11-23T10:00:00.000Z"
@@ -155,7 +155,11 @@ def test_handlers_return_uris_and_counts_never_data(settings_env, lambda_context
     import json
 
     item = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())[0]
-    assert split.handler({"config": config, "range": item}, lambda_context) == {"index": 0, "rows": 100, "problem": False}
+    assert split.handler({"config": config, "range": item}, lambda_context) == {
+        "index": 0,
+        "rows": 100,
+        "problem": False,
+    }
     assert merge.handler({"config": config}, lambda_context)["next"] == "done"
     out = finish.handler({"config": config}, lambda_context)
     assert set(out) >= {"trainUri", "testUri", "trainRows", "testRows", "featureDim"}

@@ -191,15 +191,15 @@ def test_a_quote_never_closed_in_the_last_range_is_named_where_it_opened(setting
         run(settings, text, name="one")
     with pytest.raises(DataValidationError) as five:
         run(settings, text, ranges=5, name="five")
-    assert str(one.value) == str(five.value) and "line 2002, column Amount: a quoted field opens here" in str(
-        one.value
-    )
+    assert str(one.value) == str(five.value) and "line 2002, column Amount: a quoted field opens here" in str(one.value)
 
 
 def test_tiny_ranges_without_a_line_start_of_their_own_are_empty(settings):
     text = transactions(300)
     _, one = run(settings, text, name="one")
-    _, many = run(settings, text, ranges=len(text) // 7, name="many")  # ranges of about 7 bytes: most hold no line start
+    _, many = run(
+        settings, text, ranges=len(text) // 7, name="many"
+    )  # ranges of about 7 bytes: most hold no line start
     assert sorted(channels(one)["raw_train"] + channels(one)["raw_test"]) == sorted(
         channels(many)["raw_train"] + channels(many)["raw_test"]
     )
@@ -216,13 +216,21 @@ def test_a_prefix_of_part_files_is_read_as_one_input_and_a_problem_names_its_par
     dataset = prepare_dataset(config, settings, s3(), range_bytes=20_000)
     _, whole = run(settings, text, name="whole", standardize=True)
     got = channels(dataset)
-    assert sorted(got["raw_train"] + got["raw_test"]) == sorted(channels(whole)["raw_train"] + channels(whole)["raw_test"])
+    assert sorted(got["raw_train"] + got["raw_test"]) == sorted(
+        channels(whole)["raw_train"] + channels(whole)["raw_test"]
+    )
     assert dataset.source.parts == 2 and dataset.source.key == "incoming/parts/"
-    assert dataset.source.size == len(parts[0]) + s3().head_object(
-        Bucket=settings.data_bucket, Key="incoming/parts/part-1.csv.gz"
-    )["ContentLength"]
+    assert (
+        dataset.source.size
+        == len(parts[0])
+        + s3().head_object(Bucket=settings.data_bucket, Key="incoming/parts/part-1.csv.gz")["ContentLength"]
+    )
 
-    put_csv(settings.data_bucket, "incoming/parts/part-1.csv.gz", gzip.compress(parts[1].replace("t2500,", "t2500,x", 1).encode()))
+    put_csv(
+        settings.data_bucket,
+        "incoming/parts/part-1.csv.gz",
+        gzip.compress(parts[1].replace("t2500,", "t2500,x", 1).encode()),
+    )
     bad = parts[1].splitlines()
     line = next(i for i, row in enumerate(bad) if row.startswith("t2500,")) + 1
     with pytest.raises(DataValidationError, match=rf"parts/part-1.csv.gz: line {line}, column tranCode"):

@@ -461,6 +461,12 @@ VALIDATION_CASES = [
         "ValidationException",
         "untunable hyperparameters: [k]",
     ),
+    (  # SageMaker's K-Means tuning page lists epochs, extra_center_factor, init_method, mini_batch_size: never k
+        "HyperParameterTuningJobConfig.ParameterRanges",
+        {"CategoricalParameterRanges": [{"Name": "k", "Values": ["8", "12", "16"]}]},
+        "ValidationException",
+        "untunable hyperparameters: [k]",
+    ),
     (
         "HyperParameterTuningJobConfig.ParameterRanges",
         {"IntegerParameterRanges": [{"Name": "epochs", "MinValue": "5", "MaxValue": "2"}]},
@@ -885,6 +891,39 @@ def test_best_result_within_5_percent_of_scikit_learn(sm, aws):
     sk_msd = ((test_r[:, None, :] - ref.cluster_centers_[None]) ** 2).sum(-1).min(1).mean()
     assert best <= 1.05 * sk_msd, (best, sk_msd)
     assert best >= 0.95 * sk_msd  # and not suspiciously better
+
+
+def test_the_same_seed_and_data_give_the_same_jobs_and_models(sm, aws, data):
+    """With a RandomSeed, the proposals and every model depend on the request and the data alone: not on thread
+    timing, nor on the training jobs' names (which hold a random suffix)."""
+
+    def run(name: str, seed: int) -> list[tuple]:
+        req = tuning_request(name, train_uri=data.train_uri, test_uri=data.test_uri, max_jobs=6, parallel=3)
+        req["HyperParameterTuningJobConfig"]["RandomSeed"] = seed
+        sm.create_hyper_parameter_tuning_job(**req)
+        assert wait_tuning(sm, name)["HyperParameterTuningJobStatus"] == "Completed"
+        jobs = sorted(all_training_jobs(sm, name), key=lambda j: j["TrainingJobName"])
+        out = []
+        for job in jobs:
+            described = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])
+            bucket, key = described["ModelArtifacts"]["S3ModelArtifacts"][len("s3://") :].split("/", 1)
+            centroids = read_model_tar_gz(aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            metric = job["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            out.append((job["TunedHyperParameters"], metric, centroids.tobytes()))
+        return out
+
+    first, again, other = run("seeded-a", 11), run("seeded-b", 11), run("seeded-c", 12)
+    assert first == again
+    assert [hp for hp, _, _ in first] != [hp for hp, _, _ in other]
+
+
+def test_a_training_job_is_seeded_by_its_tuning_jobs_seed_and_its_hyperparameters():
+    from offline.standin.training import training_seed
+
+    hps = {"k": "4", "feature_dim": "2", "init_method": "random"}
+    assert training_seed(11, hps) == training_seed(11, dict(reversed(list(hps.items()))))
+    assert training_seed(11, hps) != training_seed(12, hps)
+    assert training_seed(11, hps) != training_seed(11, {**hps, "init_method": "kmeans++"})
 
 
 def test_random_and_grid_strategies(sm, data):

@@ -14,7 +14,6 @@ from types import ModuleType
 
 import pytest
 
-from kmeans_pipeline.schemas.dataset import Dataset
 from kmeans_pipeline.schemas.ranges import MergeResult
 from kmeans_pipeline.schemas.results import (
     EndpointVerification,

@@ -7,7 +7,7 @@ import pytest
 from botocore.stub import Stubber
 
 from kmeans_pipeline.errors import SageMakerRequestError, SageMakerThrottlingError
-from kmeans_pipeline.schemas.dataset import Dataset, SourceObject
+from kmeans_pipeline.schemas.dataset import Dataset, KChoice, SourceObject
 from kmeans_pipeline.steps.check_tuning import check_tuning
 from kmeans_pipeline.steps.resolve_run import resolve_run
 from kmeans_pipeline.steps.start_tuning import start_tuning, tuning_request
@@ -20,7 +20,7 @@ def make_config(settings, **overrides):
     return resolve_run({"dataKey": "incoming/t.csv", **overrides}, "tune-run", START, settings, None)
 
 
-def make_dataset(settings, train_rows=80_000, test_rows=20_000, dim=2) -> Dataset:
+def make_dataset(settings, train_rows=80_000, test_rows=20_000, dim=2, k=7) -> Dataset:
     return Dataset(
         train_uri=f"s3://{settings.data_bucket}/datasets/r/train/",
         test_uri=f"s3://{settings.data_bucket}/datasets/r/test/",
@@ -31,6 +31,7 @@ def make_dataset(settings, train_rows=80_000, test_rows=20_000, dim=2) -> Datase
         feature_dim=dim,
         content_type="text/csv;label_size=0",
         source=SourceObject(bucket=settings.data_bucket, key="incoming/t.csv", etag='"x"', size=10),
+        k_choice=KChoice(k=k, source="run", reason=f"k={k}: set by the run's input (k)"),
     )
 
 
@@ -47,6 +48,13 @@ def test_tuning_request_is_what_the_article_and_aws_facts_ask_for(settings, aws)
     assert tuning["Strategy"] == "Bayesian"
     assert tuning["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "test:msd"}
     assert tuning["TrainingJobEarlyStoppingType"] == "Auto"
+    assert tuning["RandomSeed"] == config.seed == 42  # the run's seed (botocore's model: an integer >= 0)
+    assert (
+        make_config(settings, seed=7).seed
+        == tuning_request(make_config(settings, seed=7), dataset, settings)["HyperParameterTuningJobConfig"][
+            "RandomSeed"
+        ]
+    )
     assert tuning["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 10, "MaxParallelTrainingJobs": 2}
     ranges = {r["Name"]: r for r in tuning["ParameterRanges"]["IntegerParameterRanges"]}
     assert (ranges["extra_center_factor"]["MinValue"], ranges["extra_center_factor"]["MaxValue"]) == ("4", "10")

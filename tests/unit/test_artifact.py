@@ -217,10 +217,11 @@ def test_wrong_list_magic_is_shown_in_hex(wrap):
     assert "0x0" in error_of(b"\0" * 64)
 
 
-@pytest.mark.parametrize("magic,named", [(0xDEADBEEF, ""), (0xF993FAC8, "NDArray V1"), (0xF993FACA, "NDArray V3")])
-def test_wrong_array_magic(magic, named):
+@pytest.mark.parametrize("magic", [0xDEADBEEF, 0xF993FACB, 33])
+def test_an_unknown_array_magic_is_named_with_the_ones_mxnet_writes(magic):
     message = error_of(tar_bytes({"model_algo-1": list_bytes([array_bytes(magic=magic)])}))
-    assert f"wrong array magic {magic:#x} at offset 24" in message and named in message and "0xf993fac9" in message
+    assert f"unknown array magic {magic:#x} at offset 24" in message
+    assert all(known in message for known in ("0xf993fac8", "0xf993fac9", "0xf993faca", "legacy"))
 
 
 @pytest.mark.parametrize("storage,name", [(1, "row_sparse"), (2, "csr"), (-1, "undefined"), (7, "unknown")])
@@ -356,3 +357,55 @@ def test_product_code_does_not_import_the_standin():
     assert "offline" not in "".join(line for line in source.splitlines() if "import" in line)
     # An S3 client comes from kmeans_pipeline.aws.clients, inside the function that needs one.
     assert not re.search(r"^(import|from) (boto3|botocore|kmeans_pipeline.aws.clients)", source, re.M)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Every NDArray layout MXNet loads, and MXNet 1.9.1's own bytes
+# ------------------------------------------------------------------------------------------------------------
+
+# Written by MXNet 1.9.1 itself (mx.nd.save; v3 under mx.util.np_shape(True)) from centroids.npy.
+MXNET = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet"
+
+
+@pytest.mark.parametrize("version", ["legacy", "v1", "v2", "v3"])
+@pytest.mark.parametrize("names", [None, ["centroids"]])
+def test_every_layout_mxnet_loads_is_read_bare_and_in_a_tar_gz(version, names):
+    payload = write_ndarray_list([CENTROIDS[:2]], version=version, names=names)
+    for source in (payload, tar_bytes({"model_algo-1": payload})):
+        np.testing.assert_array_equal(read_centroids(source), CENTROIDS[:2])
+
+
+@pytest.mark.parametrize("version", ["legacy", "v1", "v2", "v3"])
+def test_every_truncation_of_every_layout_is_refused(version):
+    payload = write_ndarray_list([CENTROIDS], version=version)
+    for cut in range(len(payload)):
+        assert "truncated" in error_of(payload[:cut]) or "empty" in error_of(payload[:cut])
+
+
+@pytest.mark.parametrize("name", ["v2", "v2-named", "v3"])
+def test_mxnets_own_saves_are_read_and_the_standins_writer_writes_the_same_bytes(name):
+    centroids = np.load(MXNET / "centroids.npy")
+    data = (MXNET / f"{name}.model_algo-1").read_bytes()
+    np.testing.assert_array_equal(read_centroids(data), centroids)
+    version, names = name.split("-")[0], (["centroids"] if name.endswith("named") else None)
+    assert write_ndarray_list([centroids], version=version, names=names) == data
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("row_sparse", "row_sparse storage (type 1)"),
+        ("csr", "csr storage (type 2)"),
+        ("float64", "dtype is float64 (flag 1)"),
+    ],
+)
+def test_mxnets_sparse_and_float64_saves_are_refused_by_name(name, says):
+    assert says in error_of((MXNET / f"{name}.model_algo-1").read_bytes())
+
+
+def test_a_v3_unknown_shape_and_a_bad_device_are_refused():
+    unknown = list_bytes([struct.pack("<Iii", 0xF993FACA, 0, -1)])
+    assert "unknown shape (ndim -1)" in error_of(unknown)
+    bad_device = bytearray(list_bytes([array_bytes((2, 3))]))
+    bad_device[52:56] = struct.pack("<i", 9)
+    assert "device type 9" in error_of(bytes(bad_device))

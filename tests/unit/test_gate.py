@@ -14,10 +14,11 @@ from kmeans_pipeline.aws.serving import batches, parse_answer
 from kmeans_pipeline.data.treatment import raw_numbers
 from kmeans_pipeline.errors import EndpointAnswerError, SageMakerThrottlingError, SageMakerUnavailableError
 from kmeans_pipeline.model.scoring import score
-from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, SourceObject
+from kmeans_pipeline.model.tolerance import check, power
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment, KChoice, SourceObject
 from kmeans_pipeline.steps.evaluate_model import gate, msd, serving_side
 from kmeans_pipeline.steps.resolve_run import resolve_run
-from kmeans_pipeline.steps.verify_endpoint import compare, invoke
+from kmeans_pipeline.steps.verify_endpoint import invoke
 from testkit.reports import evaluation_report
 
 RNG = np.random.default_rng(7)
@@ -53,6 +54,7 @@ def dataset(treatment=None, features=("tranCode", "Amount")):
         content_type="text/csv;label_size=0",
         source=SourceObject(bucket="b", key="k", etag="e", size=1),
         treatment=treatment,
+        k_choice=KChoice(k=3, source="run", reason="k=3: set by the run's input (k)"),
     )
 
 
@@ -215,12 +217,15 @@ def test_malformed_answers_are_named(payload, message):
 
 def test_answers_equal_to_float32_precision_pass_and_anything_else_is_a_mismatch():
     closest, distance = score(X, CENTERS)
-    assert compare(X, CENTERS, closest, distance.astype(np.float64)) == (0, None)
-    assert compare(X, CENTERS, closest, distance * (1 + 1e-7)) == (0, None)  # float32 rounding
-    differing, first = compare(X, CENTERS, closest, distance * 1.001)
-    assert differing == int((distance > 0).sum()) and f"{differing} of {len(X)} rows differ" in first
+    assert check(X, CENTERS, closest, distance.astype(np.float64)) == (0, None)
+    assert check(X, CENTERS, closest, distance * (1 + 1e-7)) == (0, None)  # float32 rounding
+    differing, first = check(X, CENTERS, closest, distance * 1.001)
+    # 0.1 % is beyond float32's error bound on every row whose distance float32 resolves that finely (most here;
+    # model.tolerance.power says which), and the message counts them.
+    resolved = power(X, CENTERS, relative=0.001) * len(X)
+    assert abs(differing - resolved) <= 0.02 * len(X) and f"{differing} of {len(X)} rows differ" in first
     shifted = (closest + 1) % 3
-    assert "says cluster" in compare(X, CENTERS, shifted, distance)[1]
+    assert "says cluster" in check(X, CENTERS, shifted, distance)[1]
 
 
 def test_a_serving_model_that_cannot_be_read_is_named_and_the_new_one_deployed(settings):

@@ -1,4 +1,6 @@
-"""Offline scoring: bit for bit the endpoint's answer; standardisation; distance summaries and anomaly flags."""
+"""Offline scoring: the direct float32 formula, an answer a float32 endpoint could give (the stand-in's endpoint,
+which uses the batched formula, agrees within the endpoint check's tolerance); standardisation; distance summaries
+and anomaly flags."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from moto import mock_aws
 import kmeans_cli as cli
 from kmeans_pipeline.model import scoring
 from kmeans_pipeline.model.scoring import anomaly_score, flag, percentiles, score, summarise
+from kmeans_pipeline.model.tolerance import compare
 from offline.standin import Faults, SageMakerStandIn, Timing
 from offline.standin.kmeans import predict
 from offline.standin.ndarray import write_model_tar_gz
@@ -23,16 +26,33 @@ from testkit.aws import ACCOUNT, IMAGE, REGION
 BUCKET = "scoring-test"
 
 
+def direct_float32(X, C) -> tuple[np.ndarray, np.ndarray]:
+    """The direct formula written out: float32 differences, float32 sums of squares, the first nearest centroid."""
+    X, C = np.asarray(X, dtype=np.float32), np.asarray(C, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        squared = np.array([[np.sum((x - c) ** 2, dtype=np.float32) for c in C] for x in X], dtype=np.float32)
+    closest = squared.argmin(axis=1) if len(X) else np.zeros(0, dtype=np.int64)
+    return closest, np.sqrt(squared[np.arange(len(X)), closest], dtype=np.float32)
+
+
 def assert_same_answer(X, C, **kwargs) -> None:
-    want_idx, want_dist = predict(X, C)
     idx, dist = score(X, C, **kwargs)
     assert idx.dtype == np.int64 and dist.dtype == np.float32
+    want_idx, want_dist = score(X, C)  # chunking never changes an answer
     np.testing.assert_array_equal(idx, want_idx)
     assert dist.tobytes() == want_dist.tobytes()
+    if len(X) <= 600:
+        direct_idx, direct_dist = direct_float32(X, C)
+        np.testing.assert_array_equal(idx, direct_idx)
+        np.testing.assert_allclose(dist, direct_dist, rtol=4 * np.finfo(np.float32).eps * np.shape(C)[1])
+    if np.isfinite(dist).all():  # an answer a float32 endpoint could give, as the stand-in's endpoint gives
+        served_idx, served_dist = predict(X, C)
+        assert compare(X, C, idx, dist.astype(np.float64)) is None
+        assert compare(X, C, served_idx, served_dist.astype(np.float64)) is None
 
 
 # ------------------------------------------------------------------------------------------------------------
-# score == the container's answer
+# score: the direct float32 formula, within float32 error of any endpoint
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -40,7 +60,7 @@ def assert_same_answer(X, C, **kwargs) -> None:
     "n,k,dim,scale",
     [(1, 1, 1, 1.0), (500, 3, 2, 10.0), (3000, 7, 5, 1e3), (257, 20, 33, 0.01), (2000, 2, 1, 1e6), (100, 50, 200, 1.0)],
 )
-def test_bit_identical_to_the_standins_predict_on_random_data(n, k, dim, scale):
+def test_direct_float32_and_within_tolerance_of_the_standins_endpoint_on_random_data(n, k, dim, scale):
     rng = np.random.default_rng(n + k + dim)
     X = rng.normal(scale=scale, size=(n, dim)) * rng.uniform(0.01, 10, size=(n, 1))  # float64, as parsed
     C = rng.normal(scale=scale, size=(k, dim)).astype(np.float32)
@@ -143,7 +163,7 @@ def endpoint():
             standin.uninstall()
 
 
-def test_offline_scoring_equals_what_the_offline_endpoint_answers(endpoint, tmp_path):
+def test_offline_scoring_agrees_with_what_the_offline_endpoint_answers(endpoint, tmp_path):
     runtime, s3, centroids = endpoint
     rng = np.random.default_rng(21)
     X = np.vstack(
@@ -163,19 +183,22 @@ def test_offline_scoring_equals_what_the_offline_endpoint_answers(endpoint, tmp_
     from kmeans_pipeline.model.artifact import read_centroids
 
     model = read_centroids(f"s3://{BUCKET}/model/model.tar.gz", s3=s3)
+    np.testing.assert_array_equal(model, centroids)
+    # The endpoint answers with its own float32 arithmetic: within float32 error of the offline answer, not bit for bit.
+    assert compare(X, model, np.array(served_cluster, dtype=np.int64), np.array(served_distance)) is None
     closest, distance = score(X, model)
-    assert [float(c) for c in closest.tolist()] == served_cluster
-    assert distance.astype(np.float64).tolist() == served_distance  # the same doubles, not just close ones
-    assert served_cluster[300:303] == [1.0, 1.0, 0.0]
+    assert compare(X, model, closest, distance.astype(np.float64)) is None
+    assert distance.astype(np.float64).tolist() != served_distance
+    assert served_cluster[300:303] == [1.0, 1.0, 0.0]  # ties go to the first centroid there too
 
-    # The command line writes exactly the endpoint's numbers.
+    # The command line writes score()'s numbers.
     (tmp_path / "rows.csv").write_text(body + "\n")
     out = io.StringIO()
     with open(tmp_path / "rows.csv", newline="") as source:
         cli.score_csv(model, source, out, chunk_rows=64)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
-    assert [int(r[3]) for r in rows] == [int(c) for c in served_cluster]
-    assert [r[4] for r in rows] == [repr(d) for d in served_distance]
+    assert [int(r[3]) for r in rows] == closest.tolist()
+    assert [r[4] for r in rows] == [repr(float(d)) for d in distance]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -195,20 +218,19 @@ def test_percentiles():
 def test_summarise_by_hand():
     closest = np.array([0, 0, 0, 0, 1, 1, 1])
     distance = np.array([1, 2, 3, 4, 10, 20, 30], dtype=np.float32)
-    s = summarise(closest, distance, k=3, percentile=90.0)
+    s = summarise(closest, distance, k=3, percentile=90.0, min_count=4)
     json.dumps(s)  # JSON-ready
     c0, c1, c2 = s["clusters"]
-    # Linear interpolation: cluster 0 at rank 0.9 x 3 = 2.7 -> 3.7; cluster 1 at 1.8 -> 28; all at 5.4 -> 24.
+    # Linear interpolation: cluster 0 at rank 0.9 x 3 = 2.7 -> 3.7; all at 5.4 -> 24. Cluster 1 has 3 distances,
+    # fewer than min_count: its own percentile would be its largest distance, so it shows none.
     assert c0["index"] == 0 and c0["size"] == 4 and c0["share"] == pytest.approx(4 / 7)
-    assert c0["threshold"] == c0["ownThreshold"] == pytest.approx(3.7)
-    # Cluster 1's own 90th percentile (28) is above the overall one (24): its threshold is the overall one, so that
-    # a cluster made of outliers does not make them normal.
+    assert c0["ownThreshold"] == pytest.approx(3.7) and c0["threshold"] is None
     assert c1 == {
         "index": 1,
         "size": 3,
         "share": pytest.approx(3 / 7),
-        "threshold": pytest.approx(24.0),
-        "ownThreshold": pytest.approx(28.0),
+        "threshold": None,
+        "ownThreshold": None,
         "distance": {
             "p50": 20.0,
             "p90": pytest.approx(28.0),
@@ -228,10 +250,10 @@ def test_summarise_by_hand():
     }
     assert s["threshold"] == pytest.approx(24.0)
     assert s["distance"]["max"] == 30.0 and s["distance"]["p50"] == 4.0
-    # Per cluster: 4 > 3.7 and 30 > 24; overall: only 30 > 24.
+    # Every record against the overall threshold: only 30 > 24.
     assert s["flagged"] == {
-        "perCluster": 2,
-        "perClusterShare": pytest.approx(2 / 7),
+        "perCluster": 1,
+        "perClusterShare": pytest.approx(1 / 7),
         "overall": 1,
         "overallShare": pytest.approx(1 / 7),
     }
@@ -282,8 +304,33 @@ def test_the_anomaly_score_is_above_one_exactly_where_a_record_is_flagged():
     np.testing.assert_allclose(scores[[1, 3, 5]], [3.8 / 3.7, 28.5 / 28.0, 25.0 / 24.0], rtol=1e-6)
     assert scores[4] == 0.0  # no distance, no anomaly
     assert (scores > 1).tolist() == flag(closest, distance, thresholds, overall=24.0).tolist()
-    # A threshold of 0 (a cluster of identical records): any distance at all is infinitely far beyond it.
-    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, np.inf]
+
+
+def test_every_record_is_scored_against_the_overall_threshold_and_clusters_show_their_own_percentile():
+    # Cluster 0 has 60 test distances, cluster 1 only 10: its 99th percentile would be its largest distance.
+    rng = np.random.default_rng(3)
+    closest = np.repeat([0, 1, 2], [60, 10, 55])
+    distance = np.concatenate([rng.uniform(0, 1, 60), rng.uniform(0, 5, 10), np.zeros(55)]).astype(np.float32)
+    s = summarise(closest, distance, k=3)
+    c0, c1, c2 = s["clusters"]
+    assert c0["ownThreshold"] == pytest.approx(np.percentile(distance[:60].astype(np.float64), 99))
+    assert c1["ownThreshold"] is None and c2["ownThreshold"] == 0.0
+    assert [c["threshold"] for c in s["clusters"]] == [None, None, None]
+    overall = s["threshold"]
+    assert overall == pytest.approx(np.percentile(distance.astype(np.float64), 99))
+    scores = anomaly_score(closest, distance, [c["threshold"] for c in s["clusters"]], overall)
+    np.testing.assert_allclose(scores, np.minimum(distance / overall, np.inf), rtol=1e-6)
+    assert s["flagged"]["overall"] == s["flagged"]["perCluster"] == int((distance > overall).sum())
+
+
+def test_the_anomaly_score_is_always_finite():
+    # A cluster threshold of 0 (a report written before the rule above) falls back to the overall threshold.
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], 2.0).tolist() == [0.0, 0.25]
+    assert anomaly_score(np.array([0, 0]), np.array([0.0, 0.5]), [0.0], None).tolist() == [0.0, 0.0]
+    # An overall threshold of 0 (nearly every test record on its centroid): beyond it, 1 + the distance, and flagged.
+    scores = anomaly_score(np.array([0, 0, 0]), np.array([0.0, 0.5, 2.0]), [None], 0.0)
+    assert scores.tolist() == [0.0, 1.5, 3.0] and np.isfinite(scores).all()
+    assert (scores > 1).tolist() == flag(np.array([0, 0, 0]), np.array([0.0, 0.5, 2.0]), [None], 0.0).tolist()
 
 
 # ------------------------------------------------------------------------------------------------------------

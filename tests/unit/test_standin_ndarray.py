@@ -61,7 +61,8 @@ def _patch(data: bytes, offset: int, fmt: str, value) -> bytes:
     "data, message",
     [
         (_patch(_good(), 0, "<Q", 0x113), "list magic"),
-        (_patch(_good(), 24, "<I", 0xF993FAC8), "magic"),
+        (_patch(_good(), 24, "<I", 0xF993FACB), "magic"),
+        (_patch(_good(), 24, "<I", 0xF993FAC8), "dimensions 0"),  # V1 has no storage type: ndim is 0
         (_patch(_good(), 28, "<i", 2), "storage type 2 (csr)"),
         (_patch(_good(), 28, "<i", 1), "row_sparse"),
         (_patch(_good(), 60, "<i", 1), "dtype flag 1 (float64)"),
@@ -125,3 +126,24 @@ def test_malformed_model_archives_are_refused_clearly(blob, message):
 def test_model_archive_with_leading_dot_slash_member_is_read():
     payload = write_ndarray_list([np.ones((2, 2))])
     np.testing.assert_array_equal(read_model_tar_gz(_tar_gz({"./model_algo-1": payload})), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("version", ["legacy", "v1", "v2", "v3"])
+def test_every_layout_mxnet_loads_round_trips(version):
+    centroids = (np.arange(24, dtype=np.float32).reshape(6, 4) - 7.5) / 3
+    for names in (None, ["centroids"]):
+        (back,) = read_ndarray_list(write_ndarray_list([centroids], version=version, names=names))
+        np.testing.assert_array_equal(back, centroids)
+
+
+def test_the_layouts_differ_only_in_their_headers():
+    c = np.ones((6, 4), dtype=np.float32)
+    body = 12 + 4 * c.size  # device type, device id, dtype flag, values
+    sizes = {v: len(write_ndarray_list([c], version=v)) - 24 - 8 for v in ("legacy", "v1", "v2", "v3")}
+    assert sizes == {
+        "legacy": 4 + 2 * 4 + body,
+        "v1": 4 + 4 + 2 * 8 + body,
+        "v2": 4 + 4 + 4 + 2 * 8 + body,
+        "v3": 4 + 4 + 4 + 2 * 8 + body,
+    }
+    assert write_ndarray_list([c], version="v3")[24:28] == struct.pack("<I", 0xF993FACA)

@@ -5,7 +5,6 @@ number of children running at once."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
 
 from offline import moto_patches
@@ -80,7 +79,9 @@ def test_the_dataset_is_the_same_whatever_the_number_of_children_at_once(stack, 
     datasets = []
     for workers in (1, 8):
         monkeypatch.setattr(moto_patches, "MAP_RUN_WORKERS", workers)
-        result, _ = data_step(stack, "incoming/workers.csv", f"workers-{workers}", featureColumns=["tranCode", "Amount"])
+        result, _ = data_step(
+            stack, "incoming/workers.csv", f"workers-{workers}", featureColumns=["tranCode", "Amount"]
+        )
         assert result.status == "SUCCEEDED", result.cause
         dataset = result.state_outputs("Finish the dataset")[0]
         datasets.append((channel(stack, dataset["trainUri"]), channel(stack, dataset["testUri"]), dataset["treatment"]))

@@ -85,7 +85,7 @@ def test_report_table_marks_small_clusters_and_says_where_their_records_are_coun
     table = report_view.report_table(report)
     rows = [line.split() for line in table.splitlines()]
     assert ["1", "(small)", "0", "0.00%"] in [row[:4] for row in rows]
-    assert "Small clusters (1; smallClusters: anomalous): the 10.00% of test records closest to them" in table
+    assert "The 10.00% of test records closest to the small cluster(s) 1 are scored against the nearest large" in table
     assert "Small clusters" not in report_view.report_table(hand_made_report())
 
 

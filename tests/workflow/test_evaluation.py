@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.model.scoring import score
+from kmeans_pipeline.model.tolerance import compare
 from kmeans_pipeline.schemas.report import read_report
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
@@ -100,7 +101,7 @@ def test_first_deploy_writes_the_report_promotes_and_checks_the_endpoint(first_d
     # The JSON contract (docs/usage.md, "The report"): these camelCase keys, and it reads back through the model.
     assert list(report) == [
         *("schemaVersion", "runId", "executionName", "trainingJob", "hyperparameters", "modelArtifact", "dataset"),
-        *("featureColumns", "treatment", "featureNames", "k", "testMsd", "evaluationMsd", "evaluatedRows"),
+        *("featureColumns", "treatment", "featureNames", "k", "kChoice", "testMsd", "evaluationMsd", "evaluatedRows"),
         *("anomalyPercentile", "smallClusters", "thresholds", "centroids", "modelCentroids", "clusters", "distance"),
         *("flagged", "gate", "headline"),
     ]
@@ -184,6 +185,16 @@ def test_a_failed_endpoint_check_puts_the_previous_config_back(stack):
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", serving)
 
 
+def test_an_endpoint_answering_squared_distances_fails_its_check_with_a_cause_that_says_so(stack):
+    assert run(stack, "before-squared").status == "SUCCEEDED"
+    serving = endpoint_config(stack)
+    stack.standin.faults.endpoint_answers_squared = True
+    result = run(stack, "squared-answers", gateTolerancePercent=1000)
+    assert (result.status, result.error) == ("FAILED", "EndpointVerificationFailed")
+    assert "look like SQUARED distances" in result.cause and "serves again" in result.cause
+    assert endpoint_config(stack) == serving
+
+
 def test_a_first_deploy_that_fails_its_check_leaves_no_endpoint(first_deploy):
     first_deploy.standin.faults.endpoint_answers_wrong = True
     result = run(first_deploy, "first-wrong")
@@ -208,9 +219,10 @@ def test_offline_scoring_equals_the_endpoints_answer(stack, sample):
     )
     predictions = json.loads(answer["Body"].read())["predictions"]
     centroids = read_centroids(result.output["bestTrainingJob"]["artifactUri"], s3=stack.client("s3"))
-    closest, distance = score(rows, centroids)
-    assert [int(p["closest_cluster"]) for p in predictions] == closest.tolist()
-    assert [p["distance_to_cluster"] for p in predictions] == [float(d) for d in distance]
+    closest = np.array([p["closest_cluster"] for p in predictions], dtype=np.int64)
+    distance = np.array([p["distance_to_cluster"] for p in predictions])
+    assert compare(rows, centroids, closest, distance) is None  # within float32 error of the model's centroids
+    assert (closest == score(rows, centroids)[0]).mean() > 0.99
 
 
 def test_a_standardised_run_trains_evaluates_and_checks_in_standard_units(stack):

@@ -62,8 +62,8 @@ def test_a_step_that_dies_after_its_create_is_retried_and_finds_its_own_resource
     )
 
 
-@pytest.mark.parametrize("step", ["PrepareDataFunction", "CheckTuningFunction", "CheckEndpointFunction"])
-def test_a_timed_out_read_or_write_step_is_retried(fresh, step):
+@pytest.mark.parametrize("step", ["ResolveRunFunction", "CheckTuningFunction", "CheckEndpointFunction"])
+def test_a_timed_out_short_step_is_retried(fresh, step):
     fresh.crash_after(step, "Sandbox.Timedout")
     result = good_run(fresh, "timeout")
     assert result.status == "SUCCEEDED", result.cause

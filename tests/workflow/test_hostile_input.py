@@ -77,7 +77,7 @@ def test_bad_data_fails_naming_the_problem_and_leaves_the_raw_object_alone(stack
     result = run_on(stack, name, data, **overrides)
     assert result.status == "FAILED"
     assert result.error == error
-    assert result.cause.startswith("Prepare training data failed: ")
+    assert result.cause.startswith("Merge the ranges failed: ")
     assert says in result.cause
 
 

@@ -16,6 +16,7 @@ from kmeans_pipeline.schemas.report import read_report
 from offline.__main__ import score_api
 from offline.runner import OfflineAWS
 from offline.sample_data import generate
+from offline.standin.kmeans import predict
 
 pytestmark = pytest.mark.slow  # whole executions with the real handlers
 
@@ -51,7 +52,7 @@ def test_raw_records_get_the_endpoints_answer_on_the_treated_features_and_a_scor
     # What the caller gets is what the model says of the treated features, scored against the report's thresholds.
     centroids = read_centroids(result.output["bestTrainingJob"]["artifactUri"], s3=aws.client("s3"))
     Z, _ = encode(read_report(report, "the run's").treatment, rows)
-    closest, distance = score(Z, centroids)
+    closest, distance = predict(Z, centroids)  # the stand-in endpoint's own float32 arithmetic
     scores = anomaly_score(closest, distance, report["thresholds"]["perCluster"], report["thresholds"]["overall"])
     got = answer["results"]
     assert [r["record"] for r in got] == [0, 1, 2, 3, 4]
@@ -156,13 +157,14 @@ def test_with_small_clusters_anomalous_a_record_of_a_rare_group_is_scored_agains
     wire, card = answer["results"]
     centroids = read_centroids(run.output["bestTrainingJob"]["artifactUri"], s3=aws.client("s3"))
     Z, _ = encode(read_report(report, "the run's").treatment, rows)
-    closest, distance = score(Z, centroids)
+    closest, _ = predict(Z, centroids)
     # The endpoint's own answer is still given; the score is against the nearest cluster that is not small.
     assert wire["closest_cluster"] == closest[0] and closest[0] in small
     large = [i for i in range(report["k"]) if i not in small]
     nearest, far = score(Z[:1], centroids[large])
     assert wire["reference_cluster"] == large[int(nearest[0])] and wire["distance_to_reference"] == float(far[0])
-    threshold = report["thresholds"]["perCluster"][wire["reference_cluster"]]
+    assert report["thresholds"]["perCluster"][wire["reference_cluster"]] is None  # one threshold for every cluster
+    threshold = report["thresholds"]["overall"]
     assert wire["score"] == pytest.approx(float(far[0]) / threshold) and wire["anomaly"] is (wire["score"] > 1)
     # A card purchase is closest to a large cluster, and scored as before.
     assert card["closest_cluster"] not in small and "reference_cluster" not in card and card["anomaly"] is False

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from kmeans_pipeline.schemas.dataset import Dataset, SourceObject
+from kmeans_pipeline.schemas.dataset import Dataset, KChoice, SourceObject
 from kmeans_pipeline.schemas.ranges import DataPlan, MergeResult
 from kmeans_pipeline.schemas.results import (
     BestTrainingJob,
@@ -27,6 +27,7 @@ from kmeans_pipeline.schemas.results import (
     EndpointVerification,
     Evaluation,
     GateDecision,
+    LeaseStatus,
     ModelCreated,
     TuningJobStarted,
     TuningStatus,
@@ -98,6 +99,7 @@ DATASET = Dataset(
     feature_dim=2,
     content_type="text/csv",
     source=SourceObject(bucket="data", key="incoming/t.csv", etag="e", size=10),
+    k_choice=KChoice(k=3, source="stack", reason="k=3: set by the stack's DefaultK parameter"),
 ).to_json()
 STARTED = TuningJobStarted(tuning_job_name=NAMES.tuning_job, tuning_job_arn="arn:tuning", reused=False).to_json()
 
@@ -149,6 +151,21 @@ def check(passed: bool, **fields: Any) -> dict:
     return EndpointVerification(passed=passed, checked_rows=20, **fields).to_json()
 
 
+def lease(held: bool = True, compare_again: bool = False, **fields: Any) -> dict:
+    if held:
+        fields = {"serving_model": None, "tolerance_percent": 5.0, "reason": "no model still serves", **fields}
+    else:
+        fields = {
+            "holder": "arn:other",
+            "expires_at": "2026-12-06T21:00:00Z",
+            "reason": "execution arn:other holds it",
+            **fields,
+        }
+    return LeaseStatus(held=held, compare_again=compare_again, **fields).to_json()
+
+
+RELEASED = LeaseStatus(held=False, released=True, reason="released").to_json()
+
 # The data step's plan names an empty item list: its Distributed Maps run no child here (tests/workflow/
 # test_data_ranges.py runs them with the real handlers).
 PLAN = DataPlan(
@@ -161,6 +178,7 @@ PLAN = DataPlan(
     range_bytes=1 << 28,
     feature_columns=["tranCode", "Amount"],
 ).to_json()
+
 HAPPY: dict[str, Any] = {
     "Resolve run configuration": config,
     "Plan the data ranges": PLAN,
@@ -175,6 +193,9 @@ HAPPY: dict[str, Any] = {
     "Verify endpoint": check(True),
     "Check the previous model": endpoint("inService", "InService"),
     "Clean up superseded models": CleanUpResult(kept=[NAMES.model], deleted=[]).to_json(),
+    "Take the deploy lease": lease(),
+    "Compare with the model serving now": evaluation("promote"),
+    "Release the deploy lease": RELEASED,
 }
 
 
@@ -332,6 +353,8 @@ def approve_with(output: Any) -> Callable[[Any, dict], None]:
 
 
 DEPLOY_PATH = [
+    "Take the deploy lease",
+    "Is the deploy lease ours?",
     "Create model and endpoint config",
     "Deploy to endpoint",
     "Is the endpoint free?",
@@ -340,6 +363,9 @@ DEPLOY_PATH = [
     "Is the endpoint in service?",
     "Verify endpoint",
     "Did the endpoint pass verification?",
+    "The endpoint passed verification",
+    "Release the deploy lease",
+    "How does the run end?",
     "Clean up superseded models",
     "Model deployed",
 ]
@@ -584,9 +610,16 @@ def test_a_failed_announcement_does_not_stop_the_run(workflow):
 
 # "Check the previous model" is reached only after a failed check; tests/infra/test_statemachine.py pins that its Retry
 # is the same as every other step's.
-ON_A_GOOD_RUN = [s for s in LAMBDA_STATES if s != "Check the previous model"]
 DATA_STEP = ("Plan the data ranges", "Merge the ranges", "Finish the dataset")
-SAGEMAKER_STEPS = [s for s in ON_A_GOOD_RUN if s not in ("Resolve run configuration", *DATA_STEP)]
+# "Compare with the model serving now" only when another model serves once the deploy lease is held.
+ON_A_GOOD_RUN = [
+    s for s in LAMBDA_STATES if s not in ("Check the previous model", "Compare with the model serving now")
+]
+SAGEMAKER_STEPS = [
+    s
+    for s in ON_A_GOOD_RUN
+    if s not in ("Resolve run configuration", *DATA_STEP, "Take the deploy lease", "Release the deploy lease")
+]
 LAMBDAS_OWN = ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Runtime.ExitError", "Sandbox.Timedout"]
 
 
@@ -594,19 +627,37 @@ def key_of(state: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", state.lower()).strip("_")
 
 
+# The 15-minute steps are not retried after their Lambda timeout: the same input takes as long again.
+LONG_STEPS = ["Merge the ranges", "Evaluate model", "Compare with the model serving now"]
+
+
 def test_every_step_retries_lambdas_own_errors_and_a_crash(workflow):
-    faults = [fault(error) for error in LAMBDAS_OWN]
-    run = workflow.run(**{key_of(state): answers(*faults, HAPPY[state]) for state in ON_A_GOOD_RUN})
+    def errors(state):
+        return [e for e in LAMBDAS_OWN if not (state in LONG_STEPS and e == "Sandbox.Timedout")]
+
+    run = workflow.run(**{key_of(state): answers(*map(fault, errors(state)), HAPPY[state]) for state in ON_A_GOOD_RUN})
     assert run.status == "SUCCEEDED", run.cause
-    assert run.task_errors() == LAMBDAS_OWN * len(ON_A_GOOD_RUN)
-    assert all(run.invoked(state) == 5 for state in ON_A_GOOD_RUN)
+    assert run.task_errors() == [e for state in ON_A_GOOD_RUN for e in errors(state)]
+    assert all(run.invoked(state) == len(errors(state)) + 1 for state in ON_A_GOOD_RUN)
 
 
 def test_a_step_that_keeps_crashing_fails_the_run_naming_the_step(workflow):
-    run = workflow.run(merge_the_ranges=fault("Sandbox.Timedout", "Task timed out after 900.00 seconds"))
-    assert (run.status, run.error) == ("FAILED", "Sandbox.Timedout")
-    assert run.cause == "Merge the ranges failed: Task timed out after 900.00 seconds"
+    run = workflow.run(merge_the_ranges=fault("Runtime.ExitError", "Runtime exited with error: signal: killed"))
+    assert (run.status, run.error) == ("FAILED", "Runtime.ExitError")
+    assert run.cause == "Merge the ranges failed: Runtime exited with error: signal: killed"
     assert run.invoked("Merge the ranges") == 3  # the first attempt and two retries
+
+
+@pytest.mark.parametrize("state", LONG_STEPS)
+def test_a_15_minute_step_that_times_out_fails_at_once_saying_why(workflow, state):
+    stubs = {key_of(state): fault("Sandbox.Timedout", "Task timed out after 900.00 seconds")}
+    if state == "Compare with the model serving now":  # reached once the lease finds another model serving
+        stubs["take_the_deploy_lease"] = lease(compare_again=True, serving_model="kmeans-m-other")
+    run = workflow.run(**stubs)
+    assert (run.status, run.error) == ("FAILED", "Sandbox.Timedout")
+    assert run.cause.startswith(f"{state} failed: it did not finish within its Lambda timeout of 15 minutes")
+    assert "not retried" in run.cause and run.invoked(state) == 1
+    assert run.invoked("Release the deploy lease") == (state == "Compare with the model serving now")
 
 
 def test_sagemaker_throttling_is_retried_six_times_on_every_sagemaker_step_with_scaled_waits(workflow, monkeypatch):
@@ -649,3 +700,119 @@ def test_a_step_error_that_is_a_json_message_is_quoted_by_its_message(workflow):
     # A Lambda function error's cause is the JSON {errorMessage, errorType, stackTrace}: the Fail state quotes the message.
     run = workflow.run(evaluate_model=fault("ReportWriteFailed", "could not write the report"))
     assert (run.error, run.cause) == ("ReportWriteFailed", "Evaluate model failed: could not write the report")
+
+
+# -- the deploy lease ------------------------------------------------------------------------------------------
+
+
+def test_a_busy_lease_is_waited_for_then_taken_and_released_after_the_check(workflow):
+    run = workflow.run(take_the_deploy_lease=answers(lease(False), lease(False), lease()))
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.invoked("Take the deploy lease") == 3 and run.path.count("Wait for the deploy lease") == 2
+    assert run.invoked("Release the deploy lease") == 1
+    # Taken with this execution's id and what the evaluation compared with; renewed by the deploy and checks.
+    [(_, taken), *_] = [c for c in run.calls if c[0] == "Take the deploy lease"]
+    owner = taken["leaseOwner"]
+    assert owner.endswith(":branch-" + str(workflow.count)) and taken["action"] == "acquire"
+    assert "evaluatedAgainst" not in taken or taken["evaluatedAgainst"] is None
+    for state in ("Deploy to endpoint", "Check endpoint", "Release the deploy lease"):
+        assert all(event["leaseOwner"] == owner for name, event in run.calls if name == state), state
+    assert run.output["deployLease"]["held"] is True
+
+
+def test_a_lease_that_never_frees_ends_the_run_without_deploying_and_holds_nothing(workflow):
+    run = workflow.run({"maxEndpointPollRounds": 2}, take_the_deploy_lease=lease(False))
+    assert (run.status, run.error) == ("FAILED", "PollLimitExceeded")
+    assert run.cause.startswith(f"The deploy lease of endpoint {NAMES.endpoint} stayed taken for 2 tries")
+    assert "execution arn:other holds it" in run.cause
+    assert run.invoked("Create model and endpoint config") == 0 and run.invoked("Release the deploy lease") == 0
+
+
+def test_another_model_serving_now_is_compared_again_under_the_lease_and_can_keep_serving(workflow):
+    now = lease(compare_again=True, serving_model="kmeans-m-other", tolerance_percent=0.0)
+    run = workflow.run(take_the_deploy_lease=now, compare_with_the_model_serving_now=evaluation("keep"))
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.path[run.path.index("Take the deploy lease") :] == [
+        "Take the deploy lease",
+        "Is the deploy lease ours?",
+        "Compare with the model serving now",
+        "Does the new model still pass the gate?",
+        "Keep the model serving now",
+        "Release the deploy lease",
+        "How does the run end?",
+        "Serving model kept",
+    ]
+    assert run.output["outcome"] == "kept" and run.invoked("Create model and endpoint config") == 0
+    # The comparison ran with the lease's tolerance (0 against an overlapping execution's model).
+    [(_, compared)] = [c for c in run.calls if c[0] == "Compare with the model serving now"]
+    assert compared["config"]["gateTolerancePercent"] == 0
+
+
+def test_a_new_model_that_still_passes_the_gate_is_deployed(workflow):
+    now = lease(compare_again=True, serving_model="kmeans-m-other")
+    run = workflow.run(take_the_deploy_lease=now)
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.output["outcome"] == "deployed" and run.invoked("Compare with the model serving now") == 1
+    assert run.path[run.path.index("Does the new model still pass the gate?") + 1] == "Create model and endpoint config"
+
+
+@pytest.mark.parametrize(
+    ("stubs", "ending"),
+    [
+        ({"create_model_and_endpoint_config": fault("SageMakerRequestError", "no")}, "A step failed"),
+        ({"deploy_to_endpoint": fault("SageMakerRequestError", "no")}, "A step failed"),
+        ({"check_endpoint": endpoint("failed", "Failed", error="EndpointFailed", cause="x")}, "Deployment failed"),
+        ({"maxEndpointPollRounds": 2, "check_endpoint": endpoint("running", "Creating")}, "Endpoint took too long"),
+        (
+            {"maxEndpointPollRounds": 2, "deploy_to_endpoint": deployment("busy", "Updating")},
+            "Endpoint did not become free",
+        ),
+        ({"verify_endpoint": check(restore="deleted", **WRONG)}, "Endpoint verification failed"),
+        ({"verify_endpoint": fault("ModelArtifactError", "bad artifact")}, "A step failed"),
+        ({"release_the_deploy_lease": fault("ResourceNotFoundException", "no table")}, "Model deployed"),
+    ],
+)
+def test_every_way_out_after_the_lease_releases_it_first(workflow, stubs, ending):
+    inputs = {k: stubs.pop(k) for k in list(stubs) if k == "maxEndpointPollRounds"}
+    run = workflow.run(inputs, **stubs)
+    after = ["Clean up superseded models"] if ending == "Model deployed" else []
+    assert run.path[-3 - len(after) :] == ["Release the deploy lease", "How does the run end?", *after, ending]
+    assert run.invoked("Release the deploy lease") == 1
+    if ending == "Model deployed":  # a failed release still ends the run as it would have ended
+        assert run.status == "SUCCEEDED" and run.output["outcome"] == "deployed"
+    else:
+        assert run.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("stubs", "reason"),
+    [
+        (
+            {
+                "deploy_to_endpoint": DeployResult(
+                    action="leaseLost", endpoint_name=NAMES.endpoint, endpoint_status=None, cause="lease expired"
+                ).to_json()
+            },
+            "lease expired",
+        ),
+        (
+            {"check_endpoint": endpoint("failed", "InService", error="EndpointSuperseded", cause="another serves")},
+            "another serves",
+        ),
+        (
+            {"verify_endpoint": check(False, error="EndpointSuperseded", cause="replaced while checked")},
+            "replaced while checked",
+        ),
+    ],
+)
+def test_a_run_overtaken_by_another_deployment_ends_superseded_not_failed(workflow, stubs, reason):
+    run = workflow.run(**stubs)
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.path[-3:] == ["Release the deploy lease", "How does the run end?", "Model superseded"]
+    assert (run.output["outcome"], run.output["reason"]) == ("superseded", reason)
+    assert run.output["model"] == NAMES.model and run.invoked("Clean up superseded models") == 0
+
+
+def test_approval_outcomes_end_before_the_lease_is_taken(workflow):
+    run = workflow.run({"approval": True}, answer=approve_with({"approved": False, "by": "ana"}))
+    assert run.error == "ModelRejected" and run.invoked("Take the deploy lease") == 0

@@ -95,9 +95,9 @@ def ranged_chunks(
         try:
             while pending:
                 data = pending.popleft().result()
-                first = next(starts, None)
-                if first is not None:
-                    pending.append(pool.submit(fetch, first))
+                following = next(starts, None)
+                if following is not None:
+                    pending.append(pool.submit(fetch, following))
                 yield data
         finally:
             for future in pending:

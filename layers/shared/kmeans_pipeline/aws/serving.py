@@ -6,7 +6,6 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws.clients import error_code, error_message, sagemaker_call, translate
@@ -20,6 +19,7 @@ from kmeans_pipeline.errors import (
 from kmeans_pipeline.schemas.report import MAX_REPORT_BYTES, EvaluationReport, read_report
 
 if TYPE_CHECKING:
+    import numpy as np
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
@@ -38,7 +38,8 @@ def serving_config(sagemaker: SageMakerClient, endpoint_name: str) -> str | None
 
 
 def model_of_config(sagemaker: SageMakerClient, config_name: str) -> dict:
-    """{"modelName", "modelDataUrl", "endpointConfigName"} of the model an endpoint config serves."""
+    """{"modelName", "modelDataUrl", "endpointConfigName", "createdAt"} of the model an endpoint config serves
+    (createdAt: the model's CreationTime, ISO 8601)."""
     with sagemaker_call("DescribeEndpointConfig", config_name):
         config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
     model_name = config["ProductionVariants"][0]["ModelName"]
@@ -48,6 +49,7 @@ def model_of_config(sagemaker: SageMakerClient, config_name: str) -> dict:
         "modelName": model_name,
         "modelDataUrl": model["PrimaryContainer"]["ModelDataUrl"],
         "endpointConfigName": config_name,
+        "createdAt": model["CreationTime"].isoformat() if model.get("CreationTime") else None,
     }
 
 
@@ -104,6 +106,8 @@ def parse_answer(payload: bytes, rows: int, k: int, where: str) -> tuple[np.ndar
     if not isinstance(predictions, list) or len(predictions) != rows:
         count = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
         raise EndpointAnswerError(f"{where}: {count} predictions for {rows} rows")
+    import numpy as np  # only the steps that score ship numpy; the lease step reads the serving model here too
+
     closest = np.empty(rows, dtype=np.int64)
     distance = np.empty(rows, dtype=np.float64)
     for i, p in enumerate(predictions):

@@ -24,9 +24,14 @@ class Observed:
 
 
 def learns(config: RunConfig) -> bool:
-    """Whether the run has treatments to learn: not when the features are the raw numbers, asked for in so many
-    words."""
-    return config.standardize is not False or any(kind != "numeric" for kind in config.treatments.values())
+    """Whether the run has anything to learn from the rows: treatments (not when the features are the raw numbers,
+    asked for in so many words), or k, chosen from the sample of training rows when neither the run nor the stack
+    sets it."""
+    return (
+        config.k is None
+        or config.standardize is not False
+        or any(kind != "numeric" for kind in config.treatments.values())
+    )
 
 
 class Watch:

@@ -1,12 +1,19 @@
 """Read the centroids out of a SageMaker K-Means model artifact with numpy alone (no MXNet).
 
 The artifact is a ``model.tar.gz`` holding ``model_algo-1``, an MXNet NDArray list with one dense float32 array of
-shape (k, feature_dim). Little-endian layout, as MXNet's ``NDArray::Save`` writes it:
+shape (k, feature_dim). Little-endian layout, as MXNet's ``NDArray::Save`` writes it (src/ndarray/ndarray.cc):
 
-    u64 0x112 (list magic), u64 0 (reserved), u64 array count
-    per array: u32 0xF993FAC9 (NDArray V2 magic), i32 storage type (0 dense), i32 ndim, ndim x i64 dims,
-               i32 device type, i32 device id, i32 dtype flag (0 float32), prod(dims) values in C order
-    u64 name count (0 for K-Means), then per name: u64 length, bytes
+    u64 0x112 (list magic), u64 0 (reserved), u64 array count, the arrays,
+    u64 name count (0 for K-Means, or the array count), then per name: u64 length, bytes
+
+and each array in one of the layouts MXNet's loader reads (K-Means writes V2 today; the others are read so that a
+container update cannot fail the evaluation):
+
+    V2     u32 0xF993FAC9, i32 storage type (0 dense), i32 ndim, ndim x i64 dims,
+           i32 device type, i32 device id, i32 dtype flag (0 float32), prod(dims) values in C order
+    V3     u32 0xF993FACA (numpy shape semantics, MXNet >= 1.5), then as V2; ndim -1 is an unknown shape
+    V1     u32 0xF993FAC8, i32 ndim, ndim x i64 dims, then the device, dtype flag and values (no storage type)
+    legacy no magic (MXNet < 0.10.1): u32 ndim, ndim x u32 dims, then the device, dtype flag and values
 
 ``read_centroids`` takes a local path, an ``s3://bucket/key`` URI or the bytes themselves, and recognises the
 container by its content: gzip (a tar.gz), tar, or a bare NDArray list. Anything else (a zip, a sparse or float64
@@ -38,8 +45,12 @@ MODEL_MEMBER = "model_algo-1"
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 
 _LIST_MAGIC = 0x112
+_ARRAY_MAGIC_V1 = 0xF993FAC8
 _ARRAY_MAGIC_V2 = 0xF993FAC9
-_OTHER_ARRAY_MAGICS = {0xF993FAC8: "NDArray V1", 0xF993FACA: "NDArray V3 (numpy shape semantics)"}
+_ARRAY_MAGIC_V3 = 0xF993FACA
+_VERSIONS = {_ARRAY_MAGIC_V1: "V1", _ARRAY_MAGIC_V2: "V2", _ARRAY_MAGIC_V3: "V3"}
+# mshadow's device types (include/mxnet/base.h): cpu, gpu, cpu_pinned, cpu_shared.
+_DEVICE_TYPES = {1, 2, 3, 5}
 _STORAGE_TYPES = {-1: "undefined", 0: "dense", 1: "row_sparse", 2: "csr"}
 # mshadow's type flags (mshadow/base.h), only to name what is not float32.
 _DTYPES = {
@@ -302,31 +313,52 @@ def _parse_ndarray_list(data: bytes, name: str) -> np.ndarray:
     return centroids
 
 
-def _parse_array(cur: _Cursor) -> np.ndarray:
+def _array_header(cur: _Cursor) -> tuple[str, tuple[int, ...]]:
+    """(the layout's name, the shape) of the next array, in any layout MXNet loads; the cursor is then at its
+    device type."""
     start = cur.offset
     magic = cur.field("I", "the array magic")
-    if magic != _ARRAY_MAGIC_V2:
-        known = _OTHER_ARRAY_MAGICS.get(magic)
+    dimension = "q"
+    if magic in (_ARRAY_MAGIC_V2, _ARRAY_MAGIC_V3):
+        version = f"NDArray {_VERSIONS[magic]}"
+        storage = cur.field("i", "the storage type")
+        if storage != 0:
+            kind = _STORAGE_TYPES.get(storage, "unknown")
+            raise cur.fail(
+                f"the array ({version}) has {kind} storage (type {storage}); K-Means centroids are a dense array "
+                "(type 0)"
+            )
+        ndim = cur.field("i", "the number of dimensions")
+        if magic == _ARRAY_MAGIC_V3 and ndim == -1:
+            raise cur.fail(f"the array ({version}) has an unknown shape (ndim -1): an empty NDArray, not centroids")
+    elif magic == _ARRAY_MAGIC_V1:
+        version = "NDArray V1"
+        ndim = cur.field("i", "the number of dimensions")
+    elif magic <= _MAX_NDIM:  # MXNet < 0.10.1 wrote no magic: its loader reads this word as ndim, then u32 dims
+        version, ndim, dimension = "legacy NDArray, no magic", magic, "I"
+    else:
         raise cur.fail(
-            f"wrong array magic {magic:#x} at offset {start}"
-            + (f" ({known})" if known else "")
-            + f"; K-Means writes NDArray V2 arrays ({_ARRAY_MAGIC_V2:#x})"
+            f"unknown array magic {magic:#x} at offset {start}: not NDArray V1 ({_ARRAY_MAGIC_V1:#x}), V2 "
+            f"({_ARRAY_MAGIC_V2:#x}) or V3 ({_ARRAY_MAGIC_V3:#x}), nor a legacy array's number of dimensions"
         )
-    storage = cur.field("i", "the storage type")
-    if storage != 0:
-        kind = _STORAGE_TYPES.get(storage, "unknown")
-        raise cur.fail(f"the array has {kind} storage (type {storage}); K-Means centroids are a dense array (type 0)")
-    ndim = cur.field("i", "the number of dimensions")
     if not 0 <= ndim <= _MAX_NDIM:
-        raise cur.fail(f"the array claims {ndim} dimensions: corrupt header at offset {cur.offset - 4}")
-    shape = tuple(cur.field("q", f"dimension {i} of the shape") for i in range(ndim))
-    if ndim != 2:
-        raise cur.fail(f"the array is {ndim}-D with shape {shape}; K-Means centroids are 2-D (k, feature_dim)")
+        raise cur.fail(f"the array ({version}) claims {ndim} dimensions: corrupt header at offset {cur.offset - 4}")
+    return version, tuple(cur.field(dimension, f"dimension {i} of the shape") for i in range(ndim))
+
+
+def _parse_array(cur: _Cursor) -> np.ndarray:
+    version, shape = _array_header(cur)
+    if len(shape) != 2:  # 0 dimensions is an empty NDArray ("none"); its record would end here
+        raise cur.fail(
+            f"the array is {len(shape)}-D with shape {shape} ({version}); K-Means centroids are 2-D (k, feature_dim)"
+        )
     k, dim = shape
     if k < 1 or dim < 1:
         raise cur.fail(f"the array has shape {shape}; K-Means centroids need k >= 1 and feature_dim >= 1")
-    cur.field("i", "the device type")
+    device = cur.field("i", "the device type")
     cur.field("i", "the device id")
+    if device not in _DEVICE_TYPES:
+        raise cur.fail(f"the array ({version}) names device type {device}: corrupt header")
     flag = cur.field("i", "the dtype flag")
     if flag != 0:
         raise cur.fail(

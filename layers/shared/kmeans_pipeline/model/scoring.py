@@ -1,8 +1,10 @@
-"""Offline K-Means scoring that answers exactly as the endpoint does, plus the distance statistics of a report.
+"""Offline K-Means scoring as the endpoint answers, plus the distance statistics of a report.
 
 ``score`` computes what SageMaker's K-Means container returns for each record (``closest_cluster``,
-``distance_to_cluster``) the way the container computes it: float32 differences, float32 sums of squares, the first
-of equally close centroids, a float32 square root. numpy only, in chunks of bounded memory.
+``distance_to_cluster``) with the direct float32 formula: float32 differences, float32 sums of squares, the first of
+equally close centroids, a float32 square root. The container's own arithmetic is not documented (it may use the
+batched formula); its answers agree with these within float32 error (``model.tolerance`` bounds it). numpy only, in
+chunks of bounded memory.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _CHUNK_BYTES = 64 * 1024 * 1024
 
 
 def score(X, centroids, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(closest cluster int64, Euclidean distance float32) of each row of X, bit for bit the endpoint's answer."""
+    """(closest cluster int64, Euclidean distance float32) of each row of X, the direct float32 formula."""
     X = np.asarray(X, dtype=np.float32)
     C = np.asarray(centroids, dtype=np.float32)
     if C.ndim != 2 or C.shape[0] < 1:
@@ -63,12 +65,13 @@ def _limits(closest, distance, thresholds: list[float | None], overall: float | 
             f"{len(thresholds)} cluster thresholds"
         )
     fallback = math.inf if overall is None else float(overall)
-    limits = np.array([fallback if t is None else float(t) for t in thresholds], dtype=np.float64)
+    # A cluster threshold of 0 (its records all sit on the centroid) says nothing about how far is far.
+    limits = np.array([fallback if t is None or t <= 0 else float(t) for t in thresholds], dtype=np.float64)
     return distance, limits[closest] if len(closest) else np.zeros(0)
 
 
 def flag(closest, distance, thresholds: list[float | None], overall: float | None) -> np.ndarray:
-    """True where a record lies beyond its cluster's threshold (the overall one where the cluster has none).
+    """True where a record lies beyond its cluster's threshold (the overall one where the cluster has none, or 0).
 
     A record whose cluster has no threshold and no overall threshold is given is never flagged.
     """
@@ -78,16 +81,28 @@ def flag(closest, distance, thresholds: list[float | None], overall: float | Non
 
 def anomaly_score(closest, distance, thresholds: list[float | None], overall: float | None) -> np.ndarray:
     """Distance over the record's threshold (as in ``flag``): the same number means the same in every cluster,
-    and above 1 is exactly what ``flag`` flags. A distance of 0 scores 0, a positive one over a threshold of 0
-    scores infinity."""
+    and above 1 is exactly what ``flag`` flags. Always finite: a distance of 0 scores 0, and beyond an overall
+    threshold of 0 (nearly every test record on its centroid) a distance d scores 1 + d."""
     distance, limits = _limits(closest, distance, thresholds, overall)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(distance > 0, distance / limits, 0.0)
+    out = np.where((limits == 0) & (distance > 0), 1.0 + distance, out)
     return np.where(distance > limits, np.maximum(out, np.nextafter(1.0, 2.0)), np.minimum(out, 1.0))
 
 
-def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
-    """Per-cluster and overall distance statistics, anomaly thresholds and flagged shares (JSON-ready)."""
+# A cluster's own percentile is shown only where it has this many test distances: below it, the 99th percentile is
+# the cluster's largest distance or close to it.
+MIN_CLUSTER_DISTANCES = 50
+
+
+def summarise(closest, distance, k: int, percentile: float = 99.0, min_count: int = MIN_CLUSTER_DISTANCES) -> dict:
+    """Per-cluster and overall distance statistics, the anomaly threshold and flagged shares (JSON-ready).
+
+    Every record is scored against the overall threshold (the percentile of all distances): no cluster has a
+    threshold of its own (``threshold`` None, which every reader takes as "the overall one"). Each cluster shows its
+    own percentile (``ownThreshold``) where it has at least ``min_count`` distances, as a description of its spread.
+    Per-cluster thresholds ranked the quality suite's anomalies no better than the overall one on any set, and
+    worse on three (docs/benchmarks.md)."""
     closest = np.asarray(closest, dtype=np.int64)
     distance = np.asarray(distance, dtype=np.float64)
     if not 0 <= percentile <= 100:
@@ -105,16 +120,14 @@ def summarise(closest, distance, k: int, percentile: float = 99.0) -> dict:
     clusters: list[dict[str, Any]] = []
     for index in range(k):
         d = distance[order[bounds[index] : bounds[index + 1]]]
-        own = float(np.percentile(d, percentile)) if d.size else None
+        own = float(np.percentile(d, percentile)) if d.size and d.size >= min_count else None
         clusters.append(
             {
                 "index": index,
                 "size": int(d.size),
                 "share": d.size / n if n else 0.0,
                 "distance": percentiles(d),
-                # A cluster's threshold is its own percentile, but never above the overall one: a cluster that
-                # K-Means gave to outliers must not make them normal.
-                "threshold": None if own is None or overall is None else min(own, overall),
+                "threshold": None,
                 "ownThreshold": own,
             }
         )
@@ -163,7 +176,7 @@ def small_clusters(closest, k: int, large_share: float = LARGE_SHARE, size_ratio
 
 def refer(X, closest, distance, centroids, small: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The cluster each record is scored against, and its distance to it: its closest cluster, unless that one is
-    in ``small``; then the nearest of the others (computed as ``score`` computes, so as the endpoint would).
+    in ``small``; then the nearest of the others (computed as ``score`` computes).
 
     A small cluster is not a normal pattern of its own: where anomalies come in groups, K-Means gives them a
     cluster, and distance to it would call them normal.

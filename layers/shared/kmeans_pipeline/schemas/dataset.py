@@ -85,6 +85,27 @@ class FeatureTreatment(CamelModel):
         return all(c.kind == "numeric" and not c.standardize for c in self.columns)
 
 
+class KCandidate(CamelModel):
+    """One k the data step tried: its Davies-Bouldin index (None where two clusters coincided) and the size of its
+    smallest cluster on the sample."""
+
+    k: int
+    davies_bouldin: float | None
+    smallest_cluster: int
+
+
+class KChoice(CamelModel):
+    """The k this run clusters with and where it comes from: the run's input, the stack's DefaultK, or the data
+    (every candidate's criterion, and why the chosen one won)."""
+
+    k: int = Field(ge=2, le=1000)
+    source: Literal["run", "stack", "data"]
+    reason: str
+    criterion: str | None = None
+    candidates: list[KCandidate] = Field(default_factory=list)
+    sample_rows: int = 0
+
+
 class Dataset(CamelModel):
     """What the data step wrote: S3 URIs and counts, never data."""
 
@@ -102,3 +123,9 @@ class Dataset(CamelModel):
     feature_dim: int
     content_type: str
     source: SourceObject
+    # The number of clusters to train (the run's, the stack's, or chosen from this data), and why.
+    k_choice: KChoice
+
+    @property
+    def k(self) -> int:
+        return self.k_choice.k

@@ -5,7 +5,7 @@ step's Payload; tests/step/test_events.py checks that every Payload and every ev
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
@@ -114,10 +114,22 @@ class CreateModelInput(RunStepInput):
     best: BestTrainingJob
 
 
+class DeployLeaseInput(RunStepInput):
+    """Take the deploy lease / Release the deploy lease: the execution (the lease's owner), and for taking it, the
+    serving model the evaluation compared with and when the execution started."""
+
+    action: Literal["acquire", "release"]
+    lease_owner: str = Field(min_length=1)
+    evaluated_against: str | None = None
+    execution_start: str | None = None
+
+
 class DeployEndpointInput(RunStepInput):
-    """Deploy to endpoint."""
+    """Deploy to endpoint; the deploy lease this execution holds is renewed (``lease_owner``), and no deployment
+    starts without it."""
 
     endpoint_config_name: str
+    lease_owner: str | None = None
 
 
 class CheckEndpointInput(RunStepInput):
@@ -125,6 +137,7 @@ class CheckEndpointInput(RunStepInput):
 
     endpoint_config_name: str
     previous_endpoint_config_name: str | None = None
+    lease_owner: str | None = None
 
 
 class VerifyEndpointInput(RunStepInput):

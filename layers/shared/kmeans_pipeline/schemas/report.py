@@ -20,7 +20,7 @@ from typing import Annotated, Any, Self
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kmeans_pipeline.schemas.base import CamelModel
-from kmeans_pipeline.schemas.dataset import FeatureTreatment, SourceObject
+from kmeans_pipeline.schemas.dataset import FeatureTreatment, KChoice, SourceObject
 from kmeans_pipeline.schemas.results import GateDecision
 from kmeans_pipeline.schemas.run import SmallClusters
 
@@ -59,16 +59,35 @@ class Distances(ReportModel):
     max: float | None
 
 
+class SmallClusterDecision(ReportModel):
+    """One small cluster and what it was taken for (model.clusters.judge_small_clusters): anomalous (its records
+    are scored against the nearest large cluster) or a kind of record, with the category level that explains it."""
+
+    index: int
+    training_rows: int
+    anomalous: bool
+    reason: str
+    column: str | None = None
+    level: float | None = None
+    level_share: float | None = None
+    share_of_level: float | None = None
+    large_cluster: int | None = None
+
+
 class SmallClusterRule(ReportModel):
     rule: SmallClusters
+    # The small clusters whose records are scored against the nearest large cluster.
     clusters: list[int]
     large_share: float
     size_ratio: float
+    explained_share: float | None = None
+    decisions: list[SmallClusterDecision] = Field(default_factory=list)
 
 
 class Thresholds(ReportModel):
     overall: Threshold
     per_cluster: list[Threshold]
+    rule: str | None = None
 
 
 class Flagged(ReportModel):
@@ -128,6 +147,8 @@ class EvaluationReport(ReportModel):
     treatment: FeatureTreatment
     feature_names: list[str]
     k: int = Field(ge=1)
+    # Where k comes from (the run, the stack, the data) and, from the data, every candidate's criterion.
+    k_choice: KChoice | None = None
     test_msd: float
     evaluation_msd: float
     evaluated_rows: int

@@ -63,6 +63,9 @@ class EndpointVerification(CamelModel):
     cause: str | None = None
     restore: Literal["none", "updating", "deleted", "unknown", "failed"] = "none"
     restored_endpoint_config_name: str | None = None
+    # The share of checked rows on which a distance 1 % off would have failed the check (model.tolerance.power).
+    power: float | None = None
+    warning: str | None = None
 
 
 class ModelCreated(CamelModel):
@@ -73,7 +76,8 @@ class ModelCreated(CamelModel):
 
 # What the deploy step did: created or updated the endpoint, found this run's deployment under way, found another
 # one under way, or started deleting a Failed endpoint.
-DeploymentAction = Literal["created", "updated", "inProgress", "busy", "deletingFailed"]
+# "leaseLost": this execution's deploy lease expired and another holds it, so nothing was started.
+DeploymentAction = Literal["created", "updated", "inProgress", "busy", "deletingFailed", "leaseLost"]
 
 
 class DeployResult(CamelModel):
@@ -81,6 +85,7 @@ class DeployResult(CamelModel):
     endpoint_name: str
     endpoint_status: str | None
     previous_endpoint_config_name: str | None = None
+    cause: str | None = None
 
 
 class CleanUpResult(CamelModel):
@@ -95,3 +100,20 @@ class EndpointStatus(CamelModel):
     error: str | None = None
     cause: str | None = None
     failure_reason: str = ""
+    # Whether this look renewed the execution's deploy lease (None: the step was given none).
+    lease_renewed: bool | None = None
+
+
+class LeaseStatus(CamelModel):
+    """What the deploy lease step found. Acquiring: whether this execution holds the lease now; if not, who does and
+    until when; if so, the model serving at that moment and whether the quality gate must compare against it again
+    (``compare_again``, with ``tolerance_percent``). Releasing: whether this execution's lease was given back."""
+
+    held: bool
+    holder: str | None = None
+    expires_at: str | None = None
+    serving_model: str | None = None
+    compare_again: bool = False
+    tolerance_percent: float | None = None
+    reason: str = ""
+    released: bool | None = None

@@ -22,7 +22,7 @@ MAX_HISTORY_EVENTS = 25_000
 # What the rest of an execution needs (steps, retries, choices) is kept out of the polling budget.
 MAX_TOTAL_POLL_ROUNDS = (MAX_HISTORY_EVENTS - 1_600) // EVENTS_PER_POLL_ROUND
 # Wait loops on the endpoint, each capped by maxEndpointPollRounds (tuning has one, capped by its own).
-ENDPOINT_LOOPS = 3
+ENDPOINT_LOOPS = 4
 # The state machine's TimeoutSeconds: two days for the tuning and endpoint waits (a run's own waits must end well
 # before that, with a clear cause) plus the longest approval wait.
 MAX_APPROVAL_SECONDS = 7 * 86_400
@@ -30,8 +30,9 @@ POLLING_SECONDS = 172_800
 EXECUTION_TIMEOUT_SECONDS = POLLING_SECONDS + MAX_APPROVAL_SECONDS
 MAX_TOTAL_WAIT_SECONDS = int(POLLING_SECONDS * 0.9)
 
-# What a record closest to a small cluster is scored against (scoring.small_clusters, scoring.refer).
-SmallClusters = Literal["normal", "anomalous"]
+# What a record closest to a small cluster is scored against (scoring.small_clusters, scoring.refer,
+# model.clusters.judge_small_clusters).
+SmallClusters = Literal["auto", "normal", "anomalous"]
 
 
 class RunRequest(CamelModel):
@@ -49,7 +50,12 @@ class RunRequest(CamelModel):
         max_length=1024,
         description="Key of the raw CSV in the stack's bucket; default: the newest object under incoming/.",
     )
-    k: int | None = Field(default=None, ge=2, le=1000, description="Number of clusters; default: the stack's DefaultK.")
+    k: int | None = Field(
+        default=None,
+        ge=2,
+        le=1000,
+        description="Number of clusters; default: the stack's DefaultK, whose default (auto) chooses k from the data: the lowest Davies-Bouldin index over k = 8 to 16 (at most the square root of half the training rows), on a seeded sample of 4,000 treated training rows.",
+    )
     feature_columns: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -96,7 +102,7 @@ class RunRequest(CamelModel):
     )
     small_clusters: SmallClusters | None = Field(
         default=None,
-        description="normal (the default): a record is scored against its closest cluster, however small. anomalous: the clusters left once the biggest hold 90% of the training records (or the next is 5 times smaller) are not normal patterns, and a record closest to one is scored against the nearest of the others (CBLOF's rule); for data whose anomalies come in groups of similar records; not for data with a rare but normal kind of record, which it scores against another kind (on the demo's sample, its wire transfers).",
+        description="What a record closest to a small cluster (those left once the biggest hold 90% of the training records, or the next is 5 times smaller: CBLOF's rule) is scored against. auto (the default): the nearest large cluster, unless one level of a category column explains the small cluster (at least 80% of its training records share the level, and the level has at least 80% of its records in it or makes up 80% of a large cluster): then it is a kind of record, and its own centroid. anomalous: the nearest large cluster, always; for data whose anomalies come in groups and whose rare normal records no category names. normal: its closest cluster, however small.",
     )
     gate_tolerance_percent: float | None = Field(
         default=None,
@@ -129,8 +135,8 @@ class RunRequest(CamelModel):
             unknown = [name for name in self.treatments if name not in self.feature_columns]
             if unknown:
                 raise ValueError(f"treatments names {', '.join(unknown)}, which featureColumns does not list")
-        # Three loops wait on the endpoint: for another deployment, for this one, and for the previous model
-        # after a failed endpoint check.
+        # Four loops wait on the endpoint: for the deploy lease, for another deployment, for this one, and for the
+        # previous model after a failed endpoint check.
         rounds = self.max_tuning_poll_rounds + ENDPOINT_LOOPS * self.max_endpoint_poll_rounds
         if rounds > MAX_TOTAL_POLL_ROUNDS:
             raise ValueError(
@@ -160,7 +166,9 @@ class RunConfig(CamelModel):
     run_id: str
     trigger: Literal["console", "upload", "schedule"]
     source: S3Location
-    k: int
+    # None: the data step chooses k from the data (Dataset.k_choice holds the k every later step uses).
+    k: int | None
+    k_source: Literal["run", "stack", "data"] = "data"
     feature_columns: list[str] | None
     stratify_column: str | None
     test_fraction: float
@@ -177,7 +185,7 @@ class RunConfig(CamelModel):
     treatments: dict[str, TreatmentKind] = Field(default_factory=dict)
     standardize: bool | None = None
     anomaly_percentile: float = 99.0
-    small_clusters: SmallClusters = "normal"
+    small_clusters: SmallClusters = "auto"
     gate_tolerance_percent: float = 5.0
     approval: bool = False
     approval_timeout_seconds: int = 86400

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -37,7 +37,8 @@ class StackSettings(BaseModel):
     kmeans_image_uri: str = Field(pattern=r"/kmeans:1$")
     training_instance_type: str = "ml.m5.xlarge"
     hosting_instance_type: str = "ml.m5.large"
-    default_k: int = Field(default=8, ge=2, le=1000)
+    # The stack's k, or "auto": each run chooses k from its data (model.clusters.choose_k).
+    default_k: Annotated[int, Field(ge=2, le=1000)] | Literal["auto"] = "auto"
     max_training_jobs: int = Field(default=10, ge=1, le=500)
     max_parallel_training_jobs: int = Field(default=2, ge=1, le=100)
     feature_columns: tuple[str, ...] = ()
@@ -60,6 +61,8 @@ class StackSettings(BaseModel):
     approval_timeout_hours: int = Field(default=24, ge=1, le=168)
     endpoint_check_rows: int = Field(default=1000, ge=10, le=100_000)
     resource_tags: dict[str, str] = Field(default_factory=dict)
+    # The DynamoDB table of the deploy lease (one execution at a time deploys; aws/lease.py).
+    deploy_lease_table: str = ""
 
     @field_validator("feature_columns", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kmeans_pipeline.aws.endpoints import TRANSITIONAL, describe_endpoint
+from kmeans_pipeline.aws.lease import Lease
 from kmeans_pipeline.errors import Failure
 from kmeans_pipeline.schemas.results import EndpointStatus
 from kmeans_pipeline.schemas.run import RunConfig
@@ -14,13 +15,27 @@ if TYPE_CHECKING:
 
 
 def check_endpoint(
-    config: RunConfig, endpoint_config_name: str, sagemaker: SageMakerClient, previous_config_name: str | None = None
+    config: RunConfig,
+    endpoint_config_name: str,
+    sagemaker: SageMakerClient,
+    previous_config_name: str | None = None,
+    lease: Lease | None = None,
 ) -> EndpointStatus:
-    """One look at the endpoint after this run's deployment started.
+    """One look at the endpoint after this run's deployment started, renewing the run's deploy lease if it has one
+    (the deployment is under way either way: a lost lease is for the endpoint check to notice).
 
     `previous_config_name` is what the endpoint served before this run updated it: back on it means rolled back;
     on a third config (and no FailureReason) means a later execution's deployment replaced this one.
     """
+    renewed = lease.renew() if lease is not None else None
+    return _look(config, endpoint_config_name, sagemaker, previous_config_name).model_copy(
+        update={"lease_renewed": renewed}
+    )
+
+
+def _look(
+    config: RunConfig, endpoint_config_name: str, sagemaker: SageMakerClient, previous_config_name: str | None
+) -> EndpointStatus:
     name = config.names.endpoint
     endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:

@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws.clients import error_code, sagemaker_call, translate
 from kmeans_pipeline.aws.endpoints import TRANSITIONAL, describe_endpoint
+from kmeans_pipeline.aws.lease import Lease
 from kmeans_pipeline.errors import EndpointUnavailableError
 from kmeans_pipeline.schemas.results import DeployResult
 from kmeans_pipeline.schemas.run import RunConfig
@@ -41,10 +42,24 @@ def _create(
 
 
 def deploy_endpoint(
-    config: RunConfig, endpoint_config_name: str, settings: StackSettings, sagemaker: SageMakerClient
+    config: RunConfig,
+    endpoint_config_name: str,
+    settings: StackSettings,
+    sagemaker: SageMakerClient,
+    lease: Lease | None = None,
 ) -> DeployResult:
-    """Create the endpoint, or update it in place (blue/green); report "busy" while another deploy runs."""
+    """Create the endpoint, or update it in place (blue/green); report "busy" while another deploy runs. With a
+    deploy lease, renew it first: a lease that expired and was taken means another execution deploys now, and
+    nothing is started ("leaseLost")."""
     name = config.names.endpoint
+    if lease is not None and not lease.renew():
+        return DeployResult(
+            action="leaseLost",
+            endpoint_name=name,
+            endpoint_status=None,
+            cause=f"This run's deploy lease of endpoint {name} expired and another execution took it: "
+            f"{endpoint_config_name} was not deployed",
+        )
     endpoint = describe_endpoint(sagemaker, name)
     if endpoint is None:
         return _create(config, endpoint_config_name, settings, sagemaker)

@@ -16,6 +16,7 @@ model's records are scored; the report lists those clusters.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,8 +26,10 @@ from kmeans_pipeline.data.channels import read_rows
 from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, raw_numbers, to_base, to_original
 from kmeans_pipeline.errors import ModelArtifactError
 from kmeans_pipeline.model.artifact import read_centroids
+from kmeans_pipeline.model.clusters import EXPLAINED_SHARE, SmallCluster, judge_small_clusters
 from kmeans_pipeline.model.scoring import (
     LARGE_SHARE,
+    MIN_CLUSTER_DISTANCES,
     SIZE_RATIO,
     anomaly_score,
     refer,
@@ -42,6 +45,7 @@ from kmeans_pipeline.schemas.report import (
     Flagged,
     ReportDataset,
     ReportError,
+    SmallClusterDecision,
     SmallClusterRule,
     Thresholds,
 )
@@ -180,10 +184,12 @@ def _cluster_view(
     distance: np.ndarray,
     scores: np.ndarray,
     cluster: dict,
+    overall: float | None,
 ) -> dict:
     """What a person reads of one cluster: its normal range per column, the share it flags, and the test records
-    nearest inside and farthest beyond its threshold, in the CSV's units."""
-    index, threshold = cluster["index"], cluster["threshold"]
+    nearest inside and farthest beyond its threshold (the overall one where it has none), in the CSV's units."""
+    index = cluster["index"]
+    threshold = overall if cluster["threshold"] is None else cluster["threshold"]
     members = np.flatnonzero(closest == index)
     view: dict[str, Any] = {
         "normalRange": None if threshold is None else axis_range(treatment, centroids[index], threshold),
@@ -199,13 +205,34 @@ def _cluster_view(
     return view
 
 
+def _judge_small_clusters(
+    config: RunConfig, dataset: Dataset, centroids: np.ndarray, s3: S3Client, limit: int
+) -> list[SmallCluster]:
+    """CBLOF's small clusters (from the training rows) and what each is taken for, by the run's rule: auto judges
+    each by the category columns (model.clusters), anomalous calls every one a group of anomalies, normal none."""
+    if config.small_clusters == "normal":
+        return []
+    Z = read_rows(s3, dataset.train_uri, limit, dataset.feature_dim)
+    trained, _ = score(Z, centroids)
+    small = small_clusters(trained, dataset.k)
+    if config.small_clusters == "auto":
+        return judge_small_clusters(Z, trained, dataset.k, small, dataset_treatment(dataset))
+    sizes = np.bincount(trained, minlength=dataset.k)
+    return [
+        SmallCluster(
+            index, int(sizes[index]), True, "smallClusters is anomalous: scored against the nearest large cluster"
+        )
+        for index in small
+    ]
+
+
 def _report(
     config: RunConfig,
     dataset: Dataset,
     best: BestTrainingJob,
     treatment: FeatureTreatment,
     summary: dict,
-    small: list[int],
+    judged: list[SmallCluster],
     clusters: list[ClusterReport],
     centroids: np.ndarray,
     original: np.ndarray,
@@ -230,15 +257,29 @@ def _report(
         feature_columns=dataset.feature_columns,
         treatment=treatment,
         feature_names=treatment.feature_names,
-        k=config.k,
+        k=dataset.k,
+        k_choice=dataset.k_choice,
         test_msd=best.test_msd,
         evaluation_msd=decision.new_msd,
         evaluated_rows=summary["records"],
         anomaly_percentile=config.anomaly_percentile,
         small_clusters=SmallClusterRule(
-            rule=config.small_clusters, clusters=small, large_share=LARGE_SHARE, size_ratio=SIZE_RATIO
+            rule=config.small_clusters,
+            clusters=[j.index for j in judged if j.anomalous],
+            large_share=LARGE_SHARE,
+            size_ratio=SIZE_RATIO,
+            explained_share=EXPLAINED_SHARE,
+            decisions=[SmallClusterDecision.model_validate(asdict(j)) for j in judged],
         ),
-        thresholds=Thresholds(overall=summary["threshold"], per_cluster=[c.threshold for c in clusters]),
+        thresholds=Thresholds(
+            overall=summary["threshold"],
+            per_cluster=[c.threshold for c in clusters],
+            rule=(
+                f"every record against the overall {config.anomaly_percentile:g}th-percentile test distance; a "
+                f"cluster's own percentile (ownThreshold) is shown where it has at least {MIN_CLUSTER_DISTANCES} "
+                "test distances, and ranks nothing"
+            ),
+        ),
         centroids=original.tolist(),
         model_centroids=np.asarray(centroids, dtype=np.float64).tolist(),
         clusters=clusters,
@@ -258,24 +299,22 @@ def evaluate_model(
     sagemaker: SageMakerClient,
 ) -> Evaluation:
     centroids = read_centroids(best.artifact_uri, s3=s3)
-    if centroids.shape != (config.k, dataset.feature_dim):
+    if centroids.shape != (dataset.k, dataset.feature_dim):
         raise ModelArtifactError(
             f"{best.artifact_uri} holds {centroids.shape[0]} centroids of {centroids.shape[1]} features; "
-            f"this run trained k={config.k} on {dataset.feature_dim} features"
+            f"this run trained k={dataset.k} on {dataset.feature_dim} features"
         )
     limit = min(MAX_EVALUATION_ROWS, MAX_EVALUATION_VALUES // dataset.feature_dim)
     X = read_rows(s3, dataset.test_uri, limit, dataset.feature_dim)
     closest, distance = score(X, centroids)
     new_msd = float(np.mean(distance.astype(np.float64) ** 2))
-    closest_share = np.bincount(closest, minlength=config.k) / max(len(closest), 1)
+    closest_share = np.bincount(closest, minlength=dataset.k) / max(len(closest), 1)
     # From here on, each record is measured against the cluster it is scored against (its closest one, unless the
     # run calls that one small). Which clusters are small is a property of the training data, read from its rows.
-    small: list[int] = []
-    if config.small_clusters == "anomalous":
-        trained, _ = score(read_rows(s3, dataset.train_uri, limit, dataset.feature_dim), centroids)
-        small = small_clusters(trained, config.k)
+    judged = _judge_small_clusters(config, dataset, centroids, s3, limit)
+    small = [j.index for j in judged if j.anomalous]
     closest, distance = refer(X, closest, distance, centroids, small)
-    summary = summarise(closest, distance, config.k, config.anomaly_percentile)
+    summary = summarise(closest, distance, dataset.k, config.anomaly_percentile)
 
     serving = serving_model(sagemaker, config.names.endpoint)
     if serving is None:
@@ -290,10 +329,10 @@ def evaluate_model(
     original = to_original(treatment, centroids)
     thresholds = [cluster["threshold"] for cluster in summary["clusters"]]
     scores = anomaly_score(closest, distance, thresholds, summary["threshold"])
-    flagged = summary["flagged"]["perClusterShare"]
+    flagged = summary["flagged"]["overallShare"]
     headline = (
-        f"{decision.decision}: {decision.reason}. {flagged:.2%} of {len(X):,} test records score above 1 (beyond "
-        f"the {config.anomaly_percentile:g}th-percentile distance of their cluster)"
+        f"{decision.decision}: {decision.reason}. k={dataset.k} ({dataset.k_choice.source}). {flagged:.2%} of "
+        f"{len(X):,} test records score above 1 (beyond the {config.anomaly_percentile:g}th-percentile distance)"
     )
     if small:
         headline += (
@@ -306,14 +345,14 @@ def evaluate_model(
                 **cluster,
                 "small": cluster["index"] in small,
                 "closestShare": float(closest_share[cluster["index"]]),
-                **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster),
+                **_cluster_view(treatment, centroids, raw, closest, distance, scores, cluster, summary["threshold"]),
                 "centroid": original[cluster["index"]].tolist(),
             }
         )
         for cluster in summary["clusters"]
     ]
     report = _report(
-        config, dataset, best, treatment, summary, small, clusters, centroids, original, decision, headline
+        config, dataset, best, treatment, summary, judged, clusters, centroids, original, decision, headline
     )
     key = f"{config.report_prefix}{REPORT_NAME}"
     s3.put_object(

@@ -7,13 +7,16 @@ assumption to be read again from their first true row start, or, once every rang
 - reports the first problem in file order, with its line in the object (each worker counted its own lines);
 - merges the statistics (counts, strata, Chan's update of means and M2, minima, integrality, levels, and a
   seeded draw from every worker's sample, so the result depends on the ranges, never on which finished first);
-- checks the split as a whole and decides each column's treatment, as the single data step did;
+- checks the split as a whole and decides each column's treatment, as the single data step did, and (when neither
+  the run nor the stack sets k) chooses k from the merged sample of training rows
+  (:func:`kmeans_pipeline.model.clusters.choose_k`); refuses a dataset description the run could not carry;
 - writes the dataset's draft and, unless the features are the raw numbers, the items of "Write the treated
   features".
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,10 +29,12 @@ from kmeans_pipeline.data.header import parse_header
 from kmeans_pipeline.data.ranges import Reading, resolve, shift_line
 from kmeans_pipeline.data.split import check_counts
 from kmeans_pipeline.data.splitter import StratifiedSplitter
-from kmeans_pipeline.data.treatment import TreatmentLearner, raw_numbers, sample_capacity, sample_draws
+from kmeans_pipeline.data.treatment import TreatmentLearner, encode, raw_numbers, sample_capacity, sample_draws
 from kmeans_pipeline.data.watch import Sameness, learns
 from kmeans_pipeline.errors import DataValidationError
-from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, combined_source
+from kmeans_pipeline.model.clusters import CRITERION, candidate_range, choose_k
+from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment, KCandidate, KChoice, combined_source
+from kmeans_pipeline.schemas.payload import too_large
 from kmeans_pipeline.schemas.ranges import MergeResult, RangeItem, RangeResult, TreatItem
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
@@ -138,7 +143,7 @@ def _merge(
     check_counts(
         train_rows,
         test_rows,
-        k=config.k,
+        k=config.k or 2,
         strata=list(strata.values()) if config.stratify_column is not None else None,
         need=StratifiedSplitter(config.test_fraction, 0).rows_for_both(),
         stratify_column=config.stratify_column,
@@ -151,13 +156,12 @@ def _merge(
     if problem:
         raise DataValidationError(problem)
     train_keys = [key for r in results for key in r.train_keys]
-    test_keys = [key for r in results for key in r.test_keys]
     if len(train_keys) < settings.training_instance_count:
         raise DataValidationError(
             f"only {train_rows} training rows for {settings.training_instance_count} training instances: "
             "every instance needs a shard of its own (lower TrainingInstanceCount, or send more rows)"
         )
-    treatment = _treatment(config, work, results, layout.names)
+    treatment, sample = _treatment(config, work, results, layout.names)
     bucket = settings.data_bucket
     parts = list({item.part: item.source for item in items}.values())
     dataset = Dataset(
@@ -172,9 +176,15 @@ def _merge(
         feature_dim=treatment.feature_dim,
         content_type=CHANNEL_CONTENT_TYPE,
         source=combined_source(parts, config.source.bucket, config.source.key),
+        k_choice=_k_choice(config, sample, treatment, train_rows),
     )
+    problem = too_large(config, dataset)
+    if problem:  # before the second map: the run could not carry this dataset through the state machine
+        raise DataValidationError(problem)
     treat = not treatment.is_identity
-    work.put_json(DRAFT, {"dataset": dataset.to_json(), "treat": treat, "ranges": [item.index for item, _, _ in chosen]})
+    work.put_json(
+        DRAFT, {"dataset": dataset.to_json(), "treat": treat, "ranges": [item.index for item, _, _ in chosen]}
+    )
     if not treat:
         return MergeResult(next="done", train_rows=train_rows, test_rows=test_rows)
     treat_items = [
@@ -204,9 +214,37 @@ def _merge(
     )
 
 
-def _treatment(config: RunConfig, work: Work, results: list[RangeResult], columns: list[str]) -> FeatureTreatment:
+def _k_choice(config: RunConfig, sample: np.ndarray | None, treatment: FeatureTreatment, train_rows: int) -> KChoice:
+    """The run's or the stack's k, else the one the merged sample of training rows suggests (model.clusters)."""
+    if config.k is not None:
+        where = "the run's input (k)" if config.k_source == "run" else "the stack's DefaultK parameter"
+        return KChoice(k=config.k, source=config.k_source, reason=f"k={config.k}: set by {where}")
+    assert sample is not None  # drawn whenever k is to be chosen (watch.learns)
+    Z, _ = encode(treatment, sample)
+    choice = choose_k(Z, candidate_range(train_rows), seed=config.seed)
+    return KChoice(
+        k=choice.k,
+        source="data",
+        reason=choice.reason,
+        criterion=CRITERION,
+        candidates=[
+            KCandidate(
+                k=c.k,
+                davies_bouldin=c.davies_bouldin if math.isfinite(c.davies_bouldin) else None,
+                smallest_cluster=c.smallest_cluster,
+            )
+            for c in choice.candidates
+        ],
+        sample_rows=choice.sample_rows,
+    )
+
+
+def _treatment(
+    config: RunConfig, work: Work, results: list[RangeResult], columns: list[str]
+) -> tuple[FeatureTreatment, np.ndarray | None]:
+    """Each column's treatment, and the merged sample of training rows it was decided on (None: nothing to learn)."""
     if not learns(config):
-        return raw_numbers(columns)
+        return raw_numbers(columns), None
     parts = [r for r in results if r.learner is not None]
     dim = len(columns)
     draws = sample_draws([int(r.learner["sampled"]) for r in parts if r.learner], sample_capacity(dim), config.seed)
@@ -221,4 +259,4 @@ def _treatment(config: RunConfig, work: Work, results: list[RangeResult], column
     with ThreadPoolExecutor(min(READERS, max(len(parts), 1)), thread_name_prefix="merge-sample") as pool:
         samples = list(pool.map(drawn, zip(parts, draws)))
     learner = TreatmentLearner.merged([r.learner for r in parts if r.learner], samples, dim)
-    return learner.decide(columns, config.treatments, config.standardize)
+    return learner.decide(columns, config.treatments, config.standardize), learner.sample

@@ -111,4 +111,3 @@ def _parts(config: RunConfig, s3: Any) -> list[SourceObject]:
     if not parts:
         raise SourceObjectError(f"s3://{source.bucket}/{source.key} holds no objects to read")
     return sorted(parts, key=lambda part: part.key)
-

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from kmeans_pipeline.aws.names import NAME_MAX, TUNING_JOB_NAME_MAX, run_id, run_resource_name
 from kmeans_pipeline.errors import InvalidInputError, SourceObjectError
 from kmeans_pipeline.schemas.base import describe_validation_error
+from kmeans_pipeline.schemas.payload import too_large
 from kmeans_pipeline.schemas.run import ResourceNames, RunConfig, RunRequest, S3Location, check_waits
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -61,12 +62,14 @@ def resolve_run(
     rid = run_id(execution_name, execution_start_time)
     tuning_name = run_resource_name(settings.name_prefix, rid, TUNING_JOB_NAME_MAX)
     run_name = run_resource_name(settings.name_prefix, rid, NAME_MAX)
-    return RunConfig(
+    k, k_source = _k(request.k, settings.default_k)
+    config = RunConfig(
         execution_name=execution_name,
         run_id=rid,
         trigger=trigger,
         source=source,
-        k=request.k or settings.default_k,
+        k=k,
+        k_source=k_source,
         feature_columns=request.feature_columns or (list(settings.feature_columns) or None),
         stratify_column=request.stratify_column,
         test_fraction=request.test_fraction,
@@ -85,7 +88,7 @@ def resolve_run(
         treatments=request.treatments,
         standardize=request.standardize,
         anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
-        small_clusters=request.small_clusters or "normal",
+        small_clusters=request.small_clusters or "auto",
         gate_tolerance_percent=(
             settings.gate_tolerance_percent
             if request.gate_tolerance_percent is None
@@ -95,6 +98,10 @@ def resolve_run(
         approval_timeout_seconds=request.approval_timeout_seconds or settings.approval_timeout_hours * 3600,
         endpoint_check_rows=settings.endpoint_check_rows,
     )
+    problem = too_large(config)
+    if problem:
+        raise InvalidInputError(f"Invalid execution input: {problem}")
+    return config
 
 
 def _field(event: dict, *path: str) -> Any:
@@ -103,6 +110,15 @@ def _field(event: dict, *path: str) -> Any:
     for name in path:
         value = value.get(name) if isinstance(value, dict) else None
     return value
+
+
+def _k(requested: int | None, stack: int | str) -> tuple[int | None, Literal["run", "stack", "data"]]:
+    """The run's k, else the stack's DefaultK, else None: the data step chooses it."""
+    if requested is not None:
+        return requested, "run"
+    if isinstance(stack, int):
+        return stack, "stack"
+    return None, "data"
 
 
 def _source_from_s3_event(event: dict, settings: StackSettings) -> S3Location:

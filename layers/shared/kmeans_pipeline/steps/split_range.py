@@ -93,7 +93,11 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
     if again:  # the first reading's shards: written under an assumption that did not hold
         first = RangeResult.model_validate(work.get_json(split_name(item.index)))
         work.delete(first.train_keys + first.test_keys)
-    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_arn, "ContentType": CHANNEL_CONTENT_TYPE}
+    extra = {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": settings.kms_key_arn,
+        "ContentType": CHANNEL_CONTENT_TYPE,
+    }
     name = f"part-{item.index:06d}{'a' if again else ''}-"
     shard_bytes = settings.shard_megabytes << 20
     train = ShardedChannel(
@@ -106,7 +110,13 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         name=name,
     )
     test = ShardedChannel(
-        s3, settings.data_bucket, f"{config.dataset_prefix}test/", shard_bytes=shard_bytes, lanes=1, extra=extra, name=name
+        s3,
+        settings.data_bucket,
+        f"{config.dataset_prefix}test/",
+        shard_bytes=shard_bytes,
+        lanes=1,
+        extra=extra,
+        name=name,
     )
     reading = None if item.gzip else _Reading(s3, item)
     error = None
@@ -188,4 +198,3 @@ def _result(
         complete=tracker.complete,
         **fields,
     )
-

@@ -24,7 +24,7 @@ VOLUME_SIZE_GB = 30
 
 def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings) -> dict:
     """The CreateHyperParameterTuningJob request for this run (pure, so tests can read it whole)."""
-    static = {"k": str(config.k), "feature_dim": str(dataset.feature_dim)}
+    static = {"k": str(dataset.k), "feature_dim": str(dataset.feature_dim)}
     integer_ranges = [
         {
             "Name": "extra_center_factor",
@@ -63,6 +63,9 @@ def tuning_request(config: RunConfig, dataset: Dataset, settings: StackSettings)
                 "CategoricalParameterRanges": [{"Name": "init_method", "Values": INIT_METHODS}],
             },
             "TrainingJobEarlyStoppingType": "Auto",
+            # The run's seed makes the search's proposals more consistent between runs on SageMaker (it does not
+            # seed the K-Means training itself, which has no seed hyperparameter); offline it makes them equal.
+            "RandomSeed": config.seed,
         },
         "TrainingJobDefinition": {
             "StaticHyperParameters": static,
