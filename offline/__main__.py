@@ -111,8 +111,21 @@ class Progress:
         print(f"[{elapsed:6.1f} s] {text}", file=self.stream, flush=True)
 
 
+DEMO_PARAMETERS = {"RangeMegabytes": "1"}
+
+
 def summary(result: ExecutionResult, stream: Any) -> None:
     print(f"\nExecution {result.name}: {result.status} in {result.seconds:.1f} s", file=stream)
+    plan = next(iter(result.state_outputs("Plan the data ranges")), None)
+    if plan:
+        merges = result.state_outputs("Merge the ranges")
+        again = sum(m["items"] for m in merges if m.get("next") == "again")
+        print(
+            f"Data step: {plan['bytes']:,} bytes in {plan['ranges']} range(s) of {plan['rangeBytes'] >> 20} MiB, "
+            f'read by the Distributed Map "Split the ranges"'
+            + (f"; {again} read again from their first true row" if again else ""),
+            file=stream,
+        )
     print("Time per state (summed over visits):", file=stream)
     for state, seconds in result.state_seconds().items():
         print(f"  {state:<36} {seconds:7.2f} s", file=stream)
@@ -724,7 +737,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shown = Shown(approve=approval_input(args, execution_input, stream))
     started = time.monotonic()
-    with OfflineAWS(faults=faults_for(None if args.fail == "update" else args.fail)) as aws:
+    # Ranges of 1 MiB (the stack's default is 256): the demo's file is cut into several, read by the data step's
+    # Distributed Map, as a large input is.
+    with OfflineAWS(faults=faults_for(None if args.fail == "update" else args.fail), parameters=DEMO_PARAMETERS) as aws:
         print(f"Offline stack {aws.stack_name}: bucket {aws.bucket}, endpoint {aws.endpoint_name}", file=stream)
         aws.upload(csv_path, key)
         others = run_executions(aws, args, execution_input, name, shown.approve, stream)
