@@ -111,7 +111,9 @@ class Progress:
         print(f"[{elapsed:6.1f} s] {text}", file=self.stream, flush=True)
 
 
-DEMO_PARAMETERS = {"RangeMegabytes": "1"}
+# The demo's stack cuts its input into ranges of 256 KiB (the smallest), so that its sample of under 1 MiB is read
+# by several workers of the Distributed Map, as a large file is in AWS with the default of 256 MiB.
+DEMO_PARAMETERS = {"RangeKilobytes": "256"}
 
 
 def summary(result: ExecutionResult, stream: Any) -> None:
@@ -121,7 +123,7 @@ def summary(result: ExecutionResult, stream: Any) -> None:
         merges = result.state_outputs("Merge the ranges")
         again = sum(m["items"] for m in merges if m.get("next") == "again")
         print(
-            f"Data step: {plan['bytes']:,} bytes in {plan['ranges']} range(s) of {plan['rangeBytes'] >> 20} MiB, "
+            f"Data step: {plan['bytes']:,} bytes in {plan['ranges']} range(s) of {plan['rangeBytes'] >> 10:,} KiB, "
             f'read by the Distributed Map "Split the ranges"'
             + (f"; {again} read again from their first true row" if again else ""),
             file=stream,

@@ -11,7 +11,7 @@ from kmeans_pipeline.aws.work import AGAIN_ITEMS, PLAN, TREAT_ITEMS, Work
 from kmeans_pipeline.schemas.dataset import Dataset
 from kmeans_pipeline.schemas.ranges import RangeItem, TreatItem
 from kmeans_pipeline.schemas.run import RunConfig
-from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.schemas.settings import WINDOW_BYTES, StackSettings
 from kmeans_pipeline.steps.finish_dataset import finish_dataset
 from kmeans_pipeline.steps.merge_ranges import merge_ranges
 from kmeans_pipeline.steps.plan_data import plan_data
@@ -20,13 +20,18 @@ from kmeans_pipeline.steps.treat_range import treat_range
 
 
 def prepare_dataset(
-    config: RunConfig, settings: StackSettings, s3: Any, workers: int = 4, range_bytes: int | None = None
+    config: RunConfig,
+    settings: StackSettings,
+    s3: Any,
+    workers: int = 4,
+    range_bytes: int | None = None,
+    window_bytes: int = WINDOW_BYTES,
 ) -> Dataset:
     """Plan, split every range (``workers`` at a time), merge (reading ranges again while the merge asks), write the
     treated features, finish: the Dataset the state machine's data step returns. ``range_bytes``: the ranges'
-    size (default: the stack's RangeMegabytes)."""
+    size (default: the stack's RangeKilobytes), a whole number of ``window_bytes`` (the split's unit)."""
     work = Work(s3, config, settings)
-    plan_data(config, settings, s3, range_bytes=range_bytes)
+    plan_data(config, settings, s3, range_bytes=range_bytes, window_bytes=window_bytes)
 
     def each(step: Any, items: list[Any]) -> None:
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="map-child") as pool:

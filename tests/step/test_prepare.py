@@ -248,7 +248,8 @@ def test_large_channels_are_multipart_shards_of_about_the_configured_size(settin
     assert any("-" in o["ETag"] for o in train)  # a multipart upload's ETag
     lines = channel_text(dataset.train_uri).splitlines() + channel_text(dataset.test_uri).splitlines()
     assert len(lines) == len(set(lines)) == 1_300_000
-    assert (dataset.train_rows, dataset.test_rows) == (1_040_000, 260_000)
+    # 20% of each window of 256 KiB, rounded at random: within a few rows of 20% of the whole.
+    assert dataset.train_rows + dataset.test_rows == 1_300_000 and abs(dataset.test_rows - 260_000) < 30
     assert not s3.list_multipart_uploads(Bucket=settings.data_bucket).get("Uploads")
 
 

@@ -60,31 +60,84 @@ def transactions(rows: int, seed: int = 1) -> str:
 FEATURES = ["tranCode", "Amount", "stamp"]
 
 
-def run(settings, text: str | bytes, *, ranges: int | None = None, workers: int = 4, name="ranges", **overrides):
+# The split's windows in these tests (the stack's are 256 KiB): small files cut into many ranges.
+WINDOW = 1024
+
+
+def range_size(length: int, ranges: int, window: int = WINDOW) -> int:
+    """The size, in whole windows, that cuts ``length`` bytes into ``ranges`` ranges (the last perhaps shorter)."""
+    return -(-length // ranges // window) * window if length > ranges * window else window
+
+
+def run(
+    settings,
+    text: str | bytes,
+    *,
+    ranges: int = 1,
+    workers: int = 4,
+    name="ranges",
+    window: int = WINDOW,
+    **overrides,
+):
     body = text.encode() if isinstance(text, str) else text
     key = f"incoming/{name}.csv"
     put_csv(settings.data_bucket, key, body)
     config = config_for(settings, key, name=name, **{"featureColumns": FEATURES, **overrides})
-    range_bytes = -(-len(body) // ranges) if ranges else None
-    return config, prepare_dataset(config, settings, s3(), workers=workers, range_bytes=range_bytes)
+    size = -(-len(body) // window) * window if ranges == 1 else range_size(len(body), ranges, window)
+    return config, prepare_dataset(config, settings, s3(), workers=workers, range_bytes=size, window_bytes=window)
 
 
 def plan_size(settings, config) -> int:
     return len(Work(s3(), config, settings).get_json(PLAN))
 
 
-def test_eight_ranges_read_every_row_once_and_split_each_range_exactly(settings):
-    text = transactions(5000)
-    one_config, one = run(settings, text, name="one")
-    eight_config, eight = run(settings, text, ranges=8, name="eight")
+def treated(lines: list[str]) -> np.ndarray:
+    return np.array([[float(v) for v in line.split(",")] for line in lines])
+
+
+def assert_same_dataset(one, many) -> None:
+    """The raw channels byte for byte, the treated ones to float32's precision (their means merge within 1e-12),
+    the same treatments and the same k."""
+    a, b = channels(one), channels(many)
+    assert a["raw_train"] == b["raw_train"] and a["raw_test"] == b["raw_test"]
+    assert (one.train_rows, one.test_rows) == (many.train_rows, many.test_rows)
+    for name in ("train", "test"):
+        assert np.allclose(treated(a[name]), treated(b[name]), rtol=1e-6, atol=1e-6)
+    for x, y in zip(one.treatment.columns, many.treatment.columns, strict=True):
+        assert (x.column, x.kind, x.levels, x.standardize) == (y.column, y.kind, y.levels, y.standardize)
+        if x.mean is not None:
+            assert x.mean == pytest.approx(y.mean, rel=1e-12) and x.std == pytest.approx(y.std, rel=1e-12)
+    assert one.k_choice.k == many.k_choice.k and one.k_choice.sample_rows == many.k_choice.sample_rows
+
+
+@pytest.mark.parametrize("stratify", [None, "tranCode"])
+def test_eight_ranges_give_the_same_dataset_as_one_range(settings, stratify):
+    text = transactions(12_000)
+    auto = settings.model_copy(update={"default_k": "auto"})  # k chosen from the merged sample
+    extra = {"stratifyColumn": stratify} if stratify else {}
+    one_config, one = run(auto, text, name=f"one-{stratify}", **extra)
+    eight_config, eight = run(auto, text, ranges=8, name=f"eight-{stratify}", **extra)
     assert plan_size(settings, one_config) == 1 and plan_size(settings, eight_config) == 8
-    a, b = channels(one), channels(eight)
-    assert sorted(a["raw_train"] + a["raw_test"]) == sorted(b["raw_train"] + b["raw_test"])
-    assert len(b["raw_train"] + b["raw_test"]) == 5000 == eight.train_rows + eight.test_rows
-    # Each range sends round(0.2 x its rows) to test: the whole file within one row per range of 20%.
-    assert abs(eight.test_rows - 1000) <= 8 and one.test_rows == 1000
-    assert [c.kind for c in one.treatment.columns] == [c.kind for c in eight.treatment.columns]
-    assert [c.levels for c in one.treatment.columns] == [c.levels for c in eight.treatment.columns]
+    assert_same_dataset(one, eight)
+    assert one.k_choice.source == "data" and len(channels(eight)["raw_train"] + channels(eight)["raw_test"]) == 12_000
+    # Each window sends floor(0.2 x its rows + u) to test: the whole file within a few rows of 20%.
+    assert abs(one.test_rows - 2400) < 40
+
+
+def test_ranges_merge_a_partial_sample_into_the_one_a_single_range_keeps(settings, monkeypatch):
+    """With more training rows than the sample holds, the merged sample (and what is decided on it: the log rule's
+    percentiles, k) is the same rows whatever the ranges."""
+    import kmeans_pipeline.data.treatment as treatment
+    import kmeans_pipeline.steps.merge_ranges as merge
+
+    monkeypatch.setattr(treatment, "sample_capacity", lambda dim: 700)
+    monkeypatch.setattr(merge, "sample_capacity", lambda dim: 700)
+    text = transactions(8000, seed=9)
+    auto = settings.model_copy(update={"default_k": "auto"})
+    _, one = run(auto, text, name="sample-one")
+    _, seven = run(auto, text, ranges=7, name="sample-seven")
+    assert_same_dataset(one, seven)
+    assert 650 <= one.k_choice.sample_rows <= 700
 
 
 def test_merged_means_and_deviations_equal_one_pass_over_the_training_rows_within_1e_12(settings):
@@ -117,7 +170,7 @@ def test_a_problem_in_the_seventh_range_is_named_by_the_same_line_and_column_as_
         "quote": 't2549,2,"3"4,1733000000000000000\n',
     }[where]
     text = "".join(lines)
-    size = -(-len(text.encode()) // 8)
+    size = range_size(len(text.encode()), 8)
     assert 6 * size < len("".join(lines[:bad]).encode()) < 7 * size
     with pytest.raises(DataValidationError) as one:
         run(settings, text, name="one")
@@ -136,22 +189,22 @@ def noted(rows: int, breaks=lambda i: True) -> str:
     return "".join(out)
 
 
-def inside_at(text: str, cuts: int) -> list[int]:
+def inside_at(text: str, cuts: int, window: int = WINDOW) -> list[int]:
     """The boundaries of a cut into ``cuts`` ranges whose line start (the first line feed at or after the boundary's
     byte - 1) falls inside a quoted note."""
     data = text.encode()
-    size = -(-len(data) // cuts)
+    size = range_size(len(data), cuts, window)
     starts = set(_row_starts(data))
     return [b for b in range(size, len(data), size) if data.index(b"\n", b - 1) + 1 not in starts]
 
 
 def test_a_quoted_line_break_across_every_boundary_of_eight_ranges_is_read_as_one_range_reads_it(settings):
-    rows = next(n for n in range(2400, 2600) if len(inside_at(noted(n), 8)) == 7)
+    rows = 2500
     text = noted(rows)
-    one_config, one = run(settings, text, name="one", featureColumns=["tranCode", "Amount", "stamp"], standardize=True)
-    eight_config, eight = run(
-        settings, text, ranges=8, name="eight", featureColumns=["tranCode", "Amount", "stamp"], standardize=True
-    )
+    window = next(w for w in range(1000, 2000) if len(inside_at(text, 8, w)) == 7)
+    features = {"featureColumns": ["tranCode", "Amount", "stamp"], "standardize": True, "window": window}
+    one_config, one = run(settings, text, name="one", **features)
+    eight_config, eight = run(settings, text, ranges=8, name="eight", **features)
     again = Work(s3(), eight_config, settings).find_json(AGAIN_ITEMS)
     assert again is not None and [item["index"] for item in again] == list(range(1, 8))
     records = list(csv.reader(io.StringIO(text)))[1:]
@@ -161,6 +214,9 @@ def test_a_quoted_line_break_across_every_boundary_of_eight_ranges_is_read_as_on
         assert sorted(got["raw_train"] + got["raw_test"]) == expected
         assert dataset.train_rows + dataset.test_rows == rows
         assert len(got["train"]) == dataset.train_rows and len(got["test"]) == dataset.test_rows
+    assert {k: v for k, v in channels(one).items() if k.startswith("raw")} == {
+        k: v for k, v in channels(eight).items() if k.startswith("raw")
+    }
     for x, y in zip(one.treatment.columns, eight.treatment.columns):
         assert x.kind == y.kind and x.levels == y.levels
 
@@ -198,8 +254,8 @@ def test_tiny_ranges_without_a_line_start_of_their_own_are_empty(settings):
     text = transactions(300)
     _, one = run(settings, text, name="one")
     _, many = run(
-        settings, text, ranges=len(text) // 7, name="many"
-    )  # ranges of about 7 bytes: most hold no line start
+        settings, text, ranges=len(text) // 7, name="many", window=7
+    )  # ranges of 7 bytes: most hold no line start
     assert sorted(channels(one)["raw_train"] + channels(one)["raw_test"]) == sorted(
         channels(many)["raw_train"] + channels(many)["raw_test"]
     )
@@ -213,7 +269,7 @@ def test_a_prefix_of_part_files_is_read_as_one_input_and_a_problem_names_its_par
     put_csv(settings.data_bucket, "incoming/parts/part-0.csv", parts[0])
     put_csv(settings.data_bucket, "incoming/parts/part-1.csv.gz", gzip.compress(parts[1].encode()))
     config = config_for(settings, "incoming/parts/", featureColumns=FEATURES, standardize=True)
-    dataset = prepare_dataset(config, settings, s3(), range_bytes=20_000)
+    dataset = prepare_dataset(config, settings, s3(), range_bytes=20 * WINDOW, window_bytes=WINDOW)
     _, whole = run(settings, text, name="whole", standardize=True)
     got = channels(dataset)
     assert sorted(got["raw_train"] + got["raw_test"]) == sorted(

@@ -33,7 +33,7 @@ def noted(rows: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack():
-    with OfflineAWS(parameters={"RangeMegabytes": "1"}) as aws:
+    with OfflineAWS(parameters={"RangeKilobytes": "1024"}) as aws:
         yield aws
 
 

@@ -81,13 +81,20 @@ class Bounds:
 
 
 def aligned_pieces(
-    chunks: Iterable[bytes], origin: int, start: int, end: int, bounds: list[Bounds], rest: list[bytes]
+    chunks: Iterable[bytes],
+    origin: int,
+    start: int,
+    end: int,
+    bounds: list[Bounds],
+    rest: list[bytes],
+    begun_at: list[int] | None = None,
 ) -> Iterator[bytes]:
     """The bytes of the range ``[start, end)`` moved to line starts, as they come: ``chunks`` are the object's
     bytes from ``origin`` (``max(start - 1, 0)``) on. The aligned start is the byte after the first line feed at or
     after ``start - 1`` (for the object's first range, the header's); the aligned end likewise for ``end``, or the
     object's end. When the generator is exhausted, ``bounds`` holds the aligned range (empty, start == end, when
-    no line starts in the range) and ``rest`` the bytes read after it."""
+    no line starts in the range) and ``rest`` the bytes read after it; ``begun_at`` gets the aligned start as soon as
+    it is known, before the first piece."""
     position, begun, cut = origin, -1, max(start - 1, 0)
     for chunk in chunks:
         low = position
@@ -97,6 +104,8 @@ def aligned_pieces(
             if at < 0:
                 continue
             begun = low + at + 1
+            if begun_at is not None:
+                begun_at.append(begun)
             if begun >= end:
                 bounds.append(Bounds(begun, begun))
                 rest.append(chunk[at + 1 :])
@@ -203,10 +212,3 @@ def resolve(readings: list[Reading], again: dict[int, Reading]) -> tuple[list[Pi
         else:
             inside = reading.ends_inside_if_inside  # the range's true end, whatever its reading assumed
     return pieces, None
-
-
-def range_seed(seed: int, index: int) -> int | list[int]:
-    """The seed of a range's train/test draws and sample: the run's seed for the first range (a one-range run
-    splits as one stream did), else (seed, index) through numpy's SeedSequence, so every range draws on its own
-    and the dataset depends on the input, the seed and the range size only."""
-    return seed if index == 0 else [seed, index]

@@ -11,8 +11,9 @@ Per column (see :class:`~kmeans_pipeline.schemas.dataset.ColumnTreatment`):
   numeric, z-scored. The decision and its reason are recorded with the dataset and in the report.
 
 The :class:`TreatmentLearner` sees every channel row once while the data step streams (levels, minimum and
-integrality over all rows; mean, std and a fixed-size reservoir sample over the training rows), so memory stays
-constant. :func:`encode` is the one transform every consumer uses: the data step's second pass, evaluation,
+integrality over all rows; mean, std and a fixed-size sample over the training rows: the rows with the smallest
+sample keys, which the data step draws per window of the object, so ranges merge into the sample one pass would
+keep), so memory stays constant. :func:`encode` is the one transform every consumer uses: the data step's second pass, evaluation,
 the scoring API and the CLI.
 """
 
@@ -133,14 +134,25 @@ class TreatmentLearner:
         self.raw = _Moments(d)
         self.logged = _Moments(d)
         self._capacity = sample_capacity(d)
-        self.sample = np.empty((0, d))
+        self._rows = np.empty((0, d))
+        self._keys = np.empty(0)
+        # It keeps the capacity + 1 smallest keys, so that it can count up to the capacity below any threshold up to
+        # the largest it keeps (sample_threshold); once it has dropped rows, no smaller key than this bar was dropped.
+        self._keep = self._capacity + 1
+        self._bar = np.inf
+        self._sorted = True
         self._sampled = 0
         self._rng = np.random.default_rng(self._seed)
 
     def state(self) -> dict | None:
-        """What this learner saw, JSON-ready, but its sample (see ``shuffled_sample``); None if it saw no rows."""
+        """What this learner saw, JSON-ready, but its sample (see ``keyed_sample``); None if it saw no rows.
+        ``sampleFrom`` and ``sampleCounts``: how many of its sampled rows have a key below each threshold of
+        SAMPLE_GRID, from the first it can count (a full sample counts only below its largest key)."""
         if not self.rows:
             return None
+        keys, _ = self.keyed_sample()
+        first = 0 if self._sampled <= self._keep else int(np.searchsorted(-SAMPLE_GRID, -keys[-1]))
+        counts = np.searchsorted(keys, SAMPLE_GRID[first:])
         return {
             "rows": self.rows,
             "minimum": self.minimum.tolist(),
@@ -149,18 +161,37 @@ class TreatmentLearner:
             "raw": self.raw.state(),
             "logged": self.logged.state(),
             "sampled": self._sampled,
+            "sampleFrom": first,
+            "sampleCounts": counts[: int(np.count_nonzero(counts)) + 1].tolist(),
         }
 
-    def shuffled_sample(self) -> np.ndarray:
-        """The reservoir sample in a seeded random order: any prefix of it is a uniform sample too, so a merge can
-        read only the rows it draws from this part (see ``merge_parts``)."""
+    @property
+    def sample(self) -> np.ndarray:
+        """The training rows with the smallest keys, at most the capacity, by key: a uniform sample."""
         if not self.rows:
             return np.empty((0, 0))
-        return self.sample[self._rng.permutation(len(self.sample))]
+        return self.keyed_sample()[1][: self._capacity]
+
+    def keyed_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, rows) of the rows it keeps, by key: the training rows with the smallest keys, at most the
+        capacity + 1."""
+        if not self._sorted:
+            self._compact()
+            order = np.argsort(self._keys, kind="stable")
+            self._keys, self._rows, self._sorted = self._keys[order], self._rows[order], True
+        return self._keys, self._rows
+
+    def _compact(self) -> None:
+        if len(self._keys) > self._keep:
+            kept = np.argpartition(self._keys, self._keep - 1)[: self._keep]
+            self._keys, self._rows = self._keys[kept], self._rows[kept]
+            self._bar = float(self._keys.max())
 
     @classmethod
-    def merged(cls, states: list[dict], samples: list[np.ndarray], dim: int) -> TreatmentLearner:
-        """One learner from parts' states (in file order) and the rows drawn from their samples (``sample_draws``)."""
+    def merged(cls, states: list[dict], samples: list[tuple[np.ndarray, np.ndarray]], dim: int) -> TreatmentLearner:
+        """One learner from parts' states (in file order) and the rows of their samples below the merged sample's
+        threshold (``sample_threshold``), as (keys, rows): the sample is theirs by key, as one learner that saw
+        every part's rows with the same keys would hold it."""
         learner = cls()
         learner._start(dim)
         for state in states:
@@ -178,16 +209,20 @@ class TreatmentLearner:
             learner.raw.merge(_Moments.from_state(state["raw"]))
             learner.logged.merge(_Moments.from_state(state["logged"]))
             learner._sampled += int(state["sampled"])
-        drawn = [sample for sample in samples if len(sample)]
-        learner.sample = np.concatenate(drawn) if drawn else np.empty((0, dim))
+        drawn = [(keys, rows) for keys, rows in samples if len(keys)]
+        if drawn:
+            keys = np.concatenate([k for k, _ in drawn])
+            order = np.argsort(keys, kind="stable")
+            learner._keys, learner._rows = keys[order], np.concatenate([r for _, r in drawn])[order]
         return learner
 
-    def add_text(self, text: bytes, *, train: bool) -> None:
-        """Channel text (header-less rows of plain numbers), as the data step writes it."""
+    def add_text(self, text: bytes, *, train: bool, keys: np.ndarray | None = None) -> None:
+        """Channel text (header-less rows of plain numbers), as the data step writes it; ``keys``: the training
+        rows' sample keys (drawn here when not given)."""
         if text:
-            self.add(parse_rows(text, text[: text.index(b"\n")].count(b",") + 1), train=train)
+            self.add(parse_rows(text, text[: text.index(b"\n")].count(b",") + 1), train=train, keys=keys)
 
-    def add(self, rows: np.ndarray, *, train: bool) -> None:
+    def add(self, rows: np.ndarray, *, train: bool, keys: np.ndarray | None = None) -> None:
         if not len(rows):
             return
         if not self.rows:
@@ -204,22 +239,20 @@ class TreatmentLearner:
         if train:
             self.raw.add(rows)
             self.logged.add(np.log1p(np.maximum(rows, 0.0)))
-            self._reservoir(rows)
+            self._take(rows, self._rng.random(len(rows)) if keys is None else keys)
 
-    def _reservoir(self, rows: np.ndarray) -> None:
-        """Algorithm R, a block at a time: every training row has the same chance to be in the sample."""
-        room = self._capacity - len(self.sample)
-        if room > 0:
-            self.sample = np.concatenate([self.sample, rows[:room]])
-            self._sampled += min(room, len(rows))
-            rows = rows[room:]
-        if not len(rows):
-            return
-        seen = self._sampled + np.arange(1, len(rows) + 1)
-        slots = (self._rng.random(len(rows)) * seen).astype(np.int64)
-        keep = slots < self._capacity
-        self.sample[slots[keep]] = rows[keep]  # a later row taking the same slot wins, as in the sequential form
+    def _take(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        """Keep the rows whose keys may be among the capacity smallest (bottom-k sampling: every training row
+        has the same chance to be in the sample, and the sample of several parts is the parts' samples merged)."""
         self._sampled += len(rows)
+        below = keys < self._bar
+        if not below.all():
+            rows, keys = rows[below], keys[below]
+        self._rows = np.concatenate([self._rows, rows])
+        self._keys = np.concatenate([self._keys, keys])
+        self._sorted = False
+        if len(self._keys) >= 2 * self._keep:
+            self._compact()
 
     def decide(
         self, columns: list[str], requested: dict[str, TreatmentKind], standardize: bool | None
@@ -307,17 +340,34 @@ class TreatmentLearner:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def sample_draws(sampled: list[int], capacity: int, seed: int) -> list[int]:
-    """How many rows to take from each part's sample so that together they are a uniform sample, without
-    replacement, of every part's training rows (``sampled``: each part's training rows, in file order), of the
-    size one reservoir would hold: a seeded multivariate hypergeometric draw, so the result depends on the seed
-    and the parts only, never on which part finished first. Each part's sample holds at least its draw."""
-    total = sum(sampled)
-    size = min(capacity, total)
-    if not size:
-        return [0] * len(sampled)
-    rng = np.random.default_rng([seed, 0x5A3D1E])
-    return [int(v) for v in rng.multivariate_hypergeometric(np.asarray(sampled, dtype=np.int64), size)]
+# The thresholds a merged sample's keys are cut at: 64 per halving, from 1 (every row) down to 2**-40.
+SAMPLE_GRID = 2.0 ** (-np.arange(64 * 40 + 1) / 64)
+
+
+def sample_threshold(states: list[dict], capacity: int) -> int:
+    """The index in SAMPLE_GRID of the largest threshold below which the parts (their learners' states) hold at
+    most ``capacity`` sampled rows together: the merged sample is every training row with a key below it, the
+    same rows whatever the parts (each part counts its own, and a part holding too many below a threshold cannot
+    take part in it). The last threshold if none is small enough."""
+    for j in range(max((int(state["sampleFrom"]) for state in states), default=0), len(SAMPLE_GRID)):
+        total = 0
+        for state in states:
+            first, counts = int(state["sampleFrom"]), state["sampleCounts"]
+            if j < first:
+                break
+            total += counts[j - first] if j - first < len(counts) else 0
+        else:
+            if total <= capacity:
+                return j
+    return len(SAMPLE_GRID) - 1
+
+
+def sample_rows_below(state: dict, threshold: int) -> int:
+    """How many of a part's sampled rows (by key) have a key below the threshold SAMPLE_GRID[threshold]."""
+    first, counts = int(state["sampleFrom"]), state["sampleCounts"]
+    if threshold < first:  # not reached by sample_threshold: it needs every part's count
+        raise ValueError(f"a part counts its sample below threshold {first} onwards, not {threshold}")
+    return counts[threshold - first] if threshold - first < len(counts) else 0
 
 
 def sample_capacity(dim: int) -> int:

@@ -42,10 +42,11 @@ class Watch:
         self.same = Sameness()
         self.learner = TreatmentLearner(seed=seed) if learns(config) else None
 
-    def train(self, text: bytes) -> None:
+    def train(self, text: bytes, keys: Any = None) -> None:
+        """Training rows, with their sample keys (see WindowSplitter)."""
         self.same.see(text)
         if self.learner is not None:
-            self.learner.add_text(text, train=True)
+            self.learner.add_text(text, train=True, keys=keys)
 
     def test(self, text: bytes) -> None:
         self.same.see(text)

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field
 
 from kmeans_pipeline.schemas.base import CamelModel
 from kmeans_pipeline.schemas.dataset import SourceObject
+from kmeans_pipeline.schemas.settings import WINDOW_BYTES
 
 
 class RangeItem(CamelModel):
@@ -22,6 +23,11 @@ class RangeItem(CamelModel):
     end: int = Field(ge=0)
     gzip: bool = False
     lanes: int = Field(default=1, ge=1, description="Training-channel lanes this range writes (see ShardedChannel).")
+    window_bytes: int = Field(
+        default=WINDOW_BYTES,
+        ge=1,
+        description="The split's unit: the rows that start in each window are split together.",
+    )
     again_from: int | None = Field(
         default=None, description="Read again from this row start: the first reading assumed wrong where rows start."
     )

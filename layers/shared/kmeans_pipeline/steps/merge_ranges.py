@@ -5,8 +5,10 @@ object's start (:func:`kmeans_pipeline.data.ranges.resolve`) and either sends th
 assumption to be read again from their first true row start, or, once every range's rows are read right:
 
 - reports the first problem in file order, with its line in the object (each worker counted its own lines);
-- merges the statistics (counts, strata, Chan's update of means and M2, minima, integrality, levels, and a
-  seeded draw from every worker's sample, so the result depends on the ranges, never on which finished first);
+- merges the statistics (counts, strata, Chan's update of means and M2, minima, integrality, levels, and the
+  training rows with the smallest sample keys from every worker's sample: the keys are drawn per window of the
+  object, so the merged sample is the one a single pass would keep, whatever the ranges and whichever finished
+  first);
 - checks the split as a whole and decides each column's treatment, as the single data step did, and (when neither
   the run nor the stack sets k) chooses k from the merged sample of training rows
   (:func:`kmeans_pipeline.model.clusters.choose_k`); refuses a dataset description the run could not carry;
@@ -29,7 +31,14 @@ from kmeans_pipeline.data.header import parse_header
 from kmeans_pipeline.data.ranges import Reading, resolve, shift_line
 from kmeans_pipeline.data.split import check_counts
 from kmeans_pipeline.data.splitter import StratifiedSplitter
-from kmeans_pipeline.data.treatment import TreatmentLearner, encode, raw_numbers, sample_capacity, sample_draws
+from kmeans_pipeline.data.treatment import (
+    TreatmentLearner,
+    encode,
+    raw_numbers,
+    sample_capacity,
+    sample_rows_below,
+    sample_threshold,
+)
 from kmeans_pipeline.data.watch import Sameness, learns
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.model.clusters import CRITERION, candidate_range, choose_k
@@ -247,16 +256,19 @@ def _treatment(
         return raw_numbers(columns), None
     parts = [r for r in results if r.learner is not None]
     dim = len(columns)
-    draws = sample_draws([int(r.learner["sampled"]) for r in parts if r.learner], sample_capacity(dim), config.seed)
+    states = [r.learner for r in parts if r.learner]
+    threshold = sample_threshold(states, sample_capacity(dim))
 
-    def drawn(part: tuple[RangeResult, int]) -> np.ndarray:
-        result, rows = part
+    def drawn(result: RangeResult) -> tuple[np.ndarray, np.ndarray]:
+        assert result.learner is not None
+        rows = sample_rows_below(result.learner, threshold)
         if not rows or result.sample_key is None:
-            return np.empty((0, dim))
-        data = work.get(result.sample_key, 0, rows * dim * 8 - 1)  # the first rows of a shuffled sample
-        return np.frombuffer(data, dtype="<f8").reshape(rows, dim)
+            return np.empty(0), np.empty((0, dim))
+        data = work.get(result.sample_key, 0, rows * (dim + 1) * 8 - 1)  # the sample's rows by key: its first
+        keyed = np.frombuffer(data, dtype="<f8").reshape(rows, dim + 1)
+        return keyed[:, 0], keyed[:, 1:]
 
     with ThreadPoolExecutor(min(READERS, max(len(parts), 1)), thread_name_prefix="merge-sample") as pool:
-        samples = list(pool.map(drawn, zip(parts, draws)))
-    learner = TreatmentLearner.merged([r.learner for r in parts if r.learner], samples, dim)
+        samples = list(pool.map(drawn, parts))
+    learner = TreatmentLearner.merged(states, samples, dim)
     return learner.decide(columns, config.treatments, config.standardize), learner.sample

@@ -2,9 +2,10 @@
 cut into the byte ranges the data step's workers read, written to S3 as the Distributed Map's items.
 
 Only the objects' identities and headers are read here: each header once, compared with the first's. An
-uncompressed object is cut into ranges of ``RangeMegabytes``; a gzip object cannot be cut (its bytes decode only
-from its start) and is one range, read whole by one worker. A small input is one range: one path for every size.
-The ranges' ends are moved to line starts by the workers themselves (:mod:`kmeans_pipeline.data.ranges`).
+uncompressed object is cut into ranges of ``RangeKilobytes`` (whole windows of the split's draws, see
+:class:`~kmeans_pipeline.data.splitter.WindowSplitter`); a gzip object cannot be cut (its bytes decode only from its
+start) and is one range, read whole by one worker. A small input is one range: one path for every size. The ranges'
+ends are moved to line starts by the workers themselves (:mod:`kmeans_pipeline.data.ranges`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,23 @@ from kmeans_pipeline.errors import DataValidationError, SourceObjectError
 from kmeans_pipeline.schemas.dataset import SourceObject
 from kmeans_pipeline.schemas.ranges import DataPlan, RangeItem
 from kmeans_pipeline.schemas.run import RunConfig
-from kmeans_pipeline.schemas.settings import StackSettings
+from kmeans_pipeline.schemas.settings import WINDOW_BYTES, StackSettings
 
 # One worker reads a gzip object whole: at most this many compressed bytes (docs/benchmarks.md, "Data at any size").
 MAX_GZIP_BYTES = 2 << 30
 HEADER_READERS = 16
 
 
-def plan_data(config: RunConfig, settings: StackSettings, s3: Any, *, range_bytes: int | None = None) -> DataPlan:
-    """Check the input and write its ranges (of ``range_bytes``, by default the stack's RangeMegabytes)."""
+def plan_data(
+    config: RunConfig,
+    settings: StackSettings,
+    s3: Any,
+    *,
+    range_bytes: int | None = None,
+    window_bytes: int = WINDOW_BYTES,
+) -> DataPlan:
+    """Check the input and write its ranges (of ``range_bytes``, by default the stack's RangeKilobytes; a whole
+    number of ``window_bytes``, the split's unit)."""
     parts = _parts(config, s3)
     total = sum(part.size for part in parts)
     where = f"s3://{config.source.bucket}/{config.source.key}"
@@ -52,7 +61,9 @@ def plan_data(config: RunConfig, settings: StackSettings, s3: Any, *, range_byte
                 f"s3://{part.bucket}/{part.key}: line 1: its header {header.decode(errors='replace').strip()[:200]!r} "
                 f"is not the first part's ({', '.join(layout.header)}): every part must have the same columns"
             )
-    range_bytes = range_bytes or settings.range_megabytes << 20
+    range_bytes = range_bytes or settings.range_bytes
+    if range_bytes % window_bytes:
+        raise ValueError(f"ranges of {range_bytes:,} bytes are not whole windows of {window_bytes:,} bytes")
     cuts: list[tuple[int, SourceObject, int, int, bool]] = []
     for number, (part, (_, gzip)) in enumerate(zip(parts, headers)):
         if gzip:
@@ -68,7 +79,16 @@ def plan_data(config: RunConfig, settings: StackSettings, s3: Any, *, range_byte
             cuts.append((number, part, start, min(start + range_bytes, part.size), False))
     lanes = max(1, math.ceil(settings.training_instance_count / len(cuts)))
     items = [
-        RangeItem(index=index, part=number, source=part, start=start, end=end, gzip=gzip, lanes=lanes)
+        RangeItem(
+            index=index,
+            part=number,
+            source=part,
+            start=start,
+            end=end,
+            gzip=gzip,
+            lanes=lanes,
+            window_bytes=window_bytes,
+        )
         for index, (number, part, start, end, gzip) in enumerate(cuts)
     ]
     work = Work(s3, config, settings)

@@ -2,8 +2,9 @@
 
 The worker reads its byte range of the raw object, moved to line starts (:mod:`kmeans_pipeline.data.ranges`), and
 checks and splits its rows exactly as the whole object was split before (:func:`kmeans_pipeline.data.split.
-split_blocks`: the fast and exact paths, the first problem by line and column), with its own seeded splitter. It
-writes its own channel shards (``train/part-<range>-NNNNN.csv``, SSE-KMS) and, for the reduce, its result: counts,
+split_blocks`: the fast and exact paths, the first problem by line and column). The train/test draws are per window
+of the object (:class:`~kmeans_pipeline.data.splitter.WindowSplitter`, seeded by the run's seed, the part and the
+window), and a range is a whole number of windows: a row's fate does not depend on the ranges. It writes its own channel shards (``train/part-<range>-NNNNN.csv``, SSE-KMS) and, for the reduce, its result: counts,
 the statistics the treatments need, its quote-state readings, and its first problem, with lines counted from its
 own first line. A data problem is a result, not a failure: only the reduce knows whether it comes first in the
 file, and whether this worker's reading assumed right where its rows start.
@@ -15,13 +16,23 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from kmeans_pipeline.aws.s3 import ShardedChannel, ranged_chunks, source_header
 from kmeans_pipeline.aws.work import Work, sample_name, split_name
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, LineTooLong, header_and_blocks, line_blocks, row_blocks
+from kmeans_pipeline.data.blocks import (
+    BLOCK_BYTES,
+    LineTooLong,
+    RowBlock,
+    by_window,
+    header_and_blocks,
+    line_blocks,
+    row_blocks,
+)
 from kmeans_pipeline.data.header import parse_header
-from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun, range_seed
+from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun
 from kmeans_pipeline.data.split import split_blocks
-from kmeans_pipeline.data.splitter import StratifiedSplitter
+from kmeans_pipeline.data.splitter import WindowSplitter
 from kmeans_pipeline.data.watch import Observed, Watch
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.schemas.ranges import RangeItem, RangeResult
@@ -48,6 +59,8 @@ class _Reading:
             ranged_chunks(s3, item.source, start=near, range_bytes=TAIL_BYTES, in_flight=1),
         )
         self.bounds: list[Bounds] = []
+        self.begun: list[int] = []  # where its first row starts, once known
+        self.following: Iterator[bytes] | None = None  # its pieces, once read
         self._rest: list[bytes] = []
         self.tracker = QuoteTracker()
         self.lines = 0
@@ -55,7 +68,7 @@ class _Reading:
         self.draining = False
 
     def pieces(self) -> Iterator[bytes]:
-        body = aligned_pieces(self._chunks, self.origin, self.start, self.item.end, self.bounds, self._rest)
+        body = aligned_pieces(self._chunks, self.origin, self.start, self.item.end, self.bounds, self._rest, self.begun)
         try:
             for piece in line_blocks(body):
                 self.tracker.see(piece)
@@ -69,6 +82,12 @@ class _Reading:
             self.overrun = len(tail)
             self.lines += tail.count(b"\n")
             yield tail
+
+    def blocks(self) -> Iterator[RowBlock]:
+        """Its rows in blocks, each within one window of the object (offsets in the object)."""
+        self.following = self.pieces()
+        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1):
+            yield from by_window(block, self.item.window_bytes, self.begun[0])
 
     @property
     def aligned(self) -> Bounds:
@@ -87,9 +106,8 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         [name for name, kind in config.treatments.items() if kind == "log"],
         list(config.treatments),
     )
-    seed = range_seed(config.seed, item.index)
-    splitter = StratifiedSplitter(config.test_fraction, seed)
-    watch = Watch(config, seed)
+    splitter = WindowSplitter(config.test_fraction, config.seed, item.part, item.window_bytes)
+    watch = Watch(config, [config.seed, item.part, item.index])
     if again:  # the first reading's shards: written under an assumption that did not hold
         first = RangeResult.model_validate(work.get_json(split_name(item.index)))
         work.delete(first.train_keys + first.test_keys)
@@ -121,14 +139,14 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
     reading = None if item.gzip else _Reading(s3, item)
     error = None
     counts = None
-    pieces: Iterator[bytes] | None = None
+    blocks: Iterator[RowBlock] | None = None
     try:
         if reading is None:
             chunks = ranged_chunks(s3, item.source)
-            _, blocks = header_and_blocks(chunks)  # a gzip object is read whole, its lines numbered from its header
+            _, whole = header_and_blocks(chunks)  # a gzip object is read whole, its lines numbered from its header
+            blocks = (piece for block in whole for piece in by_window(block, item.window_bytes))
         else:
-            pieces = reading.pieces()
-            blocks = row_blocks(pieces, BLOCK_BYTES, first_line=1)
+            blocks = reading.blocks()
         counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
         train.close()
         test.close()
@@ -136,10 +154,10 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         error = str(exc)
         train.abort()
         test.abort()
-        if reading is not None and pieces is not None:  # follow the quote states to the range's end all the same
+        if reading is not None and reading.following is not None:  # follow the quote states to the range's end
             reading.draining = True
             try:
-                for _ in pieces:
+                for _ in reading.following:
                     pass
             except LineTooLong:
                 pass
@@ -151,9 +169,9 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
     if config.stratify_column is not None:
         result.strata = {key.hex(): rows for key, rows in splitter.strata().items()}
     if watch.learner is not None and watch.learner.rows and error is None:
-        sample = watch.learner.shuffled_sample()
+        keys, sample = watch.learner.keyed_sample()  # by key: the merge reads the first rows it needs
         result.sample_key = sample_name(item.index, again)
-        work.put(result.sample_key, sample.astype("<f8").tobytes())
+        work.put(result.sample_key, np.column_stack([keys, sample]).astype("<f8").tobytes())
         result.sample_rows = len(sample)
     work.put_json(split_name(item.index, again), result.to_json())
     return {"index": item.index, "rows": result.train_rows + result.test_rows, "problem": error is not None}
@@ -165,7 +183,7 @@ def _result(
     counts: Any,
     error: str | None,
     watch: Watch,
-    splitter: StratifiedSplitter,
+    splitter: WindowSplitter,
     train_keys: list[str],
     test_keys: list[str],
 ) -> RangeResult:
