@@ -53,7 +53,15 @@ DATA_STEPS = ("PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "
 # The steps that ship numpy: the data step's plan, workers and merge, and the ones that score (evaluation before
 # deploying, the endpoint check after, the scoring API). They get the data step's limits; every other step must stay
 # lean.
-NUMPY_STEPS = (*DATA_STEPS, "EvaluateModelFunction", "VerifyEndpointFunction", "ScoreRecordsFunction")
+NUMPY_STEPS = (
+    *DATA_STEPS,
+    "EvaluateModelFunction",
+    "VerifyEndpointFunction",
+    "ScoreRecordsFunction",
+    "PlanScoresFunction",
+    "ScoreRangeFunction",
+    "FinishScoresFunction",
+)
 STEP_LIMITS = {step: 200 * MIB for step in NUMPY_STEPS}  # unzipped bytes, code and layers
 DEFAULT_STEP_LIMIT = 30 * MIB
 IMPORT_GOALS = {step: 1.0 for step in NUMPY_STEPS}  # seconds, precompiled, best of --runs

@@ -16,7 +16,7 @@ MIB = 1024 * 1024
 def test_every_function_gets_the_shared_layer_from_globals():
     template = load_template(ROOT / "template.yaml")
     functions = pc.resources_of(template, "AWS::Serverless::Function")
-    assert "SplitRangeFunction" in functions and len(functions) == 16
+    assert "SplitRangeFunction" in functions and len(functions) == 19
     assert {name: pc.function_layers(template, name) for name in functions} == {n: ["SharedLayer"] for n in functions}
 
 

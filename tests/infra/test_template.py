@@ -47,11 +47,16 @@ FUNCTIONS = {
     "CleanUpFunction": "functions/clean_up/",
     "ScoreRecordsFunction": "functions/score_records/",
     "DeployLeaseFunction": "functions/deploy_lease/",
+    "PlanScoresFunction": "functions/plan_scores/",
+    "ScoreRangeFunction": "functions/score_range/",
+    "FinishScoresFunction": "functions/finish_scores/",
 }
+# Batch scoring's functions: its own state machine invokes them.
+BATCH_FUNCTIONS = ["PlanScoresFunction", "ScoreRangeFunction", "FinishScoresFunction"]
 # The data step's functions that write the run's dataset (the finish step only reads it).
 DATA_STEP_WRITERS = ["PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction"]
-# What the state machine invokes: every function but the scoring API, which callers invoke through its URL.
-STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction"]
+# What the pipeline invokes: every function but the scoring API (callers invoke it through its URL) and batch scoring's.
+STEP_FUNCTIONS = [name for name in FUNCTIONS if name != "ScoreRecordsFunction" and name not in BATCH_FUNCTIONS]
 ENVIRONMENT = {
     "DEPLOY_LEASE_TABLE",
     "POWERTOOLS_SERVICE_NAME",
@@ -396,9 +401,10 @@ def test_function_roles_reach_only_their_own_resources(resources, template):
         (put,) = allows(stmts[name], "s3:PutObject")
         assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}, name
     assert not allows(stmts["FinishDatasetFunction"], "s3:PutObject")
-    # Only a range read again deletes, and only the shards it wrote under datasets/.
+    # Only a range read again deletes, and only the shards it wrote under datasets/ (and batch scoring's summary,
+    # its working files under scores/).
     deleting = {name: allows(stmts[name], "s3:DeleteObject") for name in FUNCTIONS}
-    assert {name for name, found in deleting.items() if found} == {"SplitRangeFunction"}
+    assert {name for name, found in deleting.items() if found} == {"SplitRangeFunction", "FinishScoresFunction"}
     assert [d["Resource"] for d in deleting["SplitRangeFunction"]] == [{"Fn::Sub": "${DataBucket.Arn}/datasets/*"}]
     sagemaker_arns = [
         r
@@ -465,7 +471,10 @@ def test_key_policy_names_the_evaluation_verification_and_approval_roles(resourc
         assert role("DeployEndpointFunctionRole") in principals(sid), sid
     # The approval step publishes to the encrypted topic with the state machine's role, through SNS only.
     publish = by_sid["AllowPipelineToPublishToTheTopic"]
-    assert principals("AllowPipelineToPublishToTheTopic") == [role("PipelineStateMachineRole")]
+    assert principals("AllowPipelineToPublishToTheTopic") == [
+        role("PipelineStateMachineRole"),
+        role("ScoringStateMachineRole"),
+    ]
     assert sorted(as_list(publish["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert publish["Condition"] == {
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}
@@ -478,7 +487,7 @@ def test_key_policy_names_the_evaluation_verification_and_approval_roles(resourc
         if isinstance(p, dict) and "Fn::GetAtt" in p
     }
     roles = {k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert named == roles - {"PipelineTriggerRole"}  # EventBridge's role never touches the key
+    assert named == roles - {"PipelineTriggerRole", "ScoringTriggerRole"}  # EventBridge's roles never touch the key
 
 
 def test_everything_at_rest_uses_the_one_key(resources, template):
@@ -777,8 +786,9 @@ def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
     }
 
 
-def test_state_machine_may_publish_only_to_the_notification_topic(resources):
-    stmts = role_statements(resources, "PipelineStateMachineRole")
+@pytest.mark.parametrize("machine", ["PipelineStateMachineRole", "ScoringStateMachineRole"])
+def test_state_machine_may_publish_only_to_the_notification_topic(resources, machine):
+    stmts = role_statements(resources, machine)
     (publish,) = allows(stmts, "sns:Publish")
     assert as_list(publish["Action"]) == ["sns:Publish"]
     assert publish["Resource"] == {"Ref": "NotificationTopic"}
@@ -794,9 +804,27 @@ def test_state_machine_may_publish_only_to_the_notification_topic(resources):
     ]
     assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
     # No other role of the stack may publish anywhere.
+    publishers = {"PipelineStateMachineRole", "ScoringStateMachineRole"}
     for logical_id, resource in resources.items():
-        if resource["Type"] == "AWS::IAM::Role" and logical_id != "PipelineStateMachineRole":
+        if resource["Type"] == "AWS::IAM::Role" and logical_id not in publishers:
             assert not allows(role_statements(resources, logical_id), "sns:Publish"), logical_id
+
+
+def test_the_scoring_state_machine_invokes_only_batch_scorings_functions_and_starts_on_score_uploads(resources):
+    (invoke,) = allows(role_statements(resources, "ScoringStateMachineRole"), "lambda:InvokeFunction")
+    assert invoke["Resource"] == [{"Fn::GetAtt": [name, "Arn"]} for name in BATCH_FUNCTIONS]
+    rule = resources["ScoreUploadRule"]["Properties"]
+    assert rule["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "score/"}]
+    assert rule["Targets"][0]["Arn"] == {"Ref": "ScoringStateMachine"}
+    (start,) = allows(role_statements(resources, "ScoringTriggerRole"), "states:StartExecution")
+    assert start["Resource"] == {"Ref": "ScoringStateMachine"}
+    # Only the range worker may call the endpoint; the finish step may delete only under scores/.
+    for name in FUNCTIONS:
+        stmts = role_statements(resources, f"{name}Role")
+        if name not in {"ScoreRangeFunction", "ScoreRecordsFunction", "VerifyEndpointFunction"}:
+            assert not allows(stmts, "sagemaker:InvokeEndpoint"), name
+    (delete,) = allows(role_statements(resources, "FinishScoresFunctionRole"), "s3:DeleteObject")
+    assert delete["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/scores/*"}
 
 
 def test_asl_uses_exactly_the_definition_substitutions(resources):
@@ -936,6 +964,7 @@ def test_outputs(template):
         "KmsKeyArn",
         "SageMakerRoleArn",
         "ScoreApiUrl",
+        "ScoringStateMachineArn",
     }
     assert template["Outputs"]["ScoreApiUrl"]["Value"] == {"Fn::GetAtt": ["ScoreRecordsFunctionUrl", "FunctionUrl"]}
     assert evaluate(template["Outputs"]["EndpointName"]["Value"], template) == "kmeans-dev"

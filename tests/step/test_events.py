@@ -21,9 +21,12 @@ from kmeans_pipeline.schemas.inputs import (
     DeployLeaseInput,
     EvaluateModelInput,
     FinishDatasetInput,
+    FinishScoresInput,
     MergeRangesInput,
     PlanDataInput,
+    PlanScoresInput,
     ResolveRunInput,
+    ScoreRangeInput,
     SplitRangeInput,
     StartTuningInput,
     StepInput,
@@ -53,6 +56,9 @@ INPUTS: dict[str, type[StepInput]] = {
     "verify_endpoint": VerifyEndpointInput,
     "clean_up": CleanUpInput,
     "deploy_lease": DeployLeaseInput,
+    "plan_scores": PlanScoresInput,
+    "score_range": ScoreRangeInput,
+    "finish_scores": FinishScoresInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
 NUMPY_STEPS = {
@@ -63,11 +69,14 @@ NUMPY_STEPS = {
     "evaluate_model",
     "verify_endpoint",
     "score_records",
+    "plan_scores",
+    "score_range",
+    "finish_scores",
 }
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 16
+    assert len(STEPS) == 19
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
@@ -101,23 +110,23 @@ def test_step_event_is_valid_for_its_step(step):
 
 
 def state_machine_payloads() -> list[tuple[str, str, dict]]:
-    """(state, step, Payload) of every Lambda task in the ASL (a Distributed Map's children included), its function
-    found through the template."""
+    """(state, step, Payload) of every Lambda task in the state machines' ASL (the pipeline's and batch scoring's,
+    a Distributed Map's children included), its function found through the template."""
     template = load_template(ROOT / "template.yaml")
-    machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
-    substitutions = machine["Properties"]["DefinitionSubstitutions"]
-    definition = json.loads((ROOT / machine["Properties"]["DefinitionUri"]).read_text())
     found = []
-    states = dict(definition["States"])
-    for state in definition["States"].values():
-        states.update(state.get("ItemProcessor", {}).get("States", {}))
-    for name, state in states.items():
-        if state["Type"] != "Task" or not state["Resource"].endswith(":lambda:invoke"):
-            continue
-        placeholder = re.fullmatch(r"\$\{(\w+)\}", state["Arguments"]["FunctionName"]).group(1)
-        logical = substitutions[placeholder]["Fn::GetAtt"][0]
-        code_uri = template["Resources"][logical]["Properties"]["CodeUri"]
-        found.append((name, Path(code_uri).name, state["Arguments"]["Payload"]))
+    for machine in (r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"):
+        substitutions = machine["Properties"]["DefinitionSubstitutions"]
+        definition = json.loads((ROOT / machine["Properties"]["DefinitionUri"]).read_text())
+        states = dict(definition["States"])
+        for state in definition["States"].values():
+            states.update(state.get("ItemProcessor", {}).get("States", {}))
+        for name, state in states.items():
+            if state["Type"] != "Task" or not state["Resource"].endswith(":lambda:invoke"):
+                continue
+            placeholder = re.fullmatch(r"\$\{(\w+)\}", state["Arguments"]["FunctionName"]).group(1)
+            logical = substitutions[placeholder]["Fn::GetAtt"][0]
+            code_uri = template["Resources"][logical]["Properties"]["CodeUri"]
+            found.append((name, Path(code_uri).name, state["Arguments"]["Payload"]))
     return found
 
 

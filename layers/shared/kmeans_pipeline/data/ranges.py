@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,20 @@ class Reading:
     record_if_inside: int | None  # absolute
     complete: bool  # its quote states were followed to its aligned end
     error: bool
+
+
+def reading_of(result: Any) -> Reading:
+    """The reading a worker's result (the data step's or batch scoring's) reports."""
+    return Reading(
+        start=result.start,
+        end=result.end,
+        aligned_end=result.aligned_end,
+        ends_inside=result.ends_inside,
+        ends_inside_if_inside=result.ends_inside_if_inside,
+        record_if_inside=result.record_if_inside,
+        complete=result.complete,
+        error=result.error is not None,
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from kmeans_pipeline.schemas.dataset import Dataset
 from kmeans_pipeline.schemas.ranges import RangeItem, TreatItem
 from kmeans_pipeline.schemas.results import BestTrainingJob, DeploymentAction, ModelCreated
 from kmeans_pipeline.schemas.run import RunConfig
+from kmeans_pipeline.schemas.scores import ScoreItem, ScorePlan
 
 
 class StepInput(CamelModel):
@@ -152,3 +153,22 @@ class VerifyEndpointInput(RunStepInput):
 
 class CleanUpInput(RunStepInput):
     """Clean up superseded models."""
+
+
+class PlanScoresInput(StepInput):
+    """Plan the scoring ranges: the scoring state machine's input, an S3 "Object Created" event from EventBridge
+    (``detail``) or, started by hand, ``{"scoreKey": "score/<file>.csv"}``."""
+
+    input: Any = None
+
+
+class ScoreRangeInput(StepInput):
+    """Score a range (a child of the Distributed Maps "Score the ranges" and "Score ranges again")."""
+
+    item: ScoreItem
+
+
+class FinishScoresInput(StepInput):
+    """Summarize the scores."""
+
+    plan: ScorePlan

@@ -28,7 +28,7 @@ import numpy as np
 from kmeans_pipeline.aws.s3 import source_header
 from kmeans_pipeline.aws.work import AGAIN_ITEMS, DRAFT, PLAN, TREAT_ITEMS, Work, split_name
 from kmeans_pipeline.data.header import parse_header
-from kmeans_pipeline.data.ranges import Reading, resolve, shift_line
+from kmeans_pipeline.data.ranges import reading_of, resolve, shift_line
 from kmeans_pipeline.data.split import check_counts
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.data.treatment import (
@@ -56,19 +56,6 @@ class RangesInconsistent(RuntimeError):
     """The workers' readings do not join up: a bug, never a data problem."""
 
 
-def _reading(result: RangeResult) -> Reading:
-    return Reading(
-        start=result.start,
-        end=result.end,
-        aligned_end=result.aligned_end,
-        ends_inside=result.ends_inside,
-        ends_inside_if_inside=result.ends_inside_if_inside,
-        record_if_inside=result.record_if_inside,
-        complete=result.complete,
-        error=result.error is not None,
-    )
-
-
 def _read_all(work: Work, names: list[str]) -> list[Any]:
     with ThreadPoolExecutor(min(READERS, max(len(names), 1)), thread_name_prefix="merge-read") as pool:
         return list(pool.map(work.find_json, names))
@@ -92,8 +79,8 @@ def merge_ranges(config: RunConfig, settings: StackSettings, s3: Any) -> MergeRe
     redo: list[RangeItem] = []
     chosen: list[tuple[RangeItem, RangeResult, int]] = []  # (item, the reading that holds, lines before it)
     for part_items in parts.values():
-        readings = [_reading(firsts[item.index]) for item in part_items]
-        again = {j: _reading(agains[item.index]) for j, item in enumerate(part_items) if item.index in agains}
+        readings = [reading_of(firsts[item.index]) for item in part_items]
+        again = {j: reading_of(agains[item.index]) for j, item in enumerate(part_items) if item.index in agains}
         pieces, stop = resolve(readings, again)
         lines_before = 1
         for piece in pieces:

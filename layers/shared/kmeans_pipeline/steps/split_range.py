@@ -12,25 +12,16 @@ file, and whether this worker's reading assumed right where its rows start.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from kmeans_pipeline.aws.range_reading import RangeReading
 from kmeans_pipeline.aws.s3 import ShardedChannel, ranged_chunks, source_header
 from kmeans_pipeline.aws.work import Work, sample_name, split_name
-from kmeans_pipeline.data.blocks import (
-    BLOCK_BYTES,
-    LineTooLong,
-    RowBlock,
-    by_window,
-    header_and_blocks,
-    line_blocks,
-    row_blocks,
-)
+from kmeans_pipeline.data.blocks import RowBlock, by_window, header_and_blocks
 from kmeans_pipeline.data.header import parse_header
-from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun
 from kmeans_pipeline.data.split import split_blocks
 from kmeans_pipeline.data.splitter import WindowSplitter
 from kmeans_pipeline.data.watch import Observed, Watch
@@ -40,58 +31,6 @@ from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
 CHANNEL_CONTENT_TYPE = "text/csv"
-# Past its end a range reads on in small GETs (to the end of its last line, or of a record open there).
-TAIL_BYTES = 64 << 10
-
-
-class _Reading:
-    """A range's bytes as whole lines, from its first row start to its aligned end, then (when a quoted field is
-    open there) on to the end of that record; counting lines and following both quote readings as it goes."""
-
-    def __init__(self, s3: Any, item: RangeItem) -> None:
-        self.item = item
-        self.start = item.again_from if item.again_from is not None else item.start
-        self.origin = max(self.start - 1, 0)
-        size = item.source.size
-        near = min(max(item.end, self.origin) + TAIL_BYTES, size)
-        self._chunks = itertools.chain(
-            ranged_chunks(s3, item.source, start=self.origin, stop=near),
-            ranged_chunks(s3, item.source, start=near, range_bytes=TAIL_BYTES, in_flight=1),
-        )
-        self.bounds: list[Bounds] = []
-        self.begun: list[int] = []  # where its first row starts, once known
-        self.following: Iterator[bytes] | None = None  # its pieces, once read
-        self._rest: list[bytes] = []
-        self.tracker = QuoteTracker()
-        self.lines = 0
-        self.overrun = 0
-        self.draining = False
-
-    def pieces(self) -> Iterator[bytes]:
-        body = aligned_pieces(self._chunks, self.origin, self.start, self.item.end, self.bounds, self._rest, self.begun)
-        try:
-            for piece in line_blocks(body):
-                self.tracker.see(piece)
-                self.lines += piece.count(b"\n")
-                yield piece
-        except LineTooLong:
-            self.tracker.complete = False  # its quote states past here are unknown; the line is the problem
-            raise
-        if self.tracker.inside and not self.draining:  # the last record runs on past the range: read it to its end
-            tail, _ = overrun(itertools.chain(self._rest, self._chunks))
-            self.overrun = len(tail)
-            self.lines += tail.count(b"\n")
-            yield tail
-
-    def blocks(self) -> Iterator[RowBlock]:
-        """Its rows in blocks, each within one window of the object (offsets in the object)."""
-        self.following = self.pieces()
-        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1):
-            yield from by_window(block, self.item.window_bytes, self.begun[0])
-
-    @property
-    def aligned(self) -> Bounds:
-        return self.bounds[0] if self.bounds else Bounds(self.start, self.start)
 
 
 def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: RangeItem) -> dict:
@@ -136,7 +75,7 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         extra=extra,
         name=name,
     )
-    reading = None if item.gzip else _Reading(s3, item)
+    reading = None if item.gzip else RangeReading(s3, item.source, item.start, item.end, item.again_from)
     error = None
     counts = None
     blocks: Iterator[RowBlock] | None = None
@@ -146,7 +85,7 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
             _, whole = header_and_blocks(chunks)  # a gzip object is read whole, its lines numbered from its header
             blocks = (piece for block in whole for piece in by_window(block, item.window_bytes))
         else:
-            blocks = reading.blocks()
+            blocks = reading.blocks(item.window_bytes)
         counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
         train.close()
         test.close()
@@ -154,13 +93,8 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         error = str(exc)
         train.abort()
         test.abort()
-        if reading is not None and reading.following is not None:  # follow the quote states to the range's end
-            reading.draining = True
-            try:
-                for _ in reading.following:
-                    pass
-            except LineTooLong:
-                pass
+        if reading is not None:
+            reading.drain()
     except BaseException:
         train.abort()
         test.abort()
@@ -179,7 +113,7 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
 
 def _result(
     item: RangeItem,
-    reading: _Reading | None,
+    reading: RangeReading | None,
     counts: Any,
     error: str | None,
     watch: Watch,
@@ -202,17 +136,4 @@ def _result(
     if reading is None:  # gzip: the whole object, numbered from its header
         size = item.source.size
         return RangeResult(start=0, end=size, aligned_end=size, line_base=2, lines=0, **fields)
-    aligned = reading.aligned
-    tracker = reading.tracker
-    return RangeResult(
-        start=aligned.start,
-        end=aligned.end + reading.overrun,
-        aligned_end=aligned.end,
-        line_base=1,
-        lines=reading.lines,
-        ends_inside=tracker.inside,
-        ends_inside_if_inside=tracker.inside_if_inside,
-        record_if_inside=None if tracker.record_if_inside is None else aligned.start + tracker.record_if_inside,
-        complete=tracker.complete,
-        **fields,
-    )
+    return RangeResult(**reading.result_fields(), **fields)
