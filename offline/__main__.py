@@ -627,6 +627,30 @@ class Shown:
     lease: dict | None = None  # who holds the deploy lease once the runs are done (nobody, if all went well)
 
 
+def score_a_batch(aws: OfflineAWS, csv_path: Path, stream: Any) -> None:
+    """The demo's file scored as a batch: uploaded under score/ and scored by the scoring state machine (started
+    by hand, as `aws stepfunctions start-execution --input '{"scoreKey": ...}'` does), range by range."""
+    key = f"score/{csv_path.name}"
+    aws.upload(csv_path, key)
+    started = time.monotonic()
+    batch = aws.run({"scoreKey": key}, name=f"batch-{int(time.time())}", state_machine="ScoringStateMachine")
+    took = time.monotonic() - started
+    if batch.status != "SUCCEEDED":
+        print(f"\nBatch scoring of {key}: {batch.status}: {batch.cause}", file=stream)
+        return
+    plan = batch.state_outputs("Plan the scoring ranges")[0]
+    done = batch.output
+    print(
+        f"\nBatch scoring: {key} ({plan['source']['size']:,} bytes) in {plan['ranges']} range(s) by the scoring "
+        f"state machine's Distributed Map, model {done['model']}, in {took:.1f} s: {done['records']:,} records, "
+        f"{done['flagged']:,} flagged, {done['errors']:,} not scored",
+        file=stream,
+    )
+    clusters = ", ".join(f"{c['cluster']}: {c['flagged']:,}/{c['records']:,}" for c in done["clusters"])
+    print(f"  flagged/records per closest cluster: {clusters}", file=stream)
+    print(f"  results: {done['output']}part-*.csv; summary: {done['summary']} (announced on the topic)", file=stream)
+
+
 def after_the_run(
     aws: OfflineAWS, args: argparse.Namespace, result: ExecutionResult, csv_path: Path, sample: Any, shown: Shown
 ) -> None:
@@ -653,6 +677,8 @@ def after_the_run(
         if shown.features and (result.status == "SUCCEEDED" or args.fail == "update"):
             shown.rows = report_view.read_rows(csv_path, shown.features)  # the CSV as the data step read it
             score_examples(aws, *shown.rows, shown.features, stream, anomaly_lines)
+        if result.status == "SUCCEEDED" and shown.endpoint is not None:
+            score_a_batch(aws, csv_path, stream)
         shown.fetched = fetch_report(aws, result, stream)
     except Exception as exc:  # the run's own outcome is printed whatever the display after it meets
         shown.demo_error = demo_failed(exc, stream)
