@@ -119,7 +119,7 @@ DEMO_PARAMETERS = {"RangeKilobytes": "256"}
 def summary(result: ExecutionResult, stream: Any) -> None:
     print(f"\nExecution {result.name}: {result.status} in {result.seconds:.1f} s", file=stream)
     plan = next(iter(result.state_outputs("Plan the data ranges")), None)
-    if plan:
+    if isinstance(plan, dict) and "ranges" in plan:  # a plan that failed has no ranges
         merges = result.state_outputs("Merge the ranges")
         again = sum(m["items"] for m in merges if m.get("next") == "again")
         print(

@@ -96,6 +96,10 @@ def recorded(tmp_path_factory):
         caller.start()
         caller.join()
         assert answers[1][0] == 200, answers
+        # A batch scored by hand: the plan, a range's worker and the summary (which removes its working files).
+        aws.upload(b"id,tranCode,Amount\nt1,1,45.5\nt2,2,x\n", "score/iam.csv")
+        batch = aws.run({"scoreKey": "score/iam.csv"}, "iam-batch", state_machine="ScoringStateMachine")
+        assert batch.status == "SUCCEEDED", batch.cause
         arn = aws.start({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "iam-schedule")
         aws.state_output(arn, "Resolve run configuration")
         aws.client("stepfunctions").stop_execution(executionArn=arn)
@@ -128,6 +132,8 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple]:
             return [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"), ("kms:GenerateDataKey", key_arn)]
         if operation in {"ListObjectsV2", "ListObjects"}:
             return [("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": params.get("Prefix") or None})]
+        if operation == "DeleteObjects":  # authorized as one DeleteObject per key
+            return [("s3:DeleteObject", f"arn:aws:s3:::{bucket}/{o['Key']}") for o in params["Delete"]["Objects"]]
     if service == "dynamodb" and operation in {"PutItem", "UpdateItem", "DeleteItem", "GetItem"}:
         table = f"arn:aws:dynamodb:{aws.stack.region}:123456789012:table/{params['TableName']}"
         key = (params.get("Item") or params.get("Key"))["LockName"]["S"]
@@ -218,8 +224,14 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("DeployLeaseFunction", "DeleteItem"),
         ("DeployEndpointFunction", "UpdateItem"),
         ("CheckEndpointFunction", "UpdateItem"),
+        ("PlanScoresFunction", "DescribeEndpoint"),
+        ("PlanScoresFunction", "PutObject"),
+        ("ScoreRangeFunction", "InvokeEndpoint"),
+        ("ScoreRangeFunction", "PutObject"),
+        ("FinishScoresFunction", "DeleteObjects"),
+        ("FinishScoresFunction", "ListObjectsV2"),
     ]:
-        assert expected in operations
+        assert expected in operations, expected
 
 
 def test_every_call_is_allowed_by_its_functions_role(recorded):

@@ -48,7 +48,7 @@ def test_a_wider_dataset_is_refused_by_the_data_step_naming_the_limit(aws):
 
 
 def test_without_the_refusal_the_run_would_die_with_an_uncatchable_data_limit(aws, monkeypatch):
-    monkeypatch.setattr("kmeans_pipeline.steps.prepare_data.too_large", lambda *_: None)
+    monkeypatch.setattr("kmeans_pipeline.steps.merge_ranges.too_large", lambda *_: None)
     aws.upload(wide_csv(1000), KEY)
     result = aws.run(RUN, "wide-1000", timeout=600)
     assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")
