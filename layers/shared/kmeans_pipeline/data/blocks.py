@@ -270,6 +270,18 @@ def row_starts_from(block: bytes, position: int) -> int:
         found = block.find(b"\n", position - 1)
         return len(block) if found < 0 else found + 1
     a = np.frombuffer(block, dtype=np.uint8)
+    q = np.flatnonzero(a == _QUOTE)
+    openers = q[::2]
+    before = a[np.maximum(openers - 1, 0)]
+    if ((before == _COMMA) | (before == _LF) | (before == _QUOTE) | (openers == 0)).all():
+        # The usual case (as in open_record_start): quotes pair up by parity, so a line feed after an even number
+        # of quotes is outside them.
+        found = block.find(b"\n", position - 1)
+        while found >= 0:
+            if not int(np.searchsorted(q, found)) % 2:
+                return found + 1
+            found = block.find(b"\n", found + 1)
+        return len(block)
     newlines = np.flatnonzero(a[position - 1 :] == _LF) + (position - 1)
     runs = quote_states(block)
     run = np.searchsorted(runs.starts, newlines) - 1
