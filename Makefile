@@ -14,7 +14,7 @@ WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test test-fast check format lint clean venv bench bench-quality package-check build
+.PHONY: demo test test-fast check format lint clean venv bench bench-ranges bench-quality package-check build
 
 venv: $(STAMP)
 
@@ -77,6 +77,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) package-check
 	$(BIN)/python tools/bench.py $(ARGS)
+
+# The data step's worker (one range) against the single data step it replaces, and the 10 GB / 50 GB projection.
+bench-ranges: $(STAMP)
+	$(BIN)/python tools/bench_ranges.py $(ARGS)
 
 # How many known anomalies the pipeline finds with its defaults, against IsolationForest and LocalOutlierFactor, on
 # seven labelled data sets (tools/quality_sets.py), three seeds each; every run is the whole pipeline offline.

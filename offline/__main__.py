@@ -115,8 +115,23 @@ class Progress:
         print(f"[{elapsed:6.1f} s] {text}", file=self.stream, flush=True)
 
 
+# The demo's stack cuts its input into ranges of 256 KiB (the smallest), so that its sample of under 1 MiB is read
+# by several workers of the Distributed Map, as a large file is in AWS with the default of 256 MiB.
+DEMO_PARAMETERS = {"RangeKilobytes": "256"}
+
+
 def summary(result: ExecutionResult, stream: Any) -> None:
     print(f"\nExecution {result.name}: {result.status} in {result.seconds:.1f} s", file=stream)
+    plan = next(iter(result.state_outputs("Plan the data ranges")), None)
+    if isinstance(plan, dict) and "ranges" in plan:  # a plan that failed has no ranges
+        merges = result.state_outputs("Merge the ranges")
+        again = sum(m["items"] for m in merges if m.get("next") == "again")
+        print(
+            f"Data step: {plan['bytes']:,} bytes in {plan['ranges']} range(s) of {plan['rangeBytes'] >> 10:,} KiB, "
+            f'read by the Distributed Map "Split the ranges"'
+            + (f"; {again} read again from their first true row" if again else ""),
+            file=stream,
+        )
     print("Time per state (summed over visits):", file=stream)
     for state, seconds in result.state_seconds().items():
         print(f"  {state:<36} {seconds:7.2f} s", file=stream)
@@ -706,6 +721,30 @@ class Shown:
     drift: dict | None = None
 
 
+def score_a_batch(aws: OfflineAWS, csv_path: Path, stream: Any) -> None:
+    """The demo's file scored as a batch: uploaded under score/ and scored by the scoring state machine (started
+    by hand, as `aws stepfunctions start-execution --input '{"scoreKey": ...}'` does), range by range."""
+    key = f"score/{csv_path.name}"
+    aws.upload(csv_path, key)
+    started = time.monotonic()
+    batch = aws.run({"scoreKey": key}, name=f"batch-{int(time.time())}", state_machine="ScoringStateMachine")
+    took = time.monotonic() - started
+    if batch.status != "SUCCEEDED":
+        print(f"\nBatch scoring of {key}: {batch.status}: {batch.cause}", file=stream)
+        return
+    plan = batch.state_outputs("Plan the scoring ranges")[0]
+    done = batch.output
+    print(
+        f"\nBatch scoring: {key} ({plan['source']['size']:,} bytes) in {plan['ranges']} range(s) by the scoring "
+        f"state machine's Distributed Map, model {done['model']}, in {took:.1f} s: {done['records']:,} records, "
+        f"{done['flagged']:,} flagged, {done['errors']:,} not scored",
+        file=stream,
+    )
+    clusters = ", ".join(f"{c['cluster']}: {c['flagged']:,}/{c['records']:,}" for c in done["clusters"])
+    print(f"  flagged/records per closest cluster: {clusters}", file=stream)
+    print(f"  results: {done['output']}part-*.csv; summary: {done['summary']} (announced on the topic)", file=stream)
+
+
 def after_the_run(
     aws: OfflineAWS, args: argparse.Namespace, result: ExecutionResult, csv_path: Path, sample: Any, shown: Shown
 ) -> None:
@@ -727,11 +766,13 @@ def after_the_run(
     try:
         if result.status == "SUCCEEDED":
             compare_with_scikit_learn(aws, result, stream)
-        dataset = next(iter(result.state_outputs("Prepare training data")), None)
+        dataset = next(iter(result.state_outputs("Finish the dataset")), None)
         shown.features = dataset.get("featureColumns") if isinstance(dataset, dict) else None
         if shown.features and (result.status == "SUCCEEDED" or args.fail == "update"):
             shown.rows = report_view.read_rows(csv_path, shown.features)  # the CSV as the data step read it
             score_examples(aws, *shown.rows, shown.features, stream, anomaly_lines)
+        if result.status == "SUCCEEDED" and shown.endpoint is not None:
+            score_a_batch(aws, csv_path, stream)
         shown.version = show_version(aws, result, stream)
         if result.status == "SUCCEEDED" and anomaly_lines is not None and args.concurrent == 1 and not args.fail:
             shown.drift = drift_windows(aws, args.output, stream)
@@ -823,7 +864,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shown = Shown(approve=approval_input(args, execution_input, stream))
     started = time.monotonic()
-    with OfflineAWS(faults=faults_for(None if args.fail == "update" else args.fail)) as aws:
+    # Ranges of 1 MiB (the stack's default is 256): the demo's file is cut into several, read by the data step's
+    # Distributed Map, as a large input is.
+    with OfflineAWS(faults=faults_for(None if args.fail == "update" else args.fail), parameters=DEMO_PARAMETERS) as aws:
         print(f"Offline stack {aws.stack_name}: bucket {aws.bucket}, endpoint {aws.endpoint_name}", file=stream)
         aws.upload(csv_path, key)
         others = run_executions(aws, args, execution_input, name, shown.approve, stream)

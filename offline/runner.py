@@ -527,12 +527,13 @@ class OfflineAWS:
             time.sleep(0.05)
         raise TimeoutError(f"{state} was not left within {timeout} s")
 
-    def executions(self) -> list[dict]:
-        """Every execution of the stack's state machine, oldest first."""
+    def executions(self, state_machine: str = "PipelineStateMachine") -> list[dict]:
+        """Every execution of one of the stack's state machines (by logical id), oldest first."""
+        assert self.stack is not None
         pages = (
             self.client("stepfunctions")
             .get_paginator("list_executions")
-            .paginate(stateMachineArn=self.stack.state_machine_arn)
+            .paginate(stateMachineArn=self.stack.state_machines[state_machine])
         )
         return sorted((e for page in pages for e in page["executions"]), key=lambda e: e["startDate"])
 
@@ -542,14 +543,16 @@ class OfflineAWS:
             self.crashes.setdefault(logical_id, []).extend([error_type] * times)
 
     # -- executions -----------------------------------------------------------------------------------------
-    def start(self, execution_input: Any, name: str) -> str:
-        """StartExecution, refused (ClientError) where Step Functions refuses it: a bad name, input that is not
-        standard JSON, or input over 256 KiB."""
+    def start(self, execution_input: Any, name: str, state_machine: str = "PipelineStateMachine") -> str:
+        """StartExecution of a state machine of the stack (by logical id: the pipeline, or ScoringStateMachine),
+        refused (ClientError) where Step Functions refuses it: a bad name, input that is not standard JSON, or
+        input over 256 KiB."""
         problem = start_execution_problem(execution_input, name)
         if problem is not None:
             raise problem
+        assert self.stack is not None
         return self.client("stepfunctions").start_execution(
-            stateMachineArn=self.stack.state_machine_arn, name=name, input=json.dumps(execution_input)
+            stateMachineArn=self.stack.state_machines[state_machine], name=name, input=json.dumps(execution_input)
         )["executionArn"]
 
     def wait(
@@ -613,8 +616,10 @@ class OfflineAWS:
         on_state: Callable[[StateEvent], None] | None = None,
         timeout: float = 600.0,
         approve: bool | None = None,
+        state_machine: str = "PipelineStateMachine",
     ) -> ExecutionResult:
-        return self.wait(self.start(execution_input, name), on_state=on_state, timeout=timeout, approve=approve)
+        started = self.start(execution_input, name, state_machine)
+        return self.wait(started, on_state=on_state, timeout=timeout, approve=approve)
 
     def approval_requests(self, arn: str) -> list[dict]:
         """The approval notifications an execution sent: {"subject", "message", "token"}."""

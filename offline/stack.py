@@ -33,7 +33,8 @@ class Deployed:
     physical: dict[str, str] = field(default_factory=dict)
     arns: dict[str, str] = field(default_factory=dict)
     functions: dict[str, dict] = field(default_factory=dict)  # function name -> {logical_id, module, env}
-    state_machine_arn: str = ""
+    state_machine_arn: str = ""  # the pipeline's
+    state_machines: dict[str, str] = field(default_factory=dict)  # logical id -> ARN (the pipeline, batch scoring)
     outputs: dict[str, Any] = field(default_factory=dict)
     bucket_policies: dict[str, dict] = field(default_factory=dict)
     rules: dict[str, str] = field(default_factory=dict)  # logical id -> EventBridge rule name
@@ -463,7 +464,9 @@ class StackBuilder:
         )["stateMachineArn"]
         self.deployed.arns[logical] = arn
         self.deployed.physical[logical] = arn
-        self.deployed.state_machine_arn = arn
+        self.deployed.state_machines[logical] = arn
+        if logical == "PipelineStateMachine":
+            self.deployed.state_machine_arn = arn
 
 
 class RuleFailed(ValueError):

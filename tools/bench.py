@@ -62,7 +62,7 @@ THREADS = 2
 # core/polars rows/s, core/seed rows/s, core/polars peak RSS, core's peak RSS at the largest / smallest size
 GOALS = {"polars": 1.0, "seed": 10.0, "memory": 0.25, "flat": 1.10}
 PROJECTED_ROWS = 100_000_000
-# template.yaml's PrepareDataFunction: Timeout, MemorySize.
+# template.yaml's SplitRangeFunction (one worker of the data step): Timeout, MemorySize.
 LAMBDA_SECONDS, LAMBDA_MB = 900, 3008
 # One S3 stream each way, an assumption (not measured here) for the projection's I/O share.
 ASSUMED_S3_MB_PER_S = 50

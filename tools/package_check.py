@@ -49,10 +49,19 @@ DEPLOY_BUILD = ROOT / ".aws-sam" / "build"  # where `sam deploy` looks
 RUNTIME_VERSION = "3.13"
 MIB = 1024 * 1024
 AWS_LIMIT = 250 * MIB
-DATA_STEP = "PrepareDataFunction"
-# The steps that ship numpy: the data step, and those that score (evaluation before deploying, the endpoint check
-# after, the scoring API). They get the data step's limits; every other step must stay lean.
-NUMPY_STEPS = (DATA_STEP, "EvaluateModelFunction", "VerifyEndpointFunction", "ScoreRecordsFunction")
+DATA_STEPS = ("PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction")
+# The steps that ship numpy: the data step's plan, workers and merge, and the ones that score (evaluation before
+# deploying, the endpoint check after, the scoring API). They get the data step's limits; every other step must stay
+# lean.
+NUMPY_STEPS = (
+    *DATA_STEPS,
+    "EvaluateModelFunction",
+    "VerifyEndpointFunction",
+    "ScoreRecordsFunction",
+    "PlanScoresFunction",
+    "ScoreRangeFunction",
+    "FinishScoresFunction",
+)
 STEP_LIMITS = {step: 200 * MIB for step in NUMPY_STEPS}  # unzipped bytes, code and layers
 DEFAULT_STEP_LIMIT = 30 * MIB
 IMPORT_GOALS = {step: 1.0 for step in NUMPY_STEPS}  # seconds, precompiled, best of --runs

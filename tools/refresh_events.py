@@ -20,7 +20,11 @@ EVENTS = ROOT / "events"
 PLACEHOLDER = "EXAMPLE-BUCKET"
 STEP_DIRS = {
     "ResolveRunFunction": "resolve_run",
-    "PrepareDataFunction": "prepare_data",
+    "PlanDataFunction": "plan_data",
+    "SplitRangeFunction": "split_range",
+    "MergeRangesFunction": "merge_ranges",
+    "TreatRangeFunction": "treat_range",
+    "FinishDatasetFunction": "finish_dataset",
     "StartTuningFunction": "start_tuning",
     "CheckTuningFunction": "check_tuning",
     "CreateModelFunction": "create_model",
@@ -31,6 +35,11 @@ STEP_DIRS = {
     "VerifyEndpointFunction": "verify_endpoint",
     "RecordVersionFunction": "record_version",
     "DeployLeaseFunction": "deploy_lease",
+}
+BATCH_DIRS = {
+    "PlanScoresFunction": "plan_scores",
+    "ScoreRangeFunction": "score_range",
+    "FinishScoresFunction": "finish_scores",
 }
 SCORE_BODY = "id,tranCode,Amount\nt-1,1,42.50\nt-2,4,2480.00\nt-3,1,9000.00\nt-4,2,twenty\n"
 CONSOLE_INPUT = {"dataKey": "incoming/transactions.csv", "stratifyColumn": "tranCode", "maxTrainingJobs": 4}
@@ -65,6 +74,17 @@ def main() -> int:
             return 1
         event = aws.step_events["ScoreRecordsFunction"][0]
         (EVENTS / "score_records.json").write_text(json.dumps(event, indent=2) + "\n")
+        # Batch scoring, started by hand on a file under score/.
+        aws.upload(SCORE_BODY.encode(), "score/transactions.csv")
+        scored = aws.run(
+            {"scoreKey": "score/transactions.csv"}, name="example-batch", state_machine="ScoringStateMachine"
+        )
+        if scored.status != "SUCCEEDED":
+            print(f"offline batch failed: {scored.error}: {scored.cause}", file=sys.stderr)
+            return 1
+        for logical, directory in BATCH_DIRS.items():
+            text = json.dumps(aws.step_events[logical][0], indent=2).replace(bucket, PLACEHOLDER)
+            (EVENTS / f"{directory}.json").write_text(text + "\n")
     return 0
 
 

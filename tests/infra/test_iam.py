@@ -103,6 +103,10 @@ def recorded(tmp_path_factory):
         checker.start()
         checker.join()
         assert checks and checks[0]["records"] == 1, checks
+        # A batch scored by hand: the plan, a range's worker and the summary (which removes its working files).
+        aws.upload(b"id,tranCode,Amount\nt1,1,45.5\nt2,2,x\n", "score/iam.csv")
+        batch = aws.run({"scoreKey": "score/iam.csv"}, "iam-batch", state_machine="ScoringStateMachine")
+        assert batch.status == "SUCCEEDED", batch.cause
         arn = aws.start({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}, "iam-schedule")
         aws.state_output(arn, "Resolve run configuration")
         aws.client("stepfunctions").stop_execution(executionArn=arn)
@@ -150,6 +154,8 @@ def needed(call: tuple, aws: OfflineAWS) -> list[tuple]:
             return [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"), ("kms:GenerateDataKey", key_arn)]
         if operation in {"ListObjectsV2", "ListObjects"}:
             return [("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": params.get("Prefix") or None})]
+        if operation == "DeleteObjects":  # authorized as one DeleteObject per key
+            return [("s3:DeleteObject", f"arn:aws:s3:::{bucket}/{o['Key']}") for o in params["Delete"]["Objects"]]
     if service == "dynamodb" and operation in {"PutItem", "UpdateItem", "DeleteItem", "GetItem"}:
         table = f"arn:aws:dynamodb:{aws.stack.region}:123456789012:table/{params['TableName']}"
         key = (params.get("Item") or params.get("Key"))["LockName"]["S"]
@@ -220,7 +226,10 @@ def test_the_offline_runs_exercised_every_step(recorded):
     operations = {(function, operation) for function, _, operation, _ in calls}
     for expected in [
         ("ResolveRunFunction", "ListObjectsV2"),
-        ("PrepareDataFunction", "PutObject"),
+        ("PlanDataFunction", "PutObject"),
+        ("SplitRangeFunction", "PutObject"),
+        ("MergeRangesFunction", "GetObject"),
+        ("FinishDatasetFunction", "GetObject"),
         ("StartTuningFunction", "CreateHyperParameterTuningJob"),
         ("CheckTuningFunction", "DescribeTrainingJob"),
         ("CreateModelFunction", "CreateEndpointConfig"),
@@ -250,8 +259,14 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("DeployLeaseFunction", "DeleteItem"),
         ("DeployEndpointFunction", "UpdateItem"),
         ("CheckEndpointFunction", "UpdateItem"),
+        ("PlanScoresFunction", "DescribeEndpoint"),
+        ("PlanScoresFunction", "PutObject"),
+        ("ScoreRangeFunction", "InvokeEndpoint"),
+        ("ScoreRangeFunction", "PutObject"),
+        ("FinishScoresFunction", "DeleteObjects"),
+        ("FinishScoresFunction", "ListObjectsV2"),
     ]:
-        assert expected in operations
+        assert expected in operations, expected
 
 
 def test_every_call_is_allowed_by_its_functions_role(recorded):
@@ -274,12 +289,12 @@ def test_roles_do_not_reach_beyond_their_steps(recorded):
     """The check steps only read; only the deploy step may touch the endpoint."""
     aws, _, _ = recorded
     endpoint = f"arn:aws:sagemaker:{aws.stack.region}:123456789012:endpoint/{aws.endpoint_name}"
-    for function in ("CheckTuningFunction", "CheckEndpointFunction", "ResolveRunFunction", "PrepareDataFunction"):
+    for function in ("CheckTuningFunction", "CheckEndpointFunction", "ResolveRunFunction", "SplitRangeFunction"):
         statements = role_statements(aws, function)
         for action in ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"):
             assert allows(statements, action, endpoint) is None, f"{function} may {action}"
         assert allows(statements, "iam:PassRole", aws.stack.outputs["SageMakerRoleArn"]) is None
-    statements = role_statements(aws, "PrepareDataFunction")
+    statements = role_statements(aws, "SplitRangeFunction")
     assert allows(statements, "s3:PutObject", f"arn:aws:s3:::{aws.bucket}/incoming/x.csv") is None
     assert allows(statements, "s3:DeleteObject", f"arn:aws:s3:::{aws.bucket}/incoming/x.csv") is None
 

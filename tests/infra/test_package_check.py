@@ -16,7 +16,7 @@ MIB = 1024 * 1024
 def test_every_function_gets_the_shared_layer_from_globals():
     template = load_template(ROOT / "template.yaml")
     functions = pc.resources_of(template, "AWS::Serverless::Function")
-    assert "PrepareDataFunction" in functions and len(functions) == 14
+    assert "SplitRangeFunction" in functions and "CheckDriftFunction" in functions and len(functions) == 21
     assert {name: pc.function_layers(template, name) for name in functions} == {n: ["SharedLayer"] for n in functions}
 
 
@@ -32,22 +32,22 @@ def test_a_functions_own_layers_follow_the_globals_and_literal_arns_are_kept():
 
 
 def test_limits_and_goals_single_out_the_steps_that_ship_numpy():
-    assert pc.size_limit("PrepareDataFunction") == 200 * MIB
+    assert pc.size_limit("SplitRangeFunction") == 200 * MIB
     assert pc.size_limit("EvaluateModelFunction") == pc.size_limit("VerifyEndpointFunction") == 200 * MIB
     assert pc.size_limit("CleanUpFunction") == 30 * MIB
-    assert pc.import_goal("PrepareDataFunction") == pc.import_goal("ScoreRecordsFunction") == 1.0
+    assert pc.import_goal("SplitRangeFunction") == 1.0
     assert pc.import_goal("CleanUpFunction") == 0.5
     assert pc.AWS_LIMIT == 250 * MIB
 
 
 def test_size_failures_name_the_function_and_the_excess():
     sizes = {
-        "PrepareDataFunction": (190 * MIB, 10 * MIB),  # exactly at its limit
+        "SplitRangeFunction": (190 * MIB, 10 * MIB),  # exactly at its limit
         "CleanUpFunction": (1 * MIB, 31 * MIB),  # 2 MiB over 30
         "CheckTuningFunction": (0, 10 * MIB),
     }
     assert pc.size_failures(sizes) == ["CleanUpFunction is 32.0 MiB unzipped, 2.0 MiB over its 30 MiB limit"]
-    assert "PrepareDataFunction" in pc.size_failures({"PrepareDataFunction": (200 * MIB, 1)})[0]
+    assert "SplitRangeFunction" in pc.size_failures({"SplitRangeFunction": (200 * MIB, 1)})[0]
 
 
 def test_the_x86_twin_changes_every_architecture_and_nothing_else():

@@ -62,9 +62,33 @@ def test_every_state_is_reachable_and_every_transition_exists():
     assert reachable == set(STATES)
 
 
+MAPS = {name: s for name, s in STATES.items() if s["Type"] == "Map"}
+
+
+def test_the_data_steps_maps_read_their_items_from_s3_write_their_results_there_and_fail_on_one_child():
+    """Nothing that grows with the input rides in the execution: each Distributed Map reads its items from the
+    object its step wrote (ItemReader) and writes its children's results to S3 (ResultWriter); one failed child
+    fails the Map (no tolerated failures), whose Catch names it."""
+    assert set(MAPS) == {"Split the ranges", "Read ranges again", "Write the treated features"}
+    for name, state in MAPS.items():
+        assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+        assert state["ItemReader"]["Resource"] == "arn:${Partition}:states:::s3:getObject"
+        assert state["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+        assert state["ResultWriter"]["Resource"] == "arn:${Partition}:states:::s3:putObject"
+        assert "work/map-runs" in state["ResultWriter"]["Arguments"]["Prefix"]
+        assert state["ToleratedFailureCount"] == 0 and state["MaxConcurrency"] == "{% ${MaxDataWorkers} %}"
+        assert state["Output"] == "{% $states.input %}"  # the results stay in S3
+        [catch] = state["Catch"]
+        assert catch["Next"] == "A step failed" and catch["Assign"]["failure"]["step"] == name
+        [child] = state["ItemProcessor"]["States"].values()
+        assert child["Resource"] == "arn:${Partition}:states:::lambda:invoke" and child["End"] is True
+        assert any(set(r["ErrorEquals"]) == LAMBDA_ERRORS for r in child["Retry"])
+        assert "Catch" not in child  # a child's failure is the Map's
+
+
 # The 15-minute steps: their Lambda timeout is deterministic for the same input, so every retry would burn
 # another 15 minutes before the same failure.
-LONG_STEPS = {"Prepare training data", "Evaluate model", "Compare with the model serving now"}
+LONG_STEPS = {"Merge the ranges", "Evaluate model", "Compare with the model serving now"}
 # The steps that run while this execution holds the deploy lease: every way out of them releases it first.
 UNDER_THE_LEASE = {
     "Take the deploy lease",
@@ -78,7 +102,7 @@ UNDER_THE_LEASE = {
 
 
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
-    assert len(TASKS) == 19
+    assert len(TASKS) == 21
     for name, task in TASKS.items():
         assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke", name
         lambda_retry = next(r for r in task["Retry"] if set(r["ErrorEquals"]) == LAMBDA_ERRORS)
@@ -240,7 +264,7 @@ def test_poll_intervals_come_from_the_input_and_loops_are_capped():
 
 @pytest.mark.parametrize("expression", sorted({e for s in STATES.values() for e in expressions(s)}))
 def test_every_jsonata_expression_parses(expression):
-    jsonata.Jsonata(expression)
+    jsonata.Jsonata(re.sub(r"\$\{\w+\}", "1", expression))  # a definition substitution is a number there
 
 
 def test_every_variable_read_is_assigned_somewhere():
@@ -266,7 +290,7 @@ def test_fail_states_carry_a_dynamic_error_and_cause():
 def test_step_failure_cause_names_the_step_and_quotes_the_error_message():
     cause = jsonata.Jsonata(STATES["A step failed"]["Cause"][2:-2].strip())
     failure = {
-        "step": "Prepare training data",
+        "step": "Merge the ranges",
         "error": "DataValidationError",
         "cause": json.dumps(
             {"errorType": "DataValidationError", "errorMessage": 'line 3, column Amount: "x" is not a number'}
@@ -274,9 +298,9 @@ def test_step_failure_cause_names_the_step_and_quotes_the_error_message():
     }
     cause.assign("failure", failure)
     cause.register_lambda("parse", lambda text: json.loads(text))  # Step Functions' $parse
-    assert cause.evaluate(None) == 'Prepare training data failed: line 3, column Amount: "x" is not a number'
+    assert cause.evaluate(None) == 'Merge the ranges failed: line 3, column Amount: "x" is not a number'
     failure["cause"] = "Task timed out after 900.00 seconds"
-    assert cause.evaluate(None) == "Prepare training data failed: Task timed out after 900.00 seconds"
+    assert cause.evaluate(None) == "Merge the ranges failed: Task timed out after 900.00 seconds"
 
 
 def test_step_functions_own_errors_become_a_legal_fail_error_with_the_name_in_the_cause():

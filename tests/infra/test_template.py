@@ -32,7 +32,11 @@ PSEUDO = {
 }
 FUNCTIONS = {
     "ResolveRunFunction": "functions/resolve_run/",
-    "PrepareDataFunction": "functions/prepare_data/",
+    "PlanDataFunction": "functions/plan_data/",
+    "SplitRangeFunction": "functions/split_range/",
+    "MergeRangesFunction": "functions/merge_ranges/",
+    "TreatRangeFunction": "functions/treat_range/",
+    "FinishDatasetFunction": "functions/finish_dataset/",
     "StartTuningFunction": "functions/start_tuning/",
     "CheckTuningFunction": "functions/check_tuning/",
     "EvaluateModelFunction": "functions/evaluate_model/",
@@ -45,10 +49,19 @@ FUNCTIONS = {
     "CheckDriftFunction": "functions/check_drift/",
     "RecordVersionFunction": "functions/record_version/",
     "DeployLeaseFunction": "functions/deploy_lease/",
+    "PlanScoresFunction": "functions/plan_scores/",
+    "ScoreRangeFunction": "functions/score_range/",
+    "FinishScoresFunction": "functions/finish_scores/",
 }
-# What the state machine invokes: every function but the scoring API, which callers invoke through its URL, and the
-# drift check, which its schedule invokes.
-STEP_FUNCTIONS = [name for name in FUNCTIONS if name not in {"ScoreRecordsFunction", "CheckDriftFunction"}]
+# Batch scoring's functions: its own state machine invokes them.
+BATCH_FUNCTIONS = ["PlanScoresFunction", "ScoreRangeFunction", "FinishScoresFunction"]
+# The data step's functions that write the run's dataset (the finish step only reads it).
+DATA_STEP_WRITERS = ["PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction"]
+# What the pipeline invokes: every function but the scoring API (callers invoke it through its URL), the drift check
+# (its schedule invokes it) and batch scoring's.
+STEP_FUNCTIONS = [
+    name for name in FUNCTIONS if name not in {"ScoreRecordsFunction", "CheckDriftFunction", *BATCH_FUNCTIONS}
+]
 ENVIRONMENT = {
     "DEPLOY_LEASE_TABLE",
     "POWERTOOLS_SERVICE_NAME",
@@ -67,6 +80,7 @@ ENVIRONMENT = {
     "MAX_PARALLEL_TRAINING_JOBS",
     "FEATURE_COLUMNS",
     "MAX_INPUT_MEGABYTES",
+    "RANGE_KILOBYTES",
     "SHARD_MEGABYTES",
     "TRAINING_INSTANCE_COUNT",
     "KEEP_MODELS",
@@ -392,8 +406,15 @@ def test_function_roles_reach_only_their_own_resources(resources, template):
     stmts = {name: role_statements(resources, f"{name}Role") for name in FUNCTIONS}
     (listing,) = allows(stmts["ResolveRunFunction"], "s3:ListBucket")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "incoming/*"}}
-    (put,) = allows(stmts["PrepareDataFunction"], "s3:PutObject")
-    assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}
+    for name in DATA_STEP_WRITERS:
+        (put,) = allows(stmts[name], "s3:PutObject")
+        assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}, name
+    assert not allows(stmts["FinishDatasetFunction"], "s3:PutObject")
+    # Only a range read again deletes, and only the shards it wrote under datasets/ (and batch scoring's summary,
+    # its working files under scores/).
+    deleting = {name: allows(stmts[name], "s3:DeleteObject") for name in FUNCTIONS}
+    assert {name for name, found in deleting.items() if found} == {"SplitRangeFunction", "FinishScoresFunction"}
+    assert [d["Resource"] for d in deleting["SplitRangeFunction"]] == [{"Fn::Sub": "${DataBucket.Arn}/datasets/*"}]
     sagemaker_arns = [
         r
         for s in (x for v in stmts.values() for x in v)
@@ -459,7 +480,10 @@ def test_key_policy_names_the_evaluation_verification_and_approval_roles(resourc
         assert role("DeployEndpointFunctionRole") in principals(sid), sid
     # The approval step publishes to the encrypted topic with the state machine's role, through SNS only.
     publish = by_sid["AllowPipelineToPublishToTheTopic"]
-    assert principals("AllowPipelineToPublishToTheTopic") == [role("PipelineStateMachineRole")]
+    assert principals("AllowPipelineToPublishToTheTopic") == [
+        role("PipelineStateMachineRole"),
+        role("ScoringStateMachineRole"),
+    ]
     assert sorted(as_list(publish["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert publish["Condition"] == {
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}
@@ -472,7 +496,7 @@ def test_key_policy_names_the_evaluation_verification_and_approval_roles(resourc
         if isinstance(p, dict) and "Fn::GetAtt" in p
     }
     roles = {k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
-    assert named == roles - {"PipelineTriggerRole"}  # EventBridge's role never touches the key
+    assert named == roles - {"PipelineTriggerRole", "ScoringTriggerRole"}  # EventBridge's roles never touch the key
 
 
 def test_everything_at_rest_uses_the_one_key(resources, template):
@@ -563,9 +587,10 @@ def test_functions_share_one_configuration_and_trace(resources, template):
         assert not {"Tracing", "Runtime", "Environment", "Layers"} & set(properties), logical_id
         assert properties["Role"] == {"Fn::GetAtt": [f"{logical_id}Role", "Arn"]}
         assert (ROOT / properties["CodeUri"] / "app.py").is_file(), logical_id
-    prepare = resources["PrepareDataFunction"]["Properties"]
-    assert (prepare["MemorySize"], prepare["Timeout"]) == (3008, 900)
-    assert "EphemeralStorage" not in prepare  # the data step streams S3 to S3 and stages nothing in /tmp
+    for name in ("SplitRangeFunction", "TreatRangeFunction"):
+        worker = resources[name]["Properties"]
+        assert (worker["MemorySize"], worker["Timeout"]) == (3008, 900), name
+        assert "EphemeralStorage" not in worker  # a range streams S3 to S3 and stages nothing in /tmp
 
 
 def test_evaluation_and_verification_functions(resources, template):
@@ -754,33 +779,65 @@ def test_state_machine_role_has_exactly_what_the_pipeline_needs(resources):
         "logs:DescribeLogGroups",
     }
     xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+    machine = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${NamePrefix}-${EnvironmentName}-pipeline"
+    executions = machine.replace(":stateMachine:", ":execution:") + "/*"
     assert grants(stmts) == {
         **dict.fromkeys(log_delivery | xray, {"*"}),
         "lambda:InvokeFunction": {f"{name}.Arn" for name in STEP_FUNCTIONS},
         "sns:Publish": {"Ref:NotificationTopic"},
         "kms:Decrypt": {"Key"},
         "kms:GenerateDataKey": {"Key"},
+        # The Distributed Maps: their children are this state machine's executions (AWS's documented policy).
+        "states:StartExecution": {machine},
+        "states:DescribeExecution": {executions},
+        "states:StopExecution": {executions},
+        # Their items and results, only under the run's working files.
+        "s3:GetObject": {"${DataBucket.Arn}/datasets/*/work/*"},
+        "s3:PutObject": {"${DataBucket.Arn}/datasets/*/work/map-runs/*"},
+        "s3:AbortMultipartUpload": {"${DataBucket.Arn}/datasets/*/work/map-runs/*"},
+        "s3:ListMultipartUploadParts": {"${DataBucket.Arn}/datasets/*/work/map-runs/*"},
     }
 
 
-def test_state_machine_may_publish_only_to_the_notification_topic(resources):
-    stmts = role_statements(resources, "PipelineStateMachineRole")
+@pytest.mark.parametrize("machine", ["PipelineStateMachineRole", "ScoringStateMachineRole"])
+def test_state_machine_may_publish_only_to_the_notification_topic(resources, machine):
+    stmts = role_statements(resources, machine)
     (publish,) = allows(stmts, "sns:Publish")
     assert as_list(publish["Action"]) == ["sns:Publish"]
     assert publish["Resource"] == {"Ref": "NotificationTopic"}
     assert "Condition" not in publish
-    # The topic is encrypted with the stack's key: the publisher needs the key, through SNS only.
-    (use_key,) = allows(stmts, "kms:GenerateDataKey")
-    assert sorted(as_list(use_key["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
-    assert use_key["Resource"] == KEY_ARN
-    assert use_key["Condition"] == {
-        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.${AWS::URLSuffix}"}}
-    }
+    # The topic is encrypted with the stack's key: the publisher needs the key, through SNS only (and the Maps'
+    # files need it through S3 only).
+    uses = allows(stmts, "kms:GenerateDataKey")
+    assert all(sorted(as_list(u["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"] for u in uses)
+    assert all(u["Resource"] == KEY_ARN for u in uses)
+    assert sorted(u["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"] for u in uses) == [
+        "s3.${AWS::Region}.${AWS::URLSuffix}",
+        "sns.${AWS::Region}.${AWS::URLSuffix}",
+    ]
     assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == KEY_ARN
     # No other role of the stack may publish anywhere.
+    publishers = {"PipelineStateMachineRole", "ScoringStateMachineRole"}
     for logical_id, resource in resources.items():
-        if resource["Type"] == "AWS::IAM::Role" and logical_id != "PipelineStateMachineRole":
+        if resource["Type"] == "AWS::IAM::Role" and logical_id not in publishers:
             assert not allows(role_statements(resources, logical_id), "sns:Publish"), logical_id
+
+
+def test_the_scoring_state_machine_invokes_only_batch_scorings_functions_and_starts_on_score_uploads(resources):
+    (invoke,) = allows(role_statements(resources, "ScoringStateMachineRole"), "lambda:InvokeFunction")
+    assert invoke["Resource"] == [{"Fn::GetAtt": [name, "Arn"]} for name in BATCH_FUNCTIONS]
+    rule = resources["ScoreUploadRule"]["Properties"]
+    assert rule["EventPattern"]["detail"]["object"]["key"] == [{"prefix": "score/"}]
+    assert rule["Targets"][0]["Arn"] == {"Ref": "ScoringStateMachine"}
+    (start,) = allows(role_statements(resources, "ScoringTriggerRole"), "states:StartExecution")
+    assert start["Resource"] == {"Ref": "ScoringStateMachine"}
+    # Only the range worker may call the endpoint; the finish step may delete only under scores/.
+    for name in FUNCTIONS:
+        stmts = role_statements(resources, f"{name}Role")
+        if name not in {"ScoreRangeFunction", "ScoreRecordsFunction", "VerifyEndpointFunction"}:
+            assert not allows(stmts, "sagemaker:InvokeEndpoint"), name
+    (delete,) = allows(role_statements(resources, "FinishScoresFunctionRole"), "s3:DeleteObject")
+    assert delete["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/scores/*"}
 
 
 def test_asl_uses_exactly_the_definition_substitutions(resources):
@@ -792,6 +849,8 @@ def test_asl_uses_exactly_the_definition_substitutions(resources):
     assert substitutions == {
         **{f"{name}Arn": {"Fn::GetAtt": [name, "Arn"]} for name in STEP_FUNCTIONS},
         "NotificationTopicArn": {"Ref": "NotificationTopic"},
+        "DataBucket": {"Ref": "DataBucket"},
+        "MaxDataWorkers": {"Ref": "MaxDataWorkers"},
         "Partition": {"Ref": "AWS::Partition"},
     }
 
@@ -920,6 +979,7 @@ def test_outputs(template):
         "ScoreApiUrl",
         "ModelPackageGroupName",
         "DriftAlarmName",
+        "ScoringStateMachineArn",
     }
     assert template["Outputs"]["ScoreApiUrl"]["Value"] == {"Fn::GetAtt": ["ScoreRecordsFunctionUrl", "FunctionUrl"]}
     assert evaluate(template["Outputs"]["EndpointName"]["Value"], template) == "kmeans-dev"

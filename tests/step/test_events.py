@@ -20,11 +20,18 @@ from kmeans_pipeline.schemas.inputs import (
     DeployEndpointInput,
     DeployLeaseInput,
     EvaluateModelInput,
-    PrepareDataInput,
+    FinishDatasetInput,
+    FinishScoresInput,
+    MergeRangesInput,
+    PlanDataInput,
+    PlanScoresInput,
     RecordVersionInput,
     ResolveRunInput,
+    ScoreRangeInput,
+    SplitRangeInput,
     StartTuningInput,
     StepInput,
+    TreatRangeInput,
     VerifyEndpointInput,
 )
 from kmeans_pipeline.schemas.run import RunRequest
@@ -36,7 +43,11 @@ STEPS = sorted(p.name for p in (ROOT / "functions").iterdir() if (p / "app.py").
 # Each state machine step's input model (score_records is the scoring API's function URL, not a step).
 INPUTS: dict[str, type[StepInput]] = {
     "resolve_run": ResolveRunInput,
-    "prepare_data": PrepareDataInput,
+    "plan_data": PlanDataInput,
+    "split_range": SplitRangeInput,
+    "merge_ranges": MergeRangesInput,
+    "treat_range": TreatRangeInput,
+    "finish_dataset": FinishDatasetInput,
     "start_tuning": StartTuningInput,
     "check_tuning": CheckTuningInput,
     "evaluate_model": EvaluateModelInput,
@@ -47,15 +58,30 @@ INPUTS: dict[str, type[StepInput]] = {
     "clean_up": CleanUpInput,
     "record_version": RecordVersionInput,
     "deploy_lease": DeployLeaseInput,
+    "plan_scores": PlanScoresInput,
+    "score_range": ScoreRangeInput,
+    "finish_scores": FinishScoresInput,
 }
 # The steps that ship numpy (functions/<step>/requirements.txt); every other step imports none of these.
-NUMPY_STEPS = {"prepare_data", "evaluate_model", "verify_endpoint", "score_records", "check_drift"}
+NUMPY_STEPS = {
+    "plan_data",
+    "split_range",
+    "merge_ranges",
+    "treat_range",
+    "evaluate_model",
+    "verify_endpoint",
+    "score_records",
+    "check_drift",
+    "plan_scores",
+    "score_range",
+    "finish_scores",
+}
 # Not state machine steps: the scoring API (its function URL's request) and the drift check (its schedule's event).
 NOT_STATES = {"score_records", "check_drift"}
 
 
 def test_every_step_has_an_event():
-    assert len(STEPS) == 14
+    assert len(STEPS) == 21
     for step in STEPS:
         assert (EVENTS / f"{step}.json").exists(), f"events/{step}.json is missing"
 
@@ -95,19 +121,23 @@ def test_step_event_is_valid_for_its_step(step):
 
 
 def state_machine_payloads() -> list[tuple[str, str, dict]]:
-    """(state, step, Payload) of every Lambda task in the ASL, its function found through the template."""
+    """(state, step, Payload) of every Lambda task in the state machines' ASL (the pipeline's and batch scoring's,
+    a Distributed Map's children included), its function found through the template."""
     template = load_template(ROOT / "template.yaml")
-    machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
-    substitutions = machine["Properties"]["DefinitionSubstitutions"]
-    definition = json.loads((ROOT / machine["Properties"]["DefinitionUri"]).read_text())
     found = []
-    for name, state in definition["States"].items():
-        if state["Type"] != "Task" or not state["Resource"].endswith(":lambda:invoke"):
-            continue
-        placeholder = re.fullmatch(r"\$\{(\w+)\}", state["Arguments"]["FunctionName"]).group(1)
-        logical = substitutions[placeholder]["Fn::GetAtt"][0]
-        code_uri = template["Resources"][logical]["Properties"]["CodeUri"]
-        found.append((name, Path(code_uri).name, state["Arguments"]["Payload"]))
+    for machine in (r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"):
+        substitutions = machine["Properties"]["DefinitionSubstitutions"]
+        definition = json.loads((ROOT / machine["Properties"]["DefinitionUri"]).read_text())
+        states = dict(definition["States"])
+        for state in definition["States"].values():
+            states.update(state.get("ItemProcessor", {}).get("States", {}))
+        for name, state in states.items():
+            if state["Type"] != "Task" or not state["Resource"].endswith(":lambda:invoke"):
+                continue
+            placeholder = re.fullmatch(r"\$\{(\w+)\}", state["Arguments"]["FunctionName"]).group(1)
+            logical = substitutions[placeholder]["Fn::GetAtt"][0]
+            code_uri = template["Resources"][logical]["Properties"]["CodeUri"]
+            found.append((name, Path(code_uri).name, state["Arguments"]["Payload"]))
     return found
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from kmeans_pipeline.errors import DataValidationError, InvalidInputError
 from kmeans_pipeline.schemas.payload import RUN_DESCRIPTION_BUDGET, payload_bytes, smallest_dataset, too_large
-from kmeans_pipeline.steps.prepare_data import prepare_data
 from kmeans_pipeline.steps.resolve_run import resolve_run
+from offline.data_step import prepare_dataset as prepare_data
 from testkit.aws import REGION, put_csv
 
 START = "2026-11-23T10:00:00.000Z"

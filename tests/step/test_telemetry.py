@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from kmeans_pipeline.schemas.dataset import Dataset
+from kmeans_pipeline.schemas.ranges import MergeResult
 from kmeans_pipeline.schemas.results import (
     EndpointVerification,
     Evaluation,
@@ -64,13 +64,13 @@ def dimensions(document: dict) -> dict[str, str]:
     return {name: document[name] for names in directive["Dimensions"] for name in names}
 
 
-def test_prepare_data_counts_the_rows_it_prepared_and_every_log_line_names_the_run(
+def test_the_merge_counts_the_rows_it_prepared_and_every_log_line_names_the_run(
     settings_env, lambda_context, monkeypatch, capsys
 ):
-    app = load_handler("prepare_data", monkeypatch)
-    given = event("prepare_data")
-    dataset = {**event("start_tuning")["dataset"], "trainRows": 8000, "testRows": 2000}
-    monkeypatch.setattr(app, "prepare_data", lambda *args: Dataset.model_validate(dataset))
+    app = load_handler("merge_ranges", monkeypatch)
+    given = event("merge_ranges")
+    merged = MergeResult(next="treat", items=3, train_rows=8000, test_rows=2000)
+    monkeypatch.setattr(app, "merge_ranges", lambda *args: merged)
     capsys.readouterr()
     app.handler(given, lambda_context)
     documents, logs = printed(capsys)

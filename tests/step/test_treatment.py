@@ -21,8 +21,8 @@ from kmeans_pipeline.data.treatment import (
 )
 from kmeans_pipeline.errors import DataValidationError, InvalidInputError
 from kmeans_pipeline.schemas.dataset import ColumnTreatment, FeatureTreatment
-from kmeans_pipeline.steps.prepare_data import prepare_data
 from kmeans_pipeline.steps.resolve_run import resolve_run
+from offline.data_step import prepare_dataset as prepare_data
 from testkit.aws import REGION, put_csv, read_text
 
 START = "2026-11-23T10:00:00.000Z"

@@ -136,7 +136,7 @@ def history_events() -> list[dict]:
     def invoke():
         return {"type": "TaskScheduled", "taskScheduledEventDetails": {"resourceType": "lambda", "resource": "invoke"}}
 
-    events = [{"type": "ExecutionStarted"}, entered("Prepare training data"), invoke(), {"type": "TaskSucceeded"}]
+    events = [{"type": "ExecutionStarted"}, entered("Plan the data ranges"), invoke(), {"type": "TaskSucceeded"}]
     for _ in range(3):
         events += [entered("Wait for tuning"), entered("Check tuning job"), invoke(), entered("Has tuning finished?")]
     for _ in range(2):

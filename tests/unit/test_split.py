@@ -192,7 +192,7 @@ def test_the_worker_pool_gives_the_same_channels_as_one_thread():
             stratify_column="a",
             block_bytes=4096,
             workers=workers,
-            on_train=seen.append,
+            on_train=lambda text, keys, seen=seen: seen.append(text),
         )
         assert b"".join(seen) == train.getvalue()  # on_train sees the training channel in order
         outputs.append((result, train.getvalue(), test.getvalue()))
@@ -292,10 +292,10 @@ def test_a_gzip_of_several_members_is_read_whole():
 def test_a_line_of_exactly_the_limit_is_fine_anywhere_and_one_byte_more_is_not():
     limit = csv_blocks.MAX_LINE_BYTES
     # Column b is not a feature: any text may fill it.
-    ok = b"a,b\n" + b"1," + b"x" * (limit - 2) + b"\n" + b"3,4\n5,6\n"
+    ok = b"a,b\n" + b"1," + b"x" * (limit - 2) + b"\n" + b"3,4\n5,6\n" * 10
     for data in (ok, ok.rstrip(b"\n")):
         result = run(data, block_bytes=1 << 16, k=1, feature_columns=["a"])[0]
-        assert not isinstance(result, str) and result.train_rows + result.test_rows == 3, result
+        assert not isinstance(result, str) and result.train_rows + result.test_rows == 21, result
     too_long = b"a,b\n1,2\n" + b"1," + b"x" * (limit - 1) + b"\n3,4\n"
     assert "line 3 is longer than" in run(too_long, block_bytes=1 << 16, k=1, feature_columns=["a"])[0]
 
@@ -304,3 +304,51 @@ def test_a_bad_value_before_a_broken_gzip_end_is_the_one_named():
     # The bad row sits in the last blocks read, still in flight on the worker pool when the gzip error comes.
     rows = b"a,b\n" + b"1,2\n" * 200 + b"3,x\n" + b"4,5\n" * 20
     assert "line 202, column b: 'x' is not a number" in run(gzip.compress(rows)[:-8], block_bytes=64, k=1)[0]
+
+
+@pytest.mark.parametrize("stratify", [None, "a"])
+def test_the_split_depends_on_the_windows_not_on_the_blocks_or_the_pieces_read(stratify):
+    # Quoted line breaks everywhere, some across window boundaries: blocks of any size, pieces of any size, the
+    # exact path or the fast one, every row keeps its fate (each window's rows are split in one draw).
+    data = b"id,a,b\n" + b"".join(
+        b'x%d,%d,"%d\n%s"\n' % (i, i % 3, i, b"y" * (i % 37)) if i % 4 else b"x%d,%d,%d\n" % (i, i % 3, i)
+        for i in range(6000)
+    )
+    outputs = set()
+    for block_bytes, piece, exact_only in ((1 << 19, 1 << 16, False), (512, 13, False), (4096, 999, True)):
+        train, test = io.BytesIO(), io.BytesIO()
+        original = split.scan
+        if exact_only:
+            split.scan = lambda *args: None
+        try:
+            split_stream(
+                [data[i : i + piece] for i in range(0, len(data), piece)],
+                train,
+                test,
+                feature_columns=["a"],
+                stratify_column=stratify,
+                block_bytes=block_bytes,
+                window_bytes=2048,
+            )
+        finally:
+            split.scan = original
+        # the exact path writes each value as Python's repr of the float: the same numbers in other text
+        outputs.add(tuple(tuple(float(v) for v in channel.getvalue().split()) for channel in (train, test)))
+    assert len(outputs) == 1
+    ((train_rows, test_rows),) = outputs
+    assert len(train_rows) + len(test_rows) == 6000
+
+
+def test_a_block_is_cut_where_rows_start_in_the_next_window():
+    rows = [b'%d,"note\n%d"\n' % (i, i) if i % 2 else b"%d,plain\n" % i for i in range(400)]
+    data = b"".join(rows)
+    starts, at = [], 0
+    for row in rows:
+        starts.append(at)
+        at += len(row)
+    pieces = list(csv_blocks.by_window(csv_blocks.RowBlock(data, 1), 256, base=100))
+    assert b"".join(p.data for p in pieces) == data
+    for piece in pieces:
+        inside = [s + 100 for s in starts if piece.offset - 100 <= s < piece.offset - 100 + len(piece.data)]
+        assert inside[0] == piece.offset and {s // 256 for s in inside} == {piece.offset // 256}
+        assert piece.first_line == 1 + data.count(b"\n", 0, piece.offset - 100)

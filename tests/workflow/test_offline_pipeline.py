@@ -142,7 +142,7 @@ def test_a_non_numeric_value_fails_naming_the_line(stack, sample):
     result = run(stack, "bad-value", dataKey="incoming/bad.csv")
     assert result.status == "FAILED"
     assert result.error == "DataValidationError"
-    assert result.cause.startswith("Prepare training data failed: ")
+    assert result.cause.startswith("Merge the ranges failed: ")
     assert "line 43, column Amount: 'twelve' is not a number" in result.cause
 
 

@@ -43,12 +43,12 @@ def test_a_wider_dataset_is_refused_by_the_data_step_naming_the_limit(aws):
     aws.upload(wide_csv(820), KEY)
     result = aws.run(RUN, "wide-820", timeout=600)
     assert (result.status, result.error) == ("FAILED", "DataValidationError")
-    assert result.cause.startswith("Prepare training data failed: the run's configuration and dataset description take")
+    assert result.cause.startswith("Merge the ranges failed: the run's configuration and dataset description take")
     assert "for 820 feature columns" in result.cause and not result.state_outputs("Start hyperparameter tuning")
 
 
 def test_without_the_refusal_the_run_would_die_with_an_uncatchable_data_limit(aws, monkeypatch):
-    monkeypatch.setattr("kmeans_pipeline.steps.prepare_data.too_large", lambda *_: None)
+    monkeypatch.setattr("kmeans_pipeline.steps.merge_ranges.too_large", lambda *_: None)
     aws.upload(wide_csv(1000), KEY)
     result = aws.run(RUN, "wide-1000", timeout=600)
     assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")

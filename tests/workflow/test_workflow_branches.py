@@ -18,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from kmeans_pipeline.schemas.dataset import Dataset, KChoice, SourceObject
+from kmeans_pipeline.schemas.ranges import DataPlan, MergeResult
 from kmeans_pipeline.schemas.results import (
     BestTrainingJob,
     CleanUpResult,
@@ -192,10 +193,25 @@ def lease(held: bool = True, compare_again: bool = False, **fields: Any) -> dict
 
 RELEASED = LeaseStatus(held=False, released=True, reason="released").to_json()
 
+# The data step's plan names an empty item list: its Distributed Maps run no child here (tests/workflow/
+# test_data_ranges.py runs them with the real handlers).
+PLAN = DataPlan(
+    items_uri="s3://data/items.json",
+    items_bucket="data",
+    items_key="items.json",
+    ranges=1,
+    parts=1,
+    bytes=100,
+    range_bytes=1 << 28,
+    feature_columns=["tranCode", "Amount"],
+).to_json()
+
 HAPPY: dict[str, Any] = {
     **{state: version for state in RECORD_STATES},
     "Resolve run configuration": config,
-    "Prepare training data": DATASET,
+    "Plan the data ranges": PLAN,
+    "Merge the ranges": MergeResult(next="done", train_rows=80, test_rows=20).to_json(),
+    "Finish the dataset": DATASET,
     "Start hyperparameter tuning": STARTED,
     "Check tuning job": COMPLETED,
     "Evaluate model": evaluation("promote"),
@@ -286,7 +302,18 @@ class Workflow:
             definition["States"][state]["Arguments"]["FunctionName"] = (
                 f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name(state)}"
             )
-        text = json.dumps(definition).replace("${Partition}", "aws").replace("${NotificationTopicArn}", self.topic)
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="data")
+        s3.put_object(Bucket="data", Key="items.json", Body=b"[]")
+        text = (
+            json.dumps(definition)
+            .replace("${Partition}", "aws")
+            .replace("${NotificationTopicArn}", self.topic)
+            .replace("${DataBucket}", "data")
+            .replace("${MaxDataWorkers}", "4")
+        )
+        # The Maps' children (no item runs one here) call functions of their own.
+        text = re.sub(r"\$\{(\w+)FunctionArn\}", rf"arn:aws:lambda:{REGION}:{ACCOUNT}:function:\1", text)
         assert "${" not in text, "a substitution the harness does not fill"
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.machine = self.sfn.create_state_machine(name="pipeline", roleArn=role, definition=text)["stateMachineArn"]
@@ -381,7 +408,11 @@ def test_a_run_that_goes_well_deploys_and_reports_every_step(workflow):
     assert run.status == "SUCCEEDED", run.cause
     assert run.path == [
         "Resolve run configuration",
-        "Prepare training data",
+        "Plan the data ranges",
+        "Split the ranges",
+        "Merge the ranges",
+        "Is every range read right?",
+        "Finish the dataset",
         "Start hyperparameter tuning",
         "Wait for tuning",
         "Check tuning job",
@@ -619,6 +650,7 @@ def test_a_failed_announcement_does_not_stop_the_run(workflow):
 
 # "Check the previous model" is reached only after a failed check; tests/infra/test_statemachine.py pins that its Retry
 # is the same as every other step's.
+DATA_STEP = ("Plan the data ranges", "Merge the ranges", "Finish the dataset")
 # Not on a run without approval that deploys: the restore check, the second comparison (only when another model
 # serves once the deploy lease is held) and the approval answer's records.
 NOT_ON_A_GOOD_RUN = {
@@ -632,8 +664,7 @@ ON_A_GOOD_RUN = [s for s in LAMBDA_STATES if s not in NOT_ON_A_GOOD_RUN]
 SAGEMAKER_STEPS = [
     s
     for s in ON_A_GOOD_RUN
-    if s
-    not in ("Resolve run configuration", "Prepare training data", "Take the deploy lease", "Release the deploy lease")
+    if s not in ("Resolve run configuration", *DATA_STEP, "Take the deploy lease", "Release the deploy lease")
 ]
 LAMBDAS_OWN = ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Runtime.ExitError", "Sandbox.Timedout"]
 
@@ -643,7 +674,7 @@ def key_of(state: str) -> str:
 
 
 # The 15-minute steps are not retried after their Lambda timeout: the same input takes as long again.
-LONG_STEPS = ["Prepare training data", "Evaluate model", "Compare with the model serving now"]
+LONG_STEPS = ["Merge the ranges", "Evaluate model", "Compare with the model serving now"]
 
 
 def test_every_step_retries_lambdas_own_errors_and_a_crash(workflow):
@@ -657,10 +688,10 @@ def test_every_step_retries_lambdas_own_errors_and_a_crash(workflow):
 
 
 def test_a_step_that_keeps_crashing_fails_the_run_naming_the_step(workflow):
-    run = workflow.run(prepare_training_data=fault("Runtime.ExitError", "Runtime exited with error: signal: killed"))
+    run = workflow.run(merge_the_ranges=fault("Runtime.ExitError", "Runtime exited with error: signal: killed"))
     assert (run.status, run.error) == ("FAILED", "Runtime.ExitError")
-    assert run.cause == "Prepare training data failed: Runtime exited with error: signal: killed"
-    assert run.invoked("Prepare training data") == 3  # the first attempt and two retries
+    assert run.cause == "Merge the ranges failed: Runtime exited with error: signal: killed"
+    assert run.invoked("Merge the ranges") == 3  # the first attempt and two retries
 
 
 @pytest.mark.parametrize("state", LONG_STEPS)

@@ -13,12 +13,15 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws.clients import error_code, error_message
+from kmeans_pipeline.data.blocks import GZIP_MAGIC, header_and_blocks
 from kmeans_pipeline.errors import SourceObjectError
 from kmeans_pipeline.schemas.dataset import SourceObject
 
 # The raw object is read in ranged GETs of this size, RANGES_IN_FLIGHT at a time, so reading overlaps parsing.
 RANGE_BYTES = 8 << 20
 RANGES_IN_FLIGHT = 3
+# The header is read in GETs of this size (most headers are in the first).
+HEAD_BYTES = 64 << 10
 # S3 wants every part but the last to hold at least 5 MiB.
 PART_BYTES = 8 << 20
 
@@ -47,45 +50,70 @@ def head_source(s3: Any, bucket: str, key: str, version_id: str | None = None) -
 
 
 def ranged_chunks(
-    s3: Any, source: SourceObject, *, range_bytes: int = RANGE_BYTES, in_flight: int = RANGES_IN_FLIGHT
+    s3: Any,
+    source: SourceObject,
+    *,
+    range_bytes: int = RANGE_BYTES,
+    in_flight: int = RANGES_IN_FLIGHT,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Generator[bytes, None, None]:
-    """The object's bytes in order, fetched as parallel ranged GETs of the exact version (or ETag) checked.
+    """The object's bytes ``[start, stop)`` (default: all of them) in order, fetched as parallel ranged GETs of
+    the exact version (or ETag) checked.
 
-    At most ``in_flight`` ranges are held at once, so memory stays ``in_flight x range_bytes``.
+    At most ``in_flight`` ranges are held at once, so memory stays ``in_flight x range_bytes``; nothing is fetched
+    before the generator is first asked for bytes.
     """
+    end_at = source.size if stop is None else min(stop, source.size)
     args: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
     if source.version_id:
         args["VersionId"] = source.version_id  # the exact version we checked, even if a new one lands
     else:
         args["IfMatch"] = source.etag  # unversioned: a replaced object fails the read instead of mixing two
 
-    def fetch(start: int) -> bytes:
-        end = min(start + range_bytes, source.size) - 1
+    def fetch(first: int) -> bytes:
+        end = min(first + range_bytes, end_at) - 1
         try:
-            body = s3.get_object(Range=f"bytes={start}-{end}", **args)["Body"]
+            body = s3.get_object(Range=f"bytes={first}-{end}", **args)["Body"]
         except ClientError as exc:
             raise SourceObjectError(f"s3://{source.bucket}/{source.key} cannot be read: {error_message(exc)}") from exc
         try:
             data = body.read()
         finally:
             body.close()
-        if len(data) != end - start + 1:
+        if len(data) != end - first + 1:
             raise SourceObjectError(f"s3://{source.bucket}/{source.key} changed while it was read")
         return data
 
-    starts = iter(range(0, source.size, range_bytes))
+    starts = iter(range(start, end_at, range_bytes))
+    if in_flight <= 1:
+        for first in starts:
+            yield fetch(first)
+        return
     with ThreadPoolExecutor(in_flight, thread_name_prefix="s3-range") as pool:
-        pending = deque(pool.submit(fetch, start) for start in itertools.islice(starts, in_flight))
+        pending = deque(pool.submit(fetch, first) for first in itertools.islice(starts, in_flight))
         try:
             while pending:
                 data = pending.popleft().result()
-                start = next(starts, None)
-                if start is not None:
-                    pending.append(pool.submit(fetch, start))
+                following = next(starts, None)
+                if following is not None:
+                    pending.append(pool.submit(fetch, following))
                 yield data
         finally:
             for future in pending:
                 future.cancel()
+
+
+def source_header(s3: Any, source: SourceObject) -> tuple[bytes, bool]:
+    """The object's header line (with its line feed) and whether the object is gzip, read from its start only:
+    DataValidationError when it is empty or its first line is too long (or cannot be unpacked)."""
+    chunks = ranged_chunks(s3, source, range_bytes=HEAD_BYTES, in_flight=1)
+    try:
+        first = next(chunks, b"")
+        header, _ = header_and_blocks(itertools.chain([first], chunks))
+    finally:
+        chunks.close()
+    return header, first.startswith(GZIP_MAGIC)
 
 
 class ShardedChannel:
@@ -96,8 +124,18 @@ class ShardedChannel:
     PutObject when it stays small) and completed once it reaches ``shard_bytes``.
     """
 
-    def __init__(self, s3: Any, bucket: str, prefix: str, *, shard_bytes: int, lanes: int, extra: dict[str, str]):
-        self._s3, self._bucket, self._prefix, self._extra = s3, bucket, prefix, extra
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        prefix: str,
+        *,
+        shard_bytes: int,
+        lanes: int,
+        extra: dict[str, str],
+        name: str = "part-",
+    ):
+        self._s3, self._bucket, self._prefix, self._extra, self._name = s3, bucket, prefix, extra, name
         self._shard_bytes, self._lanes = shard_bytes, lanes
         self._open: list[_Shard | None] = [None] * lanes
         self.keys: list[str] = []
@@ -119,7 +157,7 @@ class ShardedChannel:
     def _write_lane(self, lane: int, data: bytes) -> None:
         shard = self._open[lane]
         if shard is None:
-            key = f"{self._prefix}part-{len(self.keys):05d}.csv"
+            key = f"{self._prefix}{self._name}{len(self.keys):05d}.csv"
             self.keys.append(key)
             shard = self._open[lane] = _Shard(self._s3, self._bucket, key, self._extra)
         shard.write(data)

@@ -102,17 +102,20 @@ def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iter
 class RowBlock:
     """Whole rows of the CSV after its header: the bytes, the line the first one starts on, and whether a quoted
     field is still open at its end (then only the exact path can say where it went wrong): ``unbalanced`` at the
-    end of the object, ``overlong`` when the record ran on past MAX_RECORD_BYTES."""
+    end of the object, ``overlong`` when the record ran on past MAX_RECORD_BYTES. ``offset``: where its first byte
+    is, in the (uncompressed) object or relative to where the reader started (see :func:`row_blocks`)."""
 
     data: bytes
     first_line: int
     unbalanced: bool = False
     overlong: bool = False
+    offset: int = 0
 
 
 @dataclass
 class RoutedBlock:
-    """A block checked and split: its counts, and its feature rows for each channel (header-less CSV)."""
+    """A block checked and split: its counts, its feature rows for each channel (header-less CSV), and the sample
+    keys of its training rows, in order (see :class:`~kmeans_pipeline.data.splitter.WindowSplitter`)."""
 
     rows: int
     test_rows: int
@@ -120,6 +123,7 @@ class RoutedBlock:
     lines: int
     train: bytes
     test: bytes
+    keys: np.ndarray | None = None
 
 
 def too_long(line: int, carriage_returns: bool = False) -> DataValidationError:
@@ -203,7 +207,8 @@ def open_record_start(block: bytes) -> int | None:
 
 
 def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> tuple[bytes, Iterator[RowBlock]]:
-    """The header line (with its newline) and the blocks of rows after it, in order.
+    """The header line (with its newline) and the blocks of rows after it, in order, each with its offset in the
+    (uncompressed) object.
 
     A block may end inside a quoted field: its complete rows are yielded, and its last record is read on into the
     next block, up to MAX_RECORD_BYTES (then it is yielded ``overlong``, and checking it names the problem). A line
@@ -218,11 +223,16 @@ def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -
     if first is None:
         raise DataValidationError("the object is empty: expected a header line and data rows")
     end = first.index(b"\n") + 1
-    return first[:end], _row_blocks(itertools.chain([first[end:]], blocks), block_bytes)
+    return first[:end], row_blocks(itertools.chain([first[end:]], blocks), block_bytes, offset=end)
 
 
-def _row_blocks(pieces: Iterator[bytes], block_bytes: int) -> Iterator[RowBlock]:
-    line, carried = 2, b""  # the line the next block starts on, and an unfinished record read on from
+def row_blocks(
+    pieces: Iterator[bytes], block_bytes: int = BLOCK_BYTES, first_line: int = 2, offset: int = 0
+) -> Iterator[RowBlock]:
+    """Blocks of whole rows from pieces of whole lines (as ``line_blocks`` gives them) that start at a row's start,
+    on line ``first_line`` onwards (the header's line 1 precedes an object's first data line), the first at
+    ``offset``."""
+    line, carried = first_line, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
             piece = next(pieces, None)
@@ -235,15 +245,65 @@ def _row_blocks(pieces: Iterator[bytes], block_bytes: int) -> Iterator[RowBlock]
             continue
         cut = open_record_start(block)
         if cut is None:
-            yield RowBlock(block, line)
+            yield RowBlock(block, line, offset=offset)
             line += block.count(NEWLINE)
+            offset += len(block)
             continue
         if cut:  # the complete rows now, the unfinished record once the next block says how it goes on
-            yield RowBlock(block[:cut], line)
+            yield RowBlock(block[:cut], line, offset=offset)
             line += block.count(NEWLINE, 0, cut)
+            offset += cut
         carried = block[cut:]
         if len(carried) > max(MAX_RECORD_BYTES, block_bytes):
-            yield RowBlock(carried, line, unbalanced=True, overlong=True)
+            yield RowBlock(carried, line, unbalanced=True, overlong=True, offset=offset)
             return
     if carried:
-        yield RowBlock(carried, line, unbalanced=True)
+        yield RowBlock(carried, line, unbalanced=True, offset=offset)
+
+
+def row_starts_from(block: bytes, position: int) -> int:
+    """The first row start at or after ``position`` in a block of whole rows (``len(block)`` if none is): the byte
+    after a line feed outside quotes."""
+    if position <= 0:
+        return 0
+    if b'"' not in block:
+        found = block.find(b"\n", position - 1)
+        return len(block) if found < 0 else found + 1
+    a = np.frombuffer(block, dtype=np.uint8)
+    q = np.flatnonzero(a == _QUOTE)
+    openers = q[::2]
+    before = a[np.maximum(openers - 1, 0)]
+    if ((before == _COMMA) | (before == _LF) | (before == _QUOTE) | (openers == 0)).all():
+        # The usual case (as in open_record_start): quotes pair up by parity, so a line feed after an even number
+        # of quotes is outside them.
+        found = block.find(b"\n", position - 1)
+        while found >= 0:
+            if not int(np.searchsorted(q, found)) % 2:
+                return found + 1
+            found = block.find(b"\n", found + 1)
+        return len(block)
+    newlines = np.flatnonzero(a[position - 1 :] == _LF) + (position - 1)
+    runs = quote_states(block)
+    run = np.searchsorted(runs.starts, newlines) - 1
+    outside = newlines[(run < 0) | ~runs.inside[np.maximum(run, 0)]]
+    return int(outside[0]) + 1 if len(outside) else len(block)
+
+
+def by_window(block: RowBlock, window_bytes: int, base: int = 0) -> Iterator[RowBlock]:
+    """A block of whole rows cut where rows start in a new window of ``window_bytes`` of the object (``base``: the
+    object's offset of the block's ``offset`` 0), each piece with its offset in the object: every row of a piece
+    starts in the window of the piece's offset. A block whose last record is unfinished is not cut (reading it
+    names the problem)."""
+    start = base + block.offset
+    if block.unbalanced or (start + len(block.data) - 1) // window_bytes == start // window_bytes:
+        yield RowBlock(block.data, block.first_line, block.unbalanced, block.overlong, start)
+        return
+    data, line, at = block.data, block.first_line, 0
+    boundary = (start // window_bytes + 1) * window_bytes
+    while at < len(data):
+        cut = row_starts_from(data, boundary - start) if boundary - start < len(data) else len(data)
+        if cut > at:
+            yield RowBlock(data[at:cut], line, offset=start + at)
+            line += data.count(NEWLINE, at, cut)
+            at = cut
+        boundary = ((start + at) // window_bytes + 1) * window_bytes

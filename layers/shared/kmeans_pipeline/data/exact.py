@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kmeans_pipeline.data.blocks import MAX_LINE_BYTES, MAX_RECORD_BYTES, RoutedBlock, quote_states
+from kmeans_pipeline.data.blocks import MAX_LINE_BYTES, MAX_RECORD_BYTES, RoutedBlock, RowBlock, quote_states
 from kmeans_pipeline.data.channels import FLOAT32_LIMIT, FLOAT32_MAX
 from kmeans_pipeline.data.header import Layout
-from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.errors import DataValidationError
 
 # What SageMaker's CSV reader and every spreadsheet agree is a number (float() also takes "1_000" and "１").
@@ -70,15 +69,14 @@ def read_exact(block: bytes, first_line: int, layout: Layout, *, overlong: bool 
     return _read(text, block, first_line, layout, overlong=overlong)
 
 
-def split_exact(
-    block: bytes, first_line: int, layout: Layout, splitter: StratifiedSplitter, *, overlong: bool = False
-) -> RoutedBlock:
-    rows = read_exact(block, first_line, layout, overlong=overlong)
-    keys = np.array(rows.strata, dtype=bytes) if layout.stratify is not None and rows.text else None
-    is_test = splitter.assign(len(rows.text), keys).tolist()
-    train = "".join(row for row, test in zip(rows.text, is_test) if not test)
-    test = "".join(row for row, test in zip(rows.text, is_test) if test)
-    return RoutedBlock(len(rows.text), sum(is_test), rows.blank, block.count(b"\n"), train.encode(), test.encode())
+def route_exact(rows: ExactRows, block: RowBlock, is_test: np.ndarray, keys: np.ndarray | None = None) -> RoutedBlock:
+    """A block's rows as the exact path read them, sent to train or test by the splitter's mask."""
+    tested = is_test.tolist()
+    train = "".join(row for row, test in zip(rows.text, tested) if not test)
+    test = "".join(row for row, test in zip(rows.text, tested) if test)
+    return RoutedBlock(
+        len(rows.text), sum(tested), rows.blank, block.data.count(b"\n"), train.encode(), test.encode(), keys
+    )
 
 
 def _read(

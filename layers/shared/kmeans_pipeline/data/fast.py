@@ -344,14 +344,14 @@ def scan(block: bytes, layout: Layout) -> Scan | None:
     return Scan(rows, len(nl) - rows, lines, out, row_lengths, strata)
 
 
-def route(scan: Scan, is_test: np.ndarray) -> RoutedBlock:
-    """The scanned rows sent to train or test by the splitter's mask."""
+def route(scan: Scan, is_test: np.ndarray, keys: np.ndarray | None = None) -> RoutedBlock:
+    """The scanned rows sent to train or test by the splitter's mask (``keys``: the training rows' sample keys)."""
     tested = int(np.count_nonzero(is_test))
     if not tested:
-        return RoutedBlock(scan.rows, 0, scan.blank, scan.lines, scan.out.tobytes(), b"")
+        return RoutedBlock(scan.rows, 0, scan.blank, scan.lines, scan.out.tobytes(), b"", keys)
     per_byte = np.repeat(is_test, scan.row_lengths)
     return RoutedBlock(
-        scan.rows, tested, scan.blank, scan.lines, scan.out[~per_byte].tobytes(), scan.out[per_byte].tobytes()
+        scan.rows, tested, scan.blank, scan.lines, scan.out[~per_byte].tobytes(), scan.out[per_byte].tobytes(), keys
     )
 
 

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, header_and_blocks
+from kmeans_pipeline.data.blocks import BLOCK_BYTES, RowBlock, header_and_blocks
 from kmeans_pipeline.data.channels import parse_rows
 from kmeans_pipeline.data.exact import read_exact
 from kmeans_pipeline.data.fast import split_fast
-from kmeans_pipeline.data.header import parse_header
+from kmeans_pipeline.data.header import Layout, parse_header
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 
 
@@ -40,17 +40,18 @@ def feature_blocks(
     starts on), in bounded memory."""
     header, blocks = header_and_blocks(chunks, block_bytes)
     layout = parse_header(header, feature_columns, None)
+    return layout.names, row_blocks_as_features(blocks, layout)
 
-    def rows() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        keep_all = StratifiedSplitter(0.0, 0)  # no test share: every row lands in "train", in source order
-        width = len(layout.features)
-        for block in blocks:
-            part = None if block.unbalanced else split_fast(block.data, layout, keep_all)
-            if part is not None and part.rows == part.lines:  # one row a line
-                lines = np.arange(block.first_line, block.first_line + part.lines, dtype=np.int64)
-                yield parse_rows(part.train, width), lines
-                continue
-            exact = read_exact(block.data, block.first_line, layout, overlong=block.overlong)
-            yield parse_rows("".join(exact.text).encode(), width), np.array(exact.lines, dtype=np.int64)
 
-    return layout.names, rows()
+def row_blocks_as_features(blocks: Iterable[RowBlock], layout: Layout) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks of rows as (float64 matrix of the feature columns, the line each row starts on)."""
+    keep_all = StratifiedSplitter(0.0, 0)  # no test share: every row lands in "train", in source order
+    width = len(layout.features)
+    for block in blocks:
+        part = None if block.unbalanced else split_fast(block.data, layout, keep_all)
+        if part is not None and part.rows == part.lines:  # one row a line
+            lines = np.arange(block.first_line, block.first_line + part.lines, dtype=np.int64)
+            yield parse_rows(part.train, width), lines
+            continue
+        exact = read_exact(block.data, block.first_line, layout, overlong=block.overlong)
+        yield parse_rows("".join(exact.text).encode(), width), np.array(exact.lines, dtype=np.int64)

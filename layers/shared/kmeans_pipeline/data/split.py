@@ -3,9 +3,9 @@
 The object's blocks of rows (:mod:`~kmeans_pipeline.data.blocks`) are each checked and split one of two ways: the
 fast path (:mod:`~kmeans_pipeline.data.fast`) takes every well-formed block, and anything else goes through the
 exact path (:mod:`~kmeans_pipeline.data.exact`), which accepts the block or names the line and column that is
-wrong. Both paths give rows the same fate: the train/test assignment is decided per block by
-:class:`~kmeans_pipeline.data.splitter.StratifiedSplitter`, from the row count (and strata) only, in block order.
-Blocks are scanned on a small thread pool while the next ones are read and the finished ones written (see
+wrong. Both paths give rows the same fate: the train/test assignment is decided per window of the object's bytes
+by :class:`~kmeans_pipeline.data.splitter.WindowSplitter`, from the window's row count (and strata) only, so it
+does not depend on where a reader started or how its blocks fell. Blocks are scanned on a small thread pool while the next ones are read and the finished ones written (see
 :func:`split_stream`); peak memory is a constant multiple of ``BLOCK_BYTES``, whatever the input's size.
 """
 
@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, header_and_blocks
-from kmeans_pipeline.data.exact import split_exact
-from kmeans_pipeline.data.fast import route, scan
-from kmeans_pipeline.data.header import parse_header
-from kmeans_pipeline.data.splitter import StratifiedSplitter
+import numpy as np
+
+from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, by_window, header_and_blocks
+from kmeans_pipeline.data.exact import ExactRows, read_exact, route_exact
+from kmeans_pipeline.data.fast import Scan, route, scan
+from kmeans_pipeline.data.header import Layout, parse_header
+from kmeans_pipeline.data.splitter import WINDOW_BYTES, WindowSplitter
 from kmeans_pipeline.errors import DataValidationError
 
 
@@ -68,31 +70,75 @@ def split_stream(
     seed: int = 42,
     k: int = 1,
     block_bytes: int = BLOCK_BYTES,
-    on_train: Callable[[bytes], None] | None = None,
+    on_train: Callable[[bytes, Any], None] | None = None,
     workers: int | None = None,
     nonnegative_columns: list[str] | None = None,
     treated_columns: list[str] | None = None,
+    window_bytes: int = WINDOW_BYTES,
 ) -> SplitResult:
     """Validate every row of a CSV object and write its feature rows, header-less, to train or test.
 
-    ``on_train`` sees every piece of the training channel as it is written, in order (the data step uses it to
-    compute the training set's statistics in the same pass).
-
-    With more than one worker (the default: one per core, see default_workers) blocks are scanned and routed on
-    a thread pool (numpy releases the GIL) while this thread reads the next ones, and a writer thread writes
-    the finished ones in order: reading, parsing and writing overlap. At most ``workers + 1`` blocks are in
-    each stage, so memory stays a constant multiple of ``block_bytes``. The result does not depend on the
-    number of workers: the splitter draws for every block in order, in this thread.
+    ``on_train`` sees every piece of the training channel as it is written, in order, with its rows' sample keys
+    (the data step uses it to compute the training set's statistics in the same pass). The rows go through
+    :func:`split_blocks`, as one range of the data step reads them; the counts are then checked as a whole
+    (:func:`check_counts`).
     """
-    workers = default_workers() if workers is None else max(1, workers)
     header, blocks = header_and_blocks(chunks, block_bytes)
     layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
-    splitter = StratifiedSplitter(test_fraction, seed)
-    counts = {"train": 0, "test": 0, "blank": 0}
+    splitter = WindowSplitter(test_fraction, seed, window_bytes=window_bytes)
+    windowed = (piece for block in blocks for piece in by_window(block, window_bytes))
+    counts = split_blocks(windowed, layout, splitter, train, test, on_train=on_train, workers=workers)
+    stratified = layout.stratify is not None
+    check_counts(
+        counts.train,
+        counts.test,
+        k=k,
+        strata=splitter.strata_sizes() if stratified else None,
+        need=splitter.rows_for_both(),
+        stratify_column=layout.header[layout.stratify] if layout.stratify is not None else None,
+        test_fraction=test_fraction,
+    )
+    return SplitResult(layout.names, counts.train, counts.test, counts.blank)
+
+
+@dataclass
+class Counts:
+    """What :func:`split_blocks` wrote: rows to each channel, blank lines skipped, lines read (newlines)."""
+
+    train: int = 0
+    test: int = 0
+    blank: int = 0
+    lines: int = 0
+
+
+def split_blocks(
+    blocks: Iterator[RowBlock],
+    layout: Layout,
+    splitter: WindowSplitter,
+    train: BinaryWriter,
+    test: BinaryWriter,
+    *,
+    on_train: Callable[[bytes, Any], None] | None = None,
+    workers: int | None = None,
+) -> Counts:
+    """Check and split blocks of rows (no header) in order, writing each channel's rows as they are done;
+    DataValidationError names the first bad line, once the blocks before it are checked.
+
+    Every block's rows start in one window of the object (its ``offset``'s, see :func:`~kmeans_pipeline.data.
+    blocks.by_window`); the splitter assigns a window's rows once all of them are checked, in one draw. With more
+    than one worker (the default: one per core, see default_workers) blocks are scanned and routed on a thread pool
+    (numpy releases the GIL) while this thread reads the next ones, and a writer thread writes the finished ones in
+    order: reading, parsing and writing overlap. At most ``workers + 1`` blocks are in each stage (and a window's
+    blocks wait for its last), so memory stays a constant multiple of the block size. The result does not depend
+    on the number of workers: the splitter draws for every window in order, in this thread.
+    """
+    workers = default_workers() if workers is None else max(1, workers)
+    counts = Counts()
     depth = workers + 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="split") if workers > 1 else None
     writer = ThreadPoolExecutor(1, thread_name_prefix="split-write") if workers > 1 else None
     scans: deque[tuple[Any, RowBlock]] = deque()  # (future Scan or None, the block)
+    window: list[tuple[RowBlock, Scan | ExactRows]] = []  # the checked blocks of the window not yet assigned
     routes: deque[Any] = deque()  # future RoutedBlock, in block order
     writes: deque[Any] = deque()
 
@@ -103,25 +149,54 @@ def split_stream(
         if part.train:
             train.write(part.train)
             if on_train is not None:
-                on_train(part.train)
+                on_train(part.train, part.keys)
         if part.test:
             test.write(part.test)
 
     def emit(part: RoutedBlock) -> None:
-        counts["train"] += part.rows - part.test_rows
-        counts["test"] += part.test_rows
-        counts["blank"] += part.blank
+        counts.train += part.rows - part.test_rows
+        counts.test += part.test_rows
+        counts.blank += part.blank
+        counts.lines += part.lines
         writes.append(submit(writer, write, part))
         while len(writes) > 2:
             writes.popleft().result()
 
-    def next_scan() -> None:  # the oldest block scanned: the splitter draws for it, in order
+    def assign_window() -> None:  # every block of the window is checked: one draw for all its rows, then route
+        number = splitter.window_of(window[0][0].offset)
+        sizes = [len(rows.text) if isinstance(rows, ExactRows) else rows.rows for _, rows in window]
+        strata = None
+        if layout.stratify is not None:
+            keys = [
+                np.array(rows.strata, dtype=f"S{max(map(len, rows.strata), default=1)}")
+                if isinstance(rows, ExactRows)
+                else rows.strata
+                for _, rows in window
+            ]
+            present = [k for k, n in zip(keys, sizes) if n and k is not None]
+            strata = np.concatenate(present) if present else None
+        is_test, sample_keys = splitter.assign(number, sum(sizes), strata)
+        row, key = 0, 0
+        for (block, rows), size in zip(window, sizes):
+            mask = is_test[row : row + size]
+            trained = size - int(np.count_nonzero(mask))
+            block_keys = sample_keys[key : key + trained]
+            row, key = row + size, key + trained
+            if isinstance(rows, ExactRows):
+                routes.append(_Now(route_exact(rows, block, mask, block_keys)))
+            else:
+                routes.append(submit(pool, route, rows, mask, block_keys))
+        window.clear()
+
+    def checked(block: RowBlock, rows: Scan | ExactRows) -> None:
+        if window and splitter.window_of(block.offset) != splitter.window_of(window[0][0].offset):
+            assign_window()
+        window.append((block, rows))
+
+    def next_scan() -> None:  # the oldest block scanned (or read by the exact path), in order
         future, block = scans.popleft()
         scanned = future.result()
-        if scanned is None:
-            routes.append(_Now(split_exact(block.data, block.first_line, layout, splitter)))
-        else:
-            routes.append(submit(pool, route, scanned, splitter.assign(scanned.rows, scanned.strata)))
+        checked(block, read_exact(block.data, block.first_line, layout) if scanned is None else scanned)
 
     reader_error: DataValidationError | None = None
     try:
@@ -136,9 +211,7 @@ def split_stream(
             if block.unbalanced:  # a record whose quoted field never closes: the exact path says where
                 while scans:
                     next_scan()
-                routes.append(
-                    _Now(split_exact(block.data, block.first_line, layout, splitter, overlong=block.overlong))
-                )
+                checked(block, read_exact(block.data, block.first_line, layout, overlong=block.overlong))
                 continue
             scans.append((submit(pool, scan, block.data, layout), block))
             while len(scans) > depth:
@@ -147,31 +220,45 @@ def split_stream(
                 emit(routes.popleft().result())
         while scans:
             next_scan()
-        while routes:
-            emit(routes.popleft().result())
         if reader_error is not None:
             raise reader_error
+        if window:
+            assign_window()
+        while routes:
+            emit(routes.popleft().result())
         while writes:
             writes.popleft().result()
     finally:
         for executor in (pool, writer):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
-    train_rows, test_rows = counts["train"], counts["test"]
+    return counts
+
+
+def check_counts(
+    train_rows: int,
+    test_rows: int,
+    *,
+    k: int,
+    strata: list[int] | None,
+    need: int,
+    stratify_column: str | None,
+    test_fraction: float,
+) -> None:
+    """The split as a whole: data rows at all, k training rows, a test row; with strata (the rows seen of each),
+    one stratum at least large enough to send one row to test and keep one (``need`` rows): where none is, the
+    split would be a random one whatever the column."""
     if train_rows + test_rows == 0:
         raise DataValidationError("the object has a header but no data rows")
-    if layout.stratify is not None and (test_rows == 0 or train_rows < k):
-        sizes, need = splitter.strata_sizes(), splitter.rows_for_both()
-        if max(sizes) < need:
-            raise DataValidationError(
-                f"stratifyColumn {layout.header[layout.stratify]}: none of its {len(sizes):,} values has the "
-                f"{need} rows a value needs at testFraction {test_fraction} to send one to test and keep one for "
-                f"training (the largest has {max(sizes):,}): stratify on a column with fewer, larger groups, or not at all"
-            )
+    if strata is not None and max(strata) < need:  # no value can be split: stratifying it means nothing
+        raise DataValidationError(
+            f"stratifyColumn {stratify_column}: none of its {len(strata):,} values has the "
+            f"{need} rows a value needs at testFraction {test_fraction} to send one to test and keep one for "
+            f"training (the largest has {max(strata):,}): stratify on a column with fewer, larger groups, or not at all"
+        )
     if train_rows < k:
         raise DataValidationError(
             f"only {train_rows + test_rows} data rows: the training share ({train_rows}) must hold at least k={k} rows"
         )
     if test_rows == 0:
         raise DataValidationError(f"only {train_rows + test_rows} data rows: none left for the test channel")
-    return SplitResult(layout.names, train_rows, test_rows, counts["blank"])

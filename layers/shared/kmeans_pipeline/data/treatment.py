@@ -11,8 +11,9 @@ Per column (see :class:`~kmeans_pipeline.schemas.dataset.ColumnTreatment`):
   numeric, z-scored. The decision and its reason are recorded with the dataset and in the report.
 
 The :class:`TreatmentLearner` sees every channel row once while the data step streams (levels, minimum and
-integrality over all rows; mean, std and a fixed-size reservoir sample over the training rows), so memory stays
-constant. :func:`encode` is the one transform every consumer uses: the data step's second pass, evaluation,
+integrality over all rows; mean, std and a fixed-size sample over the training rows: the rows with the smallest
+sample keys, which the data step draws per window of the object, so ranges merge into the sample one pass would
+keep), so memory stays constant. :func:`encode` is the one transform every consumer uses: the data step's second pass, evaluation,
 the scoring API and the CLI.
 """
 
@@ -36,20 +37,21 @@ MAX_SAMPLE_ROWS = 100_000
 
 
 class _Moments:
-    """Mean, population standard deviation, minimum and maximum per column, merged block by block (Chan et al.'s
-    pairwise update of each block's own centred sums), in float64.
+    """Mean, population standard deviation, minimum and maximum per column, merged block by block and part by part
+    (Chan et al.'s pairwise update of each block's own centred sums), in float64.
 
-    Centred: each block's squares are of distances to its own mean, so a column whose spread is tiny next to its
-    mean (nanosecond timestamps, 1.7e18 +- 9e7) keeps its spread. Scaled: the sums are kept in units of a power of
-    two at least as large as every value seen (exact to divide by), so no finite input overflows them. A column
-    whose training values are all equal has a standard deviation of exactly 0.
+    Shifted: the sums are of each value's distance to the first value seen (``shift``), so a column whose spread
+    is tiny next to its mean (nanosecond timestamps, 1.7e18 +- 9e7) keeps every bit of its spread, also when parts
+    with different shifts merge. No finite input overflows them: the data step refuses values beyond float32's
+    range, whose squares are far inside float64's. A column whose values are all equal has a standard deviation of
+    exactly 0.
     """
 
     def __init__(self, dim: int) -> None:
         self.count = 0
-        self.scale = np.ones(dim)
-        self._mean = np.zeros(dim)  # in units of scale
-        self._m2 = np.zeros(dim)  # in units of scale**2
+        self.shift = np.zeros(dim)
+        self._mean = np.zeros(dim)  # of the values minus shift
+        self._m2 = np.zeros(dim)
         self.low = np.full(dim, np.inf)
         self.high = np.full(dim, -np.inf)
 
@@ -57,24 +59,54 @@ class _Moments:
         n = len(rows)
         if not n:
             return
-        low, high = rows.min(0), rows.max(0)
-        self.low, self.high = np.minimum(self.low, low), np.maximum(self.high, high)
-        top = np.maximum(np.abs(low), np.abs(high))
-        scale = np.maximum(self.scale, np.exp2(np.ceil(np.log2(np.where(top > 0, top, 1.0)))))
-        ratio = self.scale / scale
-        self._mean, self._m2, self.scale = self._mean * ratio, self._m2 * ratio**2, scale
-        y = rows / scale
+        self.low, self.high = np.minimum(self.low, rows.min(0)), np.maximum(self.high, rows.max(0))
+        if not self.count:
+            self.shift = np.array(rows[0], dtype=np.float64)
+        y = rows - self.shift
         mean = y.mean(0)
-        m2 = ((y - mean) ** 2).sum(0)
+        self._combine(n, mean, ((y - mean) ** 2).sum(0))
+
+    def _combine(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Take in ``n`` values with this mean (minus ``shift``) and sum of squared distances to it."""
         total = self.count + n
         delta = mean - self._mean
         self._mean = self._mean + delta * (n / total)
         self._m2 = self._m2 + m2 + delta**2 * (self.count * n / total)
         self.count = total
 
+    def merge(self, other: _Moments) -> None:
+        """Take in another part's moments, as if its values had been added here."""
+        if not other.count:
+            return
+        self.low, self.high = np.minimum(self.low, other.low), np.maximum(self.high, other.high)
+        if not self.count:
+            self.shift, self._mean, self._m2, self.count = other.shift, other._mean, other._m2, other.count
+            return
+        self._combine(other.count, (other.shift - self.shift) + other._mean, other._m2)
+
+    def state(self) -> dict:
+        """The moments as JSON-ready lists (exact: floats round-trip through JSON)."""
+        return {
+            "count": self.count,
+            "shift": self.shift.tolist(),
+            "mean": self._mean.tolist(),
+            "m2": self._m2.tolist(),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> _Moments:
+        moments = cls(len(state["shift"]))
+        moments.count = int(state["count"])
+        moments.shift, moments._mean, moments._m2, moments.low, moments.high = (
+            np.asarray(state[k], dtype=np.float64) for k in ("shift", "mean", "m2", "low", "high")
+        )
+        return moments
+
     @property
     def mean(self) -> np.ndarray:
-        return self._mean * self.scale
+        return self.shift + self._mean
 
     @property
     def constant(self) -> np.ndarray:
@@ -83,14 +115,14 @@ class _Moments:
 
     @property
     def std(self) -> np.ndarray:
-        std = np.sqrt(self._m2 / max(self.count, 1)) * self.scale
+        std = np.sqrt(self._m2 / max(self.count, 1))
         return np.where(self.constant, 0.0, std)
 
 
 class TreatmentLearner:
     """What the data step learns about each feature column while it streams the channels."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int | list[int] = 0) -> None:
         self._seed = seed
         self.rows = 0
 
@@ -101,17 +133,96 @@ class TreatmentLearner:
         self.levels: list[set[float] | None] = [set() for _ in range(d)]
         self.raw = _Moments(d)
         self.logged = _Moments(d)
-        self._capacity = max(1000, min(MAX_SAMPLE_ROWS, SAMPLE_VALUES // max(d, 1)))
-        self.sample = np.empty((0, d))
+        self._capacity = sample_capacity(d)
+        self._rows = np.empty((0, d))
+        self._keys = np.empty(0)
+        # It keeps the capacity + 1 smallest keys, so that it can count up to the capacity below any threshold up to
+        # the largest it keeps (sample_threshold); once it has dropped rows, no smaller key than this bar was dropped.
+        self._keep = self._capacity + 1
+        self._bar = np.inf
+        self._sorted = True
         self._sampled = 0
         self._rng = np.random.default_rng(self._seed)
 
-    def add_text(self, text: bytes, *, train: bool) -> None:
-        """Channel text (header-less rows of plain numbers), as the data step writes it."""
-        if text:
-            self.add(parse_rows(text, text[: text.index(b"\n")].count(b",") + 1), train=train)
+    def state(self) -> dict | None:
+        """What this learner saw, JSON-ready, but its sample (see ``keyed_sample``); None if it saw no rows.
+        ``sampleFrom`` and ``sampleCounts``: how many of its sampled rows have a key below each threshold of
+        SAMPLE_GRID, from the first it can count (a full sample counts only below its largest key)."""
+        if not self.rows:
+            return None
+        keys, _ = self.keyed_sample()
+        first = 0 if self._sampled <= self._keep else int(np.searchsorted(-SAMPLE_GRID, -keys[-1]))
+        counts = np.searchsorted(keys, SAMPLE_GRID[first:])
+        return {
+            "rows": self.rows,
+            "minimum": self.minimum.tolist(),
+            "integral": self.integral.tolist(),
+            "levels": [sorted(seen) if seen is not None else None for seen in self.levels],
+            "raw": self.raw.state(),
+            "logged": self.logged.state(),
+            "sampled": self._sampled,
+            "sampleFrom": first,
+            "sampleCounts": counts[: int(np.count_nonzero(counts)) + 1].tolist(),
+        }
 
-    def add(self, rows: np.ndarray, *, train: bool) -> None:
+    @property
+    def sample(self) -> np.ndarray:
+        """The training rows with the smallest keys, at most the capacity, by key: a uniform sample."""
+        if not self.rows:
+            return np.empty((0, 0))
+        return self.keyed_sample()[1][: self._capacity]
+
+    def keyed_sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, rows) of the rows it keeps, by key: the training rows with the smallest keys, at most the
+        capacity + 1."""
+        if not self._sorted:
+            self._compact()
+            order = np.argsort(self._keys, kind="stable")
+            self._keys, self._rows, self._sorted = self._keys[order], self._rows[order], True
+        return self._keys, self._rows
+
+    def _compact(self) -> None:
+        if len(self._keys) > self._keep:
+            kept = np.argpartition(self._keys, self._keep - 1)[: self._keep]
+            self._keys, self._rows = self._keys[kept], self._rows[kept]
+            self._bar = float(self._keys.max())
+
+    @classmethod
+    def merged(cls, states: list[dict], samples: list[tuple[np.ndarray, np.ndarray]], dim: int) -> TreatmentLearner:
+        """One learner from parts' states (in file order) and the rows of their samples below the merged sample's
+        threshold (``sample_threshold``), as (keys, rows): the sample is theirs by key, as one learner that saw
+        every part's rows with the same keys would hold it."""
+        learner = cls()
+        learner._start(dim)
+        for state in states:
+            learner.rows += int(state["rows"])
+            learner.minimum = np.minimum(learner.minimum, np.asarray(state["minimum"], dtype=np.float64))
+            learner.integral &= np.asarray(state["integral"], dtype=bool)
+            for j, seen in enumerate(state["levels"]):
+                mine = learner.levels[j]
+                if mine is None or seen is None:
+                    learner.levels[j] = None
+                    continue
+                mine.update(seen)
+                if len(mine) > MAX_CATEGORY_LEVELS:
+                    learner.levels[j] = None
+            learner.raw.merge(_Moments.from_state(state["raw"]))
+            learner.logged.merge(_Moments.from_state(state["logged"]))
+            learner._sampled += int(state["sampled"])
+        drawn = [(keys, rows) for keys, rows in samples if len(keys)]
+        if drawn:
+            keys = np.concatenate([k for k, _ in drawn])
+            order = np.argsort(keys, kind="stable")
+            learner._keys, learner._rows = keys[order], np.concatenate([r for _, r in drawn])[order]
+        return learner
+
+    def add_text(self, text: bytes, *, train: bool, keys: np.ndarray | None = None) -> None:
+        """Channel text (header-less rows of plain numbers), as the data step writes it; ``keys``: the training
+        rows' sample keys (drawn here when not given)."""
+        if text:
+            self.add(parse_rows(text, text[: text.index(b"\n")].count(b",") + 1), train=train, keys=keys)
+
+    def add(self, rows: np.ndarray, *, train: bool, keys: np.ndarray | None = None) -> None:
         if not len(rows):
             return
         if not self.rows:
@@ -128,22 +239,20 @@ class TreatmentLearner:
         if train:
             self.raw.add(rows)
             self.logged.add(np.log1p(np.maximum(rows, 0.0)))
-            self._reservoir(rows)
+            self._take(rows, self._rng.random(len(rows)) if keys is None else keys)
 
-    def _reservoir(self, rows: np.ndarray) -> None:
-        """Algorithm R, a block at a time: every training row has the same chance to be in the sample."""
-        room = self._capacity - len(self.sample)
-        if room > 0:
-            self.sample = np.concatenate([self.sample, rows[:room]])
-            self._sampled += min(room, len(rows))
-            rows = rows[room:]
-        if not len(rows):
-            return
-        seen = self._sampled + np.arange(1, len(rows) + 1)
-        slots = (self._rng.random(len(rows)) * seen).astype(np.int64)
-        keep = slots < self._capacity
-        self.sample[slots[keep]] = rows[keep]  # a later row taking the same slot wins, as in the sequential form
+    def _take(self, rows: np.ndarray, keys: np.ndarray) -> None:
+        """Keep the rows whose keys may be among the capacity smallest (bottom-k sampling: every training row
+        has the same chance to be in the sample, and the sample of several parts is the parts' samples merged)."""
         self._sampled += len(rows)
+        below = keys < self._bar
+        if not below.all():
+            rows, keys = rows[below], keys[below]
+        self._rows = np.concatenate([self._rows, rows])
+        self._keys = np.concatenate([self._keys, keys])
+        self._sorted = False
+        if len(self._keys) >= 2 * self._keep:
+            self._compact()
 
     def decide(
         self, columns: list[str], requested: dict[str, TreatmentKind], standardize: bool | None
@@ -229,6 +338,41 @@ class TreatmentLearner:
 # ------------------------------------------------------------------------------------------------------------
 # Applying a treatment
 # ------------------------------------------------------------------------------------------------------------
+
+
+# The thresholds a merged sample's keys are cut at: 64 per halving, from 1 (every row) down to 2**-40.
+SAMPLE_GRID = 2.0 ** (-np.arange(64 * 40 + 1) / 64)
+
+
+def sample_threshold(states: list[dict], capacity: int) -> int:
+    """The index in SAMPLE_GRID of the largest threshold below which the parts (their learners' states) hold at
+    most ``capacity`` sampled rows together: the merged sample is every training row with a key below it, the
+    same rows whatever the parts (each part counts its own, and a part holding too many below a threshold cannot
+    take part in it). The last threshold if none is small enough."""
+    for j in range(max((int(state["sampleFrom"]) for state in states), default=0), len(SAMPLE_GRID)):
+        total = 0
+        for state in states:
+            first, counts = int(state["sampleFrom"]), state["sampleCounts"]
+            if j < first:
+                break
+            total += counts[j - first] if j - first < len(counts) else 0
+        else:
+            if total <= capacity:
+                return j
+    return len(SAMPLE_GRID) - 1
+
+
+def sample_rows_below(state: dict, threshold: int) -> int:
+    """How many of a part's sampled rows (by key) have a key below the threshold SAMPLE_GRID[threshold]."""
+    first, counts = int(state["sampleFrom"]), state["sampleCounts"]
+    if threshold < first:  # not reached by sample_threshold: it needs every part's count
+        raise ValueError(f"a part counts its sample below threshold {first} onwards, not {threshold}")
+    return counts[threshold - first] if threshold - first < len(counts) else 0
+
+
+def sample_capacity(dim: int) -> int:
+    """Rows one reservoir holds for rows of ``dim`` values."""
+    return max(1000, min(MAX_SAMPLE_ROWS, SAMPLE_VALUES // max(dim, 1)))
 
 
 def _scale(column: ColumnTreatment) -> tuple[float, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from pydantic import Field
@@ -13,11 +14,25 @@ TreatmentKind = Literal["auto", "numeric", "log", "category"]
 
 
 class SourceObject(CamelModel):
+    """The raw input: one object, or (``parts`` above 1) every object under a prefix, its ETag then a digest of
+    theirs and its size their sum."""
+
     bucket: str
     key: str
     version_id: str | None = None
     etag: str
     size: int
+    parts: int = 1
+
+
+def combined_source(parts: list[SourceObject], bucket: str, key: str) -> SourceObject:
+    """The input as one SourceObject: the object itself, or a prefix's parts as one (their ETags digested)."""
+    if len(parts) == 1 and not key.endswith("/"):
+        return parts[0]
+    digest = hashlib.sha256("".join(f"{p.key}\n{p.etag}\n" for p in parts).encode()).hexdigest()
+    return SourceObject(
+        bucket=bucket, key=key, etag=f"parts-{digest[:32]}", size=sum(p.size for p in parts), parts=len(parts)
+    )
 
 
 class ColumnTreatment(CamelModel):

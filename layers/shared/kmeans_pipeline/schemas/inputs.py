@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.schemas.base import CamelModel, describe_errors
 from kmeans_pipeline.schemas.dataset import Dataset
+from kmeans_pipeline.schemas.ranges import RangeItem, TreatItem
 from kmeans_pipeline.schemas.results import (
     BestTrainingJob,
     DeploymentAction,
@@ -21,6 +22,7 @@ from kmeans_pipeline.schemas.results import (
     VersionEvent,
 )
 from kmeans_pipeline.schemas.run import RunConfig
+from kmeans_pipeline.schemas.scores import ScoreItem, ScorePlan
 
 
 class StepInput(CamelModel):
@@ -71,8 +73,28 @@ class RunStepInput(StepInput):
     config: RunConfig
 
 
-class PrepareDataInput(RunStepInput):
-    """Prepare training data."""
+class PlanDataInput(RunStepInput):
+    """Plan the data ranges."""
+
+
+class SplitRangeInput(RunStepInput):
+    """Split a range (a child of the Distributed Maps "Split the ranges" and "Read ranges again")."""
+
+    range: RangeItem
+
+
+class MergeRangesInput(RunStepInput):
+    """Merge the ranges."""
+
+
+class TreatRangeInput(RunStepInput):
+    """Treat a range (a child of the Distributed Map "Write the treated features")."""
+
+    item: TreatItem
+
+
+class FinishDatasetInput(RunStepInput):
+    """Finish the dataset."""
 
 
 class StartTuningInput(RunStepInput):
@@ -167,3 +189,22 @@ class RecordVersionInput(RunStepInput):
     reason: str | None = None
     execution_id: str | None = None
     endpoint_config_name: str | None = None
+
+
+class PlanScoresInput(StepInput):
+    """Plan the scoring ranges: the scoring state machine's input, an S3 "Object Created" event from EventBridge
+    (``detail``) or, started by hand, ``{"scoreKey": "score/<file>.csv"}``."""
+
+    input: Any = None
+
+
+class ScoreRangeInput(StepInput):
+    """Score a range (a child of the Distributed Maps "Score the ranges" and "Score ranges again")."""
+
+    item: ScoreItem
+
+
+class FinishScoresInput(StepInput):
+    """Summarize the scores."""
+
+    plan: ScorePlan

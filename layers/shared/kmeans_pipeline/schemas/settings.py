@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import TagTypeDef
 
 
+# Limits of the data step's design (docs/benchmarks.md, "Data at any size"): a range must be read within a
+# worker's 15 minutes at the slowest measured rate with a margin, and the input is at most S3's largest object.
+MAX_RANGE_KILOBYTES = 2048 << 10
+MAX_INPUT_MEGABYTES = 5 * 1024 * 1024
+# The data step's unit: it splits the rows that start in each window of this many bytes of an object together
+# (data.splitter.WindowSplitter), and its ranges are whole windows.
+WINDOW_BYTES = 256 << 10
+
+
 class StackSettings(BaseModel):
     """Environment variables every step function gets from `template.yaml` Globals."""
 
@@ -36,8 +45,11 @@ class StackSettings(BaseModel):
     max_training_jobs: int = Field(default=10, ge=1, le=500)
     max_parallel_training_jobs: int = Field(default=2, ge=1, le=100)
     feature_columns: tuple[str, ...] = ()
-    # Bounds one data step's work (it streams, so memory is not the limit; its 15 minutes are).
-    max_input_megabytes: int = Field(default=8192, ge=1, le=51200)
+    # The largest input a run accepts (the data step's workers each read one range of it).
+    max_input_megabytes: int = Field(default=51200, ge=1, le=MAX_INPUT_MEGABYTES)
+    # The data step cuts its input into ranges of about this size (in KiB, rounded down to whole windows), one
+    # worker each.
+    range_kilobytes: int = Field(default=256 << 10, ge=WINDOW_BYTES >> 10, le=MAX_RANGE_KILOBYTES)
     # Training instances per training job; above 1 the training channel is read ShardedByS3Key.
     training_instance_count: int = Field(default=1, ge=1, le=100)
     # The channels are written as objects of about this size.
@@ -55,6 +67,11 @@ class StackSettings(BaseModel):
     resource_tags: dict[str, str] = Field(default_factory=dict)
     # The DynamoDB table of the deploy lease (one execution at a time deploys; aws/lease.py).
     deploy_lease_table: str = ""
+
+    @property
+    def range_bytes(self) -> int:
+        """RangeKilobytes in bytes, rounded down to whole windows."""
+        return (self.range_kilobytes << 10) // WINDOW_BYTES * WINDOW_BYTES
 
     @field_validator("feature_columns", mode="before")
     @classmethod

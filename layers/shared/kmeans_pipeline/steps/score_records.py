@@ -34,29 +34,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kmeans_pipeline.aws.clients import error_code
 from kmeans_pipeline.aws.scored import put_scored, scored_key, scored_lines
-from kmeans_pipeline.aws.serving import (
-    batches,
-    invoke_endpoint,
-    model_of_config,
-    parse_answer,
-    report_key,
-    serving_config,
-    serving_report,
-)
-from kmeans_pipeline.data.exact import parse_float
-from kmeans_pipeline.data.treatment import encode, negative_log_values
+from kmeans_pipeline.aws.scoring import Ragged, ServingUnavailable, ServingView, encode_records, score_features
+from kmeans_pipeline.aws.scoring import serving_view as _serving_view
+from kmeans_pipeline.aws.serving import invoke_endpoint
 from kmeans_pipeline.errors import (
-    DataValidationError,
     EndpointAnswerError,
     PipelineError,
     SageMakerRequestError,
     SageMakerThrottlingError,
     SageMakerUnavailableError,
 )
-from kmeans_pipeline.model.explain import Explainer
-from kmeans_pipeline.model.scoring import anomaly_score, refer
-from kmeans_pipeline.schemas.dataset import FeatureTreatment
-from kmeans_pipeline.schemas.report import EvaluationReport, ReportError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -76,77 +63,18 @@ class RequestError(PipelineError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class ServingView:
-    """What scoring needs of the model an endpoint config serves."""
-
-    endpoint_config: str
-    model_name: str
-    report_uri: str | None
-    treatment: FeatureTreatment
-    thresholds: list[float | None]
-    overall: float | None
-    k: int
-    # Clusters whose records are scored against the nearest other one, and the model's centroids to find it.
-    small: list[int]
-    centroids: np.ndarray | None
-    explainer: Explainer
-
-
-# Reports by (bucket, endpoint config): a config names one run's model, so its report never changes.
-_REPORTS: dict[tuple[str, str], ServingView] = {}
-
-
 def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client) -> ServingView:
-    """The serving model's treatment and thresholds. DescribeEndpoint on every request, so that a new deployment
-    is used as soon as it serves; the report is read once per endpoint config."""
-    config_name = serving_config(sagemaker, endpoint)
-    if config_name is None:
-        raise RequestError(503, f"Endpoint {endpoint} serves no model yet: run the pipeline first")
-    key = (bucket, config_name)
-    if key not in _REPORTS:
-        serving = model_of_config(sagemaker, config_name)
-        try:
-            report = serving_report(s3, bucket, serving["modelName"])
-        except ReportError as exc:
-            raise RequestError(503, f"The serving model {serving['modelName']} cannot be used: {exc}") from None
-        _REPORTS[key] = _view(serving, report, bucket)
-    return _REPORTS[key]
-
-
-def _view(serving: dict, report: EvaluationReport | None, bucket: str) -> ServingView:
-    if report is None:
-        raise RequestError(
-            503,
-            f"The serving model {serving['modelName']} has no evaluation report, so its "
-            "features and thresholds are unknown: deploy a model trained by this pipeline",
-        )
-    small = report.small_clusters.clusters
-    return ServingView(
-        endpoint_config=serving["endpointConfigName"],
-        model_name=serving["modelName"],
-        report_uri=f"s3://{bucket}/{report_key(serving['modelName'])}",
-        treatment=report.treatment,
-        thresholds=report.thresholds.per_cluster,
-        overall=report.thresholds.overall,
-        k=report.k,
-        small=small,
-        centroids=np.asarray(report.model_centroids, dtype=np.float32) if small else None,
-        explainer=Explainer(report),
-    )
+    """The serving model's treatment, thresholds and explainer (:func:`kmeans_pipeline.aws.scoring.serving_view`);
+    503 when the endpoint serves no model this pipeline can score with."""
+    try:
+        return _serving_view(endpoint, bucket, sagemaker, s3)
+    except ServingUnavailable as exc:
+        raise RequestError(503, str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Records in
 # ------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Ragged:
-    """A CSV record whose field count is not the header's."""
-
-    fields: int
-    header: int
 
 
 def records_from_csv(text: str) -> list[Any]:
@@ -161,7 +89,7 @@ def records_from_csv(text: str) -> list[Any]:
         for row in rows:
             if not row or all(not cell.strip() for cell in row):
                 continue
-            records.append(dict(zip(names, row)) if len(row) == len(names) else _Ragged(len(row), len(names)))
+            records.append(dict(zip(names, row)) if len(row) == len(names) else Ragged(len(row), len(names)))
     except csv.Error as exc:
         raise RequestError(400, f"the CSV cannot be read: line {rows.line_num}: {exc}") from None
     return records
@@ -177,78 +105,6 @@ def records_from_json(text: str) -> list[Any]:
     if not isinstance(records, list):
         raise RequestError(400, 'expected {"records": [{"column": value, ...}, ...]} or a JSON list of records')
     return records
-
-
-def _value(record: Any, column: str, number: int) -> float:
-    if isinstance(record, _Ragged):
-        raise DataValidationError(f"record {number}: {record.fields} fields, but the header has {record.header}")
-    if not isinstance(record, dict):
-        raise DataValidationError(f"record {number} is not an object of column values")
-    if column not in record or record[column] is None:
-        raise DataValidationError(f"record {number}: field {column} is missing")
-    value = record[column]
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise DataValidationError(f"record {number}, field {column}: {json.dumps(value)[:40]} is not a number")
-    if isinstance(value, str):
-        try:  # the data step's own rules for what is a number
-            return parse_float(value, number, column)
-        except DataValidationError as exc:
-            raise DataValidationError(
-                str(exc).replace(f"line {number}, column ", f"record {number}, field ", 1)
-            ) from None
-    if not math.isfinite(value):
-        raise DataValidationError(f"record {number}, field {column}: {value} is not a finite number")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """The good records of a request: raw values (column order), model features, unseen levels, their indexes."""
-
-    raw: np.ndarray
-    Z: np.ndarray
-    unseen: np.ndarray
-    good: list[int]
-    errors: dict[int, str]
-    warnings: dict[int, list[str]]
-
-
-def encode_records(
-    records: list[Any], treatment: FeatureTreatment
-) -> tuple[np.ndarray, list[int], dict[int, str], dict[int, list[str]]]:
-    """(model features of the good records, their indexes, errors by index, warnings by index)."""
-    encoded = encode_request(records, treatment)
-    return encoded.Z, encoded.good, encoded.errors, encoded.warnings
-
-
-def encode_request(records: list[Any], treatment: FeatureTreatment) -> Encoded:
-    """Each record's feature columns read (errors by index for those that cannot be), treated and encoded."""
-    columns = treatment.input_columns
-    good, rows, errors = [], [], {}
-    for i, record in enumerate(records):
-        try:
-            rows.append([_value(record, column, i) for column in columns])
-            good.append(i)
-        except DataValidationError as exc:
-            errors[i] = str(exc)
-    X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
-    negative = negative_log_values(treatment, X)
-    keep = np.asarray(~negative.any(1), dtype=bool)
-    for r in np.flatnonzero(~keep):
-        j = int(np.flatnonzero(negative[r])[0])
-        errors[good[r]] = (
-            f"record {good[r]}, field {columns[j]}: {X[r, j]:g} is negative, and the model takes "
-            f"log1p({columns[j]}), which needs values >= 0"
-        )
-    good = [g for g, k in zip(good, keep.tolist()) if k]
-    Z, unseen = encode(treatment, X[keep])
-    warnings: dict[int, list[str]] = {}
-    for r, j in zip(*np.nonzero(unseen)):
-        warnings.setdefault(good[r], []).append(
-            f"field {columns[j]}: level {X[keep][r, j]:g} was not seen in training (levels "
-            f"{', '.join(f'{v:g}' for v in treatment.columns[j].levels or [])}); scored with none of them set"
-        )
-    return Encoded(X[keep], Z, unseen, good, errors, warnings)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -268,7 +124,7 @@ def invoke(runtime: SageMakerRuntimeClient, endpoint: str, body: bytes) -> bytes
 
 
 @dataclass(frozen=True)
-class Scored:
+class Answer:
     """A request's records scored: the answer's body, and what is kept for drift checks."""
 
     body: dict
@@ -280,31 +136,18 @@ def score_with_endpoint(records: list[Any], view: ServingView, endpoint: str, ru
     return score_request(records, view, endpoint, runtime).body
 
 
-def score_request(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> Scored:
+def score_request(records: list[Any], view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient) -> Answer:
     if len(records) > MAX_RECORDS:
         raise RequestError(413, f"{len(records):,} records in one request; send at most {MAX_RECORDS:,}")
-    encoded = encode_request(records, view.treatment)
-    Z, good, errors, warnings = encoded.Z, encoded.good, encoded.errors, encoded.warnings
-    closest = np.empty(len(good), dtype=np.int64)
-    distance = np.empty(len(good), dtype=np.float64)
-    pieces = batches(Z.astype(np.float32))
-    for number, (start, body) in enumerate(pieces, 1):
-        end = pieces[number][0] if number < len(pieces) else len(good)
-        try:
-            closest[start:end], distance[start:end] = parse_answer(
-                invoke(runtime, endpoint, body), end - start, view.k, f"request {number} of {len(pieces)}"
-            )
-        except EndpointAnswerError as exc:
-            raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
-    reference, referred = refer(Z, closest, distance, view.centroids, view.small)
-    scores = anomaly_score(reference, referred, view.thresholds, view.overall)
-    flagged = np.flatnonzero(scores > 1)
-    explanations = dict(
-        zip(
-            flagged.tolist(),
-            view.explainer.explain_many(encoded.raw[flagged], Z[flagged], encoded.unseen[flagged], reference[flagged]),
-        )
-    )
+    encoded = encode_records(records, view.treatment)
+    good, errors, warnings = encoded.good, encoded.errors, encoded.warnings
+    try:
+        scored = score_features(encoded.Z, view, endpoint, runtime, invoke)
+    except EndpointAnswerError as exc:
+        raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
+    closest, distance, scores = scored.closest, scored.distance, scored.scores
+    reference, referred = scored.reference, scored.referred
+    explanations = scored.explanations(view, encoded)
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
     for r, i in enumerate(good):
         result: dict[str, Any] = {
@@ -332,13 +175,13 @@ def score_request(records: list[Any], view: ServingView, endpoint: str, runtime:
         "features": view.treatment.input_columns,
         "records": len(records),
         "scored": len(good),
-        "anomalies": int(len(flagged)),
+        "anomalies": int((scores > 1).sum()),
         "unseenLevels": len(warnings),
         "errors": len(errors),
         "results": results,
     }
     lines = scored_lines(view.treatment.input_columns, encoded.raw, reference, np.asarray(referred), scores)
-    return Scored(answer, lines)
+    return Answer(answer, lines)
 
 
 # ------------------------------------------------------------------------------------------------------------

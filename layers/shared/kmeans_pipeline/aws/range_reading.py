@@ -1,0 +1,98 @@
+"""One byte range of a raw CSV object in S3, read as a Distributed Map worker reads it: moved to line starts, whole
+lines, both quote-state readings followed as it goes, and the record open at its end read on to its end
+(:mod:`kmeans_pipeline.data.ranges` says why). The data step's split and batch scoring read their ranges this way,
+so that the reduce after either map can compose the readings (:func:`kmeans_pipeline.data.ranges.resolve`)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from kmeans_pipeline.aws.s3 import ranged_chunks
+from kmeans_pipeline.data.blocks import BLOCK_BYTES, LineTooLong, RowBlock, by_window, line_blocks, row_blocks
+from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun
+from kmeans_pipeline.schemas.dataset import SourceObject
+
+# Past its end a range reads on in small GETs (to the end of its last line, or of a record open there).
+TAIL_BYTES = 64 << 10
+
+
+class RangeReading:
+    """A range's bytes ``[start, end)`` (from ``again_from``, a true row start, when read again) as whole lines,
+    from its first row start to its aligned end, then (when a quoted field is open there) on to the end of that
+    record; counting lines and following both quote readings as it goes."""
+
+    def __init__(self, s3: Any, source: SourceObject, start: int, end: int, again_from: int | None = None) -> None:
+        self.end = end
+        self.start = again_from if again_from is not None else start
+        self.origin = max(self.start - 1, 0)
+        near = min(max(end, self.origin) + TAIL_BYTES, source.size)
+        self._chunks = itertools.chain(
+            ranged_chunks(s3, source, start=self.origin, stop=near),
+            ranged_chunks(s3, source, start=near, range_bytes=TAIL_BYTES, in_flight=1),
+        )
+        self.bounds: list[Bounds] = []
+        self.begun: list[int] = []  # where its first row starts, once known
+        self.following: Iterator[bytes] | None = None  # its pieces, once read
+        self._rest: list[bytes] = []
+        self.tracker = QuoteTracker()
+        self.lines = 0
+        self.overrun = 0
+        self.draining = False
+
+    def pieces(self) -> Iterator[bytes]:
+        body = aligned_pieces(self._chunks, self.origin, self.start, self.end, self.bounds, self._rest, self.begun)
+        try:
+            for piece in line_blocks(body):
+                self.tracker.see(piece)
+                self.lines += piece.count(b"\n")
+                yield piece
+        except LineTooLong:
+            self.tracker.complete = False  # its quote states past here are unknown; the line is the problem
+            raise
+        if self.tracker.inside and not self.draining:  # the last record runs on past the range: read it to its end
+            tail, _ = overrun(itertools.chain(self._rest, self._chunks))
+            self.overrun = len(tail)
+            self.lines += tail.count(b"\n")
+            yield tail
+
+    def blocks(self, window_bytes: int | None = None) -> Iterator[RowBlock]:
+        """Its rows in blocks (lines numbered from 1, its first), each within one window of the object when
+        ``window_bytes`` is given (offsets in the object)."""
+        self.following = self.pieces()
+        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1):
+            if window_bytes is None:
+                yield block
+            else:
+                yield from by_window(block, window_bytes, self.begun[0])
+
+    def drain(self) -> None:
+        """After a problem: follow the quote states to the range's end all the same (the reduce needs them)."""
+        if self.following is None:
+            return
+        self.draining = True
+        try:
+            for _ in self.following:
+                pass
+        except LineTooLong:
+            pass
+
+    @property
+    def aligned(self) -> Bounds:
+        return self.bounds[0] if self.bounds else Bounds(self.start, self.start)
+
+    def result_fields(self) -> dict[str, Any]:
+        """Where its rows start and end and both readings of its quote states, as RangeResult holds them."""
+        aligned, tracker = self.aligned, self.tracker
+        return {
+            "start": aligned.start,
+            "end": aligned.end + self.overrun,
+            "aligned_end": aligned.end,
+            "line_base": 1,
+            "lines": self.lines,
+            "ends_inside": tracker.inside,
+            "ends_inside_if_inside": tracker.inside_if_inside,
+            "record_if_inside": None if tracker.record_if_inside is None else aligned.start + tracker.record_if_inside,
+            "complete": tracker.complete,
+        }

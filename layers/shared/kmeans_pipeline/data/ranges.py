@@ -1,0 +1,229 @@
+"""The raw CSV cut into byte ranges that workers read on their own, and what ties their readings back into one.
+
+A range is a span of an object's bytes; the worker that reads it moves both its ends to line starts (the byte
+after the first line feed at or after the end's byte - 1; the object's first range starts after the header), so
+neighbouring ranges meet exactly and no line is read twice (Hadoop's rule for text splits). Reading its lines
+the data step's way (:mod:`~kmeans_pipeline.data.blocks`) a worker assumes its first line starts a row.
+
+A line start can still fall inside a quoted field that holds a line break. A CSV lexer is a small automaton, and
+at a line start it is in one of two states: outside quotes (a row starts there) or inside a quoted field. So each
+worker also reports, for both states it could have started in, the state its range ends in and (for "inside")
+where the first row starts (:class:`QuoteTracker`). Composing them from the object's start (outside) gives every
+range's true starting state (:func:`resolve`): a range read under the wrong assumption is read again from its
+first true row start, and the range before it, whose last record runs on past its end, reads that record to
+its end (``overrun``). Nothing is accepted on an assumption that did not hold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kmeans_pipeline.data.blocks import MAX_RECORD_BYTES, quote_states
+
+_LF = ord("\n")
+
+
+def ends_of(piece: bytes, inside: bool) -> tuple[bool, int | None]:
+    """Reading whole lines (``piece`` ends with a line feed) that start inside a quoted field or not: whether the
+    state after them is inside one, and (starting inside) the offset of the first row start, if any."""
+    if b'"' not in piece:
+        return inside, (None if inside else 0)
+    if not inside:
+        runs = quote_states(piece)
+        return bool(runs.inside[-1]), 0
+    # A field open at the start reads as if one more quote opened it: a run of n quotes inside a field toggles
+    # the state as a run of n + 1 at a field's start does (both close it when n is odd).
+    buffer = b'"' + piece
+    runs = quote_states(buffer)
+    a = np.frombuffer(buffer, dtype=np.uint8)
+    newlines = np.flatnonzero(a == _LF)
+    run = np.searchsorted(runs.starts, newlines) - 1  # the prepended quote is run 0: every newline has a run
+    outside = newlines[~runs.inside[run]]
+    return bool(runs.inside[-1]), (int(outside[0]) if len(outside) else None)
+
+
+class QuoteTracker:
+    """Both readings of a range at once, piece by piece: started outside quotes and started inside a quoted field.
+
+    ``inside`` / ``inside_if_inside``: the state after the pieces seen, under each start; ``record_if_inside``:
+    where the first row starts under the second (an offset from the range's start; None while there is none).
+    """
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.inside_if_inside = True
+        self.record_if_inside: int | None = None
+        self.offset = 0
+        self.complete = True
+
+    def see(self, piece: bytes) -> None:
+        if self.inside == self.inside_if_inside:  # once both readings are in one state, they read alike
+            self.inside, _ = ends_of(piece, self.inside)
+            self.inside_if_inside = self.inside
+        else:
+            self.inside, _ = ends_of(piece, self.inside)
+            self.inside_if_inside, first = ends_of(piece, self.inside_if_inside)
+            if self.record_if_inside is None and first is not None:
+                self.record_if_inside = self.offset + first
+        self.offset += len(piece)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Where a worker's range begins and ends once moved to line starts (absolute offsets in the object)."""
+
+    start: int
+    end: int
+
+
+def aligned_pieces(
+    chunks: Iterable[bytes],
+    origin: int,
+    start: int,
+    end: int,
+    bounds: list[Bounds],
+    rest: list[bytes],
+    begun_at: list[int] | None = None,
+) -> Iterator[bytes]:
+    """The bytes of the range ``[start, end)`` moved to line starts, as they come: ``chunks`` are the object's
+    bytes from ``origin`` (``max(start - 1, 0)``) on. The aligned start is the byte after the first line feed at or
+    after ``start - 1`` (for the object's first range, the header's); the aligned end likewise for ``end``, or the
+    object's end. When the generator is exhausted, ``bounds`` holds the aligned range (empty, start == end, when
+    no line starts in the range) and ``rest`` the bytes read after it; ``begun_at`` gets the aligned start as soon as
+    it is known, before the first piece."""
+    position, begun, cut = origin, -1, max(start - 1, 0)
+    for chunk in chunks:
+        low = position
+        position += len(chunk)
+        if begun < 0:
+            at = chunk.find(b"\n", max(cut - low, 0))
+            if at < 0:
+                continue
+            begun = low + at + 1
+            if begun_at is not None:
+                begun_at.append(begun)
+            if begun >= end:
+                bounds.append(Bounds(begun, begun))
+                rest.append(chunk[at + 1 :])
+                return
+            chunk, low = chunk[at + 1 :], begun
+        at = chunk.find(b"\n", max(end - 1 - low, 0))
+        if at >= 0:
+            yield chunk[: at + 1]
+            bounds.append(Bounds(begun, low + at + 1))
+            rest.append(chunk[at + 1 :])
+            return
+        if chunk:
+            yield chunk
+    bounds.append(Bounds(position, position) if begun < 0 else Bounds(begun, position))
+
+
+def overrun(chunks: Iterable[bytes]) -> tuple[bytes, bool]:
+    """The rest of a record whose quoted field is open at a range's end: the bytes after the end up to and
+    including the line feed that ends it, and True; or, when the object ends first or the record runs on past
+    MAX_RECORD_BYTES, what was read (reading it names the problem) and False."""
+    taken = bytearray()
+    inside, scanned = True, 0
+    chunks = iter(chunks)
+    while True:
+        chunk = next(chunks, None)
+        if chunk is None:  # the object's end ends the last line, as line_blocks has it
+            if not taken or taken.endswith(b"\n"):
+                return bytes(taken), False
+            taken += b"\n"
+        else:
+            taken += chunk
+        last = taken.rfind(b"\n") + 1
+        if last > scanned:
+            inside, first = ends_of(bytes(taken[scanned:last]), inside)
+            if first is not None:
+                return bytes(taken[: scanned + first]), True
+            scanned = last
+        if chunk is None:
+            return bytes(taken), False
+        if len(taken) > MAX_RECORD_BYTES:
+            return bytes(taken), False
+
+
+_LINE = re.compile(r"^line (\d+)")
+
+
+def shift_line(message: str, lines_before: int) -> str:
+    """A worker's message about its own line n, about line n + ``lines_before`` of the object."""
+    return _LINE.sub(lambda m: f"line {int(m.group(1)) + lines_before}", message, count=1)
+
+
+def line_of(message: str) -> int | None:
+    found = _LINE.match(message)
+    return int(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One range as a worker read it (first pass, or read again from its true first row)."""
+
+    start: int  # where its rows start: its aligned start, or the first true row start when read again
+    end: int  # where its rows end: its aligned end, or past it when its last record ran on (overrun)
+    aligned_end: int
+    ends_inside: bool  # under its assumption (rows start at ``start``)
+    ends_inside_if_inside: bool
+    record_if_inside: int | None  # absolute
+    complete: bool  # its quote states were followed to its aligned end
+    error: bool
+
+
+def reading_of(result: Any) -> Reading:
+    """The reading a worker's result (the data step's or batch scoring's) reports."""
+    return Reading(
+        start=result.start,
+        end=result.end,
+        aligned_end=result.aligned_end,
+        ends_inside=result.ends_inside,
+        ends_inside_if_inside=result.ends_inside_if_inside,
+        record_if_inside=result.record_if_inside,
+        complete=result.complete,
+        error=result.error is not None,
+    )
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A range's true share of the object: its rows start at ``start``; ``again`` when the first reading
+    assumed wrong and the range must be read from ``start`` (None: nothing of it is left, a record of the range
+    before covers it all)."""
+
+    index: int
+    start: int | None
+    again: bool
+
+
+def resolve(readings: list[Reading], again: dict[int, Reading]) -> tuple[list[Piece], int | None]:
+    """Every range's true start, composed from the object's start (outside quotes), up to the first range whose
+    reading holds a problem that is really there: (pieces, the index of that range or None). ``again``: the
+    readings of ranges read again from their first true row start, by index; a piece with ``again`` set and no
+    such reading yet must be read again before its rows count."""
+    pieces: list[Piece] = []
+    inside = False
+    for index, reading in enumerate(readings):
+        if not inside:
+            pieces.append(Piece(index, reading.start, False))
+            if reading.error or not reading.complete:
+                return pieces, index
+            inside = reading.ends_inside
+            continue
+        pieces.append(Piece(index, reading.record_if_inside, True))
+        redone = again.get(index)
+        if redone is not None:
+            if redone.error or not redone.complete:
+                return pieces, index
+            inside = redone.ends_inside
+        elif not reading.complete:  # where it ends is known once it is read again
+            return pieces, index
+        else:
+            inside = reading.ends_inside_if_inside  # the range's true end, whatever its reading assumed
+    return pieces, None
