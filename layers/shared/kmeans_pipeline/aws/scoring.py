@@ -29,6 +29,7 @@ from kmeans_pipeline.aws.serving import (
     serving_config,
     serving_report,
 )
+from kmeans_pipeline.data.channels import FLOAT32_LIMIT, FLOAT32_MAX
 from kmeans_pipeline.data.exact import parse_float
 from kmeans_pipeline.data.treatment import encode, negative_log_values
 from kmeans_pipeline.errors import DataValidationError, PipelineError
@@ -140,6 +141,11 @@ def record_value(record: Any, column: str, number: int) -> float:
             ) from None
     if not math.isfinite(value):
         raise DataValidationError(f"record {number}, field {column}: {value} is not a finite number")
+    if not abs(value) < FLOAT32_LIMIT:  # the data step's rule: what SageMaker reads is float32
+        raise DataValidationError(
+            f"record {number}, field {column}: {value:g} is beyond float32's range (magnitudes up to {FLOAT32_MAX}), "
+            "the numbers SageMaker reads"
+        )
     return float(value)
 
 
@@ -176,14 +182,26 @@ def encode_records(records: list[Any], treatment: FeatureTreatment) -> Encoded:
             f"log1p({columns[j]}), which needs values >= 0"
         )
     good = [g for g, k in zip(good, keep.tolist()) if k]
-    Z, unseen = encode(treatment, X[keep])
+    raw = X[keep]
+    Z, unseen = encode(treatment, raw)
+    # A value its treatment takes beyond float32 (a z-score of a far value, with a tiny standard deviation) cannot be
+    # sent to the endpoint: that record's error names it, the others are scored.
+    beyond = ~(np.abs(Z) < FLOAT32_LIMIT)
+    for r in np.flatnonzero(beyond.any(1)):
+        feature = treatment.feature_names[int(np.flatnonzero(beyond[r])[0])]
+        errors[good[r]] = (
+            f"record {good[r]}: its feature {feature} is beyond float32's range once treated as the model was"
+        )
+    fine = ~beyond.any(1)
+    good = [g for g, k in zip(good, fine.tolist()) if k]
+    raw, Z, unseen = raw[fine], Z[fine], unseen[fine]
     warnings: dict[int, list[str]] = {}
     for r, j in zip(*np.nonzero(unseen)):
         warnings.setdefault(good[r], []).append(
-            f"field {columns[j]}: level {X[keep][r, j]:g} was not seen in training (levels "
+            f"field {columns[j]}: level {raw[r, j]:g} was not seen in training (levels "
             f"{', '.join(f'{v:g}' for v in treatment.columns[j].levels or [])}); scored with none of them set"
         )
-    return Encoded(X[keep], Z, unseen, good, errors, warnings)
+    return Encoded(raw, Z, unseen, good, errors, warnings)
 
 
 # ------------------------------------------------------------------------------------------------------------
