@@ -168,6 +168,7 @@ def test_a_value_its_treatment_takes_beyond_float32_is_named(settings):
     seed = next(s for s in range(100) if StratifiedSplitter(0.05, s).assign(41)[40])
     message = refused(settings, text, standardize=True, testFraction=0.05, seed=seed)
     assert message.startswith("line 42, column b: 1e+09 becomes 2e+39 once z-scored"), message
+    assert "standard deviation 5e-31" in message  # the named column's own statistics
     assert "beyond float32's range" in message
 
 

@@ -18,7 +18,7 @@ from kmeans_pipeline.data.channels import parse_rows
 from kmeans_pipeline.data.features import row_blocks_as_features
 from kmeans_pipeline.data.header import parse_header
 from kmeans_pipeline.data.treatment import TreatedOutOfRange, channel_text, first_out_of_range
-from kmeans_pipeline.schemas.dataset import Dataset, FeatureTreatment
+from kmeans_pipeline.schemas.dataset import ColumnTreatment, Dataset, FeatureTreatment
 from kmeans_pipeline.schemas.ranges import TreatItem, TreatResult
 from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
@@ -88,10 +88,6 @@ def _out_of_range(
 ) -> str:
     """The line and column of the range's first value that its treatment takes beyond float32's range, read
     again from the source (only on this error)."""
-    column = treatment.columns[found.column]
-    how = f"z-scored with mean {column.mean or 0.0:.6g} and standard deviation {column.std or 0.0:.3g}"
-    if column.kind == "log":
-        how = f"log1p, then {how}"
     header, _ = source_header(s3, item.source)
     layout = parse_header(header, config.feature_columns, None)
     if item.gzip:
@@ -108,9 +104,16 @@ def _out_of_range(
                 where = f"s3://{item.source.bucket}/{item.source.key}: " if item.named else ""
                 return where + (
                     f"line {int(lines[first.row]) + item.lines_before}, column {column.column}: {first.value:.9g} "
-                    f"becomes {first.treated:.3g} once {how}, beyond float32's range: the training rows' spread is "
+                    f"becomes {first.treated:.3g} once {_how(column)}, beyond float32's range: the training rows' spread is "
                     "too small for this value (treat the column as log, or leave it out)"
                 )
     finally:
         chunks.close()
-    return f"column {column.column}: {found.value:.9g} becomes {found.treated:.3g} once {how}"
+    column = treatment.columns[found.column]
+    return f"column {column.column}: {found.value:.9g} becomes {found.treated:.3g} once {_how(column)}"
+
+
+def _how(column: ColumnTreatment) -> str:
+    """What the treatment does to a column's values, as the message says it."""
+    how = f"z-scored with mean {column.mean or 0.0:.6g} and standard deviation {column.std or 0.0:.3g}"
+    return f"log1p, then {how}" if column.kind == "log" else how
