@@ -231,6 +231,33 @@ class Scored:
         return dict(zip(flagged.tolist(), found))
 
 
+def record_answers(view: ServingView, encoded: Encoded, scored: Scored) -> dict[int, dict[str, Any]]:
+    """What each scored record gets, by its index among the records: the scoring API's answer and batch scoring's
+    columns are both this. ``reference_cluster`` and ``distance_to_reference`` only for a record closest to a small
+    cluster (scored against the nearest other one); ``explanation`` and ``reasons`` only for a flagged record;
+    ``warnings`` only for one with a category level the model never saw."""
+    explanations = scored.explanations(view, encoded)
+    answers: dict[int, dict[str, Any]] = {}
+    for r, i in enumerate(encoded.good):
+        score = float(scored.scores[r])
+        answer: dict[str, Any] = {
+            "closest_cluster": int(scored.closest[r]),
+            "distance_to_cluster": float(scored.distance[r]),
+            "score": score if math.isfinite(score) else None,
+            "anomaly": bool(score > 1),
+        }
+        if scored.reference[r] != scored.closest[r]:
+            answer["reference_cluster"] = int(scored.reference[r])
+            answer["distance_to_reference"] = float(scored.referred[r])
+        if r in explanations:
+            answer["explanation"] = explanations[r].text
+            answer["reasons"] = [reason.to_json() for reason in explanations[r].reasons]
+        if i in encoded.warnings:
+            answer["warnings"] = encoded.warnings[i]
+        answers[i] = answer
+    return answers
+
+
 def score_features(
     Z: np.ndarray, view: ServingView, endpoint: str, runtime: SageMakerRuntimeClient, invoke: Any = invoke_endpoint
 ) -> Scored:
