@@ -31,16 +31,12 @@ def test_a_key_s3_would_not_delete_is_an_error_naming_it(settings):
     assert len(s3.calls) == 1  # a refusal is not tried again
 
 
-def test_a_transient_error_is_tried_again_for_its_keys_only(settings, monkeypatch):
-    monkeypatch.setattr("kmeans_pipeline.aws.objects.time.sleep", lambda seconds: None)
-    s3 = DeletingS3([{"Key": "scores/a/x/part-1.csv", "Code": "SlowDown", "Message": "slow"}])
-    BatchFiles(s3, settings, batch_root("a", "x")).delete(["scores/a/x/part-0.csv", "scores/a/x/part-1.csv"])
-    assert s3.calls == [["scores/a/x/part-0.csv", "scores/a/x/part-1.csv"], ["scores/a/x/part-1.csv"]]
-
-    s3 = DeletingS3(*[[{"Key": "scores/a/x/part-1.csv", "Code": "InternalError"}]] * 3)
-    with pytest.raises(ObjectsNotDeleted, match="1 of 1 object"):
-        BatchFiles(s3, settings, batch_root("a", "x")).delete(["scores/a/x/part-1.csv"])
-    assert len(s3.calls) == 3
+def test_every_batch_of_a_thousand_keys_is_checked(settings):
+    keys = [f"scores/a/x/part-{i:06d}.csv" for i in range(1500)]
+    s3 = DeletingS3([], [{"Key": keys[1200], "Code": "InternalError", "Message": "try again"}])
+    with pytest.raises(ObjectsNotDeleted, match=r"1 of 500 object\(s\) .*part-001200.csv: InternalError try again"):
+        BatchFiles(s3, settings, batch_root("a", "x")).delete(keys)
+    assert [len(call) for call in s3.calls] == [1000, 500]
 
 
 def test_nothing_outside_the_owners_prefix_is_deleted(settings):

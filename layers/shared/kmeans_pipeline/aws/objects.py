@@ -5,7 +5,6 @@ it."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,9 +15,6 @@ from kmeans_pipeline.schemas.settings import StackSettings
 
 # DeleteObjects takes at most 1,000 keys a request.
 DELETE_BATCH = 1000
-# A key DeleteObjects answers with one of these codes is tried again (after 0.2 s, then 0.4 s), then it is an error.
-DELETE_TRANSIENT = frozenset({"InternalError", "SlowDown", "ServiceUnavailable"})
-DELETE_ATTEMPTS = 3
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
@@ -91,19 +87,13 @@ class OwnedObjects:
             raise ValueError(f"{outside[0]} is not under {self.root}: {len(outside)} key(s) this prefix does not own")
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
-            for attempt in range(DELETE_ATTEMPTS):
-                answer = self.s3.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            answer = self.s3.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+            )
+            errors = answer.get("Errors") or []
+            if errors:  # HTTP 200 all the same: botocore retried nothing (a step never sleeps: the state machine may)
+                first = errors[0]
+                raise ObjectsNotDeleted(
+                    f"S3 did not delete {len(errors)} of {len(batch)} object(s) under s3://{self.bucket}/{self.root}: "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
                 )
-                errors = answer.get("Errors") or []
-                if not errors:
-                    break
-                transient = [e for e in errors if e.get("Code") in DELETE_TRANSIENT]
-                if len(transient) < len(errors) or attempt == DELETE_ATTEMPTS - 1:
-                    first = errors[0]
-                    raise ObjectsNotDeleted(
-                        f"S3 did not delete {len(errors)} of {len(batch)} object(s) under s3://{self.bucket}/"
-                        f"{self.root}: {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
-                    )
-                batch = [e["Key"] for e in transient]
-                time.sleep(0.2 * 2**attempt)
