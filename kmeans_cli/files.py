@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from kmeans_pipeline.aws.objects import read_body
 from kmeans_pipeline.aws.uris import split_s3_uri
 from kmeans_pipeline.model.artifact import read_centroids
 from kmeans_pipeline.schemas.report import MAX_REPORT_BYTES, EvaluationReport, ReportError, read_report
@@ -45,14 +46,11 @@ def load_report(source: str, clients: Clients) -> EvaluationReport:
         from botocore.exceptions import ClientError
 
         try:
-            body = clients.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            answer = clients.s3.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             raise ReportError(f"report {source} cannot be read ({code})") from None
-        try:
-            raw = body.read(MAX_REPORT_BYTES + 1)
-        finally:
-            body.close()
+        raw = read_body(answer, MAX_REPORT_BYTES + 1)
     else:
         with open(source, "rb") as fh:
             raw = fh.read(MAX_REPORT_BYTES + 1)

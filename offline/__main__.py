@@ -741,7 +741,13 @@ def score_a_batch(aws: OfflineAWS, csv_path: Path, stream: Any) -> None:
         file=stream,
     )
     clusters = ", ".join(f"{c['cluster']}: {c['flagged']:,}/{c['records']:,}" for c in done["clusters"])
-    print(f"  flagged/records per closest cluster: {clusters}", file=stream)
+    print(f"  flagged/records per cluster scored against: {clusters}", file=stream)
+    if done["referred"] or done["unseenLevels"]:
+        print(
+            f"  {done['referred']:,} closest to a small cluster, scored against the nearest other one; "
+            f"{done['unseenLevels']:,} with a category level the model never saw",
+            file=stream,
+        )
     print(f"  results: {done['output']}part-*.csv; summary: {done['summary']} (announced on the topic)", file=stream)
 
 

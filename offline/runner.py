@@ -26,7 +26,7 @@ import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from kmeans_pipeline.schemas.settings import function_environment_set
+from kmeans_pipeline.schemas.settings import function_caches_set, function_environment_set
 from offline import moto_patches
 from offline.stack import ACCOUNT_ID, Deployed, StackBuilder
 from offline.standin import Faults, SageMakerStandIn, Timing
@@ -254,6 +254,9 @@ class OfflineAWS:
         self._books = threading.Lock()  # guards the four records above (never held while a handler runs)
         self._handlers: dict[str, Callable] = {}  # function name -> its handler
         self._environments: dict[str, MappingProxyType] = {}  # function name -> its environment variables
+        # function name -> what it keeps between invocations (function_cache): its own, as its own process has in
+        # Lambda, so that one function's cache never spares another a call (and hides a permission it lacks).
+        self._caches: dict[str, dict[str, dict]] = {}
         self.builder: StackBuilder | None = None
         self._clients: dict[str, Any] = {}  # service -> the runner's own client (clients are thread-safe)
         self._clients_lock = threading.Lock()
@@ -377,7 +380,8 @@ class OfflineAWS:
             self.step_events.setdefault(logical_id, []).append(event)
         token = _INVOCATION.set(Invocation(function_name, logical_id))
         try:
-            with function_environment_set(self._environments[function_name]):
+            caches = self._caches.setdefault(function_name, {})
+            with function_environment_set(self._environments[function_name]), function_caches_set(caches):
                 result = self._handlers[function_name](
                     event, FakeLambdaContext(function_name, spec["memory"], spec["timeout"])
                 )

@@ -14,6 +14,6 @@ logger = Logger()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: LambdaContext) -> dict:
     step = PlanScoresInput.from_event(event)
-    plan = plan_scores(step.input, StackSettings.from_env(), client("s3"), client("sagemaker"))
+    plan = plan_scores(step.input, step.execution, StackSettings.from_env(), client("s3"), client("sagemaker"))
     logger.info("Batch planned", extra={"batch": plan.name, "ranges": plan.ranges, "model": plan.model})
     return plan.to_json()

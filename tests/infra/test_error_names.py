@@ -12,7 +12,8 @@ from pathlib import Path
 from kmeans_pipeline.errors import Failure, PipelineError, error_names, step_errors
 
 ROOT = Path(__file__).resolve().parents[2]
-ASL = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+# Both state machines: the pipeline's and batch scoring's.
+MACHINES = {path.name: json.loads(path.read_text()) for path in sorted((ROOT / "statemachine").glob("*.asl.json"))}
 LAYER = ROOT / "layers" / "shared" / "kmeans_pipeline"
 NAMES = set(error_names())
 # Errors of the platform, not of this project: Step Functions' (States.*) and Lambda's own (Lambda.*, Runtime.*,
@@ -22,8 +23,16 @@ PLATFORM = re.compile(r"^(States|Lambda|Runtime|Sandbox)\.\w+$")
 PASSED_THROUGH = {"tuningStatus", "endpoint", "verification", "failure"}
 
 
+def all_states() -> dict[str, dict]:
+    return {f"{machine}: {name}": state for machine, asl in MACHINES.items() for name, state in asl["States"].items()}
+
+
 def fail_states() -> dict[str, dict]:
-    return {name: state for name, state in ASL["States"].items() if state["Type"] == "Fail"}
+    return {name: state for name, state in all_states().items() if state["Type"] == "Fail"}
+
+
+def test_both_state_machines_are_held_to_the_list():
+    assert set(MACHINES) == {"pipeline.asl.json", "scoring.asl.json"}
 
 
 def test_the_list_has_no_name_twice_and_every_step_error_is_a_pipeline_error():
@@ -47,7 +56,7 @@ def test_every_name_a_fail_state_writes_is_in_the_list():
 
 def test_the_passed_through_errors_come_from_check_steps_results_and_catches():
     assigned: dict[str, set[str]] = {}
-    for name, state in ASL["States"].items():
+    for name, state in all_states().items():
         for variable in state.get("Assign", {}):
             assigned.setdefault(variable, set()).add(name)
         for catch in state.get("Catch", []):
@@ -60,7 +69,7 @@ def test_the_passed_through_errors_come_from_check_steps_results_and_catches():
 
 
 def test_every_name_a_retry_or_catch_matches_is_in_the_list_or_the_platforms():
-    for name, state in ASL["States"].items():
+    for name, state in all_states().items():
         for rule in state.get("Retry", []) + state.get("Catch", []):
             for error in rule["ErrorEquals"]:
                 assert error in NAMES or PLATFORM.match(error), f"{name} matches {error}, not in kmeans_pipeline.errors"
@@ -85,7 +94,7 @@ def test_step_results_name_their_errors_from_the_list_never_with_a_literal():
 
 def test_every_failure_is_used_by_a_step_or_written_by_the_state_machine():
     sources = "\n".join(path.read_text() for path in (LAYER / "steps").glob("*.py"))
-    asl = json.dumps(ASL)
+    asl = json.dumps(list(MACHINES.values()))
     for failure in Failure:
         assert f"Failure.{failure.name}" in sources or f"'{failure.value}'" in asl or f'"{failure.value}"' in asl, (
             f"{failure.value} is listed but nothing can fail with it"

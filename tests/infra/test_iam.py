@@ -261,6 +261,11 @@ def test_the_offline_runs_exercised_every_step(recorded):
         ("CheckEndpointFunction", "UpdateItem"),
         ("PlanScoresFunction", "DescribeEndpoint"),
         ("PlanScoresFunction", "PutObject"),
+        # The scoring API found the serving model first; each function still finds it itself, as in AWS.
+        ("PlanScoresFunction", "DescribeModel"),
+        ("PlanScoresFunction", "DescribeModelPackage"),
+        ("ScoreRangeFunction", "DescribeModel"),
+        ("ScoreRangeFunction", "DescribeModelPackage"),
         ("ScoreRangeFunction", "InvokeEndpoint"),
         ("ScoreRangeFunction", "PutObject"),
         ("FinishScoresFunction", "DeleteObjects"),

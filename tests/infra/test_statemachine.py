@@ -12,6 +12,9 @@ import pytest
 ASL_PATH = Path(__file__).resolve().parents[2] / "statemachine" / "pipeline.asl.json"
 ASL = json.loads(ASL_PATH.read_text())
 STATES = ASL["States"]
+SCORING = json.loads((ASL_PATH.parent / "scoring.asl.json").read_text())["States"]
+# The state each state machine ends in when a step fails: one rule for the error name and the cause.
+STEP_FAILURES = {"pipeline": STATES["A step failed"], "scoring": SCORING["Batch failed"]}
 LAMBDA_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -287,8 +290,14 @@ def test_fail_states_carry_a_dynamic_error_and_cause():
             assert state["Error"], name
 
 
-def test_step_failure_cause_names_the_step_and_quotes_the_error_message():
-    cause = jsonata.Jsonata(STATES["A step failed"]["Cause"][2:-2].strip())
+def test_both_state_machines_end_a_failed_step_by_the_same_rule():
+    pipeline, scoring = STEP_FAILURES["pipeline"], STEP_FAILURES["scoring"]
+    assert (pipeline["Error"], pipeline["Cause"]) == (scoring["Error"], scoring["Cause"])
+
+
+@pytest.mark.parametrize("machine", STEP_FAILURES)
+def test_step_failure_cause_names_the_step_and_quotes_the_error_message(machine):
+    cause = jsonata.Jsonata(STEP_FAILURES[machine]["Cause"][2:-2].strip())
     failure = {
         "step": "Merge the ranges",
         "error": "DataValidationError",
@@ -303,8 +312,9 @@ def test_step_failure_cause_names_the_step_and_quotes_the_error_message():
     assert cause.evaluate(None) == "Merge the ranges failed: Task timed out after 900.00 seconds"
 
 
-def test_step_functions_own_errors_become_a_legal_fail_error_with_the_name_in_the_cause():
-    state = STATES["A step failed"]
+@pytest.mark.parametrize("machine", STEP_FAILURES)
+def test_step_functions_own_errors_become_a_legal_fail_error_with_the_name_in_the_cause(machine):
+    state = STEP_FAILURES[machine]
     failure = {"step": "Check tuning job", "error": "States.Timeout", "cause": "Task timed out after 120 seconds"}
     error = jsonata.Jsonata(state["Error"][2:-2].strip())
     error.assign("failure", failure)
@@ -315,3 +325,15 @@ def test_step_functions_own_errors_become_a_legal_fail_error_with_the_name_in_th
     assert cause.evaluate(None) == "Check tuning job failed: States.Timeout: Task timed out after 120 seconds"
     failure["error"] = "DataValidationError"
     assert error.evaluate(None) == "DataValidationError"
+    # A Distributed Map's own failure (a child failed past the tolerated count) is a StepFailed too.
+    failure.update(error="States.ExceedToleratedFailureThreshold", cause="The specified tolerated failure threshold")
+    assert error.evaluate(None) == "StepFailed"
+
+
+def test_the_batchs_announcement_is_retried_and_a_lost_one_does_not_fail_a_scored_batch():
+    """As the pipeline's "Announce the decision": retried, and caught: the parts and the summary are in S3."""
+    announce, pipelines = SCORING["Announce the scores"], STATES["Announce the decision"]
+    assert announce["Retry"] == pipelines["Retry"]
+    assert [(c["ErrorEquals"], c["Next"]) for c in announce["Catch"]] == [(["States.ALL"], "Batch scored")]
+    assert announce["Catch"][0]["Output"] == announce["Output"] == "{% $merged.summary %}"
+    assert announce["Next"] == "Batch scored"

@@ -410,11 +410,18 @@ def test_function_roles_reach_only_their_own_resources(resources, template):
         (put,) = allows(stmts[name], "s3:PutObject")
         assert put["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/datasets/*"}, name
     assert not allows(stmts["FinishDatasetFunction"], "s3:PutObject")
-    # Only a range read again deletes, and only the shards it wrote under datasets/ (and batch scoring's summary,
-    # its working files under scores/).
+    # Only a range read again deletes, and only the shards it wrote under datasets/; the merge only the channel
+    # shards of a range a record of the range before covers whole (and batch scoring's summary, under scores/).
     deleting = {name: allows(stmts[name], "s3:DeleteObject") for name in FUNCTIONS}
-    assert {name for name, found in deleting.items() if found} == {"SplitRangeFunction", "FinishScoresFunction"}
+    assert {name for name, found in deleting.items() if found} == {
+        "SplitRangeFunction",
+        "MergeRangesFunction",
+        "FinishScoresFunction",
+    }
     assert [d["Resource"] for d in deleting["SplitRangeFunction"]] == [{"Fn::Sub": "${DataBucket.Arn}/datasets/*"}]
+    assert [d["Resource"] for d in deleting["MergeRangesFunction"]] == [
+        [{"Fn::Sub": "${DataBucket.Arn}/datasets/*/train/*"}, {"Fn::Sub": "${DataBucket.Arn}/datasets/*/test/*"}]
+    ]
     sagemaker_arns = [
         r
         for s in (x for v in stmts.values() for x in v)

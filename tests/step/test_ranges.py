@@ -250,6 +250,36 @@ def test_a_quote_never_closed_in_the_last_range_is_named_where_it_opened(setting
     assert str(one.value) == str(five.value) and "line 2002, column Amount: a quoted field opens here" in str(one.value)
 
 
+def long_note(rows: int = 400, at: int = 200, inner: int = 150) -> str:
+    """Rows with one quoted note, at row ``at``, of ``inner`` lines that look like rows: ~4.8 KB, so that a cut into
+    ranges of one 1 KiB window leaves whole ranges inside it."""
+    out = ["id,note,tranCode,Amount,stamp\n"]
+    for i in range(rows):
+        if i == at:
+            note = "".join(f"x{j},y,1,2.5,1733000000000000000\n" for j in range(inner))
+            out.append(f't{i},"{note}end",1,2.5,1733000000000000001\n')
+        else:
+            out.append(f"t{i},n,{i % 4 + 1},{(i * 37) % 1000}.5,{1_733_000_000_000_000_000 + i}\n")
+    return "".join(out)
+
+
+def test_a_quoted_field_that_covers_whole_ranges_leaves_none_of_their_lines_in_the_channels(settings):
+    """A range whose every line is inside a note of the range before is nobody's rows: the shards its first reading
+    wrote (under the assumption that a row starts there) are gone, and the channels hold what the counts say."""
+    text = long_note()
+    features = {"featureColumns": ["tranCode", "Amount", "stamp"], "standardize": True}
+    _, one = run(settings, text, name="covered-one", **features)
+    _, many = run(settings, text, ranges=len(text.encode()) // WINDOW, name="covered-many", **features)
+    records = list(csv.reader(io.StringIO(text)))[1:]
+    expected = sorted(f"{r[2]},{r[3]},{r[4]}" for r in records)
+    for dataset in (one, many):
+        got = channels(dataset)
+        assert sorted(got["raw_train"] + got["raw_test"]) == expected
+        assert (len(got["raw_train"]), len(got["raw_test"])) == (dataset.train_rows, dataset.test_rows)
+        assert (len(got["train"]), len(got["test"])) == (dataset.train_rows, dataset.test_rows)
+    assert_same_dataset(one, many)
+
+
 def test_tiny_ranges_without_a_line_start_of_their_own_are_empty(settings):
     text = transactions(300)
     _, one = run(settings, text, name="one")

@@ -1,6 +1,7 @@
 """Offline, as in Lambda, every function reads its own environment from the template, and handlers of different
 functions run at the same time: the runner gives each invocation its own variables (no process-global copy, no
-lock around handlers) and attributes every AWS call to the function that made it."""
+lock around handlers) and each function its own cache (what a warm process keeps), and attributes every AWS call
+to the function that made it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import threading
 
 import pytest
 
-from kmeans_pipeline.schemas.settings import StackSettings, function_environment, function_environment_set
+from kmeans_pipeline.schemas.settings import (
+    StackSettings,
+    function_cache,
+    function_environment,
+    function_environment_set,
+)
 from offline.runner import OfflineAWS
 
 PROBE = "function_environment_probe"
@@ -25,12 +31,17 @@ PROBE_SOURCE = textwrap.dedent(
     from botocore.exceptions import ClientError
 
     from kmeans_pipeline.aws.clients import client
-    from kmeans_pipeline.schemas.settings import StackSettings
+    from kmeans_pipeline.schemas.settings import StackSettings, function_cache
 
     BOTH_INSIDE = threading.Barrier(2, timeout=30)
 
 
     def handler(event, context):
+        if "remember" in event:  # what this function's earlier invocations cached, then one more
+            cache = function_cache("probe")
+            seen = sorted(cache)
+            cache[event["remember"]] = True
+            return {"seen": seen}
         before = StackSettings.from_env().name_prefix
         BOTH_INSIDE.wait()
         s3 = client("s3")
@@ -113,6 +124,25 @@ def test_two_functions_running_at_once_each_read_their_own_variable(probe_stack)
     assert sorted(set(calls)) == [("BlueFunction", "probe-blue"), ("RedFunction", "probe-red")]
     assert len(calls) == 50
     assert aws.invocations == {"RedFunction": 1, "BlueFunction": 1}
+
+
+def test_each_function_keeps_its_own_cache_as_its_own_process_would(probe_stack):
+    """What one function cached never spares another function a call: in AWS the other has its own process (and
+    role), so a call it skips offline would go untested (the scoring API's cached serving model once hid that batch
+    scoring's roles lacked sagemaker:DescribeModelPackage)."""
+    aws = probe_stack
+
+    def remember(logical_id: str, what: str) -> list[str]:
+        answer = aws.client("lambda").invoke(
+            FunctionName=aws.stack.physical[logical_id], Payload=json.dumps({"remember": what}).encode()
+        )
+        return json.loads(answer["Payload"].read())["seen"]
+
+    assert remember("RedFunction", "red-1") == []
+    assert remember("BlueFunction", "blue-1") == []  # not red's
+    assert remember("RedFunction", "red-2") == ["red-1"]  # a warm process keeps its own
+    assert remember("BlueFunction", "blue-2") == ["blue-1"]
+    assert function_cache("probe") == {}  # nothing reached the process's own caches
 
 
 def test_settings_are_read_from_the_invocations_environment_and_otherwise_from_the_process(monkeypatch):

@@ -57,6 +57,11 @@ class EndpointAnswerError(PipelineError):
     """The endpoint's answers disagree with the model's offline scoring; the previous config is put back."""
 
 
+class ModelChanged(PipelineError):
+    """Batch scoring: the endpoint served another model than the one the batch was planned with (one batch, one
+    model); the summary names the range that saw it."""
+
+
 class Failure(StrEnum):
     """Failures that are not exceptions. A check step returns them in its result's ``error`` and the state
     machine's Fail state passes it through; the last four only the state machine writes."""

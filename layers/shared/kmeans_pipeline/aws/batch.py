@@ -1,52 +1,41 @@
-"""Where a scoring batch keeps its files: ``scores/<name>/`` holds its part files and its summary, and
-``scores/<name>/work/`` what its plan, workers and summary hand each other (deleted once the batch is summarized),
-each written with SSE-KMS."""
+"""Where a scoring batch keeps its files: each execution owns ``scores/<name>/<execution>/``, which holds its part
+files and its summary, and ``work/`` under it, what its plan, workers and summary hand each other (deleted once the
+batch is summarized); each written with SSE-KMS. Two batches of one name (a file uploaded again, or two at once)
+never touch each other's files."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from kmeans_pipeline.aws.objects import OwnedObjects
 from kmeans_pipeline.schemas.settings import StackSettings
 
 SCORES = "scores/"
+WORK = "work/"
 
 
-class BatchFiles:
-    def __init__(self, s3: Any, settings: StackSettings, name: str) -> None:
-        self.s3, self.bucket = s3, settings.data_bucket
-        self.prefix = f"{SCORES}{name}/"
-        self.extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_arn}
+def batch_root(name: str, execution: str) -> str:
+    """The prefix one execution's batch owns: ``scores/<name>/<execution>/``."""
+    return f"{SCORES}{name}/{execution}/"
 
-    def work_key(self, name: str) -> str:
-        return f"{self.prefix}work/{name}"
 
-    def put_json(self, key: str, value: Any) -> str:
-        body = json.dumps(value, separators=(",", ":")).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **self.extra)
-        return key
+class BatchFiles(OwnedObjects):
+    """One batch's objects: names relative to ``scores/<name>/<execution>/``."""
 
-    def get_json(self, key: str) -> Any:
-        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
-        try:
-            return json.loads(body.read())
-        finally:
-            body.close()
-
-    def delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            self.s3.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys[start : start + 1000]]}
-            )
+    def __init__(self, s3: Any, settings: StackSettings, root: str) -> None:
+        if not root.startswith(SCORES):
+            raise ValueError(f"{root!r}: a batch's files are under {SCORES}")
+        super().__init__(s3, settings, root)
 
 
 def result_name(index: int, again: bool = False) -> str:
-    return f"{'again' if again else 'scored'}/{index:06d}.json"
+    return f"{WORK}{'again' if again else 'scored'}/{index:06d}.json"
 
 
 def part_name(index: int) -> str:
     return f"part-{index:06d}.csv"
 
 
-ITEMS = "ranges.json"
-AGAIN_ITEMS = "again.json"
+ITEMS = f"{WORK}ranges.json"
+AGAIN_ITEMS = f"{WORK}again.json"
+SUMMARY = "summary.json"

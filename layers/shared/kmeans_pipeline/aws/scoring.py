@@ -7,8 +7,8 @@ threshold) and ``anomaly`` (score above 1); a record closest to a cluster its ru
 scored against the nearest other cluster. A record that cannot be scored gets an error naming the field.
 
 What the endpoint serves is read with DescribeEndpoint on every call of :func:`serving_view`; the model's report
-(treatment, thresholds) is read once per endpoint config and cached, so a new deployment is used as soon as it
-serves.
+(treatment, thresholds) is read once per endpoint config and cached for the function's process
+(:func:`~kmeans_pipeline.schemas.settings.function_cache`), so a new deployment is used as soon as it serves.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from kmeans_pipeline.model.explain import Explainer
 from kmeans_pipeline.model.scoring import anomaly_score, refer
 from kmeans_pipeline.schemas.dataset import FeatureTreatment
 from kmeans_pipeline.schemas.report import EvaluationReport, ReportError
+from kmeans_pipeline.schemas.settings import function_cache
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -66,8 +67,9 @@ class ServingView:
     explainer: Explainer
 
 
-# Reports by (bucket, endpoint config): a config names one run's model, so its report never changes.
-_REPORTS: dict[tuple[str, str], ServingView] = {}
+# Views by (bucket, endpoint config), kept for the function's process: a config names one run's model, so its report
+# never changes.
+VIEWS = "serving-views"
 
 
 def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3Client) -> ServingView:
@@ -76,15 +78,16 @@ def serving_view(endpoint: str, bucket: str, sagemaker: SageMakerClient, s3: S3C
     config_name = serving_config(sagemaker, endpoint)
     if config_name is None:
         raise ServingUnavailable(f"Endpoint {endpoint} serves no model yet: run the pipeline first")
+    views: dict[tuple[str, str], ServingView] = function_cache(VIEWS)
     key = (bucket, config_name)
-    if key not in _REPORTS:
+    if key not in views:
         serving = model_of_config(sagemaker, config_name)
         try:
             report = serving_report(s3, bucket, serving["modelName"])
         except ReportError as exc:
             raise ServingUnavailable(f"The serving model {serving['modelName']} cannot be used: {exc}") from None
-        _REPORTS[key] = _view(serving, report, bucket)
-    return _REPORTS[key]
+        views[key] = _view(serving, report, bucket)
+    return views[key]
 
 
 def _view(serving: dict, report: EvaluationReport | None, bucket: str) -> ServingView:
@@ -226,6 +229,33 @@ class Scored:
             encoded.raw[flagged], encoded.Z[flagged], encoded.unseen[flagged], self.reference[flagged]
         )
         return dict(zip(flagged.tolist(), found))
+
+
+def record_answers(view: ServingView, encoded: Encoded, scored: Scored) -> dict[int, dict[str, Any]]:
+    """What each scored record gets, by its index among the records: the scoring API's answer and batch scoring's
+    columns are both this. ``reference_cluster`` and ``distance_to_reference`` only for a record closest to a small
+    cluster (scored against the nearest other one); ``explanation`` and ``reasons`` only for a flagged record;
+    ``warnings`` only for one with a category level the model never saw."""
+    explanations = scored.explanations(view, encoded)
+    answers: dict[int, dict[str, Any]] = {}
+    for r, i in enumerate(encoded.good):
+        score = float(scored.scores[r])
+        answer: dict[str, Any] = {
+            "closest_cluster": int(scored.closest[r]),
+            "distance_to_cluster": float(scored.distance[r]),
+            "score": score if math.isfinite(score) else None,
+            "anomaly": bool(score > 1),
+        }
+        if scored.reference[r] != scored.closest[r]:
+            answer["reference_cluster"] = int(scored.reference[r])
+            answer["distance_to_reference"] = float(scored.referred[r])
+        if r in explanations:
+            answer["explanation"] = explanations[r].text
+            answer["reasons"] = [reason.to_json() for reason in explanations[r].reasons]
+        if i in encoded.warnings:
+            answer["warnings"] = encoded.warnings[i]
+        answers[i] = answer
+    return answers
 
 
 def score_features(

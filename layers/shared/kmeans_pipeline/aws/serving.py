@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from kmeans_pipeline.aws.clients import error_code, error_message, sagemaker_call, translate
 from kmeans_pipeline.aws.endpoints import describe_endpoint
+from kmeans_pipeline.aws.objects import MISSING_CODES, read_body
 from kmeans_pipeline.errors import (
     EndpointAnswerError,
     SageMakerRequestError,
@@ -78,15 +79,12 @@ def serving_report(s3: S3Client, bucket: str, model_name: str) -> EvaluationRepo
     pipeline did not train), ReportError naming the field when it is not a valid report."""
     key = report_key(model_name)
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        answer = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+        if error_code(exc) in MISSING_CODES:
             return None
         raise
-    try:
-        return read_report(body.read(MAX_REPORT_BYTES + 1), f"s3://{bucket}/{key}")
-    finally:
-        body.close()
+    return read_report(read_body(answer, MAX_REPORT_BYTES + 1), f"s3://{bucket}/{key}")
 
 
 def batches(rows: np.ndarray, limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, bytes]]:

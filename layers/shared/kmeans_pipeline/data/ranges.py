@@ -12,18 +12,25 @@ where the first row starts (:class:`QuoteTracker`). Composing them from the obje
 range's true starting state (:func:`resolve`): a range read under the wrong assumption is read again from its
 first true row start, and the range before it, whose last record runs on past its end, reads that record to
 its end (``overrun``). Nothing is accepted on an assumption that did not hold.
+
+:func:`compose` is the one reduce both maps' summaries use (the data step's merge and batch scoring's summary): it
+sends the ranges read under a wrong assumption to be read again, names the first real problem by its line in the
+object, and returns the readings that hold and the ranges a record of the range before covers whole (whose first
+reading's output must go).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from kmeans_pipeline.data.blocks import MAX_RECORD_BYTES, quote_states
+from kmeans_pipeline.errors import DataValidationError
 
 _LF = ord("\n")
 
@@ -227,3 +234,96 @@ def resolve(readings: list[Reading], again: dict[int, Reading]) -> tuple[list[Pi
         else:
             inside = reading.ends_inside_if_inside  # the range's true end, whatever its reading assumed
     return pieces, None
+
+
+class RangesInconsistent(RuntimeError):
+    """The workers' readings do not join up: a bug, never a data problem."""
+
+
+class Outcome(Protocol):
+    """What a worker's result (the data step's RangeResult, batch scoring's ScoreRangeResult) tells the reduce."""
+
+    start: int
+    end: int
+    aligned_end: int
+    ends_inside: bool
+    ends_inside_if_inside: bool
+    record_if_inside: int | None
+    complete: bool
+    error: str | None
+    line_base: int
+    lines: int
+
+
+Item = TypeVar("Item", bound=BaseModel)
+Result = TypeVar("Result", bound=Outcome)
+
+
+@dataclass(frozen=True)
+class Chosen(Generic[Item, Result]):
+    """A range whose rows count: its item, the reading that holds, and the lines of its object before it."""
+
+    item: Item
+    result: Result
+    lines_before: int
+
+
+@dataclass
+class Composed(Generic[Item, Result]):
+    """The reduce's verdict on the readings: ranges to read again (their items with ``again_from`` set), or (when
+    there are none) the readings that hold in file order; and the ranges nobody's rows are in (a record of the range
+    before covers all of them), with their first reading, whose output is nobody's rows."""
+
+    redo: list[Item] = field(default_factory=list)
+    chosen: list[Chosen[Item, Result]] = field(default_factory=list)
+    covered: list[tuple[Item, Result]] = field(default_factory=list)
+
+
+def compose(
+    items: Sequence[Item],
+    firsts: Sequence[Result],
+    agains: Mapping[int, Result],
+    part: Callable[[Item], int] = lambda item: 0,
+    where: Callable[[Item], str] = lambda item: "",
+) -> Composed[Item, Result]:
+    """Compose the workers' readings of ``items`` (in file order; ``firsts[i]`` and ``agains[i]`` are the first
+    reading of ``items[i]`` and the one from its true first row, if any), object by object (``part``). Raises
+    DataValidationError with the first real problem (``where(item)`` before it, then its line in the object), and
+    RangesInconsistent if the readings that hold do not meet."""
+    composed: Composed[Item, Result] = Composed()
+    groups: dict[int, list[int]] = {}
+    for position, item in enumerate(items):
+        groups.setdefault(part(item), []).append(position)
+    for positions in groups.values():
+        readings = [reading_of(firsts[p]) for p in positions]
+        again = {j: reading_of(agains[p]) for j, p in enumerate(positions) if p in agains}
+        pieces, stop = resolve(readings, again)
+        lines_before = 1
+        for piece in pieces:
+            position = positions[piece.index]
+            item = items[position]
+            if piece.again and piece.start is None:
+                composed.covered.append((item, firsts[position]))
+                continue
+            if piece.again and piece.index not in again:
+                composed.redo.append(item.model_copy(update={"again_from": piece.start}))
+                continue
+            result = agains[position] if piece.again else firsts[position]
+            if result.error is not None and not composed.redo:
+                shift = lines_before - (result.line_base - 1)
+                raise DataValidationError(where(item) + shift_line(result.error, shift))
+            composed.chosen.append(Chosen(item, result, lines_before))
+            lines_before += result.lines
+        if stop is not None:
+            break  # nothing after a real problem, or a range whose end is known only once it is read again
+    if not composed.redo:
+        _check_joined(composed.chosen, part)
+    return composed
+
+
+def _check_joined(chosen: list[Chosen[Any, Any]], part: Callable[[Any], int]) -> None:
+    for this, after in zip(chosen, chosen[1:]):
+        if part(this.item) == part(after.item) and this.result.end != after.result.start:
+            raise RangesInconsistent(
+                f"a range ends at byte {this.result.end:,}, the next one's rows start at {after.result.start:,}"
+            )

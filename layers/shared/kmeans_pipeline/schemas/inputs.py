@@ -193,9 +193,11 @@ class RecordVersionInput(RunStepInput):
 
 class PlanScoresInput(StepInput):
     """Plan the scoring ranges: the scoring state machine's input, an S3 "Object Created" event from EventBridge
-    (``detail``) or, started by hand, ``{"scoreKey": "score/<file>.csv"}``."""
+    (``detail``) or, started by hand, ``{"scoreKey": "score/<file>.csv"}``; and the execution's name (its batch's
+    folder is ``scores/<name>/<execution>/``)."""
 
     input: Any = None
+    execution: str = Field(min_length=1, max_length=80, pattern=r"^[^/\s]+$")
 
 
 class ScoreRangeInput(StepInput):

@@ -19,7 +19,8 @@ class ScoreItem(CamelModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     gzip: bool = False
-    name: str = Field(description="The batch's name: its results go under scores/<name>/.")
+    name: str = Field(description="The batch's name: the file's key under score/ without its extension.")
+    prefix: str = Field(description="Where the batch's files go: scores/<name>/<execution>/, its own.")
     endpoint_config: str = Field(description="The endpoint config serving when the batch was planned.")
     again_from: int | None = None
 
@@ -28,6 +29,8 @@ class ScorePlan(CamelModel):
     """What the plan returns: where its items are, never the items themselves."""
 
     name: str
+    execution: str = Field(description="The scoring execution's name: each execution has a folder of its own.")
+    prefix: str = Field(description="scores/<name>/<execution>/: the batch's part files, summary and work/.")
     source: SourceObject
     items_bucket: str
     items_key: str
@@ -37,6 +40,9 @@ class ScorePlan(CamelModel):
 
 
 class ClusterCount(CamelModel):
+    """The records scored against one cluster (their closest, or, for a record closest to a cluster its run called
+    small, the nearest other one: ``reference_cluster``), and how many of them are flagged."""
+
     cluster: int
     records: int
     flagged: int
@@ -60,17 +66,23 @@ class ScoreRangeResult(CamelModel):
     scored: int = 0
     flagged: int = 0
     errors: int = 0
-    clusters: dict[str, list[int]] = Field(default_factory=dict)  # cluster -> [records, flagged]
+    referred: int = 0  # records scored against another cluster than their closest (it is small)
+    unseen_levels: int = 0  # records with a category level the model never saw (their warnings column says which)
+    clusters: dict[str, list[int]] = Field(default_factory=dict)  # cluster scored against -> [records, flagged]
     part_key: str | None = None
     error: str | None = None
+    model_changed: str | None = Field(
+        default=None, description="The endpoint served another model than the batch's before or after the range."
+    )
 
 
 class ScoreSummary(CamelModel):
-    """A scored batch: where its parts are, the model that scored it, and its counts (per closest cluster)."""
+    """A scored batch: where its parts are, the model that scored it, and its counts (per cluster scored against)."""
 
     name: str
+    execution: str
     source: str
-    output: str
+    output: str = Field(description="The batch's folder, s3://<bucket>/scores/<name>/<execution>/: its part files.")
     summary: str
     model: str
     endpoint_config: str
@@ -79,7 +91,9 @@ class ScoreSummary(CamelModel):
     scored: int
     flagged: int
     errors: int
-    clusters: list[ClusterCount]
+    referred: int = Field(description="Records closest to a small cluster, scored against the nearest other one.")
+    unseen_levels: int = Field(description="Records with a category level the model never saw (scored all the same).")
+    clusters: list[ClusterCount] = Field(description="Per cluster scored against: its records and flagged ones.")
 
 
 class ScoreMerge(CamelModel):

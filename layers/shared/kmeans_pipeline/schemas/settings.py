@@ -152,6 +152,29 @@ def function_environment_set(environ: Mapping[str, str]) -> Iterator[None]:
         _FUNCTION_ENVIRONMENT.reset(token)
 
 
+# What a function keeps between its invocations (a warm Lambda's process lives on): in Lambda, this module's own
+# dict, as each function is its own process; a host that runs several functions in one process gives each function
+# its own with `function_caches_set`, so that what one function cached never spares another a call it makes in AWS.
+_PROCESS_CACHES: dict[str, dict] = {}
+_FUNCTION_CACHES: ContextVar[dict[str, dict] | None] = ContextVar("function_caches", default=None)
+
+
+def function_cache(name: str) -> dict:
+    """The running function's cache called ``name`` (the same dict for all its invocations in one process)."""
+    caches = _FUNCTION_CACHES.get()
+    return (_PROCESS_CACHES if caches is None else caches).setdefault(name, {})
+
+
+@contextmanager
+def function_caches_set(caches: dict[str, dict]) -> Iterator[None]:
+    """Within the block (on this thread), `function_cache(name)` is ``caches[name]``."""
+    token = _FUNCTION_CACHES.set(caches)
+    try:
+        yield
+    finally:
+        _FUNCTION_CACHES.reset(token)
+
+
 # A tag value may hold letters, digits, spaces and _ . : / = + - @ (256 at most); an execution name may also
 # hold characters such as ( ) ! ' that SageMaker would refuse.
 _TAG_VALUE_REFUSED = re.compile(r"[^\w\s.:/=+\-@]")

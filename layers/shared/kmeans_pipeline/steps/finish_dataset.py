@@ -2,7 +2,8 @@
 numbers, "Write the treated features") are done.
 
 It reads the reduce's draft and each treated range's result (by index, from S3), reports the first value in file
-order that its treatment takes beyond float32's range, and returns the dataset: S3 URIs and counts, never data.
+order that its treatment takes beyond float32's range, checks that the treated channels hold exactly what the
+treated ranges wrote, and returns the dataset: S3 URIs and counts, never data.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kmeans_pipeline.aws.work import DRAFT, Work, treated_name
+from kmeans_pipeline.aws.work import CHANNELS, DRAFT, Work, check_channels, treated_name
 from kmeans_pipeline.errors import DataValidationError
 from kmeans_pipeline.schemas.dataset import Dataset
 from kmeans_pipeline.schemas.ranges import TreatResult
@@ -32,6 +33,9 @@ def finish_dataset(config: RunConfig, settings: StackSettings, s3: Any) -> Datas
     for result in results:
         if result.error is not None:
             raise DataValidationError(result.error)
+    check_channels(
+        work, tuple(f"features/{c}" for c in CHANNELS), [k for r in results for k in r.train_keys + r.test_keys]
+    )
     bucket = settings.data_bucket
     return dataset.model_copy(
         update={

@@ -1,10 +1,14 @@
 """Merge the ranges: the data step's reduce.
 
 It reads every worker's result (by its range's index, from S3), composes their quote-state readings from each
-object's start (:func:`kmeans_pipeline.data.ranges.resolve`) and either sends the ranges read under a wrong
-assumption to be read again from their first true row start, or, once every range's rows are read right:
+object's start (:func:`kmeans_pipeline.data.ranges.compose`, as batch scoring's summary does) and either sends the
+ranges read under a wrong assumption to be read again from their first true row start, or, once every range's rows
+are read right:
 
 - reports the first problem in file order, with its line in the object (each worker counted its own lines);
+- deletes the shards of the ranges a record of the range before covers whole (their first reading took lines inside
+  that record for rows), and checks that the channels hold exactly the shards of the readings that hold, so the
+  counts are what training and Evaluate read under the channels' prefixes;
 - merges the statistics (counts, strata, Chan's update of means and M2, minima, integrality, levels, and the
   training rows with the smallest sample keys from every worker's sample: the keys are drawn per window of the
   object, so the merged sample is the one a single pass would keep, whatever the ranges and whichever finished
@@ -26,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from kmeans_pipeline.aws.s3 import source_header
-from kmeans_pipeline.aws.work import AGAIN_ITEMS, DRAFT, PLAN, TREAT_ITEMS, Work, split_name
+from kmeans_pipeline.aws.work import AGAIN_ITEMS, CHANNELS, DRAFT, PLAN, TREAT_ITEMS, Work, check_channels, split_name
 from kmeans_pipeline.data.header import parse_header
-from kmeans_pipeline.data.ranges import reading_of, resolve, shift_line
+from kmeans_pipeline.data.ranges import compose
 from kmeans_pipeline.data.split import check_counts
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.data.treatment import (
@@ -52,10 +56,6 @@ CHANNEL_CONTENT_TYPE = "text/csv;label_size=0"
 READERS = 32
 
 
-class RangesInconsistent(RuntimeError):
-    """The workers' readings do not join up: a bug, never a data problem."""
-
-
 def _read_all(work: Work, names: list[str]) -> list[Any]:
     with ThreadPoolExecutor(min(READERS, max(len(names), 1)), thread_name_prefix="merge-read") as pool:
         return list(pool.map(work.find_json, names))
@@ -66,58 +66,32 @@ def merge_ranges(config: RunConfig, settings: StackSettings, s3: Any) -> MergeRe
     items = [RangeItem.model_validate(item) for item in work.get_json(PLAN)]
     firsts = [RangeResult.model_validate(r) for r in _read_all(work, [split_name(item.index) for item in items])]
     agains = {
-        index: RangeResult.model_validate(found)
-        for index, found in zip(
-            range(len(items)), _read_all(work, [split_name(item.index, again=True) for item in items])
-        )
+        position: RangeResult.model_validate(found)
+        for position, found in enumerate(_read_all(work, [split_name(item.index, again=True) for item in items]))
         if found is not None
     }
-    parts: dict[int, list[RangeItem]] = {}
-    for item in items:
-        parts.setdefault(item.part, []).append(item)
-    named = len(parts) > 1
-    redo: list[RangeItem] = []
-    chosen: list[tuple[RangeItem, RangeResult, int]] = []  # (item, the reading that holds, lines before it)
-    for part_items in parts.values():
-        readings = [reading_of(firsts[item.index]) for item in part_items]
-        again = {j: reading_of(agains[item.index]) for j, item in enumerate(part_items) if item.index in agains}
-        pieces, stop = resolve(readings, again)
-        lines_before = 1
-        for piece in pieces:
-            item = part_items[piece.index]
-            if piece.again and piece.start is None:
-                continue  # a record of the range before covers all of it
-            if piece.again and piece.index not in again:
-                redo.append(item.model_copy(update={"again_from": piece.start}))
-                continue
-            result = agains[item.index] if piece.again else firsts[item.index]
-            chosen.append((item, result, lines_before))
-            if result.error is not None and not redo:
-                shift = lines_before - (result.line_base - 1)
-                where = f"s3://{item.source.bucket}/{item.source.key}: " if named else ""
-                raise DataValidationError(where + shift_line(result.error, shift))
-            lines_before += result.lines
-        if stop is not None:
-            break  # nothing after a real problem, or a range whose end is known only once it is read again
-    if redo:
-        work.put_json(AGAIN_ITEMS, [item.to_json() for item in redo])
+    named = len({item.part for item in items}) > 1
+    composed = compose(
+        items,
+        firsts,
+        agains,
+        part=lambda item: item.part,
+        where=lambda item: f"s3://{item.source.bucket}/{item.source.key}: " if named else "",
+    )
+    if composed.redo:
+        work.put_json(AGAIN_ITEMS, [item.to_json() for item in composed.redo])
         return MergeResult(
             next="again",
             items_uri=work.uri(AGAIN_ITEMS),
             items_bucket=work.bucket,
             items_key=work.key(AGAIN_ITEMS),
-            items=len(redo),
+            items=len(composed.redo),
         )
-    _check_joined(chosen)
+    # A range a record of the range before covers whole holds nobody's rows: what its first reading wrote goes.
+    work.delete([key for _, first in composed.covered for key in first.train_keys + first.test_keys])
+    chosen = [(c.item, c.result, c.lines_before) for c in composed.chosen]
+    check_channels(work, CHANNELS, [key for _, result, _ in chosen for key in result.train_keys + result.test_keys])
     return _merge(config, settings, s3, work, items, chosen)
-
-
-def _check_joined(chosen: list[tuple[RangeItem, RangeResult, int]]) -> None:
-    for (item, result, _), (after, following, _) in zip(chosen, chosen[1:]):
-        if item.part == after.part and result.end != following.start:
-            raise RangesInconsistent(
-                f"range {item.index} ends at byte {result.end:,}, range {after.index}'s rows start at {following.start:,}"
-            )
 
 
 def _merge(

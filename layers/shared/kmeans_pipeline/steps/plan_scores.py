@@ -4,8 +4,9 @@ under ``score/`` or by hand with ``{"scoreKey": "score/<file>.csv"}``).
 It checks the file (its header must name every column the serving model scores on), pins the model the endpoint
 serves now (every range is scored by it, or the batch fails), and cuts the file into the ranges the Distributed
 Map's workers score: of RangeKilobytes, at most SCORE_RANGE_BYTES (a worker waits on the endpoint), a gzip file
-whole. The batch's name is the file's key under ``score/`` without its extension: its results go under
-``scores/<name>/``.
+whole. The batch's name is the file's key under ``score/`` without its extension; its results go under
+``scores/<name>/<execution>/``, a folder each execution owns: a file scored again, or two batches of one name at
+once, never overwrite or remove each other's parts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import csv
 import io
 from typing import Any
 
-from kmeans_pipeline.aws.batch import ITEMS, BatchFiles
+from kmeans_pipeline.aws.batch import ITEMS, BatchFiles, batch_root
 from kmeans_pipeline.aws.s3 import head_source, source_header
 from kmeans_pipeline.aws.scoring import serving_view
 from kmeans_pipeline.errors import DataValidationError, InvalidInputError
@@ -55,7 +56,7 @@ def batch_name(key: str) -> str:
     return name
 
 
-def plan_scores(event: Any, settings: StackSettings, s3: Any, sagemaker: Any) -> ScorePlan:
+def plan_scores(event: Any, execution: str, settings: StackSettings, s3: Any, sagemaker: Any) -> ScorePlan:
     bucket, key, version = batch_key(event, settings)
     source = head_source(s3, bucket, key, version)
     where = f"s3://{bucket}/{source.key}"
@@ -74,21 +75,30 @@ def plan_scores(event: Any, settings: StackSettings, s3: Any, sagemaker: Any) ->
             f"{view.model_name} scores on (its columns: {', '.join(view.treatment.input_columns)})"
         )
     name = batch_name(source.key)
+    files = BatchFiles(s3, settings, batch_root(name, execution))
     size = min(settings.range_bytes, SCORE_RANGE_BYTES)
     cuts = [(0, source.size)] if gzip else [(a, min(a + size, source.size)) for a in range(0, source.size, size)]
     items = [
         ScoreItem(
-            index=index, source=source, start=a, end=b, gzip=gzip, name=name, endpoint_config=view.endpoint_config
+            index=index,
+            source=source,
+            start=a,
+            end=b,
+            gzip=gzip,
+            name=name,
+            prefix=files.root,
+            endpoint_config=view.endpoint_config,
         )
         for index, (a, b) in enumerate(cuts)
     ]
-    files = BatchFiles(s3, settings, name)
-    files.put_json(files.work_key(ITEMS), [item.to_json() for item in items])
+    files.put_json(ITEMS, [item.to_json() for item in items])
     return ScorePlan(
         name=name,
+        execution=execution,
+        prefix=files.root,
         source=source,
         items_bucket=files.bucket,
-        items_key=files.work_key(ITEMS),
+        items_key=files.key(ITEMS),
         ranges=len(items),
         model=view.model_name,
         endpoint_config=view.endpoint_config,

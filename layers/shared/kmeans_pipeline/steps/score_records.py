@@ -24,7 +24,6 @@ import base64
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kmeans_pipeline.aws.clients import error_code
 from kmeans_pipeline.aws.scored import put_scored, scored_key, scored_lines
-from kmeans_pipeline.aws.scoring import Ragged, ServingUnavailable, ServingView, encode_records, score_features
+from kmeans_pipeline.aws.scoring import (
+    Ragged,
+    ServingUnavailable,
+    ServingView,
+    encode_records,
+    record_answers,
+    score_features,
+)
 from kmeans_pipeline.aws.scoring import serving_view as _serving_view
 from kmeans_pipeline.aws.serving import invoke_endpoint
 from kmeans_pipeline.errors import (
@@ -145,27 +151,9 @@ def score_request(records: list[Any], view: ServingView, endpoint: str, runtime:
         scored = score_features(encoded.Z, view, endpoint, runtime, invoke)
     except EndpointAnswerError as exc:
         raise RequestError(502, f"the endpoint's answer is not K-Means': {exc}") from None
-    closest, distance, scores = scored.closest, scored.distance, scored.scores
-    reference, referred = scored.reference, scored.referred
-    explanations = scored.explanations(view, encoded)
+    scores, reference, referred = scored.scores, scored.reference, scored.referred
     results: list[dict[str, Any]] = [{"record": i, "error": message} for i, message in errors.items()]
-    for r, i in enumerate(good):
-        result: dict[str, Any] = {
-            "record": i,
-            "closest_cluster": int(closest[r]),
-            "distance_to_cluster": float(distance[r]),
-            "score": float(scores[r]) if math.isfinite(scores[r]) else None,
-            "anomaly": bool(scores[r] > 1),
-        }
-        if reference[r] != closest[r]:  # closest to a small cluster: scored against the nearest other one
-            result["reference_cluster"] = int(reference[r])
-            result["distance_to_reference"] = float(referred[r])
-        if r in explanations:
-            result["explanation"] = explanations[r].text
-            result["reasons"] = [reason.to_json() for reason in explanations[r].reasons]
-        if i in warnings:
-            result["warnings"] = warnings[i]
-        results.append(result)
+    results += [{"record": i, **answer} for i, answer in record_answers(view, encoded, scored).items()]
     results.sort(key=lambda result: result["record"])
     answer = {
         "endpoint": endpoint,
