@@ -26,10 +26,16 @@ def handler(event: dict, context: LambdaContext) -> dict:
         client("s3"),
         client("sagemaker"),
         strictly_better=bool(step.strictly_better),
+        under_lease=bool(step.under_lease),
     )
     logger.info(
         "Model evaluated",
-        extra={"report": result.report_uri, "decision": result.gate.decision, "headline": result.headline},
+        extra={
+            "report": result.report_uri,
+            "comparison": result.comparison_uri,
+            "decision": result.gate.decision,
+            "headline": result.headline,
+        },
     )
     promoted = result.gate.decision == "promote"
     # A run that compares again under the deploy lease decides twice: the comparison says which decision it was.
