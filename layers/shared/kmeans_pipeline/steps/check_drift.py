@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmeans_pipeline.aws.scored import read_window
 from kmeans_pipeline.aws.serving import report_key, serving_model, serving_report
+from kmeans_pipeline.aws.telemetry import COLUMN, ENDPOINT
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.model.drift import Thresholds, compare
 from kmeans_pipeline.schemas.report import ReportError
@@ -55,7 +56,7 @@ def window_of(event: Any, minutes: int, now: datetime) -> tuple[datetime, dateti
 
 
 def _datum(name: str, value: float, endpoint: str, when: datetime, unit: str = "None", **dims: str) -> dict:
-    dimensions = [{"Name": "Endpoint", "Value": endpoint}] + [{"Name": k, "Value": v} for k, v in dims.items()]
+    dimensions = [{"Name": ENDPOINT, "Value": endpoint}] + [{"Name": k, "Value": v} for k, v in dims.items()]
     return {"MetricName": name, "Dimensions": dimensions, "Timestamp": when, "Value": float(value), "Unit": unit}
 
 
@@ -71,7 +72,7 @@ def publish(cloudwatch: Any, namespace: str, check: DriftCheck, when: datetime) 
             data.append(_datum("DistancePSI", check.distance_psi, endpoint, when))
         if check.column_psi:
             data.append(_datum("MaxFeaturePSI", max(check.column_psi.values()), endpoint, when))
-            data += [_datum("FeaturePSI", v, endpoint, when, Column=c) for c, v in check.column_psi.items()]
+            data += [_datum("FeaturePSI", v, endpoint, when, **{COLUMN: c}) for c, v in check.column_psi.items()]
     for start in range(0, len(data), 1000):  # PutMetricData takes at most 1,000 data a call
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + 1000])
     return sorted({d["MetricName"] for d in data})
