@@ -141,7 +141,10 @@ class DriftCheck(CamelModel):
     window_end: str
     model: str | None = None
     report_uri: str | None = None
+    # Objects read, of those listed in the window; ``sample`` says how they were chosen when not all were read.
     objects: int = 0
+    listed_objects: int = 0
+    sample: str | None = None
     records: int = 0
     flagged: int = 0
     flagged_share: float | None = None

@@ -3,11 +3,12 @@
 Run by the stack's drift schedule (every ``DriftCheckMinutes``), or by hand with an explicit window
 (``{"windowStart": "...Z", "windowEnd": "...Z"}``). It reads the records the scoring API kept for the serving model
 (``aws.scored``), tests them against the report's baseline (``model.drift``: PSI on distances and on each feature
-column, and the flagged share), and publishes the findings as CloudWatch metrics with PutMetricData, timestamped
+column, and the flagged share against the evaluation's), and publishes the findings as CloudWatch metrics with PutMetricData, timestamped
 at the window's end: ``DriftDetected`` (1 or 0, what the stack's drift alarm watches), ``DistancePSI``,
 ``MaxFeaturePSI``, ``FeaturePSI`` per column, ``FlaggedShare``, and ``DriftWindowRecords``. A window with fewer
 than ``DriftMinRecords`` records publishes only ``DriftWindowRecords``: no traffic is not drift, and the alarm
-treats the missing ``DriftDetected`` as not breaching.
+treats the missing ``DriftDetected`` as not breaching. A busy window is checked on a seeded random sample of its
+records (aws/scored.py says how many it reads at most), and ``sample`` in the output says so.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def check_drift(
     window = read_window(s3, bucket, endpoint, check.model, report.feature_columns, start, end)
     result = compare(
         None if report.baseline is None else report.baseline.to_json(),
-        report.flagged.per_cluster_share,
+        report.flagged.per_cluster,
+        report.evaluated_rows,
         report.feature_columns,
         window.raw,
         window.distance,
@@ -125,7 +127,8 @@ def check_drift(
             min_records=settings.drift_min_records,
         ),
     )
-    check.objects, check.records, check.flagged = window.objects, result.records, result.flagged
+    check.objects, check.listed_objects, check.sample = window.objects, window.listed, window.sample
+    check.records, check.flagged = result.records, result.flagged
     check.flagged_share = result.flagged_share if result.records else None
     check.expected_flagged_share = result.expected_flagged_share
     check.flagged_p_value, check.distance_psi = result.flagged_p_value, result.distance_psi
