@@ -61,7 +61,10 @@ def main() -> int:
             if logical == "CheckTuningFunction":
                 event = aws.step_events[logical][-1]
             if logical == "RecordVersionFunction":  # the registration; what later events add is null in it
-                event = {**dict.fromkeys(("version", "approval", "reason", "endpointConfigName")), **event}
+                event = {
+                    **dict.fromkeys(("version", "approval", "reason", "endpointConfigName", "replacedVersion")),
+                    **event,
+                }
             if "config" in event:  # the run polled without waiting; show the deployed default
                 event = {**event, "config": {**event["config"], "pollSeconds": 60}}
             text = json.dumps(event, indent=2).replace(bucket, PLACEHOLDER)

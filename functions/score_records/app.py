@@ -5,7 +5,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline.aws.clients import client
-from kmeans_pipeline.aws.telemetry import count, step_metrics
+from kmeans_pipeline.aws.telemetry import ENDPOINT, MODEL, count, step_metrics
 from kmeans_pipeline.schemas.settings import StackSettings
 from kmeans_pipeline.steps.score_records import score_records
 
@@ -26,7 +26,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         client("sagemaker-runtime"),
         kms_key_arn=settings.kms_key_arn,
     )
-    body, endpoint = response.body, {"endpoint": settings.endpoint_name}
+    body, endpoint = response.body, {ENDPOINT: settings.endpoint_name}
     if response.status == 200:
         logger.info(
             "Records scored",
@@ -34,7 +34,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         )
         count(
             metrics,
-            {**endpoint, "model": body["model"]},
+            {**endpoint, MODEL: body["model"]},
             RecordsScored=body["scored"],
             RecordsFlagged=body["anomalies"],
             RecordsRefused=body["errors"],
@@ -42,7 +42,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         )
         if response.not_recorded:
             logger.warning("Scored records not kept for drift checks", extra={"error": response.not_recorded})
-            count(metrics, {**endpoint, "model": body["model"]}, ScoredRecordsNotKept=body["scored"])
+            count(metrics, {**endpoint, MODEL: body["model"]}, ScoredRecordsNotKept=body["scored"])
     else:
         logger.info("Request refused", extra={"status": response.status, "error": body["error"]})
         count(metrics, endpoint, RequestsRefused=1)

@@ -4,7 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kmeans_pipeline.aws.clients import client
-from kmeans_pipeline.aws.telemetry import count, follow_run, step_metrics
+from kmeans_pipeline.aws.telemetry import ENDPOINT, count, follow_run, step_metrics
 from kmeans_pipeline.schemas.inputs import VerifyEndpointInput
 from kmeans_pipeline.steps.verify_endpoint import verify_endpoint
 
@@ -30,7 +30,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     logger.info("Endpoint checked", extra={"passed": check.passed, "rows": check.checked_rows, "cause": check.cause})
     count(
         metrics,
-        {"endpoint": step.config.names.endpoint},
+        {ENDPOINT: step.config.names.endpoint},
         VerificationRowsChecked=check.checked_rows,
         VerificationRowsDiffering=check.differing_rows,
     )

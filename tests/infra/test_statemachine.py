@@ -103,6 +103,10 @@ UNDER_THE_LEASE = {
     "Check the previous model",
 }
 
+# The steps between registering the version and taking the deploy lease: a failure in one of them ends the run through
+# "Record what happened to the model", so that the version is not left PendingManualApproval (or Approved).
+AFTER_REGISTRATION = {"Record the approval", "Record the rejection", "Record the timeout"}
+
 
 def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
     assert len(TASKS) == 21
@@ -129,6 +133,9 @@ def test_every_lambda_task_has_the_recommended_retry_and_a_catch():
             assert each["Assign"]["failure"]["step"] == name
             if name in UNDER_THE_LEASE:
                 assert each["Next"] == "Release the deploy lease" and each["Assign"]["ending"] == "A step failed"
+            elif name in AFTER_REGISTRATION:
+                assert each["Next"] == "Record what happened to the model"
+                assert each["Assign"]["ending"] == "A step failed"
             else:
                 assert STATES[each["Next"]]["Type"] == "Fail"
 
@@ -152,9 +159,12 @@ def test_every_way_out_after_the_lease_is_taken_releases_it_first():
             return [name]
         return [end for target in targets(state) for end in ends_without_release(target, seen)]
 
-    leaks = ends_without_release("Is the deploy lease ours?", set())
-    # The only way out without the lease is giving up waiting for it (never taken).
-    assert leaks == ["Deploy lease not free"], leaks
+    # The only way out without the release is giving up waiting for the lease (never taken): the version hears of it.
+    gave_up = "The deploy lease stayed taken"
+    assert [c["Next"] for c in STATES["Is the deploy lease ours?"]["Choices"]].count(gave_up) == 1
+    assert STATES[gave_up]["Assign"] == {"ending": "Deploy lease not free"}
+    assert STATES[gave_up]["Next"] == "Record what happened to the model"
+    assert ends_without_release("Is the deploy lease ours?", {gave_up}) == []
     for note in ("The deploy lease was lost", "The deployment ended", "Another deployment replaced this one"):
         assert STATES[note]["Next"] == "Release the deploy lease" and "ending" in STATES[note]["Assign"]
 
@@ -225,8 +235,11 @@ def test_the_notification_tasks_never_leave_a_run_hanging_or_half_done():
     assert "$states.context.Task.Token" in ask["Arguments"]["Message"]
     assert [(c["ErrorEquals"], c["Next"]) for c in ask["Catch"]] == [
         (["States.Timeout"], "Record the timeout"),
-        (["States.ALL"], "A step failed"),
+        (["States.ALL"], "Record what happened to the model"),
     ]
+    # Any other failure of the approval task ends the run with its error and cause, once the version hears of it.
+    assert ask["Catch"][1]["Assign"]["ending"] == "A step failed"
+    assert ask["Catch"][1]["Assign"]["failure"]["step"] == "Ask for approval"
     # The registry hears of every answer before the run goes on.
     assert STATES["Record the timeout"]["Next"] == "Approval timed out"
     assert STATES["Record the rejection"]["Next"] == "Model rejected"

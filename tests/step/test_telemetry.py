@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -120,7 +121,7 @@ def test_evaluate_model_counts_the_gates_decision_per_endpoint(
         (document,), _ = printed(capsys)
         assert metric_values(document) == {"ModelsPromoted": promoted, "ModelsKept": kept}
         # A run that compares again under the deploy lease decides twice: the comparison tells the two apart.
-        assert dimensions(document) == {"service": service, "endpoint": "kmeans-dev", "comparison": comparison}
+        assert dimensions(document) == {"service": service, "Endpoint": "kmeans-dev", "Comparison": comparison}
 
 
 def test_verify_endpoint_counts_the_rows_it_checked_and_those_that_differed(
@@ -133,7 +134,7 @@ def test_verify_endpoint_counts_the_rows_it_checked_and_those_that_differed(
     app.handler(event("verify_endpoint"), lambda_context)
     (document,), _ = printed(capsys)
     assert metric_values(document) == {"VerificationRowsChecked": 1000, "VerificationRowsDiffering": 37}
-    assert dimensions(document)["endpoint"] == "kmeans-dev"
+    assert dimensions(document)["Endpoint"] == "kmeans-dev"
 
 
 def test_the_scoring_api_counts_records_scored_flagged_refused_and_unseen_levels_per_model_and_refused_requests(
@@ -157,8 +158,8 @@ def test_the_scoring_api_counts_records_scored_flagged_refused_and_unseen_levels
         {"RecordsScored": 10, "RecordsFlagged": 3, "RecordsRefused": 2, "UnseenLevels": 1},
         {"RequestsRefused": 1},
     ]
-    assert all(dimensions(d)["endpoint"] == "kmeans-dev" for d in documents)
-    assert dimensions(documents[0])["model"] == "m"  # per serving model
+    assert all(dimensions(d)["Endpoint"] == "kmeans-dev" for d in documents)
+    assert dimensions(documents[0])["Model"] == "m"  # per serving model
     assert [line["message"] for line in logs] == ["Records scored", "Request refused"]
 
 
@@ -169,3 +170,33 @@ def test_metrics_switched_off_write_nothing(settings_env, lambda_context, monkey
     capsys.readouterr()
     app.handler(event("verify_endpoint"), lambda_context)
     assert printed(capsys)[0] == []
+
+
+def test_the_endpoint_is_one_dimension_across_the_emf_counts_the_drift_metrics_and_the_alarm(
+    settings_env, lambda_context, monkeypatch, capsys
+):
+    """EMF counts and the drift check's PutMetricData name the endpoint's dimension alike, so they can be joined."""
+    from kmeans_pipeline.schemas.results import DriftCheck
+    from kmeans_pipeline.steps.check_drift import publish
+    from offline.cfn import load_template
+
+    app = load_handler("verify_endpoint", monkeypatch)
+    monkeypatch.setattr(app, "verify_endpoint", lambda *args: EndpointVerification(passed=True, checked_rows=5))
+    capsys.readouterr()
+    app.handler(event("verify_endpoint"), lambda_context)
+    (document,), _ = printed(capsys)
+    emf = set(dimensions(document)) - {"service"}  # Powertools' own
+
+    class CloudWatch:
+        data: list = []
+
+        def put_metric_data(self, Namespace, MetricData):  # noqa: N803 (boto3's names)
+            self.data += MetricData
+
+    cloudwatch = CloudWatch()
+    check = DriftCheck(endpoint="kmeans-dev", window_start="s", window_end="e", records=5000, drift=False)
+    check.column_psi = {"Amount": 0.01}
+    publish(cloudwatch, NAMESPACE, check, datetime(2026, 12, 6, tzinfo=UTC))
+    drift = {d["Name"] for datum in cloudwatch.data for d in datum["Dimensions"] if d["Value"] == "kmeans-dev"}
+    alarm = load_template(ROOT / "template.yaml")["Resources"]["DriftAlarm"]["Properties"]["Dimensions"]
+    assert emf == drift == {a["Name"] for a in alarm} == {"Endpoint"}

@@ -380,6 +380,9 @@ def approve_with(output: Any) -> Callable[[Any, dict], None]:
     return answer
 
 
+# A failure after registration, before or without the deploy lease: the version hears of it, then the run fails.
+RECORDED_FAILURE = ["Record what happened to the model", "How does the run end?", "A step failed"]
+
 DEPLOY_PATH = [
     "Take the deploy lease",
     "Is the deploy lease ours?",
@@ -521,6 +524,34 @@ def test_a_failed_approval_task_ends_the_run_with_its_cause(workflow):
         "ApprovalSystemDown",
         "Ask for approval failed: the tool is offline",
     )
+    # The version does not stay PendingManualApproval: it is recorded as not deployed, with the failure.
+    assert run.path[-4:] == ["Ask for approval", *RECORDED_FAILURE]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert (recorded["event"], recorded["reason"]) == ("failed", "Ask for approval: the tool is offline")
+    assert recorded["version"]["status"] == "PendingManualApproval" and recorded.get("replacedVersion") is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "state"),
+    [({"approved": True, "by": "ana"}, "Record the approval"), ({"approved": False}, "Record the rejection")],
+)
+def test_a_failed_record_of_the_answer_still_leaves_the_version_not_deployed(workflow, answer, state):
+    run = workflow.run(
+        {"approval": True}, answer=approve_with(answer), **{key_of(state): fault("SageMakerRequestError", "no")}
+    )
+    assert (run.status, run.error, run.cause) == ("FAILED", "SageMakerRequestError", f"{state} failed: no")
+    assert run.path[-4:] == [state, *RECORDED_FAILURE]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert (recorded["event"], recorded["reason"]) == ("failed", f"{state}: no")
+    assert run.invoked("Take the deploy lease") == 0
+
+
+def test_a_failed_record_of_the_timeout_still_times_out_the_run(workflow):
+    run = workflow.run(
+        {"approval": True, "approvalTimeoutSeconds": 1}, record_the_timeout=fault("SageMakerRequestError", "no")
+    )
+    assert (run.status, run.error, run.cause) == ("FAILED", "SageMakerRequestError", "Record the timeout failed: no")
+    assert run.path[-4:] == ["Record the timeout", *RECORDED_FAILURE]
 
 
 # -- deploying ------------------------------------------------------------------------------------------------
@@ -774,6 +805,18 @@ def test_a_lease_that_never_frees_ends_the_run_without_deploying_and_holds_nothi
     assert run.cause.startswith(f"The deploy lease of endpoint {NAMES.endpoint} stayed taken for 2 tries")
     assert "execution arn:other holds it" in run.cause
     assert run.invoked("Create model and endpoint config") == 0 and run.invoked("Release the deploy lease") == 0
+    # The version does not stay Approved although it never served: it is recorded as not deployed, saying why.
+    assert run.path[-4:] == [
+        "The deploy lease stayed taken",
+        "Record what happened to the model",
+        "How does the run end?",
+        "Deploy lease not free",
+    ]
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert recorded["event"] == "failed" and recorded.get("replacedVersion") is None
+    assert recorded["reason"] == (
+        "the deploy lease stayed taken for 2 tries (maxEndpointPollRounds): execution arn:other holds it"
+    )
 
 
 def test_another_model_serving_now_is_compared_again_under_the_lease_and_can_keep_serving(workflow):
@@ -797,6 +840,17 @@ def test_another_model_serving_now_is_compared_again_under_the_lease_and_can_kee
     # The comparison ran with the lease's tolerance (0 against an overlapping execution's model).
     [(_, compared)] = [c for c in run.calls if c[0] == "Compare with the model serving now"]
     assert compared["config"]["gateTolerancePercent"] == 0
+
+
+def test_a_deployment_names_the_version_it_replaced_and_only_a_deployment_does(workflow):
+    before = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/kmeans-dev/7"
+    serving = lease(serving_model="kmeans-m-before", serving_model_package_arn=before)
+    run = workflow.run(take_the_deploy_lease=serving)
+    [(_, recorded)] = [c for c in run.calls if c[0] == "Record what happened to the model"]
+    assert (recorded["event"], recorded["replacedVersion"]) == ("deployed", before)
+    failed = workflow.run(take_the_deploy_lease=serving, verify_endpoint=check(restore="deleted", **WRONG))
+    [(_, recorded)] = [c for c in failed.calls if c[0] == "Record what happened to the model"]
+    assert recorded["event"] == "failed" and recorded.get("replacedVersion") is None
 
 
 def test_a_new_model_that_still_passes_the_gate_is_deployed(workflow):

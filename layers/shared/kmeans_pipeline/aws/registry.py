@@ -23,8 +23,11 @@ import unicodedata
 from typing import TYPE_CHECKING, Any, Literal
 
 from kmeans_pipeline.aws.clients import sagemaker_call
+from kmeans_pipeline.aws.uris import split_s3_uri
+from kmeans_pipeline.schemas.report import MAX_REPORT_BYTES
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
     from kmeans_pipeline.schemas.report import EvaluationReport
@@ -44,7 +47,10 @@ def one_line(text: str, limit: int = MAX_DESCRIPTION) -> str:
 
 
 def metadata_value(value: Any) -> str | None:
-    """A value CustomerMetadataProperties takes (1-256 characters of its set; others become _), None if empty."""
+    """A value CustomerMetadataProperties takes (1-256 characters of its set; others become _), None if empty. A
+    number is written here, to 6 significant digits (a share as a fraction: ``%`` is not in the set)."""
+    if isinstance(value, float):
+        value = f"{value:.6g}"
     text = _METADATA_REFUSED.sub("_", str(value).replace(",", " "))[:256].strip()
     return text or None
 
@@ -59,6 +65,16 @@ def metadata(**values: Any) -> dict[str, str]:
 
 def report_digest(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def read_evidence(s3: S3Client, uri: str) -> bytes:
+    """The bytes of a report (or final comparison) a version names, which its digest is taken of."""
+    bucket, key = split_s3_uri(uri)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return body.read(MAX_REPORT_BYTES + 1)
+    finally:
+        body.close()
 
 
 def model_card(report: EvaluationReport, report_uri: str, anomaly_percentile: float) -> str:
@@ -191,3 +207,13 @@ def update_version(
 def describe_version(sagemaker: SageMakerClient, name: str) -> dict:
     with sagemaker_call("DescribeModelPackage", name):
         return dict(sagemaker.describe_model_package(ModelPackageName=name))
+
+
+def mark_replaced(sagemaker: SageMakerClient, arn: str, *, by: str, run_id: str) -> None:
+    """A version that served until ``by`` (a version's ARN) replaced it: no longer serving. Its status and description
+    stay (it was approved, and it did serve); only its metadata changes."""
+    with sagemaker_call("UpdateModelPackage", arn):
+        sagemaker.update_model_package(
+            ModelPackageArn=arn,
+            CustomerMetadataProperties=metadata(Serving="false", ReplacedBy=by, ReplacedByRun=run_id),
+        )

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
 
 REPORT_NAME = "report.json"
+# A run that compares again under the deploy lease writes that comparison here, beside its report (never over it).
+COMPARISON_NAME = "final-comparison.json"
 # InvokeEndpoint takes at most 6 MB per request: stay well below it.
 MAX_REQUEST_BYTES = 4_000_000
 

@@ -2,8 +2,11 @@
 metrics in the Embedded Metric Format (EMF).
 
 An EMF document is a log line: CloudWatch Logs turns it into metrics in the stack's namespace
-(``POWERTOOLS_METRICS_NAMESPACE``), so no function needs ``cloudwatch:PutMetricData``. Each handler's metrics are
-flushed when its invocation ends (Powertools' ``log_metrics``); an invocation with nothing to report writes nothing.
+(``POWERTOOLS_METRICS_NAMESPACE``), so the functions that count with it need no ``cloudwatch:PutMetricData``. One
+function does call PutMetricData: the drift check (steps/check_drift.py), whose role may, for the stack's namespace
+only. Each handler's metrics are flushed when its invocation ends (Powertools' ``log_metrics``); an invocation with
+nothing to report writes nothing. Every metric of the stack names a dimension the same way (``ENDPOINT`` ...), so
+that EMF counts and drift metrics of one endpoint can be read together; Powertools adds its own ``service``.
 docs/operations.md lists the metrics and a Logs Insights query that follows one run.
 """
 
@@ -22,6 +25,11 @@ from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import function_environment
 
 NAMESPACE_VARIABLE = "POWERTOOLS_METRICS_NAMESPACE"
+# The dimensions of the stack's metrics, in CloudWatch's own casing (SageMaker's are EndpointName, VariantName).
+ENDPOINT = "Endpoint"
+MODEL = "Model"
+COMPARISON = "Comparison"
+COLUMN = "Column"
 
 
 class _LogStreamEMF(AmazonCloudWatchEMFProvider):

@@ -189,6 +189,8 @@ class RecordVersionInput(RunStepInput):
     reason: str | None = None
     execution_id: str | None = None
     endpoint_config_name: str | None = None
+    # ``deployed``: the version the endpoint served before (the lease step's), now no longer serving.
+    replaced_version: str | None = None
 
 
 class PlanScoresInput(StepInput):

@@ -222,6 +222,21 @@ class EvaluationReport(ReportModel):
         return self.thresholds.overall is not None or any(t is not None for t in self.thresholds.per_cluster)
 
 
+class FinalComparison(ReportModel):
+    """What "Compare with the model serving now" writes beside the report (``reports/<run id>/final-comparison.json``)
+    when a run compares again under the deploy lease: the gate against the model serving at that moment. The report
+    the version registered (``report_uri``, SHA-256 ``report_digest``) is not rewritten, so its digest stays true."""
+
+    run_id: str
+    execution_name: str
+    report_uri: str
+    report_digest: str
+    evaluated_rows: int
+    strictly_better: bool
+    gate: GateDecision
+    headline: str
+
+
 def read_report(data: bytes | str | Mapping[str, Any] | EvaluationReport, source: str) -> EvaluationReport:
     """The report in ``data`` (its JSON text or the parsed object), or ReportError naming ``source`` and the field."""
     if isinstance(data, EvaluationReport):

@@ -44,7 +44,9 @@ class GateDecision(CamelModel):
 
 
 class Evaluation(CamelModel):
-    """What the evaluation step found: the report's place and headline, and the gate's decision."""
+    """What the evaluation step found: the report's place and headline, and the gate's decision. Compared again
+    under the deploy lease: ``report_uri`` is still the report the version registered (never rewritten), and
+    ``comparison_uri`` the final comparison, whose gate and headline these are."""
 
     report_uri: str
     headline: str
@@ -52,6 +54,7 @@ class Evaluation(CamelModel):
     evaluated_rows: int
     flagged_share: float
     overall_threshold: float | None
+    comparison_uri: str | None = None
 
 
 class EndpointVerification(CamelModel):
@@ -115,6 +118,9 @@ class LeaseStatus(CamelModel):
     holder: str | None = None
     expires_at: str | None = None
     serving_model: str | None = None
+    # The registered version the serving model was made from (None: none serves, or not made from a version): the
+    # version this run's model replaces if it is deployed.
+    serving_model_package_arn: str | None = None
     compare_again: bool = False
     tolerance_percent: float | None = None
     # Against a model an overlapping execution deployed, this run's must be strictly better: an equal one is kept
@@ -135,7 +141,10 @@ class DriftCheck(CamelModel):
     window_end: str
     model: str | None = None
     report_uri: str | None = None
+    # Objects read, of those listed in the window; ``sample`` says how they were chosen when not all were read.
     objects: int = 0
+    listed_objects: int = 0
+    sample: str | None = None
     records: int = 0
     flagged: int = 0
     flagged_share: float | None = None

@@ -3,11 +3,12 @@
 Run by the stack's drift schedule (every ``DriftCheckMinutes``), or by hand with an explicit window
 (``{"windowStart": "...Z", "windowEnd": "...Z"}``). It reads the records the scoring API kept for the serving model
 (``aws.scored``), tests them against the report's baseline (``model.drift``: PSI on distances and on each feature
-column, and the flagged share), and publishes the findings as CloudWatch metrics with PutMetricData, timestamped
+column, and the flagged share against the evaluation's), and publishes the findings as CloudWatch metrics with PutMetricData, timestamped
 at the window's end: ``DriftDetected`` (1 or 0, what the stack's drift alarm watches), ``DistancePSI``,
 ``MaxFeaturePSI``, ``FeaturePSI`` per column, ``FlaggedShare``, and ``DriftWindowRecords``. A window with fewer
 than ``DriftMinRecords`` records publishes only ``DriftWindowRecords``: no traffic is not drift, and the alarm
-treats the missing ``DriftDetected`` as not breaching.
+treats the missing ``DriftDetected`` as not breaching. A busy window is checked on a seeded random sample of its
+records (aws/scored.py says how many it reads at most), and ``sample`` in the output says so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmeans_pipeline.aws.scored import read_window
 from kmeans_pipeline.aws.serving import report_key, serving_model, serving_report
+from kmeans_pipeline.aws.telemetry import COLUMN, ENDPOINT
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.model.drift import Thresholds, compare
 from kmeans_pipeline.schemas.report import ReportError
@@ -55,7 +57,7 @@ def window_of(event: Any, minutes: int, now: datetime) -> tuple[datetime, dateti
 
 
 def _datum(name: str, value: float, endpoint: str, when: datetime, unit: str = "None", **dims: str) -> dict:
-    dimensions = [{"Name": "Endpoint", "Value": endpoint}] + [{"Name": k, "Value": v} for k, v in dims.items()]
+    dimensions = [{"Name": ENDPOINT, "Value": endpoint}] + [{"Name": k, "Value": v} for k, v in dims.items()]
     return {"MetricName": name, "Dimensions": dimensions, "Timestamp": when, "Value": float(value), "Unit": unit}
 
 
@@ -71,7 +73,7 @@ def publish(cloudwatch: Any, namespace: str, check: DriftCheck, when: datetime) 
             data.append(_datum("DistancePSI", check.distance_psi, endpoint, when))
         if check.column_psi:
             data.append(_datum("MaxFeaturePSI", max(check.column_psi.values()), endpoint, when))
-            data += [_datum("FeaturePSI", v, endpoint, when, Column=c) for c, v in check.column_psi.items()]
+            data += [_datum("FeaturePSI", v, endpoint, when, **{COLUMN: c}) for c, v in check.column_psi.items()]
     for start in range(0, len(data), 1000):  # PutMetricData takes at most 1,000 data a call
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + 1000])
     return sorted({d["MetricName"] for d in data})
@@ -113,7 +115,8 @@ def check_drift(
     window = read_window(s3, bucket, endpoint, check.model, report.feature_columns, start, end)
     result = compare(
         None if report.baseline is None else report.baseline.to_json(),
-        report.flagged.per_cluster_share,
+        report.flagged.per_cluster,
+        report.evaluated_rows,
         report.feature_columns,
         window.raw,
         window.distance,
@@ -124,7 +127,8 @@ def check_drift(
             min_records=settings.drift_min_records,
         ),
     )
-    check.objects, check.records, check.flagged = window.objects, result.records, result.flagged
+    check.objects, check.listed_objects, check.sample = window.objects, window.listed, window.sample
+    check.records, check.flagged = result.records, result.flagged
     check.flagged_share = result.flagged_share if result.records else None
     check.expected_flagged_share = result.expected_flagged_share
     check.flagged_p_value, check.distance_psi = result.flagged_p_value, result.distance_psi

@@ -69,6 +69,7 @@ def take(
     return LeaseStatus(
         held=True,
         serving_model=name,
+        serving_model_package_arn=serving.get("modelPackageArn") if serving else None,
         compare_again=overlapping or name != evaluated_against,
         tolerance_percent=tolerance,
         strictly_better=overlapping,

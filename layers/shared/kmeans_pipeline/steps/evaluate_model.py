@@ -6,6 +6,11 @@ the serving model on the same new test rows and promoted only if its mean square
 ``gateTolerancePercent`` worse. The first deploy always promotes, and so does a change of feature treatment (the
 scores are not comparable); a model that is not promoted ends the run successfully with the serving model kept.
 
+Under the deploy lease ("Compare with the model serving now", when another model serves than the one compared with),
+the comparison is made again and written to ``reports/<run id>/final-comparison.json``: the report the run's version
+registered (with its digest) is never rewritten, and it stays what scoring and later gates read of this model (the
+second comparison changes neither its thresholds nor its treatment).
+
 The report carries what scoring needs (the treatment, the model's centroids, each cluster's threshold) and what a
 person reads: each cluster's centroid and normal range in the CSV's units, the share it flags, and the test records
 nearest inside and farthest beyond its threshold. With ``smallClusters: anomalous``, the records closest to a
@@ -20,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kmeans_pipeline.aws.serving import REPORT_NAME, report_key, serving_model, serving_report
+from kmeans_pipeline.aws.registry import read_evidence, report_digest
+from kmeans_pipeline.aws.serving import COMPARISON_NAME, REPORT_NAME, report_key, serving_model, serving_report
 from kmeans_pipeline.data.channels import read_rows
 from kmeans_pipeline.data.treatment import axis_range, comparable, from_base, raw_numbers, to_base, to_original
 from kmeans_pipeline.errors import ModelArtifactError
@@ -43,6 +49,7 @@ from kmeans_pipeline.schemas.report import (
     ClusterReport,
     Distances,
     EvaluationReport,
+    FinalComparison,
     Flagged,
     ReportDataset,
     ReportError,
@@ -314,7 +321,9 @@ def evaluate_model(
     s3: S3Client,
     sagemaker: SageMakerClient,
     strictly_better: bool = False,
+    under_lease: bool = False,
 ) -> Evaluation:
+    """Evaluate the run's model; ``under_lease``: compare it again with the model serving now, beside the report."""
     centroids = read_centroids(best.artifact_uri, s3=s3)
     if centroids.shape != (dataset.k, dataset.feature_dim):
         raise ModelArtifactError(
@@ -386,15 +395,7 @@ def evaluate_model(
         drift_baseline,
     )
     key = f"{config.report_prefix}{REPORT_NAME}"
-    s3.put_object(
-        Bucket=settings.data_bucket,
-        Key=key,
-        Body=json.dumps(report.to_json(), indent=1).encode(),
-        ContentType="application/json",
-        ServerSideEncryption="aws:kms",
-        SSEKMSKeyId=settings.kms_key_arn,
-    )
-    return Evaluation(
+    evaluation = Evaluation(
         report_uri=f"s3://{settings.data_bucket}/{key}",
         headline=headline,
         gate=decision,
@@ -402,3 +403,37 @@ def evaluate_model(
         flagged_share=flagged,
         overall_threshold=summary["threshold"],
     )
+    if under_lease:
+        return _write_comparison(evaluation, config, settings, s3, strictly_better)
+    _put_json(s3, settings, key, report.to_json())
+    return evaluation
+
+
+def _put_json(s3: S3Client, settings: StackSettings, key: str, document: dict) -> None:
+    s3.put_object(
+        Bucket=settings.data_bucket,
+        Key=key,
+        Body=json.dumps(document, indent=1).encode(),
+        ContentType="application/json",
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=settings.kms_key_arn,
+    )
+
+
+def _write_comparison(
+    evaluation: Evaluation, config: RunConfig, settings: StackSettings, s3: S3Client, strictly_better: bool
+) -> Evaluation:
+    """The comparison made again under the deploy lease, in its own object naming the report it leaves unchanged."""
+    key = f"{config.report_prefix}{COMPARISON_NAME}"
+    comparison = FinalComparison(
+        run_id=config.run_id,
+        execution_name=config.execution_name,
+        report_uri=evaluation.report_uri,
+        report_digest=report_digest(read_evidence(s3, evaluation.report_uri)),
+        evaluated_rows=evaluation.evaluated_rows,
+        strictly_better=strictly_better,
+        gate=evaluation.gate,
+        headline=evaluation.headline,
+    )
+    _put_json(s3, settings, key, comparison.to_json())
+    return evaluation.model_copy(update={"comparison_uri": f"s3://{settings.data_bucket}/{key}"})

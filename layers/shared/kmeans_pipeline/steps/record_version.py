@@ -4,9 +4,12 @@ approval status follows what happened to it.
 ``registered`` (after Evaluate): the version with its evidence (the report, digest, metadata, model card), as
 ``Rejected`` when the quality gate keeps the serving model, ``PendingManualApproval`` when a person is asked, else
 ``Approved`` by the gate (its description says so). Then, as the run goes on: ``approved`` / ``rejected`` by a
-person (their name and comment), ``timedOut`` (nobody answered), ``deployed`` (it serves), ``kept`` (it lost the
-final comparison with the model serving at deploy time), ``superseded`` (another run's model took the endpoint),
-``failed`` (its deployment failed, so it never served). The version a run deploys is the one the endpoint serves:
+person (their name and comment), ``timedOut`` (nobody answered), ``deployed`` (it serves: ``Serving=true``, and the
+version it replaced gets ``Serving=false`` and ``ReplacedBy``), ``kept`` (it lost the final comparison with the
+model serving at deploy time), ``superseded`` (another run's model took the endpoint), ``failed`` (the run failed
+after registering it: the approval, the deploy lease or the deployment, so it never served). A run that compared
+again under the deploy lease adds that final comparison's URI, digest and figures (``Final*``) to its version: the
+registered report and its digest are never rewritten. The version a run deploys is the one the endpoint serves:
 Create model makes the SageMaker model from it.
 """
 
@@ -17,16 +20,18 @@ from typing import TYPE_CHECKING
 from kmeans_pipeline.aws.registry import (
     Status,
     describe_version,
+    mark_replaced,
     metadata,
     model_card,
     one_line,
+    read_evidence,
     register_version,
     report_digest,
     update_version,
 )
 from kmeans_pipeline.errors import InvalidInputError
 from kmeans_pipeline.schemas.inputs import RecordVersionInput
-from kmeans_pipeline.schemas.report import MAX_REPORT_BYTES, read_report
+from kmeans_pipeline.schemas.report import FinalComparison, ReportError, read_report
 from kmeans_pipeline.schemas.results import ModelVersion
 from kmeans_pipeline.schemas.settings import StackSettings
 
@@ -35,27 +40,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 
-def _uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def _read(s3: S3Client, uri: str) -> bytes:
-    bucket, key = _uri(uri)
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    try:
-        return body.read(MAX_REPORT_BYTES + 1)
-    finally:
-        body.close()
-
-
 def register(
     step: RecordVersionInput, settings: StackSettings, s3: S3Client, sagemaker: SageMakerClient
 ) -> ModelVersion:
     config, evaluation, best, dataset = step.config, step.evaluation, step.best, step.dataset
     if best is None or dataset is None:
         raise InvalidInputError("Invalid step input: best and dataset are required to register the model")
-    body = _read(s3, evaluation.report_uri)
+    body = read_evidence(s3, evaluation.report_uri)
     report = read_report(body, evaluation.report_uri)
     gate = evaluation.gate
     status: Status
@@ -80,11 +71,12 @@ def register(
         KSource=report.k_choice.source if report.k_choice else None,
         TrainingJob=best.training_job_name,
         GateDecision=gate.decision,
-        NewMsd=f"{gate.new_msd:.6g}",
-        ServingMsd=None if gate.serving_msd is None else f"{gate.serving_msd:.6g}",
+        NewMsd=gate.new_msd,
+        ServingMsd=gate.serving_msd,
         ServingModel=gate.serving_model,
-        GateTolerancePercent=f"{gate.tolerance_percent:g}",
-        FlaggedShare=f"{evaluation.flagged_share:.4%}",
+        GateTolerancePercent=gate.tolerance_percent,
+        # A fraction (0.0123 is 1.23%): metadata values hold no %.
+        FlaggedShare=evaluation.flagged_share,
         ReportUri=evaluation.report_uri,
         ApprovalMode="person" if config.approval and gate.decision == "promote" else "gate",
         Model=config.names.model,
@@ -132,19 +124,19 @@ def _what_happened(step: RecordVersionInput) -> tuple[Status, str, dict[str, str
             metadata(RejectedBy="approval timeout"),
         )
     if step.event == "deployed":
+        config_name = step.endpoint_config_name or step.config.names.endpoint_config
         return (
             "Approved",
             f"{(step.version.description if step.version else '').rstrip('.')}. Deployed to endpoint "
-            f"{step.config.names.endpoint}"
-            f" ({step.endpoint_config_name or step.config.names.endpoint_config}), verified.",
-            metadata(Deployed="true", EndpointConfig=step.endpoint_config_name or step.config.names.endpoint_config),
+            f"{step.config.names.endpoint} ({config_name}), verified.",
+            metadata(Deployed="true", Serving="true", EndpointConfig=config_name),
         )
     if step.event == "kept":
         return (
             "Rejected",
             f"Not deployed: it lost the final comparison with the model serving at deploy time: "
             f"{one_line(step.evaluation.gate.reason, 800)}",
-            metadata(GateDecision="keep", FinalComparison="lost"),
+            metadata(FinalComparison="lost"),
         )
     if step.event == "superseded":
         return (
@@ -152,7 +144,35 @@ def _what_happened(step: RecordVersionInput) -> tuple[Status, str, dict[str, str
             f"Not deployed: superseded by another run's deployment. {reason}",
             metadata(Superseded="true"),
         )
-    return "Rejected", f"Not deployed: its deployment failed. {reason}", metadata(DeploymentFailed="true")
+    return "Rejected", f"Not deployed: the run failed. {reason}", metadata(RunFailed="true")
+
+
+def final_comparison(s3: S3Client, uri: str) -> dict[str, str]:
+    """The metadata of a final comparison (made again under the deploy lease): its URI, the SHA-256 of its bytes, and
+    its figures; the registered report's own (ReportUri, NewMsd, GateDecision...) stay those of the first."""
+    body = read_evidence(s3, uri)
+    try:
+        comparison = FinalComparison.model_validate_json(body)
+    except ValueError as exc:
+        raise ReportError(f"final comparison {uri} is not valid: {exc}") from None
+    gate = comparison.gate
+    return metadata(
+        FinalComparisonUri=uri,
+        FinalComparisonDigest=report_digest(body),
+        FinalGateDecision=gate.decision,
+        FinalNewMsd=gate.new_msd,
+        FinalServingMsd=gate.serving_msd,
+        FinalServingModel=gate.serving_model,
+        FinalGateTolerancePercent=gate.tolerance_percent,
+    )
+
+
+def _replaced(step: RecordVersionInput, group: str) -> str | None:
+    """The version this run's deployment replaced, when it is another version of this stack's group."""
+    replaced, ours = step.replaced_version, step.version.model_package_arn if step.version else None
+    if step.event != "deployed" or not replaced or replaced == ours:
+        return None
+    return replaced if f":model-package/{group}/" in replaced else None
 
 
 def record_version(
@@ -163,7 +183,11 @@ def record_version(
     if step.version is None:
         raise InvalidInputError(f"Invalid step input: version is required to record {step.event}")
     status, description, properties = _what_happened(step)
+    if step.evaluation.comparison_uri:
+        properties = {**properties, **final_comparison(s3, step.evaluation.comparison_uri)}
     update_version(sagemaker, step.version.model_package_arn, status, description, properties)
+    if replaced := _replaced(step, settings.name_prefix):
+        mark_replaced(sagemaker, replaced, by=step.version.model_package_arn, run_id=step.config.run_id)
     return ModelVersion(
         model_package_arn=step.version.model_package_arn,
         version=step.version.version,
