@@ -8,6 +8,7 @@ with OfflineAWS() as aws:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -115,6 +117,16 @@ _INVOCATION: ContextVar[Invocation | None] = ContextVar("offline_invocation", de
 
 def current_invocation() -> Invocation | None:
     return _INVOCATION.get()
+
+
+_POOL_SUBMIT = ThreadPoolExecutor.submit
+
+
+def _submit_in_caller_context(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """In Lambda a function's threads live in its own process; here they share one with every function. A task a
+    handler hands to a thread pool runs in the handler's context: as its function (its environment, caches and
+    role, for the IAM checks), as it would in AWS."""
+    return _POOL_SUBMIT(self, contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 class _OneClientAtATimeSession(boto3.session.Session):
@@ -270,6 +282,7 @@ class OfflineAWS:
             os.environ[key] = value
         boto3.DEFAULT_SESSION = None
         self._mock.start()
+        ThreadPoolExecutor.submit = _submit_in_caller_context  # type: ignore[method-assign]
         try:
             self.standin.install()
             # Before the deployment: creating the state machine parses its definition too (seam 8).
@@ -287,6 +300,7 @@ class OfflineAWS:
 
     def __exit__(self, *exc: object) -> None:
         self._clients.clear()
+        ThreadPoolExecutor.submit = _POOL_SUBMIT  # type: ignore[method-assign]
         moto_patches.uninstall()
         self.standin.uninstall()
         self._mock.stop()

@@ -27,6 +27,7 @@ PROBE = "function_environment_probe"
 PROBE_SOURCE = textwrap.dedent(
     """
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     from botocore.exceptions import ClientError
 
@@ -37,6 +38,16 @@ PROBE_SOURCE = textwrap.dedent(
 
 
     def handler(event, context):
+        if "pooled" in event:  # the function's own threads: a pool's workers, as a handler may start them
+            def on_a_worker(_):
+                prefix = StackSettings.from_env().name_prefix
+                try:
+                    client("s3").head_bucket(Bucket=f"pooled-{prefix}")
+                except ClientError:
+                    pass
+                return prefix
+            with ThreadPoolExecutor(2) as pool:
+                return {"prefixes": list(pool.map(on_a_worker, range(event["pooled"])))}
         if "remember" in event:  # what this function's earlier invocations cached, then one more
             cache = function_cache("probe")
             seen = sorted(cache)
@@ -124,6 +135,19 @@ def test_two_functions_running_at_once_each_read_their_own_variable(probe_stack)
     assert sorted(set(calls)) == [("BlueFunction", "probe-blue"), ("RedFunction", "probe-red")]
     assert len(calls) == 50
     assert aws.invocations == {"RedFunction": 1, "BlueFunction": 1}
+
+
+def test_a_handlers_own_threads_run_as_its_function(probe_stack):
+    """In Lambda a pool a handler starts lives in the function's process: its workers read the function's variables
+    and call AWS with its role. Offline they read the same, and their calls count as the function's for the IAM
+    checks (a drift check's listing on a pool's workers once went unchecked)."""
+    aws = probe_stack
+    answer = aws.client("lambda").invoke(
+        FunctionName=aws.stack.physical["RedFunction"], Payload=json.dumps({"pooled": 4}).encode()
+    )
+    assert json.loads(answer["Payload"].read()) == {"prefixes": ["red"] * 4}
+    calls = [(function, params["Bucket"]) for function, _, op, params in aws.api_calls if op == "HeadBucket"]
+    assert calls == [("RedFunction", "pooled-red")] * 4
 
 
 def test_each_function_keeps_its_own_cache_as_its_own_process_would(probe_stack):
