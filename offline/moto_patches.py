@@ -67,6 +67,9 @@ All of them touch moto internals, which is why pyproject.toml pins moto to 5.2.1
     the child's ARN, Execution.Input its input).
 16. An ItemReader over s3:listObjectsV2 reads every page of the listing (moto read the first, and failed on an empty
     one).
+17. An execution's end: moto set its status (SUCCEEDED, FAILED) before its output (error and cause), so a
+    DescribeExecution on another thread could read SUCCEEDED with no output; Step Functions answers an ended
+    execution whole. The output, error, cause and stop date are set first, the status last.
 """
 
 from __future__ import annotations
@@ -95,7 +98,12 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.events.models import Rule
 from moto.stepfunctions import responses as sfn_responses
 from moto.stepfunctions.exceptions import InvalidToken, ResourceNotFound
-from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, ExecutionFailedEventDetails, HistoryEventType
+from moto.stepfunctions.parser.api import (
+    EvaluationFailedEventDetails,
+    ExecutionFailedEventDetails,
+    ExecutionStatus,
+    HistoryEventType,
+)
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
@@ -125,13 +133,18 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.job 
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
 from moto.stepfunctions.parser.asl.component.state.exec.state_parallel.state_parallel import StateParallel
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramStopped, ProgramTimedOut
+from moto.stepfunctions.parser.asl.eval.program_state import (
+    ProgramEnded,
+    ProgramError,
+    ProgramStopped,
+    ProgramTimedOut,
+)
 from moto.stepfunctions.parser.asl.eval.states import ItemData, MapData
 from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
-from moto.stepfunctions.parser.backend.execution import Execution
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 # function name -> callable(event) -> result; set by the runner for the functions it deployed.
@@ -1243,7 +1256,29 @@ def install(invoker: LambdaInvoker, event_triggers: bool = False) -> None:
         sfn_responses.StepFunctionResponse.describe_execution = _describe_execution
         _originals["list_objects"] = item_reader_s3.ResourceEvalS3.__dict__["_handle_list_objects_v2"]
         item_reader_s3.ResourceEvalS3._handle_list_objects_v2 = staticmethod(_list_objects_all_pages)
+        _originals["reflect_status"] = BaseExecutionWorkerCommunication._reflect_execution_status
+        BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_execution_status
         _installed = True
+
+
+def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
+    """Seam 17: an ended execution's output (or error and cause) is there before its status says it ended."""
+    execution = self.execution
+    state = execution.exec_worker.env.program_state()
+    execution.stop_date = datetime.datetime.now(tz=datetime.UTC)
+    if isinstance(state, ProgramEnded):
+        execution.output = execution.exec_worker.env.states.get_input()
+        status = ExecutionStatus.SUCCEEDED
+    elif isinstance(state, ProgramStopped):
+        status = ExecutionStatus.ABORTED
+    elif isinstance(state, ProgramError):
+        execution.error, execution.cause = state.error.get("error"), state.error.get("cause")
+        status = ExecutionStatus.FAILED
+    elif isinstance(state, ProgramTimedOut):
+        status = ExecutionStatus.TIMED_OUT
+    else:
+        raise RuntimeWarning(f"Execution ended with unsupported ProgramState type '{type(state)}'.")
+    execution.exec_status = status
 
 
 def _patch_importers(encode: Callable) -> None:
@@ -1286,5 +1321,6 @@ def uninstall() -> None:
         sfn_responses.StepFunctionResponse.list_executions = _originals["list_executions"]
         sfn_responses.StepFunctionResponse.describe_execution = _originals["describe_execution"]
         item_reader_s3.ResourceEvalS3._handle_list_objects_v2 = _originals["list_objects"]
+        BaseExecutionWorkerCommunication._reflect_execution_status = _originals["reflect_status"]
         _invoker = None
         _installed = False

@@ -11,13 +11,16 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 
 from offline import moto_patches
 from testkit.aws import REGION
@@ -413,3 +416,45 @@ def test_a_bad_retry_scale_is_refused_naming_the_variable(monkeypatch):
         moto_patches.retry_scale()
     monkeypatch.delenv(moto_patches.RETRY_SCALE_VARIABLE)
     assert moto_patches.retry_scale() == 1.0  # unset: the ASL's own intervals, as `make demo` waits them
+
+
+class _WatchedExecution:
+    """An execution that notes what a reader would see the moment its status is set."""
+
+    def __init__(self, state: Any, result: Any = None) -> None:
+        self.output = self.error = self.cause = self.stop_date = None
+        self.seen: list[tuple] = []
+        env = SimpleNamespace(program_state=lambda: state, states=SimpleNamespace(get_input=lambda: result))
+        self.exec_worker = SimpleNamespace(env=env)
+
+    @property
+    def exec_status(self) -> Any:
+        return self.seen[-1][0] if self.seen else None
+
+    @exec_status.setter
+    def exec_status(self, status: Any) -> None:
+        self.seen.append((status, self.output, self.error, self.cause, self.stop_date is not None))
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (ProgramEnded(), ("SUCCEEDED", {"done": True}, None, None, True)),
+        (
+            ProgramError({"error": "Boom", "cause": "it broke"}),  # type: ignore[arg-type]
+            ("FAILED", None, "Boom", "it broke", True),
+        ),
+    ],
+)
+def test_an_ended_execution_is_whole_when_its_status_says_it_ended(state, expected):
+    """A poller on another thread (the runner's DescribeExecution) once read SUCCEEDED with no output: moto set the
+    status first. Step Functions answers an ended execution whole."""
+    moto_patches.install(lambda name, event: event)
+    try:
+        execution = _WatchedExecution(state, {"done": True})
+        communication = BaseExecutionWorkerCommunication.__new__(BaseExecutionWorkerCommunication)
+        communication.execution = execution  # type: ignore[assignment]
+        communication.terminated()
+    finally:
+        moto_patches.uninstall()
+    assert execution.seen == [expected]
