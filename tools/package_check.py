@@ -50,9 +50,9 @@ RUNTIME_VERSION = "3.13"
 MIB = 1024 * 1024
 AWS_LIMIT = 250 * MIB
 DATA_STEPS = ("PlanDataFunction", "SplitRangeFunction", "MergeRangesFunction", "TreatRangeFunction")
-# The steps that ship numpy: the data step's plan, workers and merge, and the ones that score (evaluation before
-# deploying, the endpoint check after, the scoring API). They get the data step's limits; every other step must stay
-# lean.
+# The steps that ship numpy (their requirements.txt lists it): the data step's plan, workers and merge, the ones that
+# score (evaluation before deploying, the endpoint check after, the scoring API, batch scoring) and the drift check's
+# statistics. They get the data step's limits; every other step must stay lean.
 NUMPY_STEPS = (
     *DATA_STEPS,
     "EvaluateModelFunction",
@@ -61,6 +61,7 @@ NUMPY_STEPS = (
     "PlanScoresFunction",
     "ScoreRangeFunction",
     "FinishScoresFunction",
+    "CheckDriftFunction",
 )
 STEP_LIMITS = {step: 200 * MIB for step in NUMPY_STEPS}  # unzipped bytes, code and layers
 DEFAULT_STEP_LIMIT = 30 * MIB

@@ -40,6 +40,18 @@ def test_limits_and_goals_single_out_the_steps_that_ship_numpy():
     assert pc.AWS_LIMIT == 250 * MIB
 
 
+def test_the_steps_given_numpys_limits_are_the_ones_whose_requirements_list_numpy():
+    """A step that starts shipping numpy without its limits fails `make package-check` (the drift check once did)."""
+    template = load_template(ROOT / "template.yaml")
+    shipping = set()
+    for name in pc.resources_of(template, "AWS::Serverless::Function"):
+        requirements = ROOT / template["Resources"][name]["Properties"]["CodeUri"] / "requirements.txt"
+        lines = requirements.read_text().splitlines() if requirements.exists() else []
+        if any(line.split("==")[0].strip().lower() == "numpy" for line in lines):
+            shipping.add(name)
+    assert shipping == set(pc.NUMPY_STEPS)
+
+
 def test_size_failures_name_the_function_and_the_excess():
     sizes = {
         "SplitRangeFunction": (190 * MIB, 10 * MIB),  # exactly at its limit
