@@ -10,20 +10,18 @@ docs-draft/offline-distributed-map.md."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from offline import moto_patches
+from testkit.machines import lambda_task, run_machine
 
 REGION = "us-east-1"
 THRESHOLD = "States.ExceedToleratedFailureThreshold"
@@ -51,61 +49,14 @@ def run(
     query_language: str | None = "JSONata",
     before: Callable[[Any], None] | None = None,
 ) -> dict:
-    """Run a state machine whose Task states call `handler` through the runner's Lambda seam; the execution's
-    description, with its history under "events". `before(s3)` runs once the buckets exist; `after(sfn, arn)` once
-    the execution ended."""
-    definition = {"StartAt": next(iter(states)), "States": states}
-    if query_language:
-        definition = {"QueryLanguage": query_language, **definition}
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        moto_patches.install(lambda name, event: handler(event))
-        try:
-            s3 = boto3.client("s3", region_name=REGION)
-            for bucket in buckets:
-                s3.create_bucket(Bucket=bucket)
-            if before:
-                before(s3)
-            role = boto3.client("iam", region_name=REGION).create_role(
-                RoleName="runner", AssumeRolePolicyDocument="{}"
-            )["Role"]["Arn"]
-            package = io.BytesIO()
-            with zipfile.ZipFile(package, "w") as archive:
-                archive.writestr("app.py", "")
-            function = boto3.client("lambda", region_name=REGION).create_function(
-                FunctionName="step",
-                Runtime="python3.12",
-                Role=role,
-                Handler="app.handler",
-                Code={"ZipFile": package.getvalue()},
-            )["FunctionArn"]
-            sfn = boto3.client("stepfunctions", region_name=REGION)
-            machine = sfn.create_state_machine(
-                name="machine", roleArn=role, definition=json.dumps(definition).replace("FUNCTION", function)
-            )
-            arn = sfn.start_execution(
-                stateMachineArn=machine["stateMachineArn"], name="run-1", input=json.dumps(execution_input or {})
-            )["executionArn"]
-            deadline = time.monotonic() + 60
-            while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-                assert time.monotonic() < deadline, "the execution did not end"
-                time.sleep(0.02)
-            described["events"] = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-            if after:
-                after(sfn, arn)
-            return described
-        finally:
-            moto_patches.uninstall()
+    """Run a state machine whose Task states call `handler` through the runner's Lambda seam."""
+    return run_machine(
+        states, handler, execution_input, query_language=query_language, buckets=buckets, before=before, after=after
+    )
 
 
 def task(**fields: Any) -> dict:
-    return {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke",
-        "Arguments": {"FunctionName": "FUNCTION", "Payload": "{% $states.input %}"},
-        "Output": "{% $states.result.Payload %}",
-        "End": True,
-        **fields,
-    }
+    return lambda_task(Output="{% $states.result.Payload %}", **fields)
 
 
 def distributed_map(execution_type: str = "STANDARD", **fields: Any) -> dict:

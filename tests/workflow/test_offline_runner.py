@@ -4,26 +4,22 @@ and jsonata-js 2.0.6 (the JSONata Step Functions documents) say."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramEnded, ProgramError
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 
 from offline import moto_patches
-from testkit.aws import REGION
+from testkit.machines import lambda_task, run_machine
 
 CAUGHT = [{"ErrorEquals": ["States.ALL"], "Output": {"caught": "{% $states.errorOutput %}"}, "Next": "Caught"}]
 
@@ -35,54 +31,11 @@ def run(
     while_running: Callable[[Any, str, list], None] | None = None,
     after: Callable[[Any, str], None] | None = None,
 ) -> dict:
-    """Run a JSONata state machine whose Task states call `handler` through the runner's Lambda seam; the
-    execution's description, with its history under "events". `after(sfn, arn)` runs once the execution ended."""
-    definition = {"QueryLanguage": "JSONata", "StartAt": next(iter(states)), "States": states}
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        moto_patches.install(lambda name, event: handler(event))
-        try:
-            role = boto3.client("iam", region_name=REGION).create_role(
-                RoleName="runner", AssumeRolePolicyDocument="{}"
-            )["Role"]["Arn"]
-            package = io.BytesIO()
-            with zipfile.ZipFile(package, "w") as archive:
-                archive.writestr("app.py", "")
-            function = boto3.client("lambda", region_name=REGION).create_function(
-                FunctionName="step",
-                Runtime="python3.12",
-                Role=role,
-                Handler="app.handler",
-                Code={"ZipFile": package.getvalue()},
-            )["FunctionArn"]
-            sfn = boto3.client("stepfunctions", region_name=REGION)
-            machine = sfn.create_state_machine(
-                name="machine", roleArn=role, definition=json.dumps(definition).replace("FUNCTION", function)
-            )
-            arn = sfn.start_execution(
-                stateMachineArn=machine["stateMachineArn"], name="run-1", input=json.dumps(execution_input or {})
-            )["executionArn"]
-            deadline = time.monotonic() + 30
-            while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-                assert time.monotonic() < deadline, "the execution did not end"
-                if while_running:
-                    while_running(sfn, arn, sfn.get_execution_history(executionArn=arn)["events"])
-                time.sleep(0.02)
-            described["events"] = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-            if after:
-                after(sfn, arn)
-            return described
-        finally:
-            moto_patches.uninstall()
+    """Run a JSONata state machine whose Task states call `handler` through the runner's Lambda seam."""
+    return run_machine(states, handler, execution_input, while_running=while_running, after=after, timeout=30)
 
 
-def task(**fields: Any) -> dict:
-    return {
-        "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke",
-        "Arguments": {"FunctionName": "FUNCTION", "Payload": "{% $states.input %}"},
-        "End": True,
-        **fields,
-    }
+task = lambda_task
 
 
 def caught(**fields: Any) -> dict:
