@@ -21,9 +21,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from offline import moto_patches
+from testkit.aws import REGION
 from testkit.machines import lambda_task, run_machine
 
-REGION = "us-east-1"
 THRESHOLD = "States.ExceedToleratedFailureThreshold"
 THRESHOLD_CAUSE = "The specified tolerated failure threshold was exceeded"
 
