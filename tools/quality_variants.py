@@ -1,6 +1,6 @@
 """The variants docs/benchmarks.md compares (k ranges, small-cluster rules, threshold rules), on the quality suite.
 
-    python -m tools.quality_variants [--table defaults|scaling] [--held-out]
+    python -m tools.quality_variants [--table defaults|scaling|small] [--held-out]
     (needs the quality extra; models cached in .cache/quality-variants/)
 
 An emulation of the pipeline with its own pieces, outside the state machine, so that many variants are cheap: the
@@ -9,7 +9,9 @@ K-Means (best test:msd of 3 training jobs with hyperparameters drawn in the tuni
 model.scoring. AP over every record of each set, mean of seeds 0-2; IsolationForest as in tools/quality_bench.py.
 ``--table defaults``: the k ranges, small-cluster and threshold rules of issue 19's first round; ``--table scaling``:
 its second round (robust scaling, 1-10 scales kept numeric, signed logs, per-cluster and pooled diagonal metrics,
-the k floor with them). ``--held-out``: the same table on the held-out sets, looked at only after a choice.
+the k floor with them); ``--table small``: its third round, which clusters are small (CBLOF's alpha / beta, sizes
+relative to the average n / k, isolation, a category level split over several clusters) and LDCOF's score.
+``--held-out``: the same table on the held-out sets, looked at only after a choice.
 """
 
 import argparse
@@ -329,13 +331,149 @@ def defaults_table(sets: list[str]) -> None:
         print(row + f"  {wins}/{len(sets)}  {sum(means) / len(means):.3f}", flush=True)
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Issue 19, third round: which clusters are small (`--table small`). z-scores, DB 8.., the stand-in's K-Means, mean
+# AP over seeds 0-2 and REPS training runs each (the scaling table's models); only the small-cluster rule (which
+# clusters are candidates, and which candidates are judged anomalous) and, for LDCOF, the score differ.
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _centroid_stats(Ztr: np.ndarray, closest: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sizes, mean distance of each cluster's training rows to its centroid) ; 0 for an empty cluster."""
+    k = len(C)
+    sizes = np.bincount(closest, minlength=k)
+    d = np.sqrt(((Ztr - C[closest]) ** 2).sum(1))
+    mean = np.bincount(closest, weights=d, minlength=k) / np.maximum(sizes, 1)
+    return sizes, mean
+
+
+def small_candidates(rule: str, Ztr: np.ndarray, closest: np.ndarray, C: np.ndarray) -> list[int]:
+    """The clusters a rule calls small (candidates for the category judgement), from the training rows.
+
+    ``cblof-A-B``: CBLOF's size rule with alpha A and beta B (He et al. 2003; the product's is 0.9 / 5).
+    ``expected-G``: fewer training rows than G x n / k, the size every cluster would have if they were equal.
+    ``cblof|expected-G``: either. ``isolated-R``: fewer than n / k rows and R times farther from the nearest other
+    centroid than its own rows are from it on average (a tight, isolated group of few records).
+    ``cblof|isolated-R``: either."""
+    k = len(C)
+    sizes, spread = _centroid_stats(Ztr, closest, C)
+    n = int(sizes.sum())
+    out: set[int] = set()
+    for part in rule.split("|"):
+        if part == "cblof":
+            out |= set(scoring.small_clusters(closest, k))
+        elif part.startswith("cblof-"):
+            _, a, b = part.split("-")
+            out |= set(scoring.small_clusters(closest, k, float(a), float(b)))
+        elif part.startswith("expected-"):
+            g = float(part.split("-")[1])
+            out |= {j for j in range(k) if sizes[j] < g * n / k}
+        elif part.startswith("isolated-"):
+            r = float(part.split("-")[1])
+            between = np.sqrt(clusters._squared(C, C))
+            np.fill_diagonal(between, np.inf)
+            sep = between.min(1)
+            out |= {j for j in range(k) if sizes[j] == 0 or (sizes[j] < n / k and sep[j] > r * max(spread[j], 1e-12))}
+        else:
+            raise ValueError(part)
+    return sorted(out)
+
+
+def _split_kind(index: int, Ztr: np.ndarray, closest: np.ndarray, k: int, trz) -> bool:
+    """A third way a category level explains a small cluster (``category+split``): the level holds EXPLAINED_SHARE
+    of the cluster's rows, and the clusters it makes up EXPLAINED_SHARE of, small or large, together hold
+    EXPLAINED_SHARE of its records (K-Means split one kind of record in several clusters, none of them large)."""
+    share = clusters.EXPLAINED_SHARE
+    members = closest == index
+    if not members.any():
+        return False
+    for _, at, levels in clusters._category_blocks(trz):
+        hot = Ztr[:, at : at + len(levels)] > 0.5
+        for level in np.flatnonzero(hot[members].mean(0) >= share):
+            dominated = [j for j in range(k) if (closest == j).any() and hot[closest == j, level].mean() >= share]
+            if hot[np.isin(closest, dominated), level].sum() >= share * hot[:, level].sum():
+                return True
+    return False
+
+
+def evaluate_small(name, seed, rule, judge, score_kind, rep):
+    """(AP, recall at the overall threshold) of one small-cluster variant. ``judge``: ``category`` (the product's
+    judgement of each candidate) or ``none`` (every candidate anomalous). ``score_kind``: ``distance`` (to the
+    reference cluster, the endpoint's) or ``ldcof`` (Amer and Goldstein 2012: that distance over the reference
+    cluster's mean training distance)."""
+    X, y, _, te, tr = prepared(name, seed)
+    Z, trz = features(name, seed, "z")
+    hi = max(8, min(16, math.isqrt(int((~te).sum()) // 2)))
+    p = CACHE / f"k2_{name}_{seed}_z_8_{hi}.json"
+    if not p.exists():
+        p.write_text(json.dumps({"k": clusters.choose_k(Z[~te], list(range(8, hi + 1)), seed=42).k}))
+    k = json.loads(p.read_text())["k"]
+    C = np.asarray(model2(name, seed, "z", k, Z, te, rep), dtype=np.float64)
+    closest, dist = scoring.score(Z, C)
+    cand = small_candidates(rule, Z[~te], closest[~te], C)
+    if judge.startswith("category"):
+        small = [j.index for j in clusters.judge_small_clusters(Z[~te], closest[~te], k, cand, trz) if j.anomalous]
+        if judge == "category+split":
+            small = [j for j in small if not _split_kind(j, Z[~te], closest[~te], k, trz)]
+    else:
+        small = cand
+    ref, d = scoring.refer(Z, closest, dist, C, small if len(small) < k else [])
+    d = d.astype(np.float64)
+    if score_kind == "ldcof":
+        _, spread = _centroid_stats(Z[~te], closest[~te], C)
+        d = d / np.maximum(spread[ref], 1e-12)
+    overall = float(np.percentile(d[te], 99.0))
+    return aps(y, d), float(((d > overall) & y).sum() / y.sum())
+
+
+SMALL_CONFIGS = {
+    "CBLOF 0.9/5 + category (default)": ("cblof", "category", "distance"),
+    "CBLOF 0.8/5 + category": ("cblof-0.8-5", "category", "distance"),
+    "CBLOF 0.95/5 + category": ("cblof-0.95-5", "category", "distance"),
+    "CBLOF 0.9/3 + category": ("cblof-0.9-3", "category", "distance"),
+    "CBLOF 0.9/2 + category": ("cblof-0.9-2", "category", "distance"),
+    "below n/(2k) + category": ("expected-0.5", "category", "distance"),
+    "below n/k + category": ("expected-1", "category", "distance"),
+    "CBLOF or below n/(2k) + category": ("cblof|expected-0.5", "category", "distance"),
+    "CBLOF or below n/k + category": ("cblof|expected-1", "category", "distance"),
+    "CBLOF or isolated x2 + category": ("cblof|isolated-2", "category", "distance"),
+    "CBLOF or isolated x3 + category": ("cblof|isolated-3", "category", "distance"),
+    "below n/k, no judgement": ("expected-1", "none", "distance"),
+    "CBLOF + category or split kind": ("cblof", "category+split", "distance"),
+    "below n/(2k) + cat. or split": ("expected-0.5", "category+split", "distance"),
+    "below n/k + category or split kind": ("expected-1", "category+split", "distance"),
+    "below 0.75 n/k + category or split": ("expected-0.75", "category+split", "distance"),
+    "below 1.5 n/k + category or split": ("expected-1.5", "category+split", "distance"),
+    "CBLOF or below n/k + cat. or split": ("cblof|expected-1", "category+split", "distance"),
+    "CBLOF 0.8/5 + category or split kind": ("cblof-0.8-5", "category+split", "distance"),
+    "LDCOF, CBLOF + category": ("cblof", "category", "ldcof"),
+    "LDCOF, below n/k + category": ("expected-1", "category", "ldcof"),
+}
+
+
+def small_table(sets: list[str]) -> None:
+    forest = [sum(anchor(s, i)["if"] for i in SEEDS) / len(SEEDS) for s in sets]
+    print(f"{'variant':36s}" + "".join(f"{s[:12]:>13s}" for s in sets) + "  >= IF   mean  demo min AP/recall")
+    print(f"{'IsolationForest':36s}" + "".join(f"{v:13.3f}" for v in forest))
+    for cname, (rule, judge, kind) in SMALL_CONFIGS.items():
+        runs = {s: [evaluate_small(s, i, rule, judge, kind, r) for i in SEEDS for r in range(REPS)] for s in sets}
+        means = [float(np.mean([a for a, _ in runs[s]])) for s in sets]
+        wins = sum(m >= f for m, f in zip(means, forest))
+        demo = runs.get("transactions")
+        tail = f"  {min(a for a, _ in demo):.3f}/{min(r for _, r in demo):.0%}" if demo else ""
+        print(
+            f"{cname:36s}" + "".join(f"{m:13.3f}" for m in means) + f"  {wins}/{len(sets)}  {np.mean(means):.3f}{tail}",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", choices=("defaults", "scaling"), default="defaults")
+    parser.add_argument("--table", choices=("defaults", "scaling", "small"), default="defaults")
     parser.add_argument("--held-out", action="store_true", help="the held-out sets (tools/quality_sets.HELD_OUT)")
     args = parser.parse_args(argv)
     sets = list(HELD_OUT) if args.held_out else SETS
-    (defaults_table if args.table == "defaults" else scaling_table)(sets)
+    {"defaults": defaults_table, "scaling": scaling_table, "small": small_table}[args.table](sets)
     return 0
 
 
