@@ -41,10 +41,15 @@ class RangeReading:
         self.overrun = 0
         self.draining = False
 
-    def pieces(self) -> Iterator[bytes]:
+    def pieces(self, window_bytes: int | None = None) -> Iterator[bytes]:
+        """Its whole lines, in blocks (within one window each, with ``window_bytes``, where no quoted field holds a
+        line break), then the rest of a record open at its end."""
         body = aligned_pieces(self._chunks, self.origin, self.start, self.end, self.bounds, self._rest, self.begun)
+        first = next(body, None)  # its aligned start is known from here on
+        begun = self.begun[0] if self.begun else self.start
+        lines = line_blocks(itertools.chain([first] if first else [], body), BLOCK_BYTES, window_bytes, begun)
         try:
-            for piece in line_blocks(body):
+            for piece in lines:
                 self.tracker.see(piece)
                 self.lines += piece.count(b"\n")
                 yield piece
@@ -60,7 +65,7 @@ class RangeReading:
     def blocks(self, window_bytes: int | None = None) -> Iterator[RowBlock]:
         """Its rows in blocks (lines numbered from 1, its first), each within one window of the object when
         ``window_bytes`` is given (offsets in the object)."""
-        self.following = self.pieces()
+        self.following = self.pieces(window_bytes)
         for block in row_blocks(self.following, BLOCK_BYTES, first_line=1):
             if window_bytes is None:
                 yield block

@@ -68,27 +68,48 @@ class LineTooLong(Exception):
         self.carriage_returns = carriage_returns
 
 
-def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+def line_blocks(
+    chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES, window_bytes: int | None = None, offset: int = 0
+) -> Iterator[bytes]:
     """Blocks of at most about ``block_bytes`` that end with a newline (a final line without one gets one).
 
-    A line longer than MAX_LINE_BYTES raises LineTooLong, so memory stays bounded.
+    With ``window_bytes`` (``offset``: where the first byte is in the object), a block also ends with the line that
+    holds a window's last byte: where no quoted field holds a line break, every block's rows then start in one window
+    and :func:`by_window` has nothing to cut. A line longer than MAX_LINE_BYTES raises LineTooLong; the chunks are
+    taken in a block at a time, so the bytes held stay about a block, whatever the chunks' size.
     """
     pending = bytearray()
     for chunk in chunks:
-        pending += chunk
-        while len(pending) >= block_bytes:
-            cut = pending.rfind(b"\n", 0, block_bytes)
-            if cut < 0:
-                cut = pending.find(b"\n", block_bytes)
-                if cut < 0:
-                    if len(pending) > MAX_LINE_BYTES:
-                        raise LineTooLong(0, b"\r" in pending)
-                    break
-            if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
-                start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
-                raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
-            yield bytes(pending[: cut + 1])
-            del pending[: cut + 1]
+        view = memoryview(chunk)
+        for at in range(0, len(view), block_bytes):
+            pending += view[at : at + block_bytes]
+            while True:
+                to_window = window_bytes - offset % window_bytes if window_bytes else block_bytes + 1
+                if to_window <= block_bytes:
+                    if len(pending) < to_window:
+                        break
+                    cut = pending.find(b"\n", to_window - 1)
+                    if cut < 0:  # the line that crosses into the next window goes on
+                        start = pending.rfind(b"\n", 0, to_window - 1) + 1
+                        if len(pending) - start > MAX_LINE_BYTES:
+                            raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:])
+                        break
+                else:
+                    if len(pending) < block_bytes:
+                        break
+                    cut = pending.rfind(b"\n", 0, block_bytes)
+                    if cut < 0:
+                        cut = pending.find(b"\n", block_bytes)
+                        if cut < 0:
+                            if len(pending) > MAX_LINE_BYTES:
+                                raise LineTooLong(0, b"\r" in pending)
+                            break
+                if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
+                    start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
+                    raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
+                yield bytes(pending[: cut + 1])
+                del pending[: cut + 1]
+                offset += cut + 1
     last = pending.rfind(b"\n") + 1
     if len(pending) - last > MAX_LINE_BYTES:
         raise LineTooLong(pending.count(b"\n"), b"\r" in pending[last:])
@@ -206,16 +227,18 @@ def open_record_start(block: bytes) -> int | None:
     return int(ends[-1]) + 1 if len(ends) else 0
 
 
-def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> tuple[bytes, Iterator[RowBlock]]:
+def header_and_blocks(
+    chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES, window_bytes: int | None = None
+) -> tuple[bytes, Iterator[RowBlock]]:
     """The header line (with its newline) and the blocks of rows after it, in order, each with its offset in the
-    (uncompressed) object.
+    (uncompressed) object; with ``window_bytes``, each block's rows start in one window (:func:`by_window`).
 
     A block may end inside a quoted field: its complete rows are yielded, and its last record is read on into the
     next block, up to MAX_RECORD_BYTES (then it is yielded ``overlong``, and checking it names the problem). A line
     too long, or a gzip object that cannot be unpacked, raises DataValidationError when the iteration reaches it,
     so a reader that checks the blocks before it first reports the first bad line.
     """
-    blocks = line_blocks(decompressed(chunks), block_bytes)
+    blocks = line_blocks(decompressed(chunks), block_bytes, window_bytes)
     try:
         first = next(blocks, None)
     except LineTooLong as exc:
@@ -223,7 +246,10 @@ def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -
     if first is None:
         raise DataValidationError("the object is empty: expected a header line and data rows")
     end = first.index(b"\n") + 1
-    return first[:end], row_blocks(itertools.chain([first[end:]], blocks), block_bytes, offset=end)
+    rows = row_blocks(itertools.chain([first[end:]], blocks), block_bytes, offset=end)
+    if window_bytes is None:
+        return first[:end], rows
+    return first[:end], (piece for block in rows for piece in by_window(block, window_bytes))
 
 
 def row_blocks(

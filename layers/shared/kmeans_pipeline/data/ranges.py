@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from kmeans_pipeline.data.blocks import MAX_RECORD_BYTES, quote_states
+from kmeans_pipeline.data.blocks import MAX_RECORD_BYTES, open_record_start, quote_states
 from kmeans_pipeline.errors import DataValidationError
 
 _LF = ord("\n")
@@ -40,9 +40,8 @@ def ends_of(piece: bytes, inside: bool) -> tuple[bool, int | None]:
     state after them is inside one, and (starting inside) the offset of the first row start, if any."""
     if b'"' not in piece:
         return inside, (None if inside else 0)
-    if not inside:
-        runs = quote_states(piece)
-        return bool(runs.inside[-1]), 0
+    if not inside:  # the state after them is the one the last record of a block of rows is left in
+        return open_record_start(piece) is not None, 0
     # A field open at the start reads as if one more quote opened it: a run of n quotes inside a field toggles
     # the state as a run of n + 1 at a field's start does (both close it when n is odd).
     buffer = b'"' + piece

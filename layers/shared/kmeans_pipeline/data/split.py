@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, by_window, header_and_blocks
+from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, header_and_blocks
 from kmeans_pipeline.data.exact import ExactRows, read_exact, route_exact
 from kmeans_pipeline.data.fast import Scan, route, scan
 from kmeans_pipeline.data.header import Layout, parse_header
@@ -83,11 +83,10 @@ def split_stream(
     :func:`split_blocks`, as one range of the data step reads them; the counts are then checked as a whole
     (:func:`check_counts`).
     """
-    header, blocks = header_and_blocks(chunks, block_bytes)
+    header, blocks = header_and_blocks(chunks, block_bytes, window_bytes)
     layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
     splitter = WindowSplitter(test_fraction, seed, window_bytes=window_bytes)
-    windowed = (piece for block in blocks for piece in by_window(block, window_bytes))
-    counts = split_blocks(windowed, layout, splitter, train, test, on_train=on_train, workers=workers)
+    counts = split_blocks(blocks, layout, splitter, train, test, on_train=on_train, workers=workers)
     stratified = layout.stratify is not None
     check_counts(
         counts.train,

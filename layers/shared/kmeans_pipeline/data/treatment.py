@@ -134,8 +134,11 @@ class TreatmentLearner:
         self.raw = _Moments(d)
         self.logged = _Moments(d)
         self._capacity = sample_capacity(d)
+        # The rows kept are the first ``_held`` of these buffers, which grow (by doubling) to hold twice what it
+        # keeps and a block: a block is copied in once, not the rows held with it.
         self._rows = np.empty((0, d))
         self._keys = np.empty(0)
+        self._held = 0
         # It keeps the capacity + 1 smallest keys, so that it can count up to the capacity below any threshold up to
         # the largest it keeps (sample_threshold); once it has dropped rows, no smaller key than this bar was dropped.
         self._keep = self._capacity + 1
@@ -177,15 +180,17 @@ class TreatmentLearner:
         capacity + 1."""
         if not self._sorted:
             self._compact()
-            order = np.argsort(self._keys, kind="stable")
-            self._keys, self._rows, self._sorted = self._keys[order], self._rows[order], True
+            held = self._held
+            order = np.argsort(self._keys[:held], kind="stable")
+            self._keys, self._rows, self._sorted = self._keys[:held][order], self._rows[:held][order], True
         return self._keys, self._rows
 
     def _compact(self) -> None:
-        if len(self._keys) > self._keep:
-            kept = np.argpartition(self._keys, self._keep - 1)[: self._keep]
-            self._keys, self._rows = self._keys[kept], self._rows[kept]
-            self._bar = float(self._keys.max())
+        if self._held > self._keep:
+            kept = np.argpartition(self._keys[: self._held], self._keep - 1)[: self._keep]
+            self._keys[: self._keep], self._rows[: self._keep] = self._keys[kept], self._rows[kept]
+            self._held = self._keep
+            self._bar = float(self._keys[: self._keep].max())
 
     @classmethod
     def merged(cls, states: list[dict], samples: list[tuple[np.ndarray, np.ndarray]], dim: int) -> TreatmentLearner:
@@ -214,6 +219,7 @@ class TreatmentLearner:
             keys = np.concatenate([k for k, _ in drawn])
             order = np.argsort(keys, kind="stable")
             learner._keys, learner._rows = keys[order], np.concatenate([r for _, r in drawn])[order]
+            learner._held = len(keys)
         return learner
 
     def add_text(self, text: bytes, *, train: bool, keys: np.ndarray | None = None) -> None:
@@ -248,10 +254,16 @@ class TreatmentLearner:
         below = keys < self._bar
         if not below.all():
             rows, keys = rows[below], keys[below]
-        self._rows = np.concatenate([self._rows, rows])
-        self._keys = np.concatenate([self._keys, keys])
+        held, total = self._held, self._held + len(keys)
+        if total > len(self._keys):
+            size = min(max(2 * len(self._keys), total, 1024), 2 * self._keep + len(keys))
+            grown_keys, grown_rows = np.empty(size), np.empty((size, self._rows.shape[1]))
+            grown_keys[:held], grown_rows[:held] = self._keys[:held], self._rows[:held]
+            self._keys, self._rows = grown_keys, grown_rows
+        self._keys[held:total], self._rows[held:total] = keys, rows
+        self._held = total
         self._sorted = False
-        if len(self._keys) >= 2 * self._keep:
+        if total >= 2 * self._keep:
             self._compact()
 
     def decide(
