@@ -48,6 +48,7 @@ class RangeReading:
         first = next(body, None)  # its aligned start is known from here on
         begun = self.begun[0] if self.begun else self.start
         lines = line_blocks(itertools.chain([first] if first else [], body), BLOCK_BYTES, window_bytes, begun)
+        del first  # a chunk: held only until line_blocks has taken it in
         try:
             for piece in lines:
                 self.tracker.see(piece)

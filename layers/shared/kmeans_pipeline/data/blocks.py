@@ -84,29 +84,10 @@ def line_blocks(
         for at in range(0, len(view), block_bytes):
             pending += view[at : at + block_bytes]
             while True:
-                to_window = window_bytes - offset % window_bytes if window_bytes else block_bytes + 1
-                if to_window <= block_bytes:
-                    if len(pending) < to_window:
-                        break
-                    cut = pending.find(b"\n", to_window - 1)
-                    if cut < 0:  # the line that crosses into the next window goes on
-                        start = pending.rfind(b"\n", 0, to_window - 1) + 1
-                        if len(pending) - start > MAX_LINE_BYTES:
-                            raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:])
-                        break
-                else:
-                    if len(pending) < block_bytes:
-                        break
-                    cut = pending.rfind(b"\n", 0, block_bytes)
-                    if cut < 0:
-                        cut = pending.find(b"\n", block_bytes)
-                        if cut < 0:
-                            if len(pending) > MAX_LINE_BYTES:
-                                raise LineTooLong(0, b"\r" in pending)
-                            break
-                if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
-                    start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
-                    raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
+                to_window = window_bytes - offset % window_bytes if window_bytes else None
+                cut = _block_end(pending, block_bytes, to_window if to_window and to_window <= block_bytes else None)
+                if cut is None:
+                    break
                 yield bytes(pending[: cut + 1])
                 del pending[: cut + 1]
                 offset += cut + 1
@@ -117,6 +98,35 @@ def line_blocks(
         if not pending.endswith(b"\n"):
             pending += b"\n"
         yield bytes(pending)
+
+
+def _block_end(pending: bytearray, block_bytes: int, to_window: int | None) -> int | None:
+    """Where the next block ends (the offset of its last newline): the line that holds byte ``to_window`` - 1 (the
+    window's last) when given, else the last line that ends within ``block_bytes`` (or the first one past them);
+    None until ``pending`` holds it. LineTooLong if its last line is too long."""
+    if to_window is not None:
+        if len(pending) < to_window:
+            return None
+        cut = pending.find(b"\n", to_window - 1)
+        if cut < 0:  # the line that crosses into the next window goes on
+            start = pending.rfind(b"\n", 0, to_window - 1) + 1
+            if len(pending) - start > MAX_LINE_BYTES:
+                raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:])
+            return None
+    else:
+        if len(pending) < block_bytes:
+            return None
+        cut = pending.rfind(b"\n", 0, block_bytes)
+        if cut < 0:
+            cut = pending.find(b"\n", block_bytes)
+            if cut < 0:
+                if len(pending) > MAX_LINE_BYTES:
+                    raise LineTooLong(0, b"\r" in pending)
+                return None
+    if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
+        start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
+        raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
+    return cut
 
 
 @dataclass(frozen=True)

@@ -55,16 +55,17 @@ class _Moments:
         self.low = np.full(dim, np.inf)
         self.high = np.full(dim, -np.inf)
 
-    def add(self, rows: np.ndarray) -> None:
-        n = len(rows)
+    def add(self, columns: np.ndarray) -> None:
+        """Take in a block of values, a column per row of ``columns`` (contiguous: each sum runs along memory)."""
+        n = columns.shape[1]
         if not n:
             return
-        self.low, self.high = np.minimum(self.low, rows.min(0)), np.maximum(self.high, rows.max(0))
+        self.low, self.high = np.minimum(self.low, columns.min(1)), np.maximum(self.high, columns.max(1))
         if not self.count:
-            self.shift = np.array(rows[0], dtype=np.float64)
-        y = rows - self.shift
-        mean = y.mean(0)
-        self._combine(n, mean, ((y - mean) ** 2).sum(0))
+            self.shift = np.array(columns[:, 0], dtype=np.float64)
+        y = columns - self.shift[:, None]
+        mean = y.mean(1)
+        self._combine(n, mean, ((y - mean[:, None]) ** 2).sum(1))
 
     def _combine(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
         """Take in ``n`` values with this mean (minus ``shift``) and sum of squared distances to it."""
@@ -234,17 +235,19 @@ class TreatmentLearner:
         if not self.rows:
             self._start(rows.shape[1])
         self.rows += len(rows)
-        self.minimum = np.minimum(self.minimum, rows.min(0))
-        self.integral &= (rows == np.round(rows)).all(0)
+        # A column at a time: numpy reduces along contiguous memory many times faster than down a matrix's columns.
+        columns = np.ascontiguousarray(rows.T, dtype=np.float64)
+        self.minimum = np.minimum(self.minimum, columns.min(1))
+        self.integral &= (columns == np.round(columns)).all(1)
         for j, seen in enumerate(self.levels):
             if seen is None:
                 continue
-            seen.update(np.unique(rows[:, j]).tolist())
+            seen.update(np.unique(columns[j]).tolist())
             if len(seen) > MAX_CATEGORY_LEVELS:
                 self.levels[j] = None
         if train:
-            self.raw.add(rows)
-            self.logged.add(np.log1p(np.maximum(rows, 0.0)))
+            self.raw.add(columns)
+            self.logged.add(np.log1p(np.maximum(columns, 0.0)))
             self._take(rows, self._rng.random(len(rows)) if keys is None else keys)
 
     def _take(self, rows: np.ndarray, keys: np.ndarray) -> None:
