@@ -10,7 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from kmeans_pipeline.aws.s3 import ranged_chunks
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, LineTooLong, RowBlock, by_window, line_blocks, row_blocks
+from kmeans_pipeline.data.blocks import (
+    BLOCK_BYTES,
+    LineTooLong,
+    RowBlock,
+    by_window,
+    line_blocks,
+    open_record_start,
+    row_blocks,
+)
 from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun
 from kmeans_pipeline.schemas.dataset import SourceObject
 
@@ -67,11 +75,19 @@ class RangeReading:
         """Its rows in blocks (lines numbered from 1, its first), each within one window of the object when
         ``window_bytes`` is given (offsets in the object)."""
         self.following = self.pieces(window_bytes)
-        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1):
+        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1, open_record=self._open_record):
             if window_bytes is None:
                 yield block
             else:
                 yield from by_window(block, window_bytes, self.begun[0])
+
+    def _open_record(self, block: bytes) -> int | None:
+        """Where a block's unfinished last record starts: the tracker has just read it when it is the piece itself
+        (nothing carried into it from the piece before)."""
+        last = self.tracker.last_open
+        if last is not None and last[0] is block:
+            return last[1]
+        return open_record_start(block)
 
     def drain(self) -> None:
         """After a problem: follow the quote states to the range's end all the same (the reduce needs them)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,11 +263,16 @@ def header_and_blocks(
 
 
 def row_blocks(
-    pieces: Iterator[bytes], block_bytes: int = BLOCK_BYTES, first_line: int = 2, offset: int = 0
+    pieces: Iterator[bytes],
+    block_bytes: int = BLOCK_BYTES,
+    first_line: int = 2,
+    offset: int = 0,
+    open_record: Callable[[bytes], int | None] | None = None,
 ) -> Iterator[RowBlock]:
     """Blocks of whole rows from pieces of whole lines (as ``line_blocks`` gives them) that start at a row's start,
     on line ``first_line`` onwards (the header's line 1 precedes an object's first data line), the first at
-    ``offset``."""
+    ``offset``. ``open_record``: :func:`open_record_start`, from a reader that has already read the pieces so."""
+    open_record = open_record or open_record_start
     line, carried = first_line, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
@@ -276,10 +281,10 @@ def row_blocks(
             raise too_long(line + carried.count(NEWLINE) + exc.lines_before, exc.carriage_returns) from None
         if piece is None:
             break
-        block, carried = carried + piece, b""
+        block, carried = (carried + piece if carried else piece), b""
         if not block:
             continue
-        cut = open_record_start(block)
+        cut = open_record(block)
         if cut is None:
             yield RowBlock(block, line, offset=offset)
             line += block.count(NEWLINE)
@@ -331,7 +336,8 @@ def by_window(block: RowBlock, window_bytes: int, base: int = 0) -> Iterator[Row
     starts in the window of the piece's offset. A block whose last record is unfinished is not cut (reading it
     names the problem)."""
     start = base + block.offset
-    if block.unbalanced or (start + len(block.data) - 1) // window_bytes == start // window_bytes:
+    last_line = block.data.rfind(NEWLINE, 0, len(block.data) - 1) + 1  # no row starts after the last line's start
+    if block.unbalanced or (start + last_line) // window_bytes == start // window_bytes:
         yield RowBlock(block.data, block.first_line, block.unbalanced, block.overlong, start)
         return
     data, line, at = block.data, block.first_line, 0
