@@ -13,15 +13,16 @@ step it replaces, and what that projects for 10 GB and 50 GB on the Distributed 
               writers that drop the bytes)
      before   the same with the code before the data step was cut into ranges (`git archive b59d1a6 layers/shared`,
               the last commit of main before it): the single data step's core, the rate and memory one range is held to
-3. Prints MB/s of input, peak RSS and its growth over the RSS after the imports (the range worker imports boto,
-   pydantic and the schemas, the cores numpy alone) for each, the load average, then the projection: a range of RangeKilobytes at the slowest worker
-   rate measured (or the S3 throughput assumed per worker, if lower), ranges / workers rounds, and the Lambda cost
-   (GB-seconds of 3008 MB arm64 workers; requests; Step Functions transitions of the Map's child executions).
+3. Prints MB/s of input, peak RSS and its growth over the RSS after the imports (the range worker imports botocore,
+   pydantic and the schemas, the cores numpy alone) for each, the load average, then the projection: a range of
+   RangeKilobytes at the slowest worker rate measured (or the S3 throughput assumed per worker, if lower), ranges /
+   workers rounds, and the Lambda cost (GB-seconds of 3008 MB arm64 workers; requests; Step Functions transitions
+   of the Map's child executions).
 
 Assumptions (printed): a Lambda worker of 3008 MB (about 1.7 vCPU) runs as fast as this machine's two cores; S3
 gives one worker at least 85 MB/s (AWS: "Make one concurrent request for each 85-90 MB/s of desired network
-throughput", Best Practices Design Patterns: Optimizing Amazon S3 Performance; the worker keeps 3 ranged GETs of
-8 MiB in flight, so this is the floor of one connection); prices of us-east-1 (arm64 $0.0000133334 per GB-s,
+throughput", Best Practices Design Patterns: Optimizing Amazon S3 Performance; the worker keeps 2 ranged GETs of
+4 MiB in flight, so this is the floor of one connection); prices of us-east-1 (arm64 $0.0000133334 per GB-s,
 $0.20 per million requests, standard workflows $0.025 per 1,000 state transitions).
 """
 
