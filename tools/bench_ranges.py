@@ -1,25 +1,28 @@
 """`make bench-ranges`: the data step's worker (one range of `split_range`) on this machine, against the single data
 step it replaces, and what that projects for 10 GB and 50 GB on the Distributed Map.
 
-    python tools/bench_ranges.py [--rows 4000000] [--files numeric2,text] [--workers 40]
+    python tools/bench_ranges.py [--rows 4000000] [--files numeric2,text] [--workers 40] [--repeat 3]
 
 1. Generates (once, into .cache/bench/, as `make bench` does) the numeric2 and text bench files.
-2. In a fresh interpreter each (so that its peak RSS, VmHWM, is its own), over the whole file:
+2. In a fresh interpreter each (so that its peak RSS, VmHWM, is its own), over the whole file, the variants in turn
+   and the rounds one after the other (so that the load of a shared machine falls on all of them), best of --repeat:
      range    kmeans_pipeline.steps.split_range on one range covering the file, reading and writing through a local
               stand-in for S3 (ranged GETs of the file; puts counted and dropped): the worker's whole job, with the
               quote readings, the windows' draws, the statistics and the sample
      stream   this branch's data.split.split_stream with the treatments' learner on the training rows (local
               writers that drop the bytes)
-     main     the same with main's code (`git archive main layers/shared`): the single data step's core before the
-              data step was cut into ranges
-3. Prints MB/s of input and peak RSS for each, then the projection: a range of RangeKilobytes at the slowest worker
-   rate measured (or the S3 throughput assumed per worker, if lower), ranges / workers rounds, and the Lambda cost
-   (GB-seconds of 3008 MB arm64 workers; requests; Step Functions transitions of the Map's child executions).
+     before   the same with the code before the data step was cut into ranges (`git archive b59d1a6 layers/shared`,
+              the last commit of main before it): the single data step's core, the rate and memory one range is held to
+3. Prints MB/s of input, peak RSS and its growth over the RSS after the imports (the range worker imports botocore,
+   pydantic and the schemas, the cores numpy alone) for each, the load average, then the projection: a range of
+   RangeKilobytes at the slowest worker rate measured (or the S3 throughput assumed per worker, if lower), ranges /
+   workers rounds, and the Lambda cost (GB-seconds of 3008 MB arm64 workers; requests; Step Functions transitions
+   of the Map's child executions).
 
 Assumptions (printed): a Lambda worker of 3008 MB (about 1.7 vCPU) runs as fast as this machine's two cores; S3
 gives one worker at least 85 MB/s (AWS: "Make one concurrent request for each 85-90 MB/s of desired network
-throughput", Best Practices Design Patterns: Optimizing Amazon S3 Performance; the worker keeps 3 ranged GETs of
-8 MiB in flight, so this is the floor of one connection); prices of us-east-1 (arm64 $0.0000133334 per GB-s,
+throughput", Best Practices Design Patterns: Optimizing Amazon S3 Performance; the worker keeps 2 ranged GETs of
+4 MiB in flight, so this is the floor of one connection); prices of us-east-1 (arm64 $0.0000133334 per GB-s,
 $0.20 per million requests, standard workflows $0.025 per 1,000 state transitions).
 """
 
@@ -81,11 +84,19 @@ class LocalS3:
         return {}
 
 
-def peak_rss_mb() -> float:
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS")
 
 
 class Drop:
@@ -95,32 +106,23 @@ class Drop:
 
 def child(tool: str, path: Path, kind: str) -> dict:
     features = FEATURES[kind]
-    if tool in ("stream", "main"):
+    if tool in ("stream", "before"):
         from kmeans_pipeline.data.split import split_stream
         from kmeans_pipeline.data.treatment import TreatmentLearner
 
         learner = TreatmentLearner(seed=42)  # as the data step learns the treatments' statistics in the same pass
         source = path.open("rb")
-        started = time.perf_counter()
         chunks = iter(lambda: source.read(8 << 20), b"")
-        if tool == "main":  # main's on_train takes the text alone
-            result = split_stream(
-                chunks,
-                Drop(),
-                Drop(),
-                feature_columns=features,
-                workers=2,
-                on_train=lambda text: learner.add_text(text, train=True),
-            )
-        else:
-            result = split_stream(
-                chunks,
-                Drop(),
-                Drop(),
-                feature_columns=features,
-                workers=2,
-                on_train=lambda text, keys: learner.add_text(text, train=True, keys=keys),
-            )
+
+        def on_train(text: bytes, keys: object = None) -> None:
+            if tool == "before":  # its split_stream gives the text alone, its learner draws the keys
+                learner.add_text(text, train=True)
+            else:
+                learner.add_text(text, train=True, keys=keys)
+
+        start_mb = rss_mb()
+        started = time.perf_counter()
+        result = split_stream(chunks, Drop(), Drop(), feature_columns=features, workers=2, on_train=on_train)
         rows = result.train_rows + result.test_rows
     else:
         from kmeans_pipeline.schemas.dataset import SourceObject
@@ -142,30 +144,39 @@ def child(tool: str, path: Path, kind: str) -> dict:
         config = RunConfig.model_validate(json.loads((ROOT / "events" / "split_range.json").read_text())["config"])
         config = config.model_copy(update={"feature_columns": features, "stratify_column": None, "treatments": {}})
         s3 = LocalS3(path)
+        start_mb = rss_mb()
         started = time.perf_counter()
         summary = split_range(config, settings, s3, RangeItem(index=0, part=0, source=source, start=0, end=size))
         rows = summary["rows"]
         assert not summary["problem"]
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": rows, "bytes": path.stat().st_size, "peak_mb": peak_rss_mb()}
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "peak_mb": peak_rss_mb(),
+        "start_mb": start_mb,
+    }
 
 
-def main_layer() -> Path:
-    """main's layer (the single data step before this branch), unpacked once into .cache/bench/main-layer."""
-    target = CACHE / "main-layer"
-    commit = subprocess.run(["git", "rev-parse", "main"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+BEFORE = "b59d1a6bf163b06f3c0cfee69c8fd66731280b75"  # main's last commit before the range-based data step
+
+
+def before_layer() -> Path:
+    """The layer before ranges (BEFORE: the single data step), unpacked once into .cache/bench/before-ranges."""
+    target = CACHE / "before-ranges"
     stamp = target / ".commit"
-    if stamp.exists() and stamp.read_text() == commit:
+    if stamp.exists() and stamp.read_text() == BEFORE:
         return target / "layers" / "shared"
-    archive = subprocess.run(["git", "archive", "main", "layers/shared"], cwd=ROOT, capture_output=True, check=True)
+    archive = subprocess.run(["git", "archive", BEFORE, "layers/shared"], cwd=ROOT, capture_output=True, check=True)
     target.mkdir(parents=True, exist_ok=True)
     tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(target, filter="data")
-    stamp.write_text(commit)
+    stamp.write_text(BEFORE)
     return target / "layers" / "shared"
 
 
 def run(tool: str, path: Path, kind: str) -> dict:
-    layer = main_layer() if tool == "main" else ROOT / "layers" / "shared"
+    layer = before_layer() if tool == "before" else ROOT / "layers" / "shared"
     env = {**os.environ, "PYTHONPATH": f"{layer}{os.pathsep}{ROOT}"}
     code = f"import json, sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import bench_ranges as b; " + (
         f"print(json.dumps(b.child({tool!r}, b.Path({str(path)!r}), {kind!r})))"
@@ -182,22 +193,35 @@ def main() -> int:
     parser.add_argument("--files", default="numeric2,text")
     parser.add_argument("--workers", type=int, default=40)
     parser.add_argument("--range-mib", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every variant; the best of each is shown")
     args = parser.parse_args()
+    tools = ("range", "stream", "before")
     print(
-        f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f} at the start, {os.cpu_count()} cores"
+        f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f} at the start, {os.cpu_count()} cores; "
+        f"before = {BEFORE[:7]}, the single data step before ranges"
     )
     rates = {}
     for kind in args.files.split(","):
         path = dataset(args.rows, kind)
         size_mb = path.stat().st_size / 1e6
-        print(f"\n{kind}: {args.rows:,} rows, {size_mb:,.0f} MB ({path})")
-        for tool in ("range", "stream", "main"):
-            best = min((run(tool, path, kind) for _ in range(2)), key=lambda r: r["seconds"])
+        runs: dict[str, list[dict]] = {tool: [] for tool in tools}
+        for _ in range(args.repeat):
+            for tool in tools:
+                runs[tool].append(run(tool, path, kind))
+        print(f"\n{kind}: {args.rows:,} rows, {size_mb:,.0f} MB ({path}), load average {os.getloadavg()[0]:.2f} after")
+        for tool in tools:
+            best = min(runs[tool], key=lambda r: r["seconds"])
             rate = best["bytes"] / best["seconds"] / 1e6
             rates[(kind, tool)] = rate
-            print(f"  {tool:7s} {best['seconds']:6.2f} s  {rate:6.1f} MB/s  peak RSS {best['peak_mb']:6.0f} MB")
-        ratio = rates[(kind, "range")] / rates[(kind, "main")]
-        print(f"  one range / main's data step core: {ratio:.2f}x the rate")
+            print(
+                f"  {tool:7s} {best['seconds']:6.2f} s  {rate:6.1f} MB/s (runs: "
+                + ", ".join(f"{r['bytes'] / r['seconds'] / 1e6:.1f}" for r in runs[tool])
+                + f")  peak RSS {max(r['peak_mb'] for r in runs[tool]):4.0f} MB, "
+                f"{max(r['peak_mb'] - r['start_mb'] for r in runs[tool]):4.0f} MB over its imports' "
+                f"{best['start_mb']:.0f} MB"
+            )
+        ratio = rates[(kind, "range")] / rates[(kind, "before")]
+        print(f"  one range / the single data step's core before ranges: {ratio:.2f}x the rate")
     slowest = min(rate for (_, tool), rate in rates.items() if tool == "range")
     worker = min(slowest, S3_MB_PER_S)
     range_bytes = args.range_mib << 20

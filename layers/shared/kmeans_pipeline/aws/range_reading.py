@@ -10,7 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from kmeans_pipeline.aws.s3 import ranged_chunks
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, LineTooLong, RowBlock, by_window, line_blocks, row_blocks
+from kmeans_pipeline.data.blocks import (
+    BLOCK_BYTES,
+    LineTooLong,
+    RowBlock,
+    by_window,
+    line_blocks,
+    open_record_start,
+    row_blocks,
+)
 from kmeans_pipeline.data.ranges import Bounds, QuoteTracker, aligned_pieces, overrun
 from kmeans_pipeline.schemas.dataset import SourceObject
 
@@ -41,10 +49,16 @@ class RangeReading:
         self.overrun = 0
         self.draining = False
 
-    def pieces(self) -> Iterator[bytes]:
+    def pieces(self, window_bytes: int | None = None) -> Iterator[bytes]:
+        """Its whole lines, in blocks (within one window each, with ``window_bytes``, where no quoted field holds a
+        line break), then the rest of a record open at its end."""
         body = aligned_pieces(self._chunks, self.origin, self.start, self.end, self.bounds, self._rest, self.begun)
+        first = next(body, None)  # its aligned start is known from here on
+        begun = self.begun[0] if self.begun else self.start
+        lines = line_blocks(itertools.chain([first] if first else [], body), BLOCK_BYTES, window_bytes, begun)
+        del first  # a chunk: held only until line_blocks has taken it in
         try:
-            for piece in line_blocks(body):
+            for piece in lines:
                 self.tracker.see(piece)
                 self.lines += piece.count(b"\n")
                 yield piece
@@ -60,12 +74,20 @@ class RangeReading:
     def blocks(self, window_bytes: int | None = None) -> Iterator[RowBlock]:
         """Its rows in blocks (lines numbered from 1, its first), each within one window of the object when
         ``window_bytes`` is given (offsets in the object)."""
-        self.following = self.pieces()
-        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1):
+        self.following = self.pieces(window_bytes)
+        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1, open_record=self._open_record):
             if window_bytes is None:
                 yield block
             else:
                 yield from by_window(block, window_bytes, self.begun[0])
+
+    def _open_record(self, block: bytes) -> int | None:
+        """Where a block's unfinished last record starts: the tracker has just read it when it is the piece itself
+        (nothing carried into it from the piece before)."""
+        last = self.tracker.last_open
+        if last is not None and last[0] is block:
+            return last[1]
+        return open_record_start(block)
 
     def drain(self) -> None:
         """After a problem: follow the quote states to the range's end all the same (the reduce needs them)."""

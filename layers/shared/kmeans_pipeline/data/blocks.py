@@ -1,5 +1,6 @@
 """Bytes in, blocks of whole rows out: gzip unpacked on the fly, lines regrouped into blocks of about
-``BLOCK_BYTES``, the header split off, and a record whose quoted field runs on past a block carried into the next.
+``BLOCK_BYTES`` (the data step's end where its windows do), the header split off, and a record whose quoted field
+runs on past a block carried into the next.
 
 Every reader of the raw CSV (the data step's split, the demo's feature reader) walks the object through
 :func:`header_and_blocks`, so they agree on where each row starts and which line it is on.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,27 +69,29 @@ class LineTooLong(Exception):
         self.carriage_returns = carriage_returns
 
 
-def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+def line_blocks(
+    chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES, window_bytes: int | None = None, offset: int = 0
+) -> Iterator[bytes]:
     """Blocks of at most about ``block_bytes`` that end with a newline (a final line without one gets one).
 
-    A line longer than MAX_LINE_BYTES raises LineTooLong, so memory stays bounded.
+    With ``window_bytes`` (``offset``: where the first byte is in the object), a block also ends with the line that
+    holds a window's last byte: where no quoted field holds a line break, every block's rows then start in one window
+    and :func:`by_window` has nothing to cut. A line longer than MAX_LINE_BYTES raises LineTooLong; the chunks are
+    taken in a block at a time, so the bytes held stay about a block, whatever the chunks' size.
     """
     pending = bytearray()
     for chunk in chunks:
-        pending += chunk
-        while len(pending) >= block_bytes:
-            cut = pending.rfind(b"\n", 0, block_bytes)
-            if cut < 0:
-                cut = pending.find(b"\n", block_bytes)
-                if cut < 0:
-                    if len(pending) > MAX_LINE_BYTES:
-                        raise LineTooLong(0, b"\r" in pending)
+        view = memoryview(chunk)
+        for at in range(0, len(view), block_bytes):
+            pending += view[at : at + block_bytes]
+            while True:
+                to_window = window_bytes - offset % window_bytes if window_bytes else None
+                cut = _block_end(pending, block_bytes, to_window if to_window and to_window <= block_bytes else None)
+                if cut is None:
                     break
-            if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
-                start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
-                raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
-            yield bytes(pending[: cut + 1])
-            del pending[: cut + 1]
+                yield bytes(pending[: cut + 1])
+                del pending[: cut + 1]
+                offset += cut + 1
     last = pending.rfind(b"\n") + 1
     if len(pending) - last > MAX_LINE_BYTES:
         raise LineTooLong(pending.count(b"\n"), b"\r" in pending[last:])
@@ -96,6 +99,35 @@ def line_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> Iter
         if not pending.endswith(b"\n"):
             pending += b"\n"
         yield bytes(pending)
+
+
+def _block_end(pending: bytearray, block_bytes: int, to_window: int | None) -> int | None:
+    """Where the next block ends (the offset of its last newline): the line that holds byte ``to_window`` - 1 (the
+    window's last) when given, else the last line that ends within ``block_bytes`` (or the first one past them);
+    None until ``pending`` holds it. LineTooLong if its last line is too long."""
+    if to_window is not None:
+        if len(pending) < to_window:
+            return None
+        cut = pending.find(b"\n", to_window - 1)
+        if cut < 0:  # the line that crosses into the next window goes on
+            start = pending.rfind(b"\n", 0, to_window - 1) + 1
+            if len(pending) - start > MAX_LINE_BYTES:
+                raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:])
+            return None
+    else:
+        if len(pending) < block_bytes:
+            return None
+        cut = pending.rfind(b"\n", 0, block_bytes)
+        if cut < 0:
+            cut = pending.find(b"\n", block_bytes)
+            if cut < 0:
+                if len(pending) > MAX_LINE_BYTES:
+                    raise LineTooLong(0, b"\r" in pending)
+                return None
+    if cut + 1 > MAX_LINE_BYTES and pending.rfind(b"\n", 0, cut) < cut - MAX_LINE_BYTES - 1:
+        start = pending.rfind(b"\n", 0, cut - MAX_LINE_BYTES) + 1
+        raise LineTooLong(pending.count(b"\n", 0, start), b"\r" in pending[start:cut])
+    return cut
 
 
 @dataclass(frozen=True)
@@ -206,16 +238,18 @@ def open_record_start(block: bytes) -> int | None:
     return int(ends[-1]) + 1 if len(ends) else 0
 
 
-def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -> tuple[bytes, Iterator[RowBlock]]:
+def header_and_blocks(
+    chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES, window_bytes: int | None = None
+) -> tuple[bytes, Iterator[RowBlock]]:
     """The header line (with its newline) and the blocks of rows after it, in order, each with its offset in the
-    (uncompressed) object.
+    (uncompressed) object; with ``window_bytes``, each block's rows start in one window (:func:`by_window`).
 
     A block may end inside a quoted field: its complete rows are yielded, and its last record is read on into the
     next block, up to MAX_RECORD_BYTES (then it is yielded ``overlong``, and checking it names the problem). A line
     too long, or a gzip object that cannot be unpacked, raises DataValidationError when the iteration reaches it,
     so a reader that checks the blocks before it first reports the first bad line.
     """
-    blocks = line_blocks(decompressed(chunks), block_bytes)
+    blocks = line_blocks(decompressed(chunks), block_bytes, window_bytes)
     try:
         first = next(blocks, None)
     except LineTooLong as exc:
@@ -223,15 +257,23 @@ def header_and_blocks(chunks: Iterable[bytes], block_bytes: int = BLOCK_BYTES) -
     if first is None:
         raise DataValidationError("the object is empty: expected a header line and data rows")
     end = first.index(b"\n") + 1
-    return first[:end], row_blocks(itertools.chain([first[end:]], blocks), block_bytes, offset=end)
+    rows = row_blocks(itertools.chain([first[end:]], blocks), block_bytes, offset=end)
+    if window_bytes is None:
+        return first[:end], rows
+    return first[:end], (piece for block in rows for piece in by_window(block, window_bytes))
 
 
 def row_blocks(
-    pieces: Iterator[bytes], block_bytes: int = BLOCK_BYTES, first_line: int = 2, offset: int = 0
+    pieces: Iterator[bytes],
+    block_bytes: int = BLOCK_BYTES,
+    first_line: int = 2,
+    offset: int = 0,
+    open_record: Callable[[bytes], int | None] | None = None,
 ) -> Iterator[RowBlock]:
     """Blocks of whole rows from pieces of whole lines (as ``line_blocks`` gives them) that start at a row's start,
     on line ``first_line`` onwards (the header's line 1 precedes an object's first data line), the first at
-    ``offset``."""
+    ``offset``. ``open_record``: :func:`open_record_start`, from a reader that has already read the pieces so."""
+    open_record = open_record or open_record_start
     line, carried = first_line, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
@@ -240,10 +282,10 @@ def row_blocks(
             raise too_long(line + carried.count(NEWLINE) + exc.lines_before, exc.carriage_returns) from None
         if piece is None:
             break
-        block, carried = carried + piece, b""
+        block, carried = (carried + piece if carried else piece), b""
         if not block:
             continue
-        cut = open_record_start(block)
+        cut = open_record(block)
         if cut is None:
             yield RowBlock(block, line, offset=offset)
             line += block.count(NEWLINE)
@@ -295,7 +337,8 @@ def by_window(block: RowBlock, window_bytes: int, base: int = 0) -> Iterator[Row
     starts in the window of the piece's offset. A block whose last record is unfinished is not cut (reading it
     names the problem)."""
     start = base + block.offset
-    if block.unbalanced or (start + len(block.data) - 1) // window_bytes == start // window_bytes:
+    last_line = block.data.rfind(NEWLINE, 0, len(block.data) - 1) + 1  # no row starts after the last line's start
+    if block.unbalanced or (start + last_line) // window_bytes == start // window_bytes:
         yield RowBlock(block.data, block.first_line, block.unbalanced, block.overlong, start)
         return
     data, line, at = block.data, block.first_line, 0

@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from kmeans_pipeline.data.blocks import MAX_RECORD_BYTES, quote_states
+from kmeans_pipeline.data.blocks import MAX_RECORD_BYTES, open_record_start, quote_states
 from kmeans_pipeline.errors import DataValidationError
 
 _LF = ord("\n")
@@ -41,8 +41,7 @@ def ends_of(piece: bytes, inside: bool) -> tuple[bool, int | None]:
     if b'"' not in piece:
         return inside, (None if inside else 0)
     if not inside:
-        runs = quote_states(piece)
-        return bool(runs.inside[-1]), 0
+        return open_record_start(piece) is not None, 0
     # A field open at the start reads as if one more quote opened it: a run of n quotes inside a field toggles
     # the state as a run of n + 1 at a field's start does (both close it when n is odd).
     buffer = b'"' + piece
@@ -67,13 +66,21 @@ class QuoteTracker:
         self.record_if_inside: int | None = None
         self.offset = 0
         self.complete = True
+        # The last piece read starting outside quotes under the first reading, and where its unfinished last
+        # record starts (open_record_start): what cutting it into rows asks again when nothing is carried into it.
+        self.last_open: tuple[bytes, int | None] | None = None
 
     def see(self, piece: bytes) -> None:
-        if self.inside == self.inside_if_inside:  # once both readings are in one state, they read alike
-            self.inside, _ = ends_of(piece, self.inside)
-            self.inside_if_inside = self.inside
+        if self.inside:
+            self.last_open = None
+            after, _ = ends_of(piece, True)
         else:
-            self.inside, _ = ends_of(piece, self.inside)
+            self.last_open = (piece, open_record_start(piece))
+            after = self.last_open[1] is not None
+        if self.inside == self.inside_if_inside:  # once both readings are in one state, they read alike
+            self.inside = self.inside_if_inside = after
+        else:
+            self.inside = after
             self.inside_if_inside, first = ends_of(piece, self.inside_if_inside)
             if self.record_if_inside is None and first is not None:
                 self.record_if_inside = self.offset + first

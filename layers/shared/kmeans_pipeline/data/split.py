@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, by_window, header_and_blocks
+from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, header_and_blocks
 from kmeans_pipeline.data.exact import ExactRows, read_exact, route_exact
 from kmeans_pipeline.data.fast import Scan, route, scan
 from kmeans_pipeline.data.header import Layout, parse_header
@@ -83,11 +83,10 @@ def split_stream(
     :func:`split_blocks`, as one range of the data step reads them; the counts are then checked as a whole
     (:func:`check_counts`).
     """
-    header, blocks = header_and_blocks(chunks, block_bytes)
+    header, blocks = header_and_blocks(chunks, block_bytes, window_bytes)
     layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
     splitter = WindowSplitter(test_fraction, seed, window_bytes=window_bytes)
-    windowed = (piece for block in blocks for piece in by_window(block, window_bytes))
-    counts = split_blocks(windowed, layout, splitter, train, test, on_train=on_train, workers=workers)
+    counts = split_blocks(blocks, layout, splitter, train, test, on_train=on_train, workers=workers)
     stratified = layout.stratify is not None
     check_counts(
         counts.train,
@@ -130,7 +129,8 @@ def split_blocks(
     (numpy releases the GIL) while this thread reads the next ones, and a writer thread writes the finished ones in
     order: reading, parsing and writing overlap. At most ``workers + 1`` blocks are in each stage (and a window's
     blocks wait for its last), so memory stays a constant multiple of the block size. The result does not depend
-    on the number of workers: the splitter draws for every window in order, in this thread.
+    on the number of workers: a window's draw depends on its number and rows alone (it is drawn on the pool with
+    its routing), and the windows are written in order.
     """
     workers = default_workers() if workers is None else max(1, workers)
     counts = Counts()
@@ -139,7 +139,7 @@ def split_blocks(
     writer = ThreadPoolExecutor(1, thread_name_prefix="split-write") if workers > 1 else None
     scans: deque[tuple[Any, RowBlock]] = deque()  # (future Scan or None, the block)
     window: list[tuple[RowBlock, Scan | ExactRows]] = []  # the checked blocks of the window not yet assigned
-    routes: deque[Any] = deque()  # future RoutedBlock, in block order
+    routes: deque[Any] = deque()  # a window's future RoutedBlocks and strata, in order
     writes: deque[Any] = deque()
 
     def submit(executor: ThreadPoolExecutor | None, fn: Callable[..., Any], *args: Any) -> Any:
@@ -153,39 +153,20 @@ def split_blocks(
         if part.test:
             test.write(part.test)
 
-    def emit(part: RoutedBlock) -> None:
-        counts.train += part.rows - part.test_rows
-        counts.test += part.test_rows
-        counts.blank += part.blank
-        counts.lines += part.lines
-        writes.append(submit(writer, write, part))
-        while len(writes) > 2:
-            writes.popleft().result()
+    def emit(routed: tuple[list[RoutedBlock], dict[bytes, int]]) -> None:
+        parts, strata = routed
+        splitter.count(strata)
+        for part in parts:
+            counts.train += part.rows - part.test_rows
+            counts.test += part.test_rows
+            counts.blank += part.blank
+            counts.lines += part.lines
+            writes.append(submit(writer, write, part))
+            while len(writes) > 2:
+                writes.popleft().result()
 
     def assign_window() -> None:  # every block of the window is checked: one draw for all its rows, then route
-        number = splitter.window_of(window[0][0].offset)
-        sizes = [len(rows.text) if isinstance(rows, ExactRows) else rows.rows for _, rows in window]
-        strata = None
-        if layout.stratify is not None:
-            keys = [
-                np.array(rows.strata, dtype=f"S{max(map(len, rows.strata), default=1)}")
-                if isinstance(rows, ExactRows)
-                else rows.strata
-                for _, rows in window
-            ]
-            present = [k for k, n in zip(keys, sizes) if n and k is not None]
-            strata = np.concatenate(present) if present else None
-        is_test, sample_keys = splitter.assign(number, sum(sizes), strata)
-        row, key = 0, 0
-        for (block, rows), size in zip(window, sizes):
-            mask = is_test[row : row + size]
-            trained = size - int(np.count_nonzero(mask))
-            block_keys = sample_keys[key : key + trained]
-            row, key = row + size, key + trained
-            if isinstance(rows, ExactRows):
-                routes.append(_Now(route_exact(rows, block, mask, block_keys)))
-            else:
-                routes.append(submit(pool, route, rows, mask, block_keys))
+        routes.append(submit(pool, _route_window, splitter, layout.stratify is not None, list(window)))
         window.clear()
 
     def checked(block: RowBlock, rows: Scan | ExactRows) -> None:
@@ -233,6 +214,36 @@ def split_blocks(
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
     return counts
+
+
+def _route_window(
+    splitter: WindowSplitter, stratified: bool, window: list[tuple[RowBlock, Scan | ExactRows]]
+) -> tuple[list[RoutedBlock], dict[bytes, int]]:
+    """A window's blocks (all of them, checked) split by one draw for all its rows, and its rows of each stratum.
+    A window's draw depends on its number and rows alone, so windows are drawn on the pool, several at once."""
+    sizes = [len(rows.text) if isinstance(rows, ExactRows) else rows.rows for _, rows in window]
+    strata = None
+    if stratified:
+        keys = [
+            np.array(rows.strata, dtype=f"S{max(map(len, rows.strata), default=1)}")
+            if isinstance(rows, ExactRows)
+            else rows.strata
+            for _, rows in window
+        ]
+        present = [k for k, n in zip(keys, sizes) if n and k is not None]
+        strata = np.concatenate(present) if present else None
+    is_test, sample_keys, seen = splitter.assign(splitter.window_of(window[0][0].offset), sum(sizes), strata)
+    parts, row, key = [], 0, 0
+    for (block, rows), size in zip(window, sizes):
+        mask = is_test[row : row + size]
+        trained = size - int(np.count_nonzero(mask))
+        block_keys = sample_keys[key : key + trained]
+        row, key = row + size, key + trained
+        if isinstance(rows, ExactRows):
+            parts.append(route_exact(rows, block, mask, block_keys))
+        else:
+            parts.append(route(rows, mask, block_keys))
+    return parts, seen
 
 
 def check_counts(

@@ -96,12 +96,19 @@ class WindowSplitter:
     def window_of(self, offset: int) -> int:
         return offset // self.window_bytes
 
-    def assign(self, window: int, rows: int, strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The window's rows, all of them: (the test mask, the training rows' sample keys in row order)."""
+    def assign(
+        self, window: int, rows: int, strata: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, dict[bytes, int]]:
+        """The window's rows, all of them: (the test mask, the training rows' sample keys in row order, its rows of
+        each stratum). It changes nothing here, so windows may be drawn on several threads; ``count`` takes their
+        strata in, in window order."""
         splitter = StratifiedSplitter(self.fraction, [self.seed, self.part, window])
         is_test = splitter.assign(rows, strata)
-        self._strata.update(splitter.strata())
-        return is_test, splitter.keys(rows - int(np.count_nonzero(is_test)))
+        return is_test, splitter.keys(rows - int(np.count_nonzero(is_test))), splitter.strata()
+
+    def count(self, strata: dict[bytes, int]) -> None:
+        """A window's rows of each stratum, as ``assign`` gave them."""
+        self._strata.update(strata)
 
     def strata(self) -> dict[bytes, int]:
         """The rows seen of each stratum (b"" when unstratified)."""

@@ -20,7 +20,7 @@ import numpy as np
 from kmeans_pipeline.aws.range_reading import RangeReading
 from kmeans_pipeline.aws.s3 import ShardedChannel, ranged_chunks, source_header
 from kmeans_pipeline.aws.work import Work, sample_name, split_name
-from kmeans_pipeline.data.blocks import RowBlock, by_window, header_and_blocks
+from kmeans_pipeline.data.blocks import RowBlock, header_and_blocks
 from kmeans_pipeline.data.header import parse_header
 from kmeans_pipeline.data.split import split_blocks
 from kmeans_pipeline.data.splitter import WindowSplitter
@@ -82,8 +82,8 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
     try:
         if reading is None:
             chunks = ranged_chunks(s3, item.source)
-            _, whole = header_and_blocks(chunks)  # a gzip object is read whole, its lines numbered from its header
-            blocks = (piece for block in whole for piece in by_window(block, item.window_bytes))
+            # a gzip object is read whole, its lines numbered from its header
+            _, blocks = header_and_blocks(chunks, window_bytes=item.window_bytes)
         else:
             blocks = reading.blocks(item.window_bytes)
         counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
