@@ -122,6 +122,13 @@ def test_report_table_says_how_each_column_became_features():
     assert "  Amount: log1p, z-scored (auto: a long right tail)" in table
 
 
+def test_report_table_says_a_column_of_one_value_is_centred_not_z_scored():
+    """Issue 17, defect 2: a standard deviation of 0 scales nothing, and the report said "z-scored" anyway."""
+    table = report_view.report_table(hand_made_report(z_scored([2.0, 500.0], [0.0, 900.0])))
+    assert "  tranCode: numeric, centred only (its training values are all equal: std 0) (requested)" in table
+    assert "  Amount: numeric, z-scored (requested)" in table
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Scoring and the injected anomalies
 # ------------------------------------------------------------------------------------------------------------
