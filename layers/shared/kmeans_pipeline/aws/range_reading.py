@@ -73,7 +73,7 @@ class RangeReading:
 
     def blocks(self, window_bytes: int | None = None) -> Iterator[RowBlock]:
         """Its rows in blocks (lines numbered from 1, its first), each within one window of the object when
-        ``window_bytes`` is given (offsets in the object)."""
+        ``window_bytes`` is given (offsets in the object; the data step gives a span of whole windows)."""
         self.following = self.pieces(window_bytes)
         for block in row_blocks(self.following, BLOCK_BYTES, first_line=1, open_record=self._open_record):
             if window_bytes is None:

@@ -1,5 +1,5 @@
 """Bytes in, blocks of whole rows out: gzip unpacked on the fly, lines regrouped into blocks of about
-``BLOCK_BYTES`` (the data step's end where its windows do), the header split off, and a record whose quoted field
+``BLOCK_BYTES`` (the data step's end where its spans of whole windows do, see :func:`block_span`), the header split off, and a record whose quoted field
 runs on past a block carried into the next.
 
 Every reader of the raw CSV (the data step's split, the demo's feature reader) walks the object through
@@ -130,6 +130,13 @@ def _block_end(pending: bytearray, block_bytes: int, to_window: int | None) -> i
     return cut
 
 
+def block_span(window_bytes: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """The data step's blocks end where a span of this many bytes does (a whole number of windows, about
+    ``block_bytes``): a block's rows start in one span, so a window's rows are in consecutive blocks, and blocks
+    are as large as the fastest size whatever the window (see :func:`~kmeans_pipeline.data.split.split_blocks`)."""
+    return window_bytes * max(1, block_bytes // window_bytes)
+
+
 @dataclass(frozen=True)
 class RowBlock:
     """Whole rows of the CSV after its header: the bytes, the line the first one starts on, and whether a quoted
@@ -156,6 +163,19 @@ class RoutedBlock:
     train: bytes
     test: bytes
     keys: np.ndarray | None = None
+    # Where its training rows' windows change (a block may hold rows of several windows), if they do: (byte of
+    # ``train``, row) where each window after the first starts; the learner takes each window's rows on their own.
+    train_cuts: list[tuple[int, int]] | None = None
+
+    def train_windows(self) -> Iterator[tuple[bytes, np.ndarray | None]]:
+        """Its training rows and their sample keys, a window at a time."""
+        if not self.train_cuts:
+            yield self.train, self.keys
+            return
+        keys, at, row = self.keys, 0, 0
+        for cut, next_row in [*self.train_cuts, (len(self.train), len(keys) if keys is not None else 0)]:
+            yield self.train[at:cut], None if keys is None else keys[row:next_row]
+            at, row = cut, next_row
 
 
 def too_long(line: int, carriage_returns: bool = False) -> DataValidationError:

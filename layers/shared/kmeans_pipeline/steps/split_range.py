@@ -20,7 +20,7 @@ import numpy as np
 from kmeans_pipeline.aws.range_reading import RangeReading
 from kmeans_pipeline.aws.s3 import ShardedChannel, ranged_chunks, source_header
 from kmeans_pipeline.aws.work import Work, sample_name, split_name
-from kmeans_pipeline.data.blocks import RowBlock, header_and_blocks
+from kmeans_pipeline.data.blocks import RowBlock, block_span, header_and_blocks
 from kmeans_pipeline.data.header import parse_header
 from kmeans_pipeline.data.split import split_blocks
 from kmeans_pipeline.data.splitter import WindowSplitter
@@ -83,9 +83,9 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         if reading is None:
             chunks = ranged_chunks(s3, item.source)
             # a gzip object is read whole, its lines numbered from its header
-            _, blocks = header_and_blocks(chunks, window_bytes=item.window_bytes)
+            _, blocks = header_and_blocks(chunks, window_bytes=block_span(item.window_bytes))
         else:
-            blocks = reading.blocks(item.window_bytes)
+            blocks = reading.blocks(block_span(item.window_bytes))
         counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
         train.close()
         test.close()
@@ -100,7 +100,7 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         test.abort()
         raise
     result = _result(item, reading, counts, error, watch, splitter, train.keys, test.keys)
-    if config.stratify_column is not None:
+    if config.stratify_column is not None and error is None:  # a range with a problem: how far it got is no count
         result.strata = {key.hex(): rows for key, rows in splitter.strata().items()}
     if watch.learner is not None and watch.learner.rows and error is None:
         keys, sample = watch.learner.keyed_sample()  # by key: the merge reads the first rows it needs
