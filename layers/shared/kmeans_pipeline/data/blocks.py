@@ -1,6 +1,6 @@
 """Bytes in, blocks of whole rows out: gzip unpacked on the fly, lines regrouped into blocks of about
-``BLOCK_BYTES`` (the data step's end where its spans of whole windows do, see :func:`block_span`), the header split off, and a record whose quoted field
-runs on past a block carried into the next.
+``BLOCK_BYTES`` (the data step's end where its spans of whole windows do, see :func:`block_span`), the header
+split off, and a record whose quoted field runs on past a block carried into the next.
 
 Every reader of the raw CSV (the data step's split, the demo's feature reader) walks the object through
 :func:`header_and_blocks`, so they agree on where each row starts and which line it is on.

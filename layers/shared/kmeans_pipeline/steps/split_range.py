@@ -31,6 +31,11 @@ from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
 CHANNEL_CONTENT_TYPE = "text/csv"
+# Blocks are checked and split in this thread, as they are read (the reads keep their own threads): most of the
+# work holds the GIL (numpy's parser, bytes scans, small arrays), and on this 2-core machine the pool and writer
+# threads cost more in hand-offs than they gained (text, one range: 2.5-2.8 s one thread, 2.9-3.2 s with them,
+# 15-20 MB more peak RSS; numeric2 the same either way; docs/benchmarks.md).
+WORKERS = 1
 
 
 def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: RangeItem) -> dict:
@@ -86,7 +91,9 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
             _, blocks = header_and_blocks(chunks, window_bytes=block_span(item.window_bytes))
         else:
             blocks = reading.blocks(block_span(item.window_bytes))
-        counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
+        counts = split_blocks(
+            blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train, workers=WORKERS
+        )
         train.close()
         test.close()
     except DataValidationError as exc:
