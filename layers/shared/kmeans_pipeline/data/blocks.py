@@ -289,11 +289,14 @@ def row_blocks(
     first_line: int = 2,
     offset: int = 0,
     open_record: Callable[[bytes], int | None] | None = None,
+    newlines: Callable[[bytes], int] | None = None,
 ) -> Iterator[RowBlock]:
     """Blocks of whole rows from pieces of whole lines (as ``line_blocks`` gives them) that start at a row's start,
     on line ``first_line`` onwards (the header's line 1 precedes an object's first data line), the first at
-    ``offset``. ``open_record``: :func:`open_record_start`, from a reader that has already read the pieces so."""
+    ``offset``. ``open_record``: :func:`open_record_start`, and ``newlines``: a block's line feeds, from a reader
+    that has already read the pieces so."""
     open_record = open_record or open_record_start
+    newlines = newlines or _newlines
     line, carried = first_line, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
@@ -308,7 +311,7 @@ def row_blocks(
         cut = open_record(block)
         if cut is None:
             yield RowBlock(block, line, offset=offset)
-            line += block.count(NEWLINE)
+            line += newlines(block)
             offset += len(block)
             continue
         if cut:  # the complete rows now, the unfinished record once the next block says how it goes on
@@ -321,6 +324,10 @@ def row_blocks(
             return
     if carried:
         yield RowBlock(carried, line, unbalanced=True, offset=offset)
+
+
+def _newlines(block: bytes) -> int:
+    return block.count(NEWLINE)
 
 
 def row_starts_from(block: bytes, position: int) -> int:
