@@ -352,3 +352,25 @@ def test_a_block_is_cut_where_rows_start_in_the_next_window():
         inside = [s + 100 for s in starts if piece.offset - 100 <= s < piece.offset - 100 + len(piece.data)]
         assert inside[0] == piece.offset and {s // 256 for s in inside} == {piece.offset // 256}
         assert piece.first_line == 1 + data.count(b"\n", 0, piece.offset - 100)
+
+
+def test_a_block_of_many_windows_feeds_the_learner_a_window_at_a_time():
+    # The statistics' sums are merged a piece at a time: a block that holds rows of many windows gives each window's
+    # training rows on their own, as blocks of one window each do, so the sums do not change with the block size.
+    data = b"a,b\r\n" + b"".join(
+        b"%d,%d.%d\r\n" % (i % 7, i, i % 10) + (b"\r\n" if i % 97 == 0 else b"") for i in range(20000)
+    )
+    calls = []
+    for block_bytes in (2048, 1 << 19):
+        seen: list = []
+        split_stream(
+            [data[i : i + 5000] for i in range(0, len(data), 5000)],
+            io.BytesIO(),
+            io.BytesIO(),
+            block_bytes=block_bytes,
+            window_bytes=2048,
+            on_train=lambda text, keys, seen=seen: seen.append((text, keys.tolist())),
+        )
+        calls.append(seen)
+    assert len(calls[0]) > 100
+    assert calls[0] == calls[1]

@@ -46,6 +46,7 @@ class RangeReading:
         self._rest: list[bytes] = []
         self.tracker = QuoteTracker()
         self.lines = 0
+        self._counted: tuple[bytes, int] | None = None  # the last piece and its line feeds
         self.overrun = 0
         self.draining = False
 
@@ -60,7 +61,8 @@ class RangeReading:
         try:
             for piece in lines:
                 self.tracker.see(piece)
-                self.lines += piece.count(b"\n")
+                self._counted = (piece, piece.count(b"\n"))
+                self.lines += self._counted[1]
                 yield piece
         except LineTooLong:
             self.tracker.complete = False  # its quote states past here are unknown; the line is the problem
@@ -73,9 +75,12 @@ class RangeReading:
 
     def blocks(self, window_bytes: int | None = None) -> Iterator[RowBlock]:
         """Its rows in blocks (lines numbered from 1, its first), each within one window of the object when
-        ``window_bytes`` is given (offsets in the object)."""
+        ``window_bytes`` is given (offsets in the object; the data step gives a span of whole windows)."""
         self.following = self.pieces(window_bytes)
-        for block in row_blocks(self.following, BLOCK_BYTES, first_line=1, open_record=self._open_record):
+        blocks = row_blocks(
+            self.following, BLOCK_BYTES, first_line=1, open_record=self._open_record, newlines=self._newlines
+        )
+        for block in blocks:
             if window_bytes is None:
                 yield block
             else:
@@ -88,6 +93,11 @@ class RangeReading:
         if last is not None and last[0] is block:
             return last[1]
         return open_record_start(block)
+
+    def _newlines(self, block: bytes) -> int:
+        """A block's line feeds: counted as it was read when it is the piece itself."""
+        counted = self._counted
+        return counted[1] if counted is not None and counted[0] is block else block.count(b"\n")
 
     def drain(self) -> None:
         """After a problem: follow the quote states to the range's end all the same (the reduce needs them)."""

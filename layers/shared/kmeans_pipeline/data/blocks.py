@@ -1,6 +1,6 @@
 """Bytes in, blocks of whole rows out: gzip unpacked on the fly, lines regrouped into blocks of about
-``BLOCK_BYTES`` (the data step's end where its windows do), the header split off, and a record whose quoted field
-runs on past a block carried into the next.
+``BLOCK_BYTES`` (the data step's end where its spans of whole windows do, see :func:`block_span`), the header
+split off, and a record whose quoted field runs on past a block carried into the next.
 
 Every reader of the raw CSV (the data step's split, the demo's feature reader) walks the object through
 :func:`header_and_blocks`, so they agree on where each row starts and which line it is on.
@@ -130,6 +130,13 @@ def _block_end(pending: bytearray, block_bytes: int, to_window: int | None) -> i
     return cut
 
 
+def block_span(window_bytes: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """The data step's blocks end where a span of this many bytes does (a whole number of windows, about
+    ``block_bytes``): a block's rows start in one span, so a window's rows are in consecutive blocks, and blocks
+    are as large as the fastest size whatever the window (see :func:`~kmeans_pipeline.data.split.split_blocks`)."""
+    return window_bytes * max(1, block_bytes // window_bytes)
+
+
 @dataclass(frozen=True)
 class RowBlock:
     """Whole rows of the CSV after its header: the bytes, the line the first one starts on, and whether a quoted
@@ -156,6 +163,19 @@ class RoutedBlock:
     train: bytes
     test: bytes
     keys: np.ndarray | None = None
+    # Where its training rows' windows change (a block may hold rows of several windows), if they do: (byte of
+    # ``train``, row) where each window after the first starts; the learner takes each window's rows on their own.
+    train_cuts: list[tuple[int, int]] | None = None
+
+    def train_windows(self) -> Iterator[tuple[bytes, np.ndarray | None]]:
+        """Its training rows and their sample keys, a window at a time."""
+        if not self.train_cuts:
+            yield self.train, self.keys
+            return
+        keys, at, row = self.keys, 0, 0
+        for cut, next_row in [*self.train_cuts, (len(self.train), len(keys) if keys is not None else 0)]:
+            yield self.train[at:cut], None if keys is None else keys[row:next_row]
+            at, row = cut, next_row
 
 
 def too_long(line: int, carriage_returns: bool = False) -> DataValidationError:
@@ -269,11 +289,14 @@ def row_blocks(
     first_line: int = 2,
     offset: int = 0,
     open_record: Callable[[bytes], int | None] | None = None,
+    newlines: Callable[[bytes], int] | None = None,
 ) -> Iterator[RowBlock]:
     """Blocks of whole rows from pieces of whole lines (as ``line_blocks`` gives them) that start at a row's start,
     on line ``first_line`` onwards (the header's line 1 precedes an object's first data line), the first at
-    ``offset``. ``open_record``: :func:`open_record_start`, from a reader that has already read the pieces so."""
+    ``offset``. ``open_record``: :func:`open_record_start`, and ``newlines``: a block's line feeds, from a reader
+    that has already read the pieces so."""
     open_record = open_record or open_record_start
+    newlines = newlines or _newlines
     line, carried = first_line, b""  # the line the next block starts on, and an unfinished record read on from
     while True:
         try:
@@ -288,7 +311,7 @@ def row_blocks(
         cut = open_record(block)
         if cut is None:
             yield RowBlock(block, line, offset=offset)
-            line += block.count(NEWLINE)
+            line += newlines(block)
             offset += len(block)
             continue
         if cut:  # the complete rows now, the unfinished record once the next block says how it goes on
@@ -301,6 +324,10 @@ def row_blocks(
             return
     if carried:
         yield RowBlock(carried, line, unbalanced=True, offset=offset)
+
+
+def _newlines(block: bytes) -> int:
+    return block.count(NEWLINE)
 
 
 def row_starts_from(block: bytes, position: int) -> int:

@@ -152,6 +152,7 @@ class Scan:
     out: np.ndarray  # uint8: the non-blank rows' feature fields, comma-joined, one row per line
     row_lengths: np.ndarray  # bytes of each row in ``out``, its newline included
     strata: np.ndarray | None
+    row_starts: np.ndarray | None = None  # where each row starts in the block (None when it has none)
 
 
 def _scan_numbers(a: np.ndarray, layout: Layout) -> Scan | None:
@@ -161,6 +162,7 @@ def _scan_numbers(a: np.ndarray, layout: Layout) -> Scan | None:
     top = int(inner.max())
     if top == _OTHER:
         return None
+    source = a
     if top == _CR:  # CRLF: every CR must end a line; then they go
         cr = np.flatnonzero(inner == _CR)
         if (c[cr + _PAD + 1] != _NL).any():
@@ -206,11 +208,14 @@ def _scan_numbers(a: np.ndarray, layout: Layout) -> Scan | None:
         strata = _stratum_keys(a, field_starts[:, layout.stratify], field_lengths[:, layout.stratify])
         if strata is None:
             return None
+    if source is not a:  # the rows' starts in the block as it was, its CRs in
+        starts[1:] = np.flatnonzero(source == ord("\n"))[:-1] + 1
+    row_starts = starts[~blank] if rows < lines else starts
     if rows == lines and layout.features == list(range(layout.width)):
-        return Scan(rows, 0, lines, a, lengths + 1, strata)  # the channel rows are the source lines
+        return Scan(rows, 0, lines, a, lengths + 1, strata, row_starts)  # the channel rows are the source lines
     chosen = field_lengths[:, layout.features]
     out = _gather(a, field_starts[:, layout.features], chosen)
-    return Scan(rows, lines - rows, lines, out, chosen.sum(1) + len(layout.features), strata)
+    return Scan(rows, lines - rows, lines, out, chosen.sum(1) + len(layout.features), strata, row_starts)
 
 
 def scan(block: bytes, layout: Layout) -> Scan | None:
@@ -341,7 +346,7 @@ def scan(block: bytes, layout: Layout) -> Scan | None:
         strata = _stratum_keys(a, s_start[:, 0], s_length[:, 0])
         if strata is None:
             return None
-    return Scan(rows, len(nl) - rows, lines, out, row_lengths, strata)
+    return Scan(rows, len(nl) - rows, lines, out, row_lengths, strata, row_starts)
 
 
 def route(scan: Scan, is_test: np.ndarray, keys: np.ndarray | None = None) -> RoutedBlock:

@@ -20,7 +20,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kmeans_pipeline.data.blocks import BLOCK_BYTES, RoutedBlock, RowBlock, header_and_blocks
+from kmeans_pipeline.data.blocks import (
+    BLOCK_BYTES,
+    NEWLINE,
+    RoutedBlock,
+    RowBlock,
+    block_span,
+    by_window,
+    header_and_blocks,
+)
 from kmeans_pipeline.data.exact import ExactRows, read_exact, route_exact
 from kmeans_pipeline.data.fast import Scan, route, scan
 from kmeans_pipeline.data.header import Layout, parse_header
@@ -83,7 +91,7 @@ def split_stream(
     :func:`split_blocks`, as one range of the data step reads them; the counts are then checked as a whole
     (:func:`check_counts`).
     """
-    header, blocks = header_and_blocks(chunks, block_bytes, window_bytes)
+    header, blocks = header_and_blocks(chunks, block_bytes, block_span(window_bytes, block_bytes))
     layout = parse_header(header, feature_columns, stratify_column, nonnegative_columns, treated_columns)
     splitter = WindowSplitter(test_fraction, seed, window_bytes=window_bytes)
     counts = split_blocks(blocks, layout, splitter, train, test, on_train=on_train, workers=workers)
@@ -123,8 +131,9 @@ def split_blocks(
     """Check and split blocks of rows (no header) in order, writing each channel's rows as they are done;
     DataValidationError names the first bad line, once the blocks before it are checked.
 
-    Every block's rows start in one window of the object (its ``offset``'s, see :func:`~kmeans_pipeline.data.
-    blocks.by_window`); the splitter assigns a window's rows once all of them are checked, in one draw. With more
+    A block's rows may start in several windows of the object (a block is at most one span of whole windows, see
+    :func:`~kmeans_pipeline.data.blocks.block_span`): each row is in the window its start is in, and the splitter
+    assigns a window's rows once all of them are checked, in one draw. With more
     than one worker (the default: one per core, see default_workers) blocks are scanned and routed on a thread pool
     (numpy releases the GIL) while this thread reads the next ones, and a writer thread writes the finished ones in
     order: reading, parsing and writing overlap. At most ``workers + 1`` blocks are in each stage (and a window's
@@ -138,7 +147,8 @@ def split_blocks(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="split") if workers > 1 else None
     writer = ThreadPoolExecutor(1, thread_name_prefix="split-write") if workers > 1 else None
     scans: deque[tuple[Any, RowBlock]] = deque()  # (future Scan or None, the block)
-    window: list[tuple[RowBlock, Scan | ExactRows]] = []  # the checked blocks of the window not yet assigned
+    window: list[tuple[RowBlock, Scan | ExactRows]] = []  # the checked blocks of the windows not yet assigned
+    last = [-1]  # the window of the last line start in ``window``: no row of a later block is in it or before
     routes: deque[Any] = deque()  # a window's future RoutedBlocks and strata, in order
     writes: deque[Any] = deque()
 
@@ -148,14 +158,16 @@ def split_blocks(
     def write(part: RoutedBlock) -> None:
         if part.train:
             train.write(part.train)
-            if on_train is not None:
-                on_train(part.train, part.keys)
+            if on_train is not None:  # a window at a time: the statistics' sums are merged as they always were
+                for text, keys in part.train_windows():
+                    on_train(text, keys)
         if part.test:
             test.write(part.test)
 
-    def emit(routed: tuple[list[RoutedBlock], dict[bytes, int]]) -> None:
+    def emit(routed: tuple[list[RoutedBlock], list[dict[bytes, int]]]) -> None:
         parts, strata = routed
-        splitter.count(strata)
+        for seen in strata:
+            splitter.count(seen)
         for part in parts:
             counts.train += part.rows - part.test_rows
             counts.test += part.test_rows
@@ -165,19 +177,24 @@ def split_blocks(
             while len(writes) > 2:
                 writes.popleft().result()
 
-    def assign_window() -> None:  # every block of the window is checked: one draw for all its rows, then route
+    def assign_window() -> None:  # every block of its windows is checked: one draw for each window, then route
         routes.append(submit(pool, _route_window, splitter, layout.stratify is not None, list(window)))
         window.clear()
 
     def checked(block: RowBlock, rows: Scan | ExactRows) -> None:
-        if window and splitter.window_of(block.offset) != splitter.window_of(window[0][0].offset):
+        if window and splitter.window_of(block.offset) != last[0]:  # it starts in a window after theirs
             assign_window()
         window.append((block, rows))
+        last[0] = splitter.window_of(block.offset + block.data.rfind(NEWLINE, 0, len(block.data) - 1) + 1)
 
     def next_scan() -> None:  # the oldest block scanned (or read by the exact path), in order
         future, block = scans.popleft()
         scanned = future.result()
-        checked(block, read_exact(block.data, block.first_line, layout) if scanned is None else scanned)
+        if scanned is not None:
+            checked(block, scanned)
+            return
+        for piece in by_window(block, splitter.window_bytes):  # the exact path reads a window's rows at a time
+            checked(piece, read_exact(piece.data, piece.first_line, layout))
 
     reader_error: DataValidationError | None = None
     try:
@@ -218,10 +235,17 @@ def split_blocks(
 
 def _route_window(
     splitter: WindowSplitter, stratified: bool, window: list[tuple[RowBlock, Scan | ExactRows]]
-) -> tuple[list[RoutedBlock], dict[bytes, int]]:
-    """A window's blocks (all of them, checked) split by one draw for all its rows, and its rows of each stratum.
-    A window's draw depends on its number and rows alone, so windows are drawn on the pool, several at once."""
+) -> tuple[list[RoutedBlock], list[dict[bytes, int]]]:
+    """Blocks holding every row of their windows (checked) split by one draw for each window's rows, and each
+    window's rows of each stratum. A window's draw depends on its number and rows alone, so windows are drawn on
+    the pool, several at once."""
     sizes = [len(rows.text) if isinstance(rows, ExactRows) else rows.rows for _, rows in window]
+    windows = [
+        (block.offset + rows.row_starts) // splitter.window_bytes
+        if isinstance(rows, Scan) and rows.row_starts is not None
+        else np.full(size, splitter.window_of(block.offset), dtype=np.int64)
+        for (block, rows), size in zip(window, sizes)
+    ]
     strata = None
     if stratified:
         keys = [
@@ -232,18 +256,42 @@ def _route_window(
         ]
         present = [k for k, n in zip(keys, sizes) if n and k is not None]
         strata = np.concatenate(present) if present else None
-    is_test, sample_keys, seen = splitter.assign(splitter.window_of(window[0][0].offset), sum(sizes), strata)
+    is_test, sample_keys, seen = _draw(splitter, np.concatenate(windows), strata)
     parts, row, key = [], 0, 0
-    for (block, rows), size in zip(window, sizes):
+    for (block, rows), size, rows_windows in zip(window, sizes, windows):
         mask = is_test[row : row + size]
         trained = size - int(np.count_nonzero(mask))
         block_keys = sample_keys[key : key + trained]
         row, key = row + size, key + trained
         if isinstance(rows, ExactRows):
             parts.append(route_exact(rows, block, mask, block_keys))
-        else:
-            parts.append(route(rows, mask, block_keys))
+            continue
+        part = route(rows, mask, block_keys)
+        if size and rows_windows[0] != rows_windows[-1]:
+            kept = ~mask
+            trained_windows = rows_windows[kept]
+            starts = np.flatnonzero(trained_windows[1:] != trained_windows[:-1]) + 1
+            if len(starts):
+                ends = np.cumsum(rows.row_lengths[kept])
+                part.train_cuts = [(int(ends[at - 1]), int(at)) for at in starts]
+        parts.append(part)
     return parts, seen
+
+
+def _draw(
+    splitter: WindowSplitter, windows: np.ndarray, strata: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, list[dict[bytes, int]]]:
+    """The draws of the rows in the windows ``windows`` (each row's, in order): the test mask, the training rows'
+    keys in row order, each window's rows of each stratum."""
+    cuts = [0, *(np.flatnonzero(windows[1:] != windows[:-1]) + 1).tolist(), len(windows)]
+    masks, keys, seen = [np.zeros(0, dtype=bool)], [np.zeros(0)], []
+    for begin, end in zip(cuts, cuts[1:]):
+        if end > begin:
+            drawn = splitter.assign(int(windows[begin]), end - begin, None if strata is None else strata[begin:end])
+            masks.append(drawn[0])
+            keys.append(drawn[1])
+            seen.append(drawn[2])
+    return np.concatenate(masks), np.concatenate(keys), seen
 
 
 def check_counts(

@@ -20,7 +20,7 @@ import numpy as np
 from kmeans_pipeline.aws.range_reading import RangeReading
 from kmeans_pipeline.aws.s3 import ShardedChannel, ranged_chunks, source_header
 from kmeans_pipeline.aws.work import Work, sample_name, split_name
-from kmeans_pipeline.data.blocks import RowBlock, header_and_blocks
+from kmeans_pipeline.data.blocks import RowBlock, block_span, header_and_blocks
 from kmeans_pipeline.data.header import parse_header
 from kmeans_pipeline.data.split import split_blocks
 from kmeans_pipeline.data.splitter import WindowSplitter
@@ -31,6 +31,11 @@ from kmeans_pipeline.schemas.run import RunConfig
 from kmeans_pipeline.schemas.settings import StackSettings
 
 CHANNEL_CONTENT_TYPE = "text/csv"
+# Blocks are checked and split in this thread, as they are read (the reads keep their own threads): most of the
+# work holds the GIL (numpy's parser, bytes scans, small arrays), and on this 2-core machine the pool and writer
+# threads cost more in hand-offs than they gained (text, one range: 2.5-2.8 s one thread, 2.9-3.2 s with them,
+# 15-20 MB more peak RSS; numeric2 the same either way; docs/benchmarks.md).
+WORKERS = 1
 
 
 def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: RangeItem) -> dict:
@@ -83,10 +88,12 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         if reading is None:
             chunks = ranged_chunks(s3, item.source)
             # a gzip object is read whole, its lines numbered from its header
-            _, blocks = header_and_blocks(chunks, window_bytes=item.window_bytes)
+            _, blocks = header_and_blocks(chunks, window_bytes=block_span(item.window_bytes))
         else:
-            blocks = reading.blocks(item.window_bytes)
-        counts = split_blocks(blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train)
+            blocks = reading.blocks(block_span(item.window_bytes))
+        counts = split_blocks(
+            blocks, layout, splitter, train, Observed(test, watch.test), on_train=watch.train, workers=WORKERS
+        )
         train.close()
         test.close()
     except DataValidationError as exc:
@@ -100,7 +107,7 @@ def split_range(config: RunConfig, settings: StackSettings, s3: Any, item: Range
         test.abort()
         raise
     result = _result(item, reading, counts, error, watch, splitter, train.keys, test.keys)
-    if config.stratify_column is not None:
+    if config.stratify_column is not None and error is None:  # a range with a problem: how far it got is no count
         result.strata = {key.hex(): rows for key, rows in splitter.strata().items()}
     if watch.learner is not None and watch.learner.rows and error is None:
         keys, sample = watch.learner.keyed_sample()  # by key: the merge reads the first rows it needs
