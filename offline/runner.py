@@ -417,17 +417,7 @@ class OfflineAWS:
             # The retraining schedule; the drift check's schedule is OfflineAWS.check_drift (moto delivers nothing
             # to a Lambda target). A disabled rule receives nothing (moto_patches).
             if rule.scheduled_expression and any(t["Arn"] == self.stack.state_machine_arn for t in rule.targets):
-                event = {
-                    "version": "0",
-                    "id": os.urandom(16).hex(),
-                    "detail-type": "Scheduled Event",
-                    "source": "aws.events",
-                    "account": ACCOUNT_ID,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "region": REGION,
-                    "resources": [rule.arn],
-                    "detail": {},
-                }
+                event = eventbridge_event("Scheduled Event", "aws.events", rule.arn, {}, datetime.now(UTC))
                 rule.send_to_targets(event)
 
     def check_drift(self, window: tuple[datetime, datetime] | None = None) -> dict:
@@ -435,18 +425,11 @@ class OfflineAWS:
         window as an operator would; returns its output. moto delivers no event to a Lambda target."""
         name = self.stack.physical["CheckDriftFunction"]
         if window is None:
-            event: dict = {
-                "version": "0",
-                "id": os.urandom(16).hex(),
-                "detail-type": "Scheduled Event",
-                "source": "aws.events",
-                "account": ACCOUNT_ID,
-                # EventBridge's time has whole seconds: the next one, so that what was just scored is in the window.
-                "time": (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "region": REGION,
-                "resources": [self.stack.arns["DriftCheckRule"]],
-                "detail": {},
-            }
+            # EventBridge's time has whole seconds: the next one, so that what was just scored is in the window.
+            when = datetime.now(UTC) + timedelta(seconds=1)
+            event: dict = eventbridge_event(
+                "Scheduled Event", "aws.events", self.stack.arns["DriftCheckRule"], {}, when
+            )
         else:
             event = {"windowStart": _iso(window[0]), "windowEnd": _iso(window[1])}
         answer = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
@@ -501,22 +484,13 @@ class OfflineAWS:
                 subject = f'{state}: "{alarm["AlarmName"]}" in {REGION}'
                 self.client("sns").publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message))
                 self.notifications.append({"topic": topic, "subject": subject, "message": message})
-            event = {
-                "version": "0",
-                "id": os.urandom(16).hex(),
-                "detail-type": "CloudWatch Alarm State Change",
-                "source": "aws.cloudwatch",
-                "account": ACCOUNT_ID,
-                "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "region": REGION,
-                "resources": [alarm["AlarmArn"]],
-                "detail": {
-                    "alarmName": alarm["AlarmName"],
-                    "state": {"value": state, "reason": reason, "timestamp": now.isoformat()},
-                    "previousState": {"value": old},
-                    "configuration": {"description": alarm.get("AlarmDescription", "")},
-                },
+            detail = {
+                "alarmName": alarm["AlarmName"],
+                "state": {"value": state, "reason": reason, "timestamp": now.isoformat()},
+                "previousState": {"value": old},
+                "configuration": {"description": alarm.get("AlarmDescription", "")},
             }
+            event = eventbridge_event("CloudWatch Alarm State Change", "aws.cloudwatch", alarm["AlarmArn"], detail, now)
             change.executions = self._deliver(event)
             changes.append(change)
         return changes
@@ -728,6 +702,21 @@ _COMPARE = {
     "LessThanThreshold": lambda v, t: v < t,
     "LessThanOrEqualToThreshold": lambda v, t: v <= t,
 }
+
+
+def eventbridge_event(detail_type: str, source: str, resource: str, detail: dict, when: datetime) -> dict:
+    """An event as EventBridge delivers it (its time in whole seconds, UTC)."""
+    return {
+        "version": "0",
+        "id": os.urandom(16).hex(),
+        "detail-type": detail_type,
+        "source": source,
+        "account": ACCOUNT_ID,
+        "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [resource],
+        "detail": detail,
+    }
 
 
 def _iso(when: datetime) -> str:

@@ -54,20 +54,15 @@ def prepared(name, seed):
     return out
 
 
-def model(name, seed, k):
-    p = CACHE / f"model_{name}_{seed}_{k}.npy"
-    if p.exists():
-        return np.load(p)
-    X, y, Z, te, tr = prepared(name, seed)
-    Ztr, Zte = Z[~te], Z[te]
-    rng = np.random.default_rng([seed, k])
+def best_of_three(Ztr, Zte, k, rng):
+    """The centroids of three stand-in training jobs (tuning's draws) with the lowest test MSD."""
     hi = max(1, min(15000, len(Ztr)))
     lo = min(3000, hi)
     best = None
     for j in range(3):
         hp = {
             "k": str(k),
-            "feature_dim": str(Z.shape[1]),
+            "feature_dim": str(Ztr.shape[1]),
             "extra_center_factor": str(int(rng.integers(4, 11))),
             "mini_batch_size": str(int(rng.integers(lo, hi + 1)) if lo < hi else hi),
             "init_method": ["kmeans++", "random"][j % 2],
@@ -78,8 +73,19 @@ def model(name, seed, k):
         msd = standin.evaluate(Zte, C)["msd"]
         if best is None or msd < best[0]:
             best = (msd, C)
-    np.save(p, best[1])
     return best[1]
+
+
+def model(name, seed, k):
+    p = CACHE / f"model_{name}_{seed}_{k}.npy"
+    if p.exists():
+        return np.load(p)
+    X, y, Z, te, tr = prepared(name, seed)
+    Ztr, Zte = Z[~te], Z[te]
+    rng = np.random.default_rng([seed, k])
+    centroids = best_of_three(Ztr, Zte, k, rng)
+    np.save(p, centroids)
+    return centroids
 
 
 def kchoice(name, seed, lo, hi):
@@ -222,25 +228,9 @@ def model2(name, seed, scaling, k, Z, te, rep):
         return np.load(p)
     Ztr, Zte = Z[~te].astype(np.float32), Z[te].astype(np.float32)
     rng = np.random.default_rng([seed, k, rep])
-    hi = max(1, min(15000, len(Ztr)))
-    lo = min(3000, hi)
-    best = None
-    for j in range(3):
-        hp = {
-            "k": str(k),
-            "feature_dim": str(Z.shape[1]),
-            "extra_center_factor": str(int(rng.integers(4, 11))),
-            "mini_batch_size": str(int(rng.integers(lo, hi + 1)) if lo < hi else hi),
-            "init_method": ["kmeans++", "random"][j % 2],
-        }
-        C = standin.train(
-            Ztr, standin.KMeansParams.from_hyperparameters(hp), np.random.default_rng(rng.integers(2**31))
-        )
-        msd = standin.evaluate(Zte, C)["msd"]
-        if best is None or msd < best[0]:
-            best = (msd, C)
-    np.save(p, best[1])
-    return best[1]
+    centroids = best_of_three(Ztr, Zte, k, rng)
+    np.save(p, centroids)
+    return centroids
 
 
 def evaluate2(name, seed, scaling, floor, metric, rep):

@@ -150,6 +150,11 @@ class RowBlock:
     overlong: bool = False
     offset: int = 0
 
+    @property
+    def last_line_start(self) -> int:
+        """Where its last line starts in ``data``: no row of it starts after."""
+        return self.data.rfind(NEWLINE, 0, len(self.data) - 1) + 1
+
 
 @dataclass
 class RoutedBlock:
@@ -364,8 +369,7 @@ def by_window(block: RowBlock, window_bytes: int, base: int = 0) -> Iterator[Row
     starts in the window of the piece's offset. A block whose last record is unfinished is not cut (reading it
     names the problem)."""
     start = base + block.offset
-    last_line = block.data.rfind(NEWLINE, 0, len(block.data) - 1) + 1  # no row starts after the last line's start
-    if block.unbalanced or (start + last_line) // window_bytes == start // window_bytes:
+    if block.unbalanced or (start + block.last_line_start) // window_bytes == start // window_bytes:
         yield RowBlock(block.data, block.first_line, block.unbalanced, block.overlong, start)
         return
     data, line, at = block.data, block.first_line, 0

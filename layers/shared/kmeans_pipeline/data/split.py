@@ -22,7 +22,6 @@ import numpy as np
 
 from kmeans_pipeline.data.blocks import (
     BLOCK_BYTES,
-    NEWLINE,
     RoutedBlock,
     RowBlock,
     block_span,
@@ -148,7 +147,7 @@ def split_blocks(
     writer = ThreadPoolExecutor(1, thread_name_prefix="split-write") if workers > 1 else None
     scans: deque[tuple[Any, RowBlock]] = deque()  # (future Scan or None, the block)
     window: list[tuple[RowBlock, Scan | ExactRows]] = []  # the checked blocks of the windows not yet assigned
-    last = [-1]  # the window of the last line start in ``window``: no row of a later block is in it or before
+    last_window = -1  # the window of the last line start in ``window``: no row of a later block is in it or before
     routes: deque[Any] = deque()  # a window's future RoutedBlocks and strata, in order
     writes: deque[Any] = deque()
 
@@ -182,10 +181,11 @@ def split_blocks(
         window.clear()
 
     def checked(block: RowBlock, rows: Scan | ExactRows) -> None:
-        if window and splitter.window_of(block.offset) != last[0]:  # it starts in a window after theirs
+        nonlocal last_window
+        if window and splitter.window_of(block.offset) != last_window:  # it starts in a window after theirs
             assign_window()
         window.append((block, rows))
-        last[0] = splitter.window_of(block.offset + block.data.rfind(NEWLINE, 0, len(block.data) - 1) + 1)
+        last_window = splitter.window_of(block.offset + block.last_line_start)
 
     def next_scan() -> None:  # the oldest block scanned (or read by the exact path), in order
         future, block = scans.popleft()
