@@ -1,6 +1,6 @@
 """The variants docs/benchmarks.md compares (k ranges, small-cluster rules, threshold rules), on the quality suite.
 
-    python -m tools.quality_variants [--table defaults|scaling|small] [--held-out]
+    python -m tools.quality_variants [--table defaults|scaling|small|redundancy|features|k] [--held-out]
     (needs the quality extra; models cached in .cache/quality-variants/)
 
 An emulation of the pipeline with its own pieces, outside the state machine, so that many variants are cheap: the
@@ -10,7 +10,10 @@ model.scoring. AP over every record of each set, mean of seeds 0-2; IsolationFor
 ``--table defaults``: the k ranges, small-cluster and threshold rules of issue 19's first round; ``--table scaling``:
 its second round (robust scaling, 1-10 scales kept numeric, signed logs, per-cluster and pooled diagonal metrics,
 the k floor with them); ``--table small``: its third round, which clusters are small (CBLOF's alpha / beta, sizes
-relative to the average n / k, isolation, a category level split over several clusters) and LDCOF's score.
+relative to the average n / k, isolation, a category level split over several clusters) and LDCOF's score;
+``--table redundancy``: its fourth round (correlation weights, shrunk whitening, the largest deviation and the
+4-norm, a size-weighted mixture density over the centroids); ``--table features``: where the signal sits (each
+treated column alone against the distance and IsolationForest, seed 0); ``--table k``: the default's AP at fixed k.
 ``--held-out``: the same table on the held-out sets, looked at only after a choice.
 """
 
@@ -195,6 +198,10 @@ def features(name, seed, scaling):
     scores, kept numeric), ``+slog`` (a numeric column whose 99th percentile deviation from the median is 10x its
     median deviation gets a signed log of that deviation)."""
     X, y, Z, te, tr = prepared(name, seed)
+    base, _, post = scaling.partition("@")
+    if post:
+        Z, trz = features(name, seed, base)
+        return _reweighted(Z, te, post), trz
     if scaling == "z":
         return Z.astype(np.float64), tr
     cols, kept = [], []
@@ -218,6 +225,30 @@ def features(name, seed, scaling):
     from kmeans_pipeline.schemas.dataset import FeatureTreatment
 
     return np.hstack(cols), FeatureTreatment(columns=kept)
+
+
+def _reweighted(Z: np.ndarray, te: np.ndarray, post: str) -> np.ndarray:
+    """Issue 19's fourth round: the treated features re-weighted for redundancy, from the training rows.
+
+    ``corr``: each column times 1 / sqrt(sum_i r_ij^2), r the columns' correlations (1 for a constant column), so
+    that m copies of one column weigh as one column and an uncorrelated column keeps its weight (one-hot columns
+    count as columns). ``whiten-A``: principal components, each over sqrt(its variance + A x the mean variance) (shrunk whitening)."""
+    tr = Z[~te]
+    if post == "corr":
+        sd = tr.std(0)
+        live = sd > 0
+        w = np.ones(Z.shape[1])
+        if live.sum() > 1:
+            r = np.corrcoef(tr[:, live], rowvar=False)
+            w[live] = 1.0 / np.sqrt((r**2).sum(0))
+        return Z * w
+    if post.startswith("whiten-"):
+        a = float(post.split("-")[1])
+        mu = tr.mean(0)
+        lam, vec = np.linalg.eigh(np.cov(tr - mu, rowvar=False))
+        lam = np.maximum(lam, 0)
+        return ((Z - mu) @ vec) / np.sqrt(lam + a * lam.mean() + 1e-12)
+    raise ValueError(post)
 
 
 def model2(name, seed, scaling, k, Z, te, rep):
@@ -247,12 +278,31 @@ def evaluate2(name, seed, scaling, floor, metric, rep):
     k = json.loads(p.read_text())["k"]
     C = model2(name, seed, scaling, k, Z, te, rep)
     closest, dist = scoring.score(Z, C)
-    judged = clusters.judge_small_clusters(Z[~te], closest[~te], k, scoring.small_clusters(closest[~te], k), trz)
+    # A re-weighted variant's one-hot columns are judged as the treatment wrote them.
+    Zj = features(name, seed, scaling.partition("@")[0])[0]
+    judged = clusters.judge_small_clusters(Zj[~te], closest[~te], k, scoring.small_clusters(closest[~te], k), trz)
     small = [j.index for j in judged if j.anomalous]
+    own = closest
     closest, dist = scoring.refer(Z, closest, dist, C, small if len(small) < k else [])
     if metric == "euclid":
         return aps(y, dist)
+    if metric.startswith("mix"):
+        # A mixture of spherical Gaussians at the centroids, weighted by training sizes, one variance: the score is
+        # minus the log density. ``mixref``: without the clusters judged anomalous. ``mixT``: variance x T.
+        Cf = np.asarray(C, dtype=np.float64)
+        sq = clusters._squared(Z, Cf)
+        var = float(sq[~te][np.arange(int((~te).sum())), own[~te]].mean()) / Z.shape[1]
+        temp = float(metric.split("-")[1]) if "-" in metric else 1.0
+        sizes = np.bincount(own[~te], minlength=k).astype(np.float64) + 1.0
+        if metric.startswith("mixref") and 0 < len(small) < k:
+            sizes[small] = 0.0
+        logw = np.log(np.maximum(sizes, 1e-300) / sizes.sum())
+        a = logw[None, :] - sq / (2 * var * temp * Z.shape[1])
+        top = a.max(1)
+        return aps(y, -(top + np.log(np.exp(a - top[:, None]).sum(1))))
     D = (Z - np.asarray(C, dtype=np.float64)[closest]) ** 2
+    if metric.startswith("l"):  # the largest feature's deviation (linf), or the 4-norm (l4)
+        return aps(y, D.max(1) if metric == "linf" else (D**2).sum(1))
     pooled = np.maximum(D[~te].mean(0), 1e-6)
     var = np.tile(pooled, (len(C), 1))
     if metric.startswith("diag"):
@@ -282,12 +332,28 @@ SCALING_CONFIGS = {
     "z, DB 2.., pooled diagonal": ("z", 2, "pooled"),
 }
 
+# Issue 19, fourth round: redundant features (`--table redundancy`).
+REDUNDANCY_CONFIGS = {
+    "z-scores, DB 8.., distance (default)": ("z", 8, "euclid"),
+    "z, correlation weights": ("z@corr", 8, "euclid"),
+    "z, whitened, shrink 0.1": ("z@whiten-0.1", 8, "euclid"),
+    "z, whitened, shrink 1": ("z@whiten-1", 8, "euclid"),
+    "z, correlation weights, DB 2..": ("z@corr", 2, "euclid"),
+    "z, largest feature deviation": ("z", 8, "linf"),
+    "z, 4-norm of the deviations": ("z", 8, "l4"),
+    "z, size-weighted mixture": ("z", 8, "mix"),
+    "z, size-weighted mixture, x4 var": ("z", 8, "mix-4"),
+    "z, mixture without judged small": ("z", 8, "mixref"),
+    "z, mixture w/o judged small x4": ("z", 8, "mixref-4"),
+    "z, mixture w/o judged small x0.25": ("z", 8, "mixref-0.25"),
+}
 
-def scaling_table(sets: list[str]) -> None:
+
+def scaling_table(sets: list[str], configs: dict | None = None) -> None:
     forest = [sum(anchor(s, i)["if"] for i in SEEDS) / len(SEEDS) for s in sets]
     print(f"{'variant':40s}" + "".join(f"{s[:12]:>13s}" for s in sets) + "  >= IF   mean")
     print(f"{'IsolationForest':40s}" + "".join(f"{v:13.3f}" for v in forest))
-    for cname, (scaling, floor, metric) in SCALING_CONFIGS.items():
+    for cname, (scaling, floor, metric) in (configs or SCALING_CONFIGS).items():
         means = [
             float(np.mean([evaluate2(s, i, scaling, floor, metric, r) for i in SEEDS for r in range(REPS)]))
             for s in sets
@@ -457,13 +523,68 @@ def small_table(sets: list[str]) -> None:
         )
 
 
+def features_table(sets: list[str]) -> None:
+    """Where the signal sits (fourth round): AP of the distance to the reference cluster (the default, seed 0,
+    the first training run) beside the AP of each treated column's absolute z-score alone, the best three, and
+    IsolationForest on the raw columns and on the treated ones."""
+    from sklearn.ensemble import IsolationForest
+
+    print(f"{'set':14s} {'columns':>8s} {'distance':>9s} {'IF raw':>7s} {'IF treated':>11s}  best single columns")
+    for name in sets:
+        X, y, _, te, tr = prepared(name, 0)
+        Z, _ = features(name, 0, "z")
+        single = sorted((aps(y, np.abs(Z[:, j])) for j in range(Z.shape[1])), reverse=True)[:3]
+        treated = aps(y, -IsolationForest(random_state=0).fit(Z).score_samples(Z))
+        print(
+            f"{name:14s} {Z.shape[1]:8d} {evaluate2(name, 0, 'z', 8, 'euclid', 0):9.3f} {anchor(name, 0)['if']:7.3f}"
+            f" {treated:11.3f}  " + ", ".join(f"{v:.3f}" for v in single),
+            flush=True,
+        )
+
+
+def fixed_k_table(sets: list[str]) -> None:
+    """AP of the default's distance at a fixed k (mean of seeds 0-2, one training run each; k = 1 is the distance
+    to the training rows' mean), to see whether any k reaches a set's IsolationForest."""
+    print(f"{'k':>4s}" + "".join(f"{s[:12]:>13s}" for s in sets))
+    print(f"{'IF':>4s}" + "".join(f"{np.mean([anchor(s, i)['if'] for i in SEEDS]):13.3f}" for s in sets))
+    for k in (1, 2, 3, 4, 6, 8, 12, 16, 24):
+        row = []
+        for name in sets:
+            aps_ = []
+            for seed in SEEDS:
+                _, y, _, te, _ = prepared(name, seed)
+                Z, trz = features(name, seed, "z")
+                if k == 1:
+                    aps_.append(aps(y, np.sqrt(((Z - Z[~te].mean(0)) ** 2).sum(1))))
+                    continue
+                C = model2(name, seed, "z", k, Z, te, 1)
+                closest, dist = scoring.score(Z, C)
+                cand = scoring.small_clusters(closest[~te], k)
+                small = [
+                    j.index for j in clusters.judge_small_clusters(Z[~te], closest[~te], k, cand, trz) if j.anomalous
+                ]
+                aps_.append(aps(y, scoring.refer(Z, closest, dist, C, small if len(small) < k else [])[1]))
+            row.append(float(np.mean(aps_)))
+        print(f"{k:4d}" + "".join(f"{v:13.3f}" for v in row), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", choices=("defaults", "scaling", "small"), default="defaults")
+    parser.add_argument(
+        "--table", choices=("defaults", "scaling", "small", "redundancy", "features", "k"), default="defaults"
+    )
     parser.add_argument("--held-out", action="store_true", help="the held-out sets (tools/quality_sets.HELD_OUT)")
     args = parser.parse_args(argv)
     sets = list(HELD_OUT) if args.held_out else SETS
-    {"defaults": defaults_table, "scaling": scaling_table, "small": small_table}[args.table](sets)
+    tables = {
+        "defaults": defaults_table,
+        "scaling": scaling_table,
+        "small": small_table,
+        "redundancy": lambda sets: scaling_table(sets, REDUNDANCY_CONFIGS),
+        "features": features_table,
+        "k": fixed_k_table,
+    }
+    tables[args.table](sets)
     return 0
 
 

@@ -27,7 +27,7 @@ def test_the_two_commands_are_at_the_top():
 
 
 def test_the_readme_stays_short_and_links_every_doc():
-    assert len(README.splitlines()) <= 120
+    assert len(README.splitlines()) <= 130
     for name in DOCS:
         assert f"docs/{name}" in README, f"README.md does not link docs/{name}"
 
