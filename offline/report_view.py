@@ -73,6 +73,8 @@ def _how(column: ColumnTreatment) -> str:
         "log": "log1p" + scaled,
         "numeric": "numeric" + (scaled if column.standardize else ""),
     }[column.kind]
+    if column.weights is not None and any(w != 1 for w in column.weights):
+        how += ", weight " + "/".join(f"{w:.3g}" for w in column.weights)
     return f"  {column.column}: {how} ({column.decided}" + (f": {column.reason})" if column.decided == "auto" else ")")
 
 
@@ -138,6 +140,7 @@ def report_table(report: Report) -> str:
         f"k={report.k}, {report.evaluated_rows:,} test records scored, "
         f"test MSD {fmt(report.evaluation_msd)}; the features:",
         *(_how(column) for column in report.treatment.columns),
+        *(_wrapped(report.treatment.weighting, "Feature weights: ") if report.treatment.weighting else []),
         *_k_lines(report),
         "Centroids in the CSV's units (a category: its heaviest level); distances and thresholds in the model's; "
         f"every record is scored against the overall threshold, the {report.anomaly_percentile:g}th-percentile "

@@ -300,12 +300,17 @@ def test_standardize_writes_z_scored_channels_with_the_training_statistics(setti
     raw_train = np.loadtxt(channel_text(dataset.train_uri.replace("features/", "")).splitlines(), delimiter=",")
     mean = np.array([c.mean for c in dataset.treatment.columns])
     std = np.array([c.std for c in dataset.treatment.columns])
+    # Each z-score times its weight (the default correlation weights): two columns, so sqrt(1 + r^2) each.
+    weight = np.array([c.weights[0] for c in dataset.treatment.columns])
+    r = np.corrcoef(raw_train, rowvar=False)[0, 1]
+    np.testing.assert_allclose(weight, np.sqrt(1 + r**2), rtol=1e-3)
     np.testing.assert_allclose(mean, raw_train.mean(0)) and np.testing.assert_allclose(std, raw_train.std(0))
-    np.testing.assert_allclose(train, (raw_train - mean) / std, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(train.mean(0), 0, atol=1e-6) and np.testing.assert_allclose(train.std(0), 1, atol=1e-5)
+    np.testing.assert_allclose(train, (raw_train - mean) / std * weight, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(train.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(train.std(0), weight, rtol=1e-5)
     test = np.loadtxt(channel_text(dataset.test_uri).splitlines(), delimiter=",")
     raw_test = np.loadtxt(channel_text(dataset.raw_test_uri).splitlines(), delimiter=",")
-    np.testing.assert_allclose(test, (raw_test - mean) / std, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(test, (raw_test - mean) / std * weight, rtol=1e-6, atol=1e-6)
     assert len(train) == dataset.train_rows and len(test) == dataset.test_rows
 
 

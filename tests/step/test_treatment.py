@@ -14,6 +14,7 @@ from kmeans_pipeline.data.treatment import (
     axis_range,
     channel_text,
     comparable,
+    correlation_weights,
     encode,
     raw_numbers,
     to_base,
@@ -75,9 +76,14 @@ def test_auto_one_hot_encodes_a_few_whole_numbers_and_logs_a_long_tailed_amount(
     # in the same order.
     train, test, raw_test = channel(dataset.train_uri), channel(dataset.test_uri), channel(dataset.raw_test_uri)
     assert train.shape == (dataset.train_rows, 5) and test.shape == (dataset.test_rows, 5)
-    assert set(np.unique(train[:, :4])) == {0.0, 1.0} and (train[:, :4].sum(1) == 1).all()
+    # One-hot: 0, or the level's weight (the default correlation weights, each at least 1).
+    weights = np.array([w for c in dataset.treatment.columns for w in c.weights])
+    assert (weights >= 1).all() and "correlations" in dataset.treatment.weighting
+    hot = train[:, :4] != 0
+    assert (hot.sum(1) == 1).all()
+    np.testing.assert_allclose(train[:, :4], hot * weights[:4].astype(np.float32))
     np.testing.assert_allclose(train[:, 4].mean(), 0, atol=1e-6) and np.testing.assert_allclose(
-        train[:, 4].std(), 1, atol=1e-5
+        train[:, 4].std(), weights[4], rtol=1e-5
     )
     want, _ = encode(dataset.treatment, raw_test)
     np.testing.assert_allclose(test, want, rtol=1e-6, atol=1e-6)
@@ -251,3 +257,79 @@ def test_a_constant_column_gets_a_std_of_0_not_rounding_noise():
 def test_encode_checks_the_column_count():
     with pytest.raises(ValueError, match="the treatment has 2 columns"):
         encode(raw_numbers(["a", "b"]), np.zeros((3, 3)))
+
+
+def test_correlation_weights_count_what_columns_measure_together_and_noise_once():
+    rng = np.random.default_rng(5)
+    size = rng.normal(size=4000)
+    # Three columns measure one property (r near 1), one moves alone, one is constant.
+    X = np.column_stack(
+        [
+            10 + size + 0.01 * rng.normal(size=4000),
+            100 * size + rng.normal(size=4000),
+            -3 * size + 0.02 * rng.normal(size=4000),
+            rng.normal(5, 2, size=4000),
+            np.full(4000, 7.0),
+        ]
+    )
+    learner = TreatmentLearner()
+    learner.add(X, train=True)
+    plain = learner.decide(["a", "b", "c", "noise", "flat"], {}, True)
+    weighted = correlation_weights(plain, X)
+    weights = [c.weights[0] for c in weighted.columns]
+    np.testing.assert_allclose(weights[:3], np.sqrt(3), rtol=1e-3)
+    assert weights[3] == pytest.approx(1, abs=2e-3) and weights[4] == 1.0
+    assert "on 4,000 sampled training rows (1: it moves with no other feature): from 1 (" in weighted.weighting
+    assert "to 1.73 (" in weighted.weighting
+    # The features are the z-scores times the weights; every inverse undoes both.
+    Z = encode(weighted, X[:50])[0]
+    np.testing.assert_allclose(Z, encode(plain, X[:50])[0] * weights)
+    np.testing.assert_allclose(to_base(weighted, Z), X[:50], rtol=1e-12)
+    np.testing.assert_allclose(to_original(weighted, Z), X[:50], rtol=1e-12)
+    # Along one column, a radius in the model's units spans std / weight of the CSV's.
+    ranges = axis_range(weighted, np.zeros(5), radius=1.0)
+    assert ranges[0]["high"] - ranges[0]["low"] == pytest.approx(2 * X[:, 0].std() / weights[0])
+    # A record 3 standard deviations out along what three columns measure lies farther than one 3 out on noise.
+    centre = X.mean(0)
+    along = centre + 3 * X.std(0) * np.array([1, 1, -1, 0, 0])
+    odd = centre + 3 * X.std(0) * np.array([0, 0, 0, 1, 0])
+    far = np.linalg.norm(encode(weighted, np.array([along, odd]))[0], axis=1)
+    assert far[0] > 2.5 * far[1]
+
+
+def test_correlation_weights_weigh_one_hot_levels_and_leave_raw_numbers_alone():
+    rng = np.random.default_rng(6)
+    code = rng.integers(1, 4, 3000).astype(float)
+    X = np.column_stack([code, code * 10 + rng.normal(size=3000)])
+    learner = TreatmentLearner()
+    learner.add(X, train=True)
+    weighted = correlation_weights(learner.decide(["code", "x"], {"code": "category"}, True), X)
+    level_weights = weighted.columns[0].weights
+    assert len(level_weights) == 3 and all(w > 1 for w in level_weights)
+    Z = encode(weighted, np.array([[2.0, 20.0]]))[0][0]
+    assert Z[:3].tolist() == [0.0, level_weights[1], 0.0]
+    raw = raw_numbers(["a", "b"])
+    assert correlation_weights(raw, X) is raw  # not z-scored: weights would compare unlike spreads
+    unscaled = learner.decide(["code", "x"], {"code": "category"}, False)
+    assert correlation_weights(unscaled, X) is unscaled
+
+
+def test_weights_must_be_one_positive_number_per_feature():
+    with pytest.raises(ValueError, match="weights must be 3 positive numbers"):
+        ColumnTreatment(column="code", kind="category", levels=[1.0, 2.0, 3.0], weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="weights must be 1 positive numbers"):
+        ColumnTreatment(column="x", kind="numeric", standardize=True, mean=0.0, std=1.0, weights=[0.0])
+
+
+def test_feature_weights_equal_leaves_every_feature_at_1(settings):
+    put_csv(settings.data_bucket, "incoming/t.csv", transactions(800))
+    s3 = boto3.client("s3", region_name=REGION)
+    features = ["tranCode", "Amount"]
+    weighted = prepare_data(config_for(settings, "incoming/t.csv", featureColumns=features), settings, s3)
+    assert all(c.weights for c in weighted.treatment.columns) and weighted.treatment.weighting
+    equal = prepare_data(
+        config_for(settings, "incoming/t.csv", featureColumns=features, featureWeights="equal"), settings, s3
+    )
+    assert all(c.weights is None for c in equal.treatment.columns) and equal.treatment.weighting == ""
+    with pytest.raises(InvalidInputError, match="featureWeights"):
+        config_for(settings, "incoming/t.csv", featureWeights="pca")

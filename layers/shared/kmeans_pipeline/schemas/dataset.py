@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kmeans_pipeline.schemas.base import CamelModel
 
@@ -50,6 +51,20 @@ class ColumnTreatment(CamelModel):
     levels: list[float] | None = None
     decided: Literal["auto", "requested"] = "requested"
     reason: str = ""
+    # Each of the column's features (one, or one per level) is multiplied by its weight once standardised (one-hot:
+    # the 0/1 value); None: 1 for each (data.treatment.correlation_weights).
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> ColumnTreatment:
+        if self.weights is not None and (
+            len(self.weights) != self.width or not all(math.isfinite(w) and w > 0 for w in self.weights)
+        ):
+            raise ValueError(
+                f"column {self.column}: weights must be {self.width} positive numbers, one per feature, "
+                f"got {self.weights}"
+            )
+        return self
 
     @property
     def width(self) -> int:
@@ -66,6 +81,8 @@ class FeatureTreatment(CamelModel):
     """The per-column treatments of a dataset, in channel order: what the model's features are."""
 
     columns: list[ColumnTreatment]
+    # How the features were weighted, and why (data.treatment.correlation_weights); empty: not weighted.
+    weighting: str = ""
 
     @property
     def input_columns(self) -> list[str]:

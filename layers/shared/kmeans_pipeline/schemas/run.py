@@ -33,6 +33,8 @@ MAX_TOTAL_WAIT_SECONDS = int(POLLING_SECONDS * 0.9)
 # What a record closest to a small cluster is scored against (scoring.small_clusters, scoring.refer,
 # model.clusters.judge_small_clusters).
 SmallClusters = Literal["auto", "normal", "anomalous"]
+# How the z-scored features are weighted in the distance (data.treatment.correlation_weights).
+FeatureWeights = Literal["correlation", "equal"]
 
 
 class RunRequest(CamelModel):
@@ -98,6 +100,10 @@ class RunRequest(CamelModel):
     standardize: bool | None = Field(
         default=None,
         description="true: z-score every numeric column with the training set's mean and standard deviation; false: raw numbers. Either way, columns not named in treatments are numeric instead of auto.",
+    )
+    feature_weights: FeatureWeights = Field(
+        default="correlation",
+        description="How the features count in the distance once z-scored. correlation (the default): each feature times the square root of the sum of its squared correlations with every feature on the sampled training rows, so that what many columns measure together counts more than a column that moves alone (1); equal: every feature 1. Applies only when every numeric column is z-scored.",
     )
     anomaly_percentile: float | None = Field(
         default=None,
@@ -190,6 +196,7 @@ class RunConfig(CamelModel):
     report_prefix: str = ""
     treatments: dict[str, TreatmentKind] = Field(default_factory=dict)
     standardize: bool | None = None
+    feature_weights: FeatureWeights = "correlation"
     anomaly_percentile: float = 99.0
     small_clusters: SmallClusters = "auto"
     gate_tolerance_percent: float = 5.0

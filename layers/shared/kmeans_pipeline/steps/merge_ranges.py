@@ -13,7 +13,9 @@ are read right:
   training rows with the smallest sample keys from every worker's sample: the keys are drawn per window of the
   object, so the merged sample is the one a single pass would keep, whatever the ranges and whichever finished
   first);
-- checks the split as a whole and decides each column's treatment, as the single data step did, and (when neither
+- checks the split as a whole and decides each column's treatment, as the single data step did, weighs the features
+  by their correlations on the merged sample (``data.treatment.correlation_weights``, unless the run says
+  ``featureWeights: equal``), and (when neither
   the run nor the stack sets k) chooses k from the merged sample of training rows
   (:func:`kmeans_pipeline.model.clusters.choose_k`); refuses a dataset description the run could not carry;
 - writes the dataset's draft and, unless the features are the raw numbers, the items of "Write the treated
@@ -37,6 +39,7 @@ from kmeans_pipeline.data.split import check_counts
 from kmeans_pipeline.data.splitter import StratifiedSplitter
 from kmeans_pipeline.data.treatment import (
     TreatmentLearner,
+    correlation_weights,
     encode,
     raw_numbers,
     sample_capacity,
@@ -232,4 +235,7 @@ def _treatment(
     with ThreadPoolExecutor(min(READERS, max(len(parts), 1)), thread_name_prefix="merge-sample") as pool:
         samples = list(pool.map(drawn, parts))
     learner = TreatmentLearner.merged(states, samples, dim)
-    return learner.decide(columns, config.treatments, config.standardize), learner.sample
+    treatment = learner.decide(columns, config.treatments, config.standardize)
+    if config.feature_weights == "correlation":
+        treatment = correlation_weights(treatment, learner.sample)
+    return treatment, learner.sample

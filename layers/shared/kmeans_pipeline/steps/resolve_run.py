@@ -93,6 +93,7 @@ def resolve_run(
         report_prefix=f"reports/{rid}/",
         treatments=request.treatments,
         standardize=request.standardize,
+        feature_weights=request.feature_weights,
         anomaly_percentile=request.anomaly_percentile or settings.anomaly_percentile,
         small_clusters=request.small_clusters,
         gate_tolerance_percent=(

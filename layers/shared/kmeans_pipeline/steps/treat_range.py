@@ -116,4 +116,6 @@ def _out_of_range(
 def _how(column: ColumnTreatment) -> str:
     """What the treatment does to a column's values, as the message says it."""
     how = f"z-scored with mean {column.mean or 0.0:.6g} and standard deviation {column.std or 0.0:.3g}"
+    if column.weights is not None and column.weights[0] != 1:
+        how += f", times its weight {column.weights[0]:.3g}"
     return f"log1p, then {how}" if column.kind == "log" else how
