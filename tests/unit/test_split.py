@@ -270,8 +270,10 @@ def test_memory_stays_bounded_whatever_the_input_size():
         split_stream(rows(count), Sink(), Sink())
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-    # About 25 blocks of working memory per worker: the blocks in flight and their index arrays.
-    assert peaks[1] < 1.2 * peaks[0] and peaks[1] < 32 * csv_blocks.BLOCK_BYTES * split.default_workers()
+    # About 25 blocks of working memory per worker: the blocks in flight and their index arrays. Three times the
+    # rows would take about three times the memory if it grew with the input; how many blocks are in flight at the
+    # peak moves with the machine's load (1.24x once, beside the rest of make test), so the margin is 1.5x.
+    assert peaks[1] < 1.5 * peaks[0] and peaks[1] < 32 * csv_blocks.BLOCK_BYTES * split.default_workers()
 
 
 def test_line_blocks_end_at_newlines_and_refuse_endless_lines():

@@ -30,8 +30,8 @@ def aws():
 
 
 def test_the_widest_dataset_the_budget_allows_runs_end_to_end(aws):
-    aws.upload(wide_csv(760), KEY)
-    result = aws.run(RUN, "wide-760", timeout=600)
+    aws.upload(wide_csv(710), KEY)
+    result = aws.run(RUN, "wide-710", timeout=600)
     assert result.status == "SUCCEEDED", result.cause
     config = RunConfig.model_validate(result.state_outputs("Resolve run configuration")[0])
     dataset = Dataset.model_validate(result.output["dataset"])
