@@ -16,6 +16,7 @@ from kmeans_pipeline.data.treatment import (
     comparable,
     correlation_weights,
     encode,
+    from_base,
     raw_numbers,
     to_base,
     to_original,
@@ -333,3 +334,18 @@ def test_feature_weights_equal_leaves_every_feature_at_1(settings):
     assert all(c.weights is None for c in equal.treatment.columns) and equal.treatment.weighting == ""
     with pytest.raises(InvalidInputError, match="featureWeights"):
         config_for(settings, "incoming/t.csv", featureWeights="pca")
+
+
+def test_a_model_without_weights_maps_into_a_weighted_models_features_for_the_gate():
+    # The serving model may predate the weights: the gate maps its centroids through both treatments.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=2000)
+    X = np.column_stack([x + 0.1 * rng.normal(size=2000), 3 * x, rng.integers(1, 4, 2000)])
+    learner = TreatmentLearner()
+    learner.add(X, train=True)
+    plain = learner.decide(["a", "b", "code"], {"code": "category"}, True)
+    weighted = correlation_weights(plain, X)
+    assert comparable(plain, weighted) is None
+    rows = X[:20]
+    served = encode(plain, rows)[0]  # centroids at these records, in the serving model's features
+    np.testing.assert_allclose(from_base(weighted, to_base(plain, served)), encode(weighted, rows)[0], atol=1e-12)
