@@ -230,42 +230,32 @@ def features(name, seed, scaling):
 
 
 def _reweighted(Z: np.ndarray, te: np.ndarray, post: str) -> np.ndarray:
-    """Issue 19's fourth round: the treated features re-weighted for redundancy, from the training rows.
+    """Issue 19's fourth round: the treated features re-weighted, from the training rows.
 
     ``corr``: each column times 1 / sqrt(sum_i r_ij^2), r the columns' correlations (1 for a constant column), so
     that m copies of one column weigh as one column and an uncorrelated column keeps its weight (one-hot columns
-    count as columns). ``whiten-A``: principal components, each over sqrt(its variance + A x the mean variance) (shrunk whitening)."""
+    count as columns); ``corrup-P``: each column times (sum_i r_ij^2) ** P (P = 1/2: the product's
+    ``data.treatment.correlation_weights``); ``pca-S``: the principal components that explain a share S of the
+    variance, unscaled; ``whiten-A``: principal components, each over sqrt(its variance + A x the mean variance)
+    (shrunk whitening)."""
     tr = Z[~te]
-    if post == "corr":
-        sd = tr.std(0)
-        live = sd > 0
+    if post == "corr" or post.startswith("corrup-"):
+        live = tr.std(0) > 0
         w = np.ones(Z.shape[1])
         if live.sum() > 1:
-            r = np.corrcoef(tr[:, live], rowvar=False)
-            w[live] = 1.0 / np.sqrt((r**2).sum(0))
+            mass = (np.corrcoef(tr[:, live], rowvar=False) ** 2).sum(0)
+            w[live] = 1.0 / np.sqrt(mass) if post == "corr" else mass ** float(post.split("-")[1])
         return Z * w
-    if post.startswith("pca-"):  # the principal components that explain a share of the variance, unscaled
-        share = float(post.split("-")[1])
-        mu = tr.mean(0)
-        lam, vec = np.linalg.eigh(np.cov(tr - mu, rowvar=False))
+    mu = tr.mean(0)
+    lam, vec = np.linalg.eigh(np.cov(tr - mu, rowvar=False))
+    if post.startswith("pca-"):
         order = np.argsort(lam)[::-1]
         lam, vec = np.maximum(lam[order], 0), vec[:, order]
-        m = int(np.searchsorted(np.cumsum(lam) / lam.sum(), share) + 1)
+        m = int(np.searchsorted(np.cumsum(lam) / lam.sum(), float(post.split("-")[1])) + 1)
         return (Z - mu) @ vec[:, :m]
-    if post.startswith("corrup-"):  # against ``corr``: each column times (sum_i r_ij^2) ** P
-        power = float(post.split("-")[1])
-        sd = tr.std(0)
-        live = sd > 0
-        w = np.ones(Z.shape[1])
-        if live.sum() > 1:
-            w[live] = ((np.corrcoef(tr[:, live], rowvar=False) ** 2).sum(0)) ** power
-        return Z * w
     if post.startswith("whiten-"):
-        a = float(post.split("-")[1])
-        mu = tr.mean(0)
-        lam, vec = np.linalg.eigh(np.cov(tr - mu, rowvar=False))
         lam = np.maximum(lam, 0)
-        return ((Z - mu) @ vec) / np.sqrt(lam + a * lam.mean() + 1e-12)
+        return ((Z - mu) @ vec) / np.sqrt(lam + float(post.split("-")[1]) * lam.mean() + 1e-12)
     raise ValueError(post)
 
 
@@ -282,6 +272,17 @@ def model2(name, seed, scaling, k, Z, te, rep):
     return centroids
 
 
+def _referred(Z, Zj, te, C, trz):
+    """(closest, reference cluster, distance to it, small clusters judged anomalous) of every row: the product's
+    auto rule (CBLOF's small clusters, the category judgement on Zj's one-hot columns, the nearest large cluster)."""
+    k = len(C)
+    own, dist = scoring.score(Z, C)
+    judged = clusters.judge_small_clusters(Zj[~te], own[~te], k, scoring.small_clusters(own[~te], k), trz)
+    small = [j.index for j in judged if j.anomalous]
+    closest, dist = scoring.refer(Z, own, dist, C, small if len(small) < k else [])
+    return own, closest, dist, small
+
+
 def evaluate2(name, seed, scaling, floor, metric, rep, recall=False):
     """AP of one variant: the scaling, DB over floor..max(floor, min(16, sqrt(n/2))), auto small clusters, and the
     score's metric: ``euclid`` (the endpoint's distance, the product's), ``diag-m`` (to the reference cluster,
@@ -295,13 +296,8 @@ def evaluate2(name, seed, scaling, floor, metric, rep, recall=False):
         p.write_text(json.dumps({"k": clusters.choose_k(Z[~te], list(range(floor, hi + 1)), seed=42).k}))
     k = json.loads(p.read_text())["k"]
     C = model2(name, seed, scaling, k, Z, te, rep)
-    closest, dist = scoring.score(Z, C)
     # A re-weighted variant's one-hot columns are judged as the treatment wrote them.
-    Zj = features(name, seed, scaling.partition("@")[0])[0]
-    judged = clusters.judge_small_clusters(Zj[~te], closest[~te], k, scoring.small_clusters(closest[~te], k), trz)
-    small = [j.index for j in judged if j.anomalous]
-    own = closest
-    closest, dist = scoring.refer(Z, closest, dist, C, small if len(small) < k else [])
+    own, closest, dist, small = _referred(Z, features(name, seed, scaling.partition("@")[0])[0], te, C, trz)
     if metric == "euclid":
         if recall:  # (AP, recall at the overall threshold: the test distances' 99th percentile)
             return aps(y, dist), float(((dist > np.percentile(dist[te], 99.0)) & y).sum() / y.sum())
@@ -597,13 +593,7 @@ def fixed_k_table(sets: list[str]) -> None:
                 if k == 1:
                     aps_.append(aps(y, np.sqrt(((Z - Z[~te].mean(0)) ** 2).sum(1))))
                     continue
-                C = model2(name, seed, "z", k, Z, te, 1)
-                closest, dist = scoring.score(Z, C)
-                cand = scoring.small_clusters(closest[~te], k)
-                small = [
-                    j.index for j in clusters.judge_small_clusters(Z[~te], closest[~te], k, cand, trz) if j.anomalous
-                ]
-                aps_.append(aps(y, scoring.refer(Z, closest, dist, C, small if len(small) < k else [])[1]))
+                aps_.append(aps(y, _referred(Z, Z, te, model2(name, seed, "z", k, Z, te, 1), trz)[2]))
             row.append(float(np.mean(aps_)))
         print(f"{k:4d}" + "".join(f"{v:13.3f}" for v in row), flush=True)
 

@@ -198,23 +198,21 @@ def test_two_batches_of_one_name_at_once_each_keep_their_own_parts_and_summary(s
     aws.upload(large.encode(), "batches/again-large.csv")
     aws.upload(small.encode(), "batches/again-small.csv")
     s3 = aws.client("s3")
+
+    def as_again(key: str) -> None:
+        s3.copy_object(
+            Bucket=aws.bucket,
+            Key="batches/again.csv",
+            CopySource={"Bucket": aws.bucket, "Key": key},
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=aws.kms_key_arn,
+        )
+
     # Both under one name: the same key, started by hand at once (the large one's version, then the small one's).
-    s3.copy_object(
-        Bucket=aws.bucket,
-        Key="batches/again.csv",
-        CopySource={"Bucket": aws.bucket, "Key": "batches/again-large.csv"},
-        ServerSideEncryption="aws:kms",
-        SSEKMSKeyId=aws.kms_key_arn,
-    )
+    as_again("batches/again-large.csv")
     first = aws.start({"scoreKey": "batches/again.csv"}, "again-1", state_machine=SCORING)
     aws.state_output(first, "Plan the scoring ranges", timeout=60)
-    s3.copy_object(
-        Bucket=aws.bucket,
-        Key="batches/again.csv",
-        CopySource={"Bucket": aws.bucket, "Key": "batches/again-small.csv"},
-        ServerSideEncryption="aws:kms",
-        SSEKMSKeyId=aws.kms_key_arn,
-    )
+    as_again("batches/again-small.csv")
     second = aws.start({"scoreKey": "batches/again.csv"}, "again-2", state_machine=SCORING)
     results = [aws.wait(first, timeout=240), aws.wait(second, timeout=240)]
     assert [r.status for r in results] == ["SUCCEEDED", "SUCCEEDED"], [r.cause for r in results]
